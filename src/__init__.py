@@ -1,0 +1,3 @@
+"""Health Score Middleware: extract → score → load."""
+
+from __future__ import annotations

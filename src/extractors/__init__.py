@@ -1,0 +1,3 @@
+"""extractors package."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""loaders package."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sandbox package."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""scoring package."""
+
+from __future__ import annotations
