@@ -1,3 +1,5 @@
 """Health Score Middleware: extract → score → load."""
 
 from __future__ import annotations
+
+__version__ = "0.1.0"

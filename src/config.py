@@ -710,9 +710,16 @@ def load_scoring_config(directory: Path) -> ScoringConfig:
 
 
 def load_config(
-    directory: Path, *, need_mapping: bool = True, need_sources: bool = True
+    directory: Path,
+    *,
+    need_mapping: bool = True,
+    need_sources: bool = True,
+    mapping_path: Path | None = None,
 ) -> AppConfig:
-    """Load and validate the whole folder; raise ConfigError listing every problem."""
+    """Load and validate the whole folder; raise ConfigError listing every problem.
+
+    ``mapping_path`` replaces the folder's account_mapping.csv (the demo's sandbox writes its own).
+    """
     problems: list[ConfigProblem] = []
     weights = load_yaml(directory / WEIGHTS_FILE, _Problems(WEIGHTS_FILE, problems))
     thresholds = load_yaml(directory / THRESHOLDS_FILE, _Problems(THRESHOLDS_FILE, problems))
@@ -731,8 +738,8 @@ def load_config(
 
     accounts: tuple[Account, ...] = ()
     if need_mapping:
-        mp = _Problems(MAPPING_FILE, problems)
-        path = directory / MAPPING_FILE
+        path = mapping_path or directory / MAPPING_FILE
+        mp = _Problems(MAPPING_FILE if mapping_path is None else str(path), problems)
         try:
             text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
@@ -743,8 +750,8 @@ def load_config(
             text = None
         if text is not None:
             segments = scoring.segments if scoring else frozenset()
-            accounts = parse_mapping(text, segments, problems)
-            if not accounts and not any(p.file == MAPPING_FILE for p in problems):
+            accounts = parse_mapping(text, segments, problems, mp.file)
+            if not accounts and not any(p.file == mp.file for p in problems):
                 mp.add(
                     "",
                     "no accounts: the mapping has a header but no rows. Add one row per "

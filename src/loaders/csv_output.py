@@ -1,0 +1,137 @@
+"""CSV outputs: the scores file (one row per account) and the metric-level detail file.
+
+Files are written atomically: to a temporary file in the same folder, flushed, then renamed, so a
+reader never sees half a file and a failed write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+from src.config import PLATFORM_VALUE, ScoringConfig
+from src.scoring.composite import AccountScore, publish
+
+SCORE_COLUMNS_HEAD = (
+    "account_id",
+    "account_name",
+    "segment",
+    "quantitative_score",
+    "final_score",
+    "health_tier",
+    "churn_risk_score",
+    "platform_value_score",
+)
+SCORE_COLUMNS_TAIL = (
+    "coverage_pct",
+    "qualitative_override",
+    "modifier_applied",
+    "cap_rule",
+    "critical_count",
+    "moderate_count",
+    "watch_count",
+    "critical_confirmed",
+)
+METRIC_COLUMNS = (
+    "account_id",
+    "dimension",
+    "metric",
+    "status",
+    "raw_value",
+    "lower_is_better",
+    "green",
+    "yellow",
+    "red",
+    "normalised_score",
+    "weight_in_dimension",
+    "effective_weight",
+    "points",
+)
+
+
+def score_columns(config: ScoringConfig) -> list[str]:
+    dims = [d for d in config.dimensions if d != PLATFORM_VALUE]
+    return [*SCORE_COLUMNS_HEAD, *dims, *SCORE_COLUMNS_TAIL]
+
+
+def fmt(value: Decimal | None) -> str:
+    """One-decimal published value, or empty for no score."""
+    rounded = publish(value)
+    return "" if rounded is None else format(rounded, "f")
+
+
+def fmt_exact(value: Decimal | None, places: int = 6) -> str:
+    if value is None:
+        return ""
+    return format(round(value, places).normalize(), "f")
+
+
+def score_row(score: AccountScore, config: ScoringConfig) -> list[str]:
+    s = score.signals
+    dims = [d for d in config.dimensions if d != PLATFORM_VALUE]
+    return [
+        score.account_id,
+        score.account_name,
+        score.segment,
+        fmt(score.quantitative),
+        fmt(score.final),
+        score.tier,
+        fmt(score.churn_risk),
+        fmt(score.platform_value),
+        *(fmt(score.dimensions.get(d)) for d in dims),
+        fmt(score.coverage_pct),
+        "" if score.cap.cap is None else format(score.cap.cap, "f"),
+        "true" if score.cap.applied else "false",
+        score.cap.rule.condition if score.cap.rule else "",
+        str(s.critical),
+        str(s.moderate),
+        str(s.watch),
+        str(s.critical_confirmed),
+    ]
+
+
+def metric_rows(score: AccountScore) -> Iterable[list[str]]:
+    for m in score.metrics:
+        band = m.band
+        yield [
+            score.account_id,
+            m.dimension,
+            m.metric,
+            m.status,
+            "" if m.raw is None else format(m.raw, "f"),
+            "true" if m.lower_is_better else "false",
+            "" if band is None else format(band.green, "f"),
+            "" if band is None else format(band.yellow, "f"),
+            "" if band is None else format(band.red, "f"),
+            fmt_exact(m.score, 4),
+            format(m.weight, "f"),
+            fmt_exact(m.effective_weight, 8),
+            fmt_exact(m.points, 6) if m.score is not None else "",
+        ]
+
+
+def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:
+    """Write a CSV so that readers see either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_scores(path: Path, scores: Sequence[AccountScore], config: ScoringConfig) -> Path:
+    return write_csv_atomic(path, score_columns(config), (score_row(s, config) for s in scores))

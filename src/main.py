@@ -1,0 +1,633 @@
+"""The one place that wires the stages: gather inputs → score → write outputs.
+
+``run(options)`` holds the logic; the command line (``python -m src.main``) and
+``lambda_handler`` are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from src import __version__
+from src.config import (
+    MAPPING_FILE,
+    SOURCES_FILE,
+    THRESHOLDS_FILE,
+    WEIGHTS_FILE,
+    AppConfig,
+    ConfigError,
+    config_sha256,
+    load_config,
+    load_scoring_config,
+)
+from src.extractors.base import Extractor, SourceResult
+from src.extractors.registry import SOURCES, activate
+from src.loaders.artifacts import MANIFEST, RunWriter, csv_bytes, json_bytes, open_store
+from src.loaders.csv_output import (
+    METRIC_COLUMNS,
+    metric_rows,
+    score_columns,
+    score_row,
+    write_scores,
+)
+from src.models import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
+from src.rawfile import raw_header, raw_rows, read_raw
+from src.scoring.composite import AccountScore, Model
+
+log = logging.getLogger("health_score")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+STATUS_OK = "ok"
+STATUS_DEGRADED = "degraded"
+STATUS_FAILED = "failed"
+
+PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>0[1-9]|1[0-2])")
+DEFAULT_OUTPUT = Path("output/health_scores.csv")
+DEFAULT_RUNS_DIR = "output/runs"
+TIER_ORDER = ("Champion", "Healthy", "At Risk", "Critical", "Insufficient Data")
+
+
+class UsageError(Exception):
+    """Bad command-line usage or input that is not a config file (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    config_dir: Path = Path("config")
+    from_raw: Path | None = None
+    demo: bool = False
+    demo_accounts: int = 250
+    dry_run: bool = True
+    period: str | None = None
+    output: Path = DEFAULT_OUTPUT
+    runs_dir: str = DEFAULT_RUNS_DIR
+    allow_degraded: bool = False
+    env: Mapping[str, str] | None = None  # None → os.environ
+    as_of: datetime | None = None  # end of look-back windows; None → now (demo: sandbox date)
+    progress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """How one source did in a run (the manifest's ``sources`` entry)."""
+
+    status: str  # ok | failed | inactive
+    accounts_with_data: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    missing_metrics: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "accounts_with_data": self.accounts_with_data,
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "notes": list(self.notes),
+            "missing_metrics": list(self.missing_metrics),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What the gathering step produced: accounts to score and how each source did."""
+
+    accounts: tuple[AccountInput, ...]
+    sources: Mapping[str, SourceReport]
+    mode: str  # from_raw | demo | live
+    config_sha256: str
+    sf_ids: Mapping[str, str] = field(default_factory=dict)  # account_id → Salesforce id
+    warnings: tuple[str, ...] = ()
+    config_files: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    exit_code: int
+    status: str
+    run_id: str | None
+    period: str | None
+    accounts_total: int = 0
+    accounts_scored: int = 0
+    tiers: Mapping[str, int] = field(default_factory=dict)
+    sources: Mapping[str, SourceReport] = field(default_factory=dict)
+    output: str | None = None
+    run_location: str | None = None
+    writeback: Mapping[str, Any] | None = None
+    messages: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "status": self.status,
+            "run_id": self.run_id,
+            "period": self.period,
+            "accounts_total": self.accounts_total,
+            "accounts_scored": self.accounts_scored,
+            "tiers": dict(self.tiers),
+            "sources": {k: v.as_dict() for k, v in self.sources.items()},
+            "output": self.output,
+            "run_location": self.run_location,
+            "writeback": dict(self.writeback) if self.writeback is not None else None,
+            "messages": list(self.messages),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Small pure helpers
+
+
+def current_period(now: datetime) -> str:
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def check_period(period: str) -> str:
+    if not PERIOD.fullmatch(period):
+        raise UsageError(f"--period must be YYYY-MM (e.g. 2026-11), got {period!r}")
+    return period
+
+
+def new_run_id(period: str, started: datetime) -> str:
+    return f"{period}_{started:%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+
+
+def merge_sources(
+    accounts: Sequence[Account],
+    results: Mapping[str, SourceResult],
+    unavailable: frozenset[str],
+) -> tuple[AccountInput, ...]:
+    """Combine every source's metrics and signals into one input per account."""
+    merged: list[AccountInput] = []
+    for account in accounts:
+        metrics: dict[str, MetricValue] = {}
+        signals: SignalCounts = NO_SIGNALS
+        for result in results.values():
+            metrics.update(result.metrics.get(account.account_id, {}))
+            signals = signals + result.signals.get(account.account_id, NO_SIGNALS)
+        merged.append(
+            AccountInput(
+                account_id=account.account_id,
+                account_name=account.account_name,
+                segment=account.segment,
+                metrics=metrics,
+                signals=signals,
+                unavailable=unavailable,
+            )
+        )
+    return tuple(merged)
+
+
+def tier_counts(scores: Sequence[AccountScore]) -> dict[str, int]:
+    counts = Counter(s.tier for s in scores)
+    ordered = {t: counts[t] for t in TIER_ORDER if counts.get(t)}
+    ordered.update({t: c for t, c in counts.items() if t not in ordered})
+    return ordered
+
+
+def run_status(sources: Mapping[str, SourceReport]) -> str:
+    active = [s for s in sources.values() if s.status != "inactive"]
+    failed = [s for s in active if s.status == STATUS_FAILED]
+    if active and len(failed) == len(active):
+        return STATUS_FAILED
+    return STATUS_DEGRADED if failed else STATUS_OK
+
+
+# --------------------------------------------------------------------------------------------
+# Gathering inputs (the imperative shell before scoring)
+
+
+def _config_files(directory: Path, names: Sequence[str]) -> dict[str, bytes]:
+    return {n: (directory / n).read_bytes() for n in names if (directory / n).is_file()}
+
+
+def _extract_all(
+    extractors: Sequence[Extractor],
+    accounts: Sequence[Account],
+    progress: Callable[[str], None],
+) -> tuple[dict[str, SourceResult], dict[str, SourceReport]]:
+    """Run every active source concurrently; a failing source never stops the others."""
+    results: dict[str, SourceResult] = {}
+    reports: dict[str, SourceReport] = {}
+
+    def one(extractor: Extractor) -> tuple[str, SourceResult | None, SourceReport]:
+        started = time.monotonic()
+        progress(f"{extractor.name}: extracting…")
+        try:
+            result = extractor.extract(accounts)
+        except Exception as exc:  # a source failing as a whole is reported, not raised
+            seconds = time.monotonic() - started
+            log.error("source %s failed: %s", extractor.name, exc)
+            progress(f"{extractor.name}: FAILED after {seconds:.1f}s")
+            return (
+                extractor.name,
+                None,
+                SourceReport(STATUS_FAILED, 0, extractor.requests_made, seconds, str(exc)),
+            )
+        seconds = time.monotonic() - started
+        for note in result.notes:
+            log.warning("%s: %s", extractor.name, note)
+        progress(
+            f"{extractor.name}: {result.accounts_with_data} accounts, "
+            f"{result.requests} requests, {seconds:.1f}s"
+        )
+        return (
+            extractor.name,
+            result,
+            SourceReport(
+                STATUS_OK,
+                result.accounts_with_data,
+                result.requests,
+                seconds,
+                None,
+                tuple(result.notes),
+                tuple(sorted(result.missing_metrics)),
+            ),
+        )
+
+    if extractors:
+        with ThreadPoolExecutor(max_workers=len(extractors), thread_name_prefix="source") as pool:
+            for name, result, report in pool.map(one, extractors):
+                reports[name] = report
+                if result is not None:
+                    results[name] = result
+    return results, reports
+
+
+def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]) -> Inputs:
+    """Config and extraction (or the raw file): everything scoring needs."""
+    if options.from_raw is not None:
+        scoring = load_scoring_config(options.config_dir)
+        raw = read_raw(options.from_raw, scoring)
+        names = [WEIGHTS_FILE, THRESHOLDS_FILE]
+        return Inputs(
+            accounts=raw.accounts,
+            sources={},
+            mode="from_raw",
+            config_sha256=config_sha256(options.config_dir, names),
+            warnings=raw.warnings,
+            config_files=_config_files(options.config_dir, names),
+        )
+    if options.demo:
+        return _gather_demo(options, progress)
+    env = os.environ if options.env is None else options.env
+    config = load_config(options.config_dir)
+    return _gather_live(config, env, as_of, "live", progress)
+
+
+def _gather_live(
+    config: AppConfig,
+    env: Mapping[str, str],
+    as_of: datetime,
+    mode: str,
+    progress: Callable[[str], None],
+) -> Inputs:
+    extractors, inactive = activate(config.sources, env, as_of=as_of)
+    if not extractors:
+        raise UsageError(
+            "no source has credentials in the environment, so there is nothing to extract. "
+            "Set the variables in .env.example (e.g. INTERCOM_API_TOKEN, JIRA_BASE_URL/"
+            "JIRA_EMAIL/JIRA_API_TOKEN, LOOKER_*, SF_*), score a file with --from-raw RAW.csv, "
+            "or try the built-in demo: python -m src.main --dry-run --demo"
+        )
+    active_names = [e.name for e in extractors]
+    log.info(
+        "sources active: %s; inactive (no credentials): %s",
+        ", ".join(active_names),
+        ", ".join(inactive) or "none",
+    )
+    results, reports = _extract_all(extractors, config.accounts, progress)
+    unavailable: set[str] = set()
+    for extractor in extractors:
+        if reports[extractor.name].status == STATUS_FAILED:
+            unavailable |= extractor.provides
+    for name in inactive:
+        reports[name] = SourceReport("inactive")
+    ordered = {name: reports[name] for name in SOURCES if name in reports}
+    names = [WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE]
+    return Inputs(
+        accounts=merge_sources(config.accounts, results, frozenset(unavailable)),
+        sources=ordered,
+        mode=mode,
+        config_sha256=config.sha256,
+        sf_ids={a.account_id: a.sf_account_id for a in config.accounts if a.sf_account_id},
+        config_files=_config_files(config.directory, names),
+    )
+
+
+def _gather_demo(options: RunOptions, progress: Callable[[str], None]) -> Inputs:
+    from src.sandbox.sandbox import Sandbox  # the sandbox is only needed for the demo
+
+    today = datetime.now(UTC).date() if options.as_of is None else options.as_of.date()
+    progress(
+        f"demo: generating a {options.demo_accounts}-account portfolio and starting the sandbox…"
+    )
+    with Sandbox(options.demo_accounts, as_of=today, config_dir=options.config_dir) as sandbox:
+        mapping = sandbox.write_mapping(sandbox.workdir / MAPPING_FILE)
+        config = load_config(options.config_dir, mapping_path=mapping)
+        as_of = datetime(today.year, today.month, today.day, tzinfo=UTC)
+        env = {**(options.env if options.env is not None else {}), **sandbox.env()}
+        return _gather_live(config, env, as_of, "demo", progress)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring (pure) and outputs
+
+
+def score_all(
+    accounts: Sequence[AccountInput], model: Model
+) -> tuple[list[AccountScore], list[dict[str, str]]]:
+    """Score every account; one account's failure is listed and never stops the others."""
+    scores: list[AccountScore] = []
+    failures: list[dict[str, str]] = []
+    for account in accounts:
+        try:
+            scores.append(model.score(account))
+        except Exception as exc:  # listed in the manifest; other accounts still scored
+            log.error("account %s could not be scored: %s", account.account_id, exc)
+            failures.append(
+                {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
+            )
+    return scores, failures
+
+
+def write_run_files(
+    writer: RunWriter,
+    inputs: Inputs,
+    scores: Sequence[AccountScore],
+    model: Model,
+) -> None:
+    config = model.config
+    metrics = config.metric_names
+    writer.write_bytes(
+        "raw.csv", csv_bytes(raw_header(metrics), raw_rows(inputs.accounts, metrics))
+    )
+    writer.write_bytes(
+        "scores.csv", csv_bytes(score_columns(config), (score_row(s, config) for s in scores))
+    )
+    writer.write_bytes(
+        "metrics.csv", csv_bytes(METRIC_COLUMNS, (row for s in scores for row in metric_rows(s)))
+    )
+    for name, data in inputs.config_files.items():
+        writer.write_bytes(f"config/{name}", data)
+
+
+def _writeback(
+    options: RunOptions,
+    inputs: Inputs,
+    scores: Sequence[AccountScore],
+    period: str,
+    run_id: str,
+    status: str,
+) -> tuple[dict[str, Any] | None, int, list[str]]:
+    """Write to Salesforce when allowed; returns (manifest entry, exit code, messages)."""
+    if options.dry_run:
+        return {"status": "skipped", "reason": "dry run"}, EXIT_OK, []
+    if status == STATUS_FAILED:
+        return {"status": "skipped", "reason": "run failed"}, EXIT_FAILED, []
+    if status == STATUS_DEGRADED and not options.allow_degraded:
+        message = (
+            "write-back refused: the run is degraded (a source failed), so scores would "
+            "be built on partial data; fix the source or re-run with --allow-degraded"
+        )
+        log.error(message)
+        return {"status": "refused", "reason": message}, EXIT_FAILED, [message]
+    from src.loaders.writeback import write_back
+
+    env = os.environ if options.env is None else options.env
+    return write_back(
+        env, options.config_dir, scores, inputs.sf_ids, period, run_id, inputs.config_sha256
+    )
+
+
+def run(options: RunOptions) -> RunSummary:
+    """Gather inputs, score, write the CSV, the run folder and (unless dry) Salesforce."""
+    started = datetime.now(UTC)
+    progress = _progress_printer(options.progress)
+    try:
+        period = check_period(options.period or current_period(started))
+        as_of = options.as_of or started
+        inputs = gather(options, as_of, progress)
+    except (ConfigError, UsageError) as exc:
+        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
+
+    # Scoring config comes from the same folder the inputs were validated against.
+    model = Model(load_scoring_config(options.config_dir))
+    scores, failures = score_all(inputs.accounts, model)
+    status = run_status(inputs.sources)
+    run_id = new_run_id(period, started)
+
+    store = open_store(options.runs_dir)
+    writer = store.create_run(run_id)
+    write_run_files(writer, inputs, scores, model)
+    output = write_scores(options.output, scores, model.config)
+    writeback, exit_code, messages = _writeback(options, inputs, scores, period, run_id, status)
+    if status == STATUS_FAILED:
+        exit_code = EXIT_FAILED
+        messages = [*messages, "every active source failed; no scores could be built from data"]
+
+    tiers = tier_counts(scores)
+    scored = sum(1 for s in scores if s.final is not None)
+    finished = datetime.now(UTC)
+    manifest = {
+        "run_id": run_id,
+        "status": status,
+        "period": period,
+        "mode": inputs.mode,
+        "dry_run": options.dry_run,
+        "allow_degraded": options.allow_degraded,
+        "accounts_total": len(inputs.accounts),
+        "accounts_scored": scored,
+        "accounts_failed": failures,
+        "tiers": tiers,
+        "sources": {k: v.as_dict() for k, v in inputs.sources.items()},
+        "writeback": writeback,
+        "warnings": list(inputs.warnings),
+        "config_sha256": inputs.config_sha256,
+        "code_version": __version__,
+        "as_of": as_of.isoformat(),
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "exit_code": exit_code,
+        "messages": messages,
+    }
+    writer.write_bytes(MANIFEST, json_bytes(manifest))
+    return RunSummary(
+        exit_code=exit_code,
+        status=status,
+        run_id=run_id,
+        period=period,
+        accounts_total=len(inputs.accounts),
+        accounts_scored=scored,
+        tiers=tiers,
+        sources=inputs.sources,
+        output=str(output),
+        run_location=writer.location,
+        writeback=writeback,
+        messages=(*inputs.warnings, *messages),
+    )
+
+
+class HealthScoreOrchestrator:
+    """The seed's name for the pipeline: holds options, runs once."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+
+    def run(self) -> RunSummary:
+        return run(self.options)
+
+
+def lambda_handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """AWS Lambda entry point (EventBridge schedule or a manual event)."""
+    from src.lambda_entry import handle
+
+    return handle(event, context)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _progress_printer(enabled: bool) -> Callable[[str], None]:
+    def emit(message: str) -> None:
+        if enabled:
+            print(f"  … {message}", file=sys.stderr, flush=True)
+
+    return emit
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.main",
+        description="Score every customer account: extract → score → load.",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="score and write files, but never write to Salesforce",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="run the real pipeline against the built-in sandbox"
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        help="number of demo accounts (with --demo; default 250)",
+    )
+    parser.add_argument(
+        "--from-raw", type=Path, metavar="RAW.csv", help="skip extraction; score a raw-metrics file"
+    )
+    parser.add_argument("--config-dir", type=Path, default=Path("config"), metavar="DIR")
+    parser.add_argument("--period", metavar="YYYY-MM", help="scoring period (default: this month)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="FILE")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, metavar="DIR|s3://bucket/prefix")
+    parser.add_argument(
+        "--allow-degraded",
+        action="store_true",
+        help="write to Salesforce even when a source failed",
+    )
+    parser.add_argument(
+        "--check-config", action="store_true", help="only validate the config folder"
+    )
+    return parser
+
+
+def _print_summary(summary: RunSummary) -> None:
+    print(f"Run {summary.run_id} — period {summary.period} — status {summary.status}")
+    print(f"Accounts: {summary.accounts_scored} scored of {summary.accounts_total}")
+    if summary.tiers:
+        total = sum(summary.tiers.values()) or 1
+        for tier, count in summary.tiers.items():
+            print(f"  {tier:<18} {count:>6}  ({Decimal(100 * count) / total:.1f}%)")
+    for name, report in summary.sources.items():
+        line = f"  source {name:<11} {report.status:<8}"
+        if report.status != "inactive":
+            line += (
+                f" {report.accounts_with_data} accounts with data, "
+                f"{report.requests} requests, {report.seconds:.1f}s"
+            )
+        if report.error:
+            line += f" — {report.error}"
+        print(line)
+    if summary.writeback:
+        print(
+            f"Salesforce write-back: {summary.writeback.get('status')}"
+            + (f" ({summary.writeback.get('reason')})" if summary.writeback.get("reason") else "")
+        )
+    print(f"Scores CSV: {summary.output}")
+    print(f"Run folder: {summary.run_location}")
+
+
+def check_config(config_dir: Path) -> int:
+    try:
+        config = load_config(config_dir)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"config OK ({len(config.accounts)} accounts, "
+        f"{len(config.scoring.metric_names)} metrics, sha256 {config.sha256[:12]})"
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if args.check_config:
+        return check_config(args.config_dir)
+    if args.accounts is not None and not args.demo:
+        parser.error("--accounts only applies with --demo")
+    if args.demo and args.from_raw:
+        parser.error("--demo and --from-raw are alternatives; choose one")
+    if args.accounts is not None and args.accounts < 1:
+        parser.error("--accounts must be at least 1")
+    options = RunOptions(
+        config_dir=args.config_dir,
+        from_raw=args.from_raw,
+        demo=args.demo,
+        demo_accounts=args.accounts or 250,
+        dry_run=args.dry_run,
+        period=args.period,
+        output=args.output,
+        runs_dir=args.runs_dir,
+        allow_degraded=args.allow_degraded,
+        progress=sys.stderr.isatty(),
+    )
+    summary = run(options)
+    if summary.run_id is None:
+        for message in summary.messages:
+            print(f"error: {message}", file=sys.stderr)
+        return summary.exit_code
+    for message in summary.messages:
+        print(f"note: {message}", file=sys.stderr)
+    _print_summary(summary)
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

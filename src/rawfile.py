@@ -1,0 +1,186 @@
+"""The raw-metrics file (``--from-raw``, and ``raw.csv`` in every run folder).
+
+Columns: ``account_id``, optional ``account_name`` and ``segment``, one column per metric name,
+and the signal columns ``critical_count``, ``moderate_count``, ``watch_count``,
+``critical_confirmed`` (0/1; optionally ``moderate_confirmed``, ``watch_confirmed``).
+An empty cell (or null / NaN / NA / None) is missing data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from src.config import ConfigError, ConfigProblem, ScoringConfig, _Problems, read_csv_rows
+from src.models import AccountInput, SignalCounts
+
+SIGNAL_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
+OPTIONAL_SIGNAL_COLUMNS = ("moderate_confirmed", "watch_confirmed")
+MISSING_TOKENS = frozenset({"", "null", "none", "nan", "na", "n/a", "-"})
+DEFAULT_SEGMENT = "standard"
+
+
+class RawFileError(ConfigError):
+    """Problems in a raw-metrics file; each names the file, line and column."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawFile:
+    accounts: tuple[AccountInput, ...]
+    warnings: tuple[str, ...]
+
+
+def parse_cell(text: str) -> Decimal | None:
+    """A metric cell: Decimal from the literal as written, or None when missing."""
+    cleaned = text.strip()
+    if cleaned.lower() in MISSING_TOKENS:
+        return None
+    value = Decimal(cleaned)  # raises InvalidOperation for garbage
+    if value.is_nan():
+        return None
+    if not value.is_finite():
+        raise InvalidOperation(cleaned)
+    return value
+
+
+def _count(text: str) -> int:
+    value = parse_cell(text)
+    if value is None:
+        return 0
+    if value != value.to_integral_value() or value < 0:
+        raise InvalidOperation(text)
+    return int(value)
+
+
+def read_raw(path: Path, config: ScoringConfig) -> RawFile:
+    """Read and validate a raw-metrics file; every problem is reported at once."""
+    problems: list[ConfigProblem] = []
+    rp = _Problems(str(path), problems)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise RawFileError([ConfigProblem(str(path), "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RawFileError([ConfigProblem(str(path), "", f"cannot read: {exc}")]) from None
+    header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))), [])
+    header = [h.strip() for h in header]
+    metrics = config.metric_names
+    known = {
+        "account_id",
+        "account_name",
+        "segment",
+        "period",
+        *metrics,
+        *SIGNAL_COLUMNS,
+        *OPTIONAL_SIGNAL_COLUMNS,
+    }
+    warnings = [
+        f"{path}: column {c!r} is not a metric of the config; ignored"
+        for c in header
+        if c and c not in known
+    ]
+    if header and not any(m in header for m in metrics):
+        rp.add("line 1", f"no metric columns (expected some of {list(metrics)})")
+    has_segment = "segment" in header
+    if header and not has_segment:
+        warnings.append(
+            f"{path}: no segment column; every account is scored as {DEFAULT_SEGMENT!r}"
+        )
+    accounts: list[AccountInput] = []
+    seen: dict[str, int] = {}
+    for line, row in read_csv_rows(text, rp, ("account_id",)):
+        loc = f"line {line}"
+        account_id = row.get("account_id", "")
+        if not account_id:
+            rp.add(loc, "account_id is empty")
+            continue
+        if account_id in seen:
+            rp.add(loc, f"account_id {account_id!r} duplicates line {seen[account_id]}")
+            continue
+        seen[account_id] = line
+        segment = row.get("segment", "") if has_segment else DEFAULT_SEGMENT
+        if segment not in config.segments:
+            rp.add(
+                f"{loc}, column segment",
+                f"unknown segment {segment!r} (expected one of {sorted(config.segments)})",
+            )
+            continue
+        values: dict[str, Decimal | None] = {}
+        ok = True
+        for metric in metrics:
+            cell = row.get(metric, "")
+            try:
+                values[metric] = parse_cell(cell)
+            except InvalidOperation:
+                rp.add(
+                    f"{loc}, column {metric}", f"expected a number or an empty cell, got {cell!r}"
+                )
+                ok = False
+        counts: dict[str, int] = {}
+        for column in (*SIGNAL_COLUMNS, *OPTIONAL_SIGNAL_COLUMNS):
+            try:
+                counts[column] = _count(row.get(column, ""))
+            except InvalidOperation:
+                rp.add(
+                    f"{loc}, column {column}",
+                    f"expected a whole number ≥ 0, got {row.get(column)!r}",
+                )
+                ok = False
+        if not ok:
+            continue
+        confirmed = counts["critical_confirmed"]
+        signals = SignalCounts(
+            critical=max(counts["critical_count"], confirmed),
+            moderate=max(counts["moderate_count"], counts["moderate_confirmed"]),
+            watch=max(counts["watch_count"], counts["watch_confirmed"]),
+            critical_confirmed=confirmed,
+            moderate_confirmed=counts["moderate_confirmed"],
+            watch_confirmed=counts["watch_confirmed"],
+        )
+        accounts.append(
+            AccountInput(
+                account_id, row.get("account_name") or account_id, segment, values, signals
+            )
+        )
+    if problems:
+        raise RawFileError(problems)
+    if not accounts:
+        raise RawFileError([ConfigProblem(str(path), "", "no account rows")])
+    return RawFile(tuple(accounts), tuple(warnings))
+
+
+def raw_header(metrics: Sequence[str]) -> list[str]:
+    return [
+        "account_id",
+        "account_name",
+        "segment",
+        *metrics,
+        *SIGNAL_COLUMNS,
+        *OPTIONAL_SIGNAL_COLUMNS,
+    ]
+
+
+def _fmt(value: Decimal | None) -> str:
+    return "" if value is None else format(value, "f")
+
+
+def raw_rows(accounts: Iterable[AccountInput], metrics: Sequence[str]) -> Iterable[list[str]]:
+    """Rows in the raw-file format (what ``--from-raw`` reads back)."""
+    for a in accounts:
+        s = a.signals
+        yield [
+            a.account_id,
+            a.account_name,
+            a.segment,
+            *(_fmt(a.metrics.get(m)) for m in metrics),
+            str(s.critical),
+            str(s.moderate),
+            str(s.watch),
+            str(s.critical_confirmed),
+            str(s.moderate_confirmed),
+            str(s.watch_confirmed),
+        ]

@@ -1,0 +1,249 @@
+"""Metrics → dimensions → Churn Risk and Platform Value → Health Score, cap, tier (DESIGN §3).
+
+Pure: no I/O, no clock, no environment. Exact ``Decimal`` arithmetic throughout; only published
+numbers are rounded (half-up, one decimal). Every account's result carries its explanation: each
+metric's raw value, thresholds, normalised score, effective weight within the Health Score and the
+points it contributes — the points add up to the quantitative score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from src.config import (
+    CHURN_RISK,
+    INSUFFICIENT_DATA,
+    PLATFORM_VALUE,
+    Band,
+    ScoringConfig,
+    Tier,
+)
+from src.models import AccountInput, SignalCounts
+from src.scoring.dimensions import present_weight, weighted_mean
+from src.scoring.normaliser import normalise
+from src.scoring.qualitative import CapDecision, apply_cap
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+ONE_DECIMAL = Decimal("0.1")
+
+SCORED = "scored"
+MISSING = "missing"
+UNAVAILABLE = "unavailable"
+
+
+def publish(value: Decimal | None) -> Decimal | None:
+    """Round half-up to one decimal from the exact value (65.35 → 65.4)."""
+    if value is None:
+        return None
+    return value.quantize(ONE_DECIMAL, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    """One metric of one account, with everything needed to explain its part of the score."""
+
+    dimension: str
+    metric: str
+    raw: Decimal | None
+    status: str  # scored | missing | unavailable
+    band: Band | None
+    lower_is_better: bool
+    score: Decimal | None
+    weight: Decimal  # as configured inside its dimension
+    effective_weight: Decimal  # share of the Health Score after redistribution (0 if unscored)
+    points: Decimal  # effective_weight × score
+
+
+@dataclass(frozen=True, slots=True)
+class AccountScore:
+    """The scored account: exact values, the published ones, the cap, the tier and the parts."""
+
+    account_id: str
+    account_name: str
+    segment: str
+    dimensions: Mapping[str, Decimal | None]  # includes platform_value
+    churn_risk: Decimal | None
+    platform_value: Decimal | None
+    quantitative: Decimal | None
+    final: Decimal | None
+    tier: str
+    coverage_pct: Decimal  # share of the model's weight backed by data, 0–100, exact
+    cap: CapDecision
+    signals: SignalCounts
+    metrics: tuple[MetricResult, ...]
+
+    @property
+    def final_published(self) -> Decimal | None:
+        return publish(self.final)
+
+
+def tier_for(final: Decimal | None, coverage_pct: Decimal, config: ScoringConfig) -> str:
+    """Tier of the published final score; below the coverage floor, Insufficient Data."""
+    published = publish(final)
+    if published is None or coverage_pct < config.min_coverage_pct:
+        return INSUFFICIENT_DATA
+    return tier_of_published(published, config.tiers)
+
+
+def tier_of_published(published: Decimal, tiers: Iterable[Tier]) -> str:
+    """Tiers are highest-min first; each min is an inclusive lower bound."""
+    for tier in tiers:
+        if published >= tier.min:
+            return tier.label
+    return INSUFFICIENT_DATA  # unreachable with a validated config (a tier starts at 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Metric:
+    name: str
+    weight: Decimal
+    lower_is_better: bool
+    bands: Mapping[str, Band]
+    model_weight: Decimal  # weight × dimension weight × component weight (for coverage)
+
+
+@dataclass(frozen=True, slots=True)
+class _Dimension:
+    name: str
+    component: str  # churn_risk or platform_value
+    weight: Decimal  # within its component (1 for platform_value)
+    metrics: tuple[_Metric, ...]
+
+
+class Model:
+    """A scoring config compiled once for scoring many accounts."""
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self.config = config
+        comp = config.component_weights
+        dims: list[_Dimension] = []
+        for name, spec in config.dimensions.items():
+            if name == PLATFORM_VALUE:
+                component, dim_weight = PLATFORM_VALUE, Decimal(1)
+            else:
+                component, dim_weight = CHURN_RISK, config.churn_risk_weights.get(name, ZERO)
+            comp_weight = comp.get(component, ZERO)
+            metrics = tuple(
+                _Metric(
+                    m.name,
+                    m.weight,
+                    m.lower_is_better,
+                    m.bands,
+                    m.weight * dim_weight * comp_weight,
+                )
+                for m in spec.metrics
+            )
+            dims.append(_Dimension(name, component, dim_weight, metrics))
+        self.dimensions = tuple(dims)
+        self.total_model_weight = sum((m.model_weight for d in dims for m in d.metrics), ZERO)
+
+    def score(self, account: AccountInput) -> AccountScore:
+        config = self.config
+        values = account.metrics
+        segment = account.segment
+        # Per dimension: (score, present weight, [(metric, raw, status, score)])
+        dim_scores: dict[str, Decimal | None] = {}
+        dim_present: dict[str, Decimal] = {}
+        per_metric: list[tuple[_Dimension, _Metric, Decimal | None, str, Decimal | None]] = []
+        backed = ZERO
+        for dim in self.dimensions:
+            total = ZERO
+            present = ZERO
+            for metric in dim.metrics:
+                raw = values.get(metric.name)
+                if raw is None:
+                    status = UNAVAILABLE if metric.name in account.unavailable else MISSING
+                    per_metric.append((dim, metric, None, status, None))
+                    continue
+                score = normalise(raw, metric.bands[segment], metric.lower_is_better)
+                per_metric.append((dim, metric, raw, SCORED, score))
+                total += metric.weight * score
+                present += metric.weight
+                backed += metric.model_weight
+            dim_present[dim.name] = present
+            dim_scores[dim.name] = total / present if present else None
+
+        churn_parts = [
+            (d.weight, dim_scores[d.name]) for d in self.dimensions if d.component == CHURN_RISK
+        ]
+        churn_present = present_weight(churn_parts)
+        churn_risk = weighted_mean(churn_parts)
+        platform_value = dim_scores.get(PLATFORM_VALUE)
+        comp = config.component_weights
+        components = {CHURN_RISK: churn_risk, PLATFORM_VALUE: platform_value}
+        comp_parts = [(comp.get(k, ZERO), v) for k, v in components.items()]
+        comp_present = present_weight(comp_parts)
+        quantitative = weighted_mean(comp_parts)
+
+        results: list[MetricResult] = []
+        for dim, metric, raw, status, metric_score in per_metric:
+            effective = ZERO
+            if metric_score is not None and comp_present and components[dim.component] is not None:
+                share = metric.weight / dim_present[dim.name]
+                if dim.component == CHURN_RISK:
+                    share = share * dim.weight / churn_present
+                effective = share * comp.get(dim.component, ZERO) / comp_present
+            results.append(
+                MetricResult(
+                    dimension=dim.name,
+                    metric=metric.name,
+                    raw=raw,
+                    status=status,
+                    band=metric.bands.get(segment),
+                    lower_is_better=metric.lower_is_better,
+                    score=metric_score,
+                    weight=metric.weight,
+                    effective_weight=effective,
+                    points=effective * metric_score if metric_score is not None else ZERO,
+                )
+            )
+
+        final, cap = apply_cap(quantitative, account.signals, config.cap_rules)
+        coverage = HUNDRED * backed / self.total_model_weight if self.total_model_weight else ZERO
+        return AccountScore(
+            account_id=account.account_id,
+            account_name=account.account_name,
+            segment=segment,
+            dimensions=dim_scores,
+            churn_risk=churn_risk,
+            platform_value=platform_value,
+            quantitative=quantitative,
+            final=final,
+            tier=tier_for(final, coverage, config),
+            coverage_pct=coverage,
+            cap=cap,
+            signals=account.signals,
+            metrics=tuple(results),
+        )
+
+
+def score_account(account: AccountInput, config: ScoringConfig) -> AccountScore:
+    """Score one account (compiles the config; use :func:`score_accounts` for many)."""
+    return Model(config).score(account)
+
+
+def score_accounts(accounts: Iterable[AccountInput], config: ScoringConfig) -> list[AccountScore]:
+    model = Model(config)
+    return [model.score(a) for a in accounts]
+
+
+def churn_risk_score(
+    dimension_scores: Mapping[str, Decimal | None], config: ScoringConfig
+) -> Decimal | None:
+    """Churn Risk from dimension scores: weighted mean with proportional redistribution."""
+    return weighted_mean(
+        (w, dimension_scores.get(name)) for name, w in config.churn_risk_weights.items()
+    )
+
+
+def health_score(
+    churn_risk: Decimal | None, platform_value: Decimal | None, config: ScoringConfig
+) -> Decimal | None:
+    """Health Score from Churn Risk and Platform Value, redistributing a missing one's weight."""
+    comp = config.component_weights
+    return weighted_mean(
+        [(comp.get(CHURN_RISK, ZERO), churn_risk), (comp.get(PLATFORM_VALUE, ZERO), platform_value)]
+    )
