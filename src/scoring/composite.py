@@ -181,7 +181,12 @@ class Model:
         results: list[MetricResult] = []
         for dim, metric, raw, status, metric_score in per_metric:
             effective = ZERO
-            if metric_score is not None and comp_present and components[dim.component] is not None:
+            if (
+                metric_score is not None
+                and dim_present[dim.name]
+                and comp_present
+                and components[dim.component] is not None
+            ):
                 share = metric.weight / dim_present[dim.name]
                 if dim.component == CHURN_RISK:
                     share = share * dim.weight / churn_present

@@ -1,0 +1,3 @@
+"""Tests for Health Score Middleware."""
+
+from __future__ import annotations

@@ -1,0 +1,95 @@
+"""Shared fixtures: small config folders written to tmp_path."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "config"
+SHARED = REPO.parent / "shared"
+DIMENSIONS = (
+    "support_health",
+    "financial_contract",
+    "adoption_engagement",
+    "relationship_expansion",
+)
+
+IDENTITY_WEIGHTS = """\
+health_score:
+  churn_risk_weight: 0.60
+  platform_value_weight: 0.40
+churn_risk:
+  support_health: 0.30
+  financial_contract: 0.30
+  adoption_engagement: 0.25
+  relationship_expansion: 0.15
+support_health:
+  support: 1.0
+financial_contract:
+  financial: 1.0
+adoption_engagement:
+  adoption: 1.0
+relationship_expansion:
+  relationship: 1.0
+platform_value:
+  pvs: 1.0
+"""
+
+_BAND = """\
+  {name}:
+    lower_is_better: false
+    paid: {{green: 100, yellow: 50, red: 0}}
+    standard: {{green: 100, yellow: 50, red: 0}}
+"""
+
+IDENTITY_THRESHOLDS = """\
+tiers:
+  champion: { min: 90, max: 100 }
+  healthy:  { min: 76, max: 89 }
+  at_risk:  { min: 60, max: 75 }
+  critical: { min: 0,  max: 59 }
+qualitative_modifier:
+  rules:
+    - {condition: critical_confirmed, action: set, value: 50}
+    - {condition: critical_2plus, action: cap, value: 55}
+    - {condition: critical_1, action: cap, value: 65}
+    - {condition: moderate_1plus, action: cap, value: 75}
+""" + "".join(
+    f"{dim}:\n" + _BAND.format(name=metric)
+    for dim, metric in (
+        ("support_health", "support"),
+        ("financial_contract", "financial"),
+        ("adoption_engagement", "adoption"),
+        ("relationship_expansion", "relationship"),
+        ("platform_value", "pvs"),
+    )
+)
+"""A model where each dimension has one metric scored 0–100 as is: raw value = dimension score."""
+
+IDENTITY_METRICS = {
+    "support_health": "support",
+    "financial_contract": "financial",
+    "adoption_engagement": "adoption",
+    "relationship_expansion": "relationship",
+    "platform_value": "pvs",
+}
+
+
+@pytest.fixture
+def identity_config(tmp_path: Path) -> Path:
+    folder = tmp_path / "identity-config"
+    folder.mkdir()
+    (folder / "weights.yaml").write_text(IDENTITY_WEIGHTS, encoding="utf-8")
+    (folder / "thresholds.yaml").write_text(IDENTITY_THRESHOLDS, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def config_copy(tmp_path: Path) -> Path:
+    """A writable copy of the default config folder."""
+    folder = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG, folder)
+    return folder
