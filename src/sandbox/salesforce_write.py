@@ -477,7 +477,7 @@ class WriteApi:
             if request.method == "GET":
                 with self._lock:
                     jobs = [j.info() for j in self.jobs.values()]
-                return Response(200, {"done": True, "records": jobs, "nextRecordsUrl": None})
+                return Response(200, {"done": True, "records": jobs})
             return _errors(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed")
         with self._lock:
             job = self.jobs.get(rest[0])
