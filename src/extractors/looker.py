@@ -171,11 +171,12 @@ class Settings(_Model):
     looks: tuple[LookSettings, ...] = ()
     http: HttpSettings = HttpSettings.model_validate({})
 
-    @pydantic.model_validator(mode="after")
-    def _unique(self) -> Settings:
+    @pydantic.field_validator("looks")
+    @classmethod
+    def _unique(cls, looks: tuple[LookSettings, ...]) -> tuple[LookSettings, ...]:
         seen_ids: set[str] = set()
         seen_metrics: dict[str, str] = {}
-        for look in self.looks:
+        for look in looks:
             if look.id in seen_ids:
                 raise ValueError(f"Look {look.id} is listed twice (each Look is run once)")
             seen_ids.add(look.id)
@@ -186,7 +187,7 @@ class Settings(_Model):
                         f"and Look {look.id}"
                     )
                 seen_metrics[metric] = look.id
-        return self
+        return looks
 
     @property
     def metric_names(self) -> frozenset[str]:
