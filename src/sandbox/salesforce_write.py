@@ -737,7 +737,14 @@ class WriteApi:
                     record_id, created = one(record)
                 except RecordRejected as exc:
                     failed = True
-                    results.append({"success": False, "errors": [exc.error.as_save_error()]})
+                    results.append(
+                        {
+                            "id": None,
+                            "success": False,
+                            "errors": [exc.error.as_save_error()],
+                            "created": False,
+                        }
+                    )
                 else:
                     results.append(
                         {"id": record_id, "success": True, "errors": [], "created": created}
@@ -750,10 +757,14 @@ class WriteApi:
                     "was using AllOrNone header",
                 ).as_save_error()
                 results = [
-                    r if not r["success"] else {"success": False, "errors": [rolled_back]}
+                    r
+                    if not r["success"]
+                    else {"id": None, "success": False, "errors": [rolled_back], "created": False}
                     for r in results
                 ]
-        return Response(200, results)
+        # 201 when the call created at least one record, as Salesforce answers upserts.
+        created = any(r["success"] and r["created"] for r in results)
+        return Response(201 if created else 200, results)
 
     # -- the writes ---------------------------------------------------------------------------
 
