@@ -32,6 +32,9 @@ test: lint
 bench: setup
 	$(PY) benchmarks/scoring.py
 
+package: setup
+	$(PY) -m src.lambda_package --output build/lambda.zip
+
 dashboard: setup
 	$(VENV)/bin/streamlit run dashboard.py --server.address 127.0.0.1
 
