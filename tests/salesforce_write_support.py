@@ -1,8 +1,8 @@
-"""Shared helpers for the write-back tests: scored accounts and a served stand-in Salesforce."""
+"""Shared helpers for the write-back tests: scored accounts and the stand-in Salesforce, served."""
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,57 +13,43 @@ import requests
 
 from src.config import ScoringConfig, load_scoring_config
 from src.extractors.http import HttpPolicy
+from src.extractors.salesforce import Settings
 from src.loaders.salesforce import SalesforceLoader
 from src.loaders.salesforce_settings import WritebackSettings
 from src.models import Account, AccountInput
+from src.sandbox.portfolio import build_portfolio
+from src.sandbox.salesforce import FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, App, Data, generate
 from src.sandbox.salesforce_write import WriteApi
-from src.sandbox.server import Knobs, Request, Response, VendorApp, VendorServer
+from src.sandbox.sandbox import load_source_settings
+from src.sandbox.server import Knobs, VendorServer
 from src.scoring.composite import AccountScore, score_accounts
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = load_scoring_config(REPO / "config")
-SESSION_ID = "00D000000000001!sandbox-session"
-_DATA_PATH = re.compile(r"^/services/data/v\d+\.\d+(/.*)$")
 FAST = HttpPolicy(attempts=3, wait_initial=0.01, wait_max=0.05, wait_jitter=0.0)
 
 
-class WriteOnlyApp(VendorApp):
-    """The write routes behind a bearer check and a daily allowance, as the Salesforce App does.
+@functools.cache
+def _org_data() -> tuple[Data, Settings]:
+    """A small generated org (the write tests only need somewhere to write)."""
+    settings = load_source_settings(only=("salesforce",))["salesforce"]
+    return generate(build_portfolio(4), settings), settings
 
-    ``daily_allowance`` counts every authorised API call; once spent, calls answer 403
-    ``REQUEST_LIMIT_EXCEEDED`` (what a real org does when its 24-hour allowance is used up).
-    """
 
-    name = "salesforce"
-
-    def __init__(self, api: WriteApi, *, daily_allowance: int | None = None) -> None:
-        super().__init__()
-        self.api = api
-        self.daily_allowance = daily_allowance
-        self.used = 0
-
-    def error(self, status: int, code: str, message: str) -> Response:
-        return Response(status, [{"message": message, "errorCode": code}])
-
-    def unauthorized(self) -> Response:
-        return self.error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-
-    def endpoint_label(self, request: Request) -> str:
-        match = _DATA_PATH.match(request.path)
-        label = match and self.api.endpoint_label(request.method, match.group(1))
-        return label or f"{request.method} {request.path}"
-
-    def handle(self, request: Request) -> Response:
-        if request.header("authorization") != f"Bearer {SESSION_ID}":
-            return self.unauthorized()
-        if self.daily_allowance is not None and self.used >= self.daily_allowance:
-            return self.error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
-        self.used += 1
-        match = _DATA_PATH.match(request.path)
-        response = self.api.handle(request, match.group(1)) if match else None
-        if response is None:
-            return self.error(404, "NOT_FOUND", "The requested resource does not exist")
-        return response
+def login(session: requests.Session, url: str) -> tuple[str, str]:
+    """OAuth 2.0 client credentials against the stand-in: (instance_url, access token)."""
+    answer = session.post(
+        f"{url}/services/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": FAKE_CLIENT_ID,
+            "client_secret": FAKE_CLIENT_SECRET,
+        },
+        timeout=5,
+    )
+    answer.raise_for_status()
+    body = answer.json()
+    return str(body["instance_url"]), str(body["access_token"])
 
 
 def sf_id(number: int) -> str:
@@ -113,17 +99,25 @@ class Org:
     """A served stand-in org with its write API, and a way to make loaders for it."""
 
     server: VendorServer
-    app: WriteOnlyApp
+    app: App
     api: WriteApi
     session: requests.Session
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def allow(self, calls: int | None) -> None:
+        """Leave the org ``calls`` more API calls today (None: plenty)."""
+        self.app.daily_api_limit = self.app.api_usage + calls if calls is not None else 10**9
 
     def loader(self, **settings: object) -> SalesforceLoader:
         values: dict[str, object] = {"poll_initial_seconds": 0.01, "poll_max_seconds": 0.05}
         values.update(settings)
         return SalesforceLoader(
             WritebackSettings.model_validate(values),
-            instance_url=self.server.url,
-            session_id=SESSION_ID,
+            authenticate=lambda: login(self.session, self.server.url),
             session=self.session,
             policy=FAST,
         )
@@ -131,21 +125,21 @@ class Org:
     def write_requests(self) -> int:
         """Requests the server counted on write routes."""
         return sum(
-            count for label, count in self.server.stats.items() if "/jobs/ingest" in label
-        ) + sum(count for label, count in self.server.stats.items() if "/composite/" in label)
+            count
+            for label, count in self.server.stats.items()
+            if "/jobs/ingest" in label or "/composite/" in label
+        )
 
 
 @contextmanager
-def org(
-    *,
-    daily_allowance: int | None = None,
-    latency_ms: float = 0.0,
-    api: WriteApi | None = None,
-) -> Iterator[Org]:
-    write_api = api or WriteApi()
-    app = WriteOnlyApp(write_api, daily_allowance=daily_allowance)
+def org(*, latency_ms: float = 0.0, api: WriteApi | None = None) -> Iterator[Org]:
+    data, settings = _org_data()
+    app = App(data, settings)
+    if api is not None:
+        app.writes = api
     with (
         VendorServer(app, knobs=Knobs(latency_ms=latency_ms)) as server,
         requests.Session() as session,
     ):
-        yield Org(server, app, write_api, session)
+        _, token = login(session, server.url)
+        yield Org(server, app, app.writes, session, token)

@@ -178,7 +178,7 @@ def test_small_runs_use_composite_calls_of_at_most_200_records() -> None:
     inputs = metric_inputs(450)
     with org() as sf:
         result = load_run(sf.loader(bulk_threshold=500), inputs)
-        calls = sf.server.stats["PATCH /composite/sobjects/Health_Score__c/External_Key__c"]
+        calls = sf.write_requests()
     assert (result.path, result.written, result.requests, calls) == (COMPOSITE, 450, 3, 3)
     assert not sf.api.jobs
 
@@ -367,11 +367,12 @@ def test_allowance_exhausted_mid_write_reports_what_was_not_written_and_a_rerun_
     None
 ):
     inputs = metric_inputs(1_000)
-    with org(daily_allowance=3) as sf:
+    with org() as sf:
+        sf.allow(3)
         loader = sf.loader(bulk_threshold=1_000)
         partial = load_run(loader, inputs, run_id="run-1")
         after_partial = len(sf.api.records[OBJECT])
-        sf.app.daily_allowance = None  # the next day
+        sf.allow(None)  # the next day
         rerun = load_run(loader, inputs, run_id="run-2")
         stored = sf.api.records[OBJECT]
     assert partial.stopped_reason is not None
@@ -385,7 +386,8 @@ def test_allowance_exhausted_mid_write_reports_what_was_not_written_and_a_rerun_
 
 def test_allowance_exhausted_during_a_bulk_job_stops_cleanly_without_raising() -> None:
     inputs = metric_inputs(300)
-    with org(daily_allowance=2) as sf:  # job created and uploaded, then no more calls
+    with org() as sf:
+        sf.allow(2)  # the job is created and its data uploaded, then no more calls
         result = load_run(sf.loader(bulk_threshold=100), inputs)
     assert result.path == BULK
     assert result.written == 0 and len(result.not_written) == 300
@@ -418,6 +420,24 @@ def test_unable_to_lock_row_in_a_bulk_job_is_retried_once() -> None:
     assert result.ok and result.retried == 1
     assert locked in stored and len(stored) == 300
     assert len(sf.api.jobs) == 1  # the one retried record went through a composite call
+
+
+def test_an_expired_session_is_renewed_once_and_the_write_goes_on() -> None:
+    inputs = metric_inputs(450)
+    with org() as sf:
+        sf.server.faults.token_expiry_after = 2
+        logins = sf.app.logins
+        result = load_run(sf.loader(bulk_threshold=500), inputs)
+    assert result.ok and result.written == 450
+    assert sf.app.logins - logins == 2  # the first login, and one after the session expired
+
+
+def test_refused_credentials_stop_the_write_with_a_reason_instead_of_raising() -> None:
+    with org() as sf:
+        sf.server.faults.auth_rejected = True
+        result = load_run(sf.loader(), metric_inputs(3))
+    assert result.written == 0 and len(result.not_written) == 3
+    assert result.stopped_reason == "salesforce: login failed: HTTPError"
 
 
 # -- Account mirror -------------------------------------------------------------------------------

@@ -437,6 +437,8 @@ class SalesforceLoader:
                 self._refresh_login()
             except SourceError as exc:
                 raise _Stop(_stop_reason(exc)) from None
+            except requests.RequestException as exc:
+                raise _Stop(f"{SOURCE}: login failed: {type(exc).__name__}") from None
             self._issued = False
 
     @property
@@ -604,6 +606,8 @@ class SalesforceLoader:
             return self.client.request(method, f"{self.base}{path}", **kwargs)
         except SourceError as exc:
             raise _Stop(_stop_reason(exc)) from None
+        except requests.RequestException as exc:  # a fresh login after a 401 failed
+            raise _Stop(f"{SOURCE}: login failed: {type(exc).__name__}") from None
 
     def _composite(
         self,
