@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -36,10 +37,17 @@ from src.config import (
 )
 from src.extractors.base import Extractor, SourceResult
 from src.extractors.registry import SOURCES, activate
-from src.loaders.artifacts import MANIFEST, RunWriter, csv_bytes, json_bytes, open_store
+from src.loaders.artifacts import (
+    MANIFEST,
+    RunWriter,
+    csv_bytes,
+    json_bytes,
+    open_store,
+    open_text,
+)
 from src.loaders.csv_output import (
     METRIC_COLUMNS,
-    metric_rows,
+    metric_lines,
     score_columns,
     score_row,
     write_scores,
@@ -119,6 +127,7 @@ class Inputs:
     sf_ids: Mapping[str, str] = field(default_factory=dict)  # account_id → Salesforce id
     warnings: tuple[str, ...] = ()
     config_files: Mapping[str, bytes] = field(default_factory=dict)
+    raw_bytes: bytes | None = None  # the --from-raw file as read, kept as the run's raw.csv
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +295,7 @@ def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]
             config_sha256=config_sha256(options.config_dir, names),
             warnings=raw.warnings,
             config_files=_config_files(options.config_dir, names),
+            raw_bytes=raw.source_bytes,
         )
     if options.demo:
         return _gather_demo(options, progress)
@@ -353,39 +363,46 @@ def _gather_demo(options: RunOptions, progress: Callable[[str], None]) -> Inputs
 # Scoring (pure) and outputs
 
 
-def score_all(
-    accounts: Sequence[AccountInput], model: Model
+def score_and_write(
+    writer: RunWriter, accounts: Sequence[AccountInput], model: Model
 ) -> tuple[list[AccountScore], list[dict[str, str]]]:
-    """Score every account; one account's failure is listed and never stops the others."""
+    """Score every account, streaming its metric-level detail to ``metrics.csv``.
+
+    The returned scores are slim (no per-metric detail, which is in the file) so that a
+    100,000-account run stays small in memory. One account's failure is listed and never stops
+    the others.
+    """
     scores: list[AccountScore] = []
     failures: list[dict[str, str]] = []
-    for account in accounts:
-        try:
-            scores.append(model.score(account))
-        except Exception as exc:  # listed in the manifest; other accounts still scored
-            log.error("account %s could not be scored: %s", account.account_id, exc)
-            failures.append(
-                {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
-            )
+    with open_text(writer, "metrics.csv") as detail:
+        detail.write(",".join(METRIC_COLUMNS) + "\n")
+        for account in accounts:
+            try:
+                score = model.score(account)
+            except Exception as exc:  # listed in the manifest; other accounts still scored
+                log.error("account %s could not be scored: %s", account.account_id, exc)
+                failures.append(
+                    {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
+                )
+                continue
+            detail.writelines(metric_lines(score))
+            scores.append(dataclasses.replace(score, metrics=()))
     return scores, failures
 
 
 def write_run_files(
-    writer: RunWriter,
-    inputs: Inputs,
-    scores: Sequence[AccountScore],
-    model: Model,
+    writer: RunWriter, inputs: Inputs, scores: Sequence[AccountScore], model: Model
 ) -> None:
     config = model.config
     metrics = config.metric_names
-    writer.write_bytes(
-        "raw.csv", csv_bytes(raw_header(metrics), raw_rows(inputs.accounts, metrics))
-    )
+    if inputs.raw_bytes is not None:
+        writer.write_bytes("raw.csv", inputs.raw_bytes)  # --from-raw: the validated input as is
+    else:
+        writer.write_bytes(
+            "raw.csv", csv_bytes(raw_header(metrics), raw_rows(inputs.accounts, metrics))
+        )
     writer.write_bytes(
         "scores.csv", csv_bytes(score_columns(config), (score_row(s, config) for s in scores))
-    )
-    writer.write_bytes(
-        "metrics.csv", csv_bytes(METRIC_COLUMNS, (row for s in scores for row in metric_rows(s)))
     )
     for name, data in inputs.config_files.items():
         writer.write_bytes(f"config/{name}", data)
@@ -394,7 +411,7 @@ def write_run_files(
 def _writeback(
     options: RunOptions,
     inputs: Inputs,
-    scores: Sequence[AccountScore],
+    model: Model,
     period: str,
     run_id: str,
     status: str,
@@ -414,6 +431,8 @@ def _writeback(
     from src.loaders.writeback import write_back
 
     env = os.environ if options.env is None else options.env
+    # Full explanations (per-metric scores) are rebuilt for the accounts Salesforce holds.
+    scores = [model.score(a) for a in inputs.accounts if a.account_id in inputs.sf_ids]
     return write_back(
         env, options.config_dir, scores, inputs.sf_ids, period, run_id, inputs.config_sha256
     )
@@ -432,15 +451,14 @@ def run(options: RunOptions) -> RunSummary:
 
     # Scoring config comes from the same folder the inputs were validated against.
     model = Model(load_scoring_config(options.config_dir))
-    scores, failures = score_all(inputs.accounts, model)
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
-
     store = open_store(options.runs_dir)
     writer = store.create_run(run_id)
+    scores, failures = score_and_write(writer, inputs.accounts, model)
     write_run_files(writer, inputs, scores, model)
     output = write_scores(options.output, scores, model.config)
-    writeback, exit_code, messages = _writeback(options, inputs, scores, period, run_id, status)
+    writeback, exit_code, messages = _writeback(options, inputs, model, period, run_id, status)
     if status == STATUS_FAILED:
         exit_code = EXIT_FAILED
         messages = [*messages, "every active source failed; no scores could be built from data"]

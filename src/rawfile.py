@@ -32,19 +32,24 @@ class RawFileError(ConfigError):
 class RawFile:
     accounts: tuple[AccountInput, ...]
     warnings: tuple[str, ...]
+    source_bytes: bytes = b""
 
 
 def parse_cell(text: str) -> Decimal | None:
     """A metric cell: Decimal from the literal as written, or None when missing."""
-    cleaned = text.strip()
-    if cleaned.lower() in MISSING_TOKENS:
+    if not text:
         return None
-    value = Decimal(cleaned)  # raises InvalidOperation for garbage
+    try:
+        value = Decimal(text)  # the common case first: a plain number
+    except InvalidOperation:
+        if text.strip().lower() in MISSING_TOKENS:
+            return None
+        raise
+    if value.is_finite():
+        return value
     if value.is_nan():
         return None
-    if not value.is_finite():
-        raise InvalidOperation(cleaned)
-    return value
+    raise InvalidOperation(text)
 
 
 def _count(text: str) -> int:
@@ -61,7 +66,8 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
     problems: list[ConfigProblem] = []
     rp = _Problems(str(path), problems)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise RawFileError([ConfigProblem(str(path), "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -150,7 +156,7 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
         raise RawFileError(problems)
     if not accounts:
         raise RawFileError([ConfigProblem(str(path), "", "no account rows")])
-    return RawFile(tuple(accounts), tuple(warnings))
+    return RawFile(tuple(accounts), tuple(warnings), data)
 
 
 def raw_header(metrics: Sequence[str]) -> list[str]:

@@ -12,9 +12,10 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 MANIFEST = "manifest.json"
 
@@ -57,13 +58,25 @@ class LocalRunWriter:
         self.location = str(folder)
 
     def write_bytes(self, name: str, data: bytes) -> None:
+        with self._atomic(name, "wb") as handle:
+            handle.write(data)
+
+    @contextmanager
+    def open_text(self, name: str) -> Iterator[TextIO]:
+        """Stream a large text file; it appears whole when the block ends without error."""
+        with self._atomic(name, "w") as handle:
+            yield handle
+
+    @contextmanager
+    def _atomic(self, name: str, mode: str) -> Iterator[Any]:
         target = self.folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            encoding = None if "b" in mode else "utf-8"
+            with os.fdopen(fd, mode, encoding=encoding, newline="" if encoding else None) as handle:
+                yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             # os.link fails if the target exists: a file of a run is written once, never replaced.
@@ -75,6 +88,19 @@ class LocalRunWriter:
                 ) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def open_text(writer: RunWriter, name: str) -> Iterator[TextIO]:
+    """A text handle for one run file: streamed where the store can, else buffered then put."""
+    opener = getattr(writer, "open_text", None)
+    if opener is not None:
+        with opener(name) as handle:
+            yield handle
+        return
+    buffer = io.StringIO()
+    yield buffer
+    writer.write_bytes(name, buffer.getvalue().encode("utf-8"))
 
 
 class LocalRunStore:

@@ -7,13 +7,14 @@ reader never sees half a file and a failed write leaves the previous file intact
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from collections.abc import Iterable, Iterator, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from src.config import PLATFORM_VALUE, ScoringConfig
+from src.config import PLATFORM_VALUE, Band, ScoringConfig
 from src.scoring.composite import AccountScore, publish
 
 SCORE_COLUMNS_HEAD = (
@@ -64,12 +65,6 @@ def fmt(value: Decimal | None) -> str:
     return "" if rounded is None else format(rounded, "f")
 
 
-def fmt_exact(value: Decimal | None, places: int = 6) -> str:
-    if value is None:
-        return ""
-    return format(round(value, places).normalize(), "f")
-
-
 def score_row(score: AccountScore, config: ScoringConfig) -> list[str]:
     s = score.signals
     dims = [d for d in config.dimensions if d != PLATFORM_VALUE]
@@ -95,6 +90,7 @@ def score_row(score: AccountScore, config: ScoringConfig) -> list[str]:
 
 
 def metric_rows(score: AccountScore) -> Iterable[list[str]]:
+    """Detail rows of one account (``METRIC_COLUMNS``), as lists of cells."""
     for m in score.metrics:
         band = m.band
         yield [
@@ -107,11 +103,68 @@ def metric_rows(score: AccountScore) -> Iterable[list[str]]:
             "" if band is None else format(band.green, "f"),
             "" if band is None else format(band.yellow, "f"),
             "" if band is None else format(band.red, "f"),
-            fmt_exact(m.score, 4),
+            _q(m.score, Q4),
             format(m.weight, "f"),
-            fmt_exact(m.effective_weight, 8),
-            fmt_exact(m.points, 6) if m.score is not None else "",
+            _q(m.effective_weight, Q8) if m.score is not None else "0",
+            _q(m.points, Q6) if m.score is not None else "",
         ]
+
+
+Q4 = Decimal("0.0001")
+Q6 = Decimal("0.000001")
+Q8 = Decimal("0.00000001")
+
+
+def _q(value: Decimal | None, quantum: Decimal) -> str:
+    if value is None:
+        return ""
+    return format(value.quantize(quantum, rounding=ROUND_HALF_UP), "f")
+
+
+def csv_cell(text: str) -> str:
+    """One CSV cell, quoted only when it must be."""
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _number(value: Decimal) -> str:
+    text = str(value)
+    return format(value, "f") if "E" in text else text
+
+
+@functools.cache
+def _static_cells(key: tuple[str, str, bool, Band | None, Decimal]) -> tuple[str, str, str]:
+    """The cells of a detail row that depend only on metric and segment: names, thresholds and
+    weight (formatted once, then cached)."""
+    dimension, metric, lower_is_better, band, weight = key
+    names = f"{csv_cell(dimension)},{csv_cell(metric)}"
+    direction = "true" if lower_is_better else "false"
+    if band is None:
+        thresholds = f"{direction},,,"
+    else:
+        thresholds = f"{direction},{_number(band.green)},{_number(band.yellow)},{_number(band.red)}"
+    return names, thresholds, _number(weight)
+
+
+def metric_lines(score: AccountScore) -> Iterator[str]:
+    """The rows of :func:`metric_rows` as ready CSV lines: the fast path for big runs.
+
+    Only the id and names can need quoting; the other cells are numbers and fixed words.
+    """
+    account = csv_cell(score.account_id)
+    for m in score.metrics:
+        names, thresholds, weight = _static_cells(
+            (m.dimension, m.metric, m.lower_is_better, m.band, m.weight)
+        )
+        raw = "" if m.raw is None else _number(m.raw)
+        if m.score is None:
+            yield f"{account},{names},{m.status},{raw},{thresholds},,{weight},0,\n"
+        else:
+            yield (
+                f"{account},{names},{m.status},{raw},{thresholds},{_q(m.score, Q4)},{weight},"
+                f"{_q(m.effective_weight, Q8)},{_q(m.points, Q6)}\n"
+            )
 
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:
