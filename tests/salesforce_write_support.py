@@ -18,7 +18,14 @@ from src.loaders.salesforce import SalesforceLoader
 from src.loaders.salesforce_settings import WritebackSettings
 from src.models import Account, AccountInput
 from src.sandbox.portfolio import build_portfolio
-from src.sandbox.salesforce import FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, App, Data, generate
+from src.sandbox.salesforce import (
+    FAKE_CLIENT_ID,
+    FAKE_CLIENT_SECRET,
+    App,
+    Data,
+    environment,
+    generate,
+)
 from src.sandbox.salesforce_write import WriteApi
 from src.sandbox.sandbox import load_source_settings
 from src.sandbox.server import Knobs, VendorServer
@@ -115,12 +122,14 @@ class Org:
     def loader(self, **settings: object) -> SalesforceLoader:
         values: dict[str, object] = {"poll_initial_seconds": 0.01, "poll_max_seconds": 0.05}
         values.update(settings)
-        return SalesforceLoader(
+        loader = SalesforceLoader.from_env(
             WritebackSettings.model_validate(values),
-            authenticate=lambda: login(self.session, self.server.url),
+            environment(self.server.url, ""),
             session=self.session,
             policy=FAST,
         )
+        assert loader is not None
+        return loader
 
     def write_requests(self) -> int:
         """Requests the server counted on write routes."""

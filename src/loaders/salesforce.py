@@ -402,6 +402,7 @@ class SalesforceLoader:
         self._instance_url = instance_url
         self._session_id = session_id
         self._sleep = sleep
+        self._verify = verify
         self.client = SourceClient(
             SOURCE,
             instance_url or "https://login.invalid",
@@ -413,6 +414,42 @@ class SalesforceLoader:
             verify=verify,
         )
         self._issued = False  # whether the current session id was handed out already
+
+    @classmethod
+    def from_env(
+        cls,
+        settings: WritebackSettings | None,
+        env: Mapping[str, str],
+        *,
+        session: requests.Session | None = None,
+        policy: HttpPolicy | None = None,
+    ) -> SalesforceLoader | None:
+        """A loader that logs in with the Salesforce credentials in ``env`` (the same variables
+        and flows as the extractor: ``src.extractors.salesforce_auth``); None without them."""
+        from src.extractors import salesforce_auth
+
+        credentials = salesforce_auth.credentials_from_env(env)
+        if credentials is None:
+            return None
+        settings = settings or WritebackSettings.model_validate({})
+        version = settings.api_version
+
+        def authenticate() -> tuple[str, str]:
+            client = loader.client
+            token, instance = salesforce_auth.login(
+                credentials, client.session, client.policy, client.count_request, version
+            )
+            return instance, token
+
+        loader = cls(
+            settings,
+            authenticate=authenticate,
+            session=session,
+            policy=policy,
+            verify=credentials.verify,
+            credential_hint=", ".join(credentials.variables),
+        )
+        return loader
 
     # -- auth -----------------------------------------------------------------------------------
 
@@ -602,6 +639,9 @@ class SalesforceLoader:
                 self._composite(object_name, records[start : start + size], external_id, outcome)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        if self._verify is not None:
+            # Per call: requests lets REQUESTS_CA_BUNDLE override ``session.verify`` otherwise.
+            kwargs.setdefault("verify", self._verify)
         try:
             return self.client.request(method, f"{self.base}{path}", **kwargs)
         except SourceError as exc:
