@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,7 @@ class RunOptions:
     runs_dir: str = DEFAULT_RUNS_DIR
     allow_degraded: bool = False
     env: Mapping[str, str] | None = None  # None → os.environ
+    mapping_path: Path | None = None  # replaces config_dir/account_mapping.csv (the demo's)
     as_of: datetime | None = None  # end of look-back windows; None → now (demo: sandbox date)
     progress: bool = False
 
@@ -124,7 +125,8 @@ class Inputs:
     sources: Mapping[str, SourceReport]
     mode: str  # from_raw | demo | live
     config_sha256: str
-    sf_ids: Mapping[str, str] = field(default_factory=dict)  # account_id → Salesforce id
+    mapped: Mapping[str, Account] = field(default_factory=dict)  # account_id → mapping row
+    writeback: Any = None  # WritebackSettings from sources.yaml (live and demo runs)
     warnings: tuple[str, ...] = ()
     config_files: Mapping[str, bytes] = field(default_factory=dict)
     raw_bytes: bytes | None = None  # the --from-raw file as read, kept as the run's raw.csv
@@ -297,11 +299,10 @@ def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]
             config_files=_config_files(options.config_dir, names),
             raw_bytes=raw.source_bytes,
         )
-    if options.demo:
-        return _gather_demo(options, progress)
     env = os.environ if options.env is None else options.env
-    config = load_config(options.config_dir)
-    return _gather_live(config, env, as_of, "live", progress)
+    config = load_config(options.config_dir, mapping_path=options.mapping_path)
+    mode = "demo" if options.mapping_path is not None and options.demo else "live"
+    return _gather_live(config, env, as_of, mode, progress)
 
 
 def _gather_live(
@@ -339,24 +340,10 @@ def _gather_live(
         sources=ordered,
         mode=mode,
         config_sha256=config.sha256,
-        sf_ids={a.account_id: a.sf_account_id for a in config.accounts if a.sf_account_id},
+        mapped={a.account_id: a for a in config.accounts},
+        writeback=config.sources["salesforce"].writeback,
         config_files=_config_files(config.directory, names),
     )
-
-
-def _gather_demo(options: RunOptions, progress: Callable[[str], None]) -> Inputs:
-    from src.sandbox.sandbox import Sandbox  # the sandbox is only needed for the demo
-
-    today = datetime.now(UTC).date() if options.as_of is None else options.as_of.date()
-    progress(
-        f"demo: generating a {options.demo_accounts}-account portfolio and starting the sandbox…"
-    )
-    with Sandbox(options.demo_accounts, as_of=today, config_dir=options.config_dir) as sandbox:
-        mapping = sandbox.write_mapping(sandbox.workdir / MAPPING_FILE)
-        config = load_config(options.config_dir, mapping_path=mapping)
-        as_of = datetime(today.year, today.month, today.day, tzinfo=UTC)
-        env = {**(options.env if options.env is not None else {}), **sandbox.env()}
-        return _gather_live(config, env, as_of, "demo", progress)
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +402,7 @@ def _writeback(
     period: str,
     run_id: str,
     status: str,
+    scoring_date: date,
 ) -> tuple[dict[str, Any] | None, int, list[str]]:
     """Write to Salesforce when allowed; returns (manifest entry, exit code, messages)."""
     if options.dry_run:
@@ -428,18 +416,72 @@ def _writeback(
         )
         log.error(message)
         return {"status": "refused", "reason": message}, EXIT_FAILED, [message]
-    from src.loaders.writeback import write_back
+    from src.loaders.salesforce import SalesforceLoader
 
     env = os.environ if options.env is None else options.env
+    loader = SalesforceLoader.from_env(inputs.writeback, env)
+    if loader is None:
+        message = (
+            "write-back not possible: this is not a dry run but no Salesforce credentials "
+            "are set (see .env.example); nothing was written"
+        )
+        log.error(message)
+        return {"status": "failed", "reason": message}, EXIT_FAILED, [message]
     # Full explanations (per-metric scores) are rebuilt for the accounts Salesforce holds.
-    scores = [model.score(a) for a in inputs.accounts if a.account_id in inputs.sf_ids]
-    return write_back(
-        env, options.config_dir, scores, inputs.sf_ids, period, run_id, inputs.config_sha256
+    scores = [
+        model.score(a)
+        for a in inputs.accounts
+        if (mapped := inputs.mapped.get(a.account_id)) is not None and mapped.sf_account_id
+    ]
+    result = loader.load(
+        scores,
+        inputs.mapped,
+        period=period,
+        scoring_date=scoring_date,
+        run_id=run_id,
+        config_hash=inputs.config_sha256,
     )
+    status = "ok" if result.ok else ("stopped" if result.stopped_reason else "failed")
+    messages = []
+    if not result.ok:
+        messages.append(
+            f"Salesforce write-back {status}: {result.written} of {result.attempted} written, "
+            f"{len(result.failures)} record failure(s)"
+            + (f"; {result.stopped_reason}" if result.stopped_reason else "")
+        )
+    return {"status": status, **result.as_dict()}, (EXIT_OK if result.ok else EXIT_FAILED), messages
 
 
 def run(options: RunOptions) -> RunSummary:
-    """Gather inputs, score, write the CSV, the run folder and (unless dry) Salesforce."""
+    """Gather inputs, score, write the CSV, the run folder and (unless dry) Salesforce.
+
+    With ``demo``, the sandbox runs for the whole run (extraction and any write-back) and the
+    pipeline is pointed at it exactly as at the real services.
+    """
+    if not options.demo:
+        return _run(options)
+    from src.sandbox.sandbox import Sandbox  # only the demo needs the sandbox
+
+    today = (options.as_of or datetime.now(UTC)).date()
+    _progress_printer(options.progress)(
+        f"demo: generating a {options.demo_accounts}-account portfolio and starting the sandbox…"
+    )
+    try:
+        sandbox = Sandbox(options.demo_accounts, as_of=today, config_dir=options.config_dir)
+    except ConfigError as exc:
+        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
+    with sandbox:
+        return _run(
+            dataclasses.replace(
+                options,
+                env={**(options.env or {}), **sandbox.env()},
+                mapping_path=sandbox.write_mapping(sandbox.workdir / MAPPING_FILE),
+                as_of=datetime(today.year, today.month, today.day, tzinfo=UTC),
+            )
+        )
+
+
+def _run(options: RunOptions) -> RunSummary:
     started = datetime.now(UTC)
     progress = _progress_printer(options.progress)
     try:
@@ -458,7 +500,9 @@ def run(options: RunOptions) -> RunSummary:
     scores, failures = score_and_write(writer, inputs.accounts, model)
     write_run_files(writer, inputs, scores, model)
     output = write_scores(options.output, scores, model.config)
-    writeback, exit_code, messages = _writeback(options, inputs, model, period, run_id, status)
+    writeback, exit_code, messages = _writeback(
+        options, inputs, model, period, run_id, status, as_of.date()
+    )
     if status == STATUS_FAILED:
         exit_code = EXIT_FAILED
         messages = [*messages, "every active source failed; no scores could be built from data"]
