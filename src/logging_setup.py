@@ -23,6 +23,9 @@ from types import TracebackType
 from typing import Any, TextIO
 
 MASK = "***"
+#: Libraries whose DEBUG records carry request and response bodies (botocore logs the body of
+#: GetSecretValue, i.e. every credential): never below INFO, whatever LOG_LEVEL says.
+QUIET_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "requests", "rollbar", "zeep")
 METRICS_NAMESPACE = "HealthScoreMiddleware"
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -114,7 +117,10 @@ def configure(
             if isinstance(existing, JsonHandler):
                 existing.close()
     root.addHandler(handler)
-    root.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
+    root_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    root.setLevel(root_level)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(root_level, logging.INFO))
     return masker
 
 

@@ -21,6 +21,9 @@ _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CLIENT_ID|CREDENTIAL")
 #: Credential-sounding names that only point at credentials (shown in messages).
 _REFERENCES = frozenset({SECRETS_ID})
+#: Endings of names that hold locations, not secrets (a base URL listed with a source's
+#: credentials stays readable in logs: errors name the endpoint).
+_LOCATION_SUFFIXES = ("_URL", "_BUNDLE", "_PATH", "_FILE", "_DIR")
 #: Values shorter than this are not masked in logs (masking "1" would garble every line).
 MIN_MASKED_LENGTH = 6
 
@@ -101,5 +104,6 @@ def secret_values(
         value
         for name, value in env.items()
         if (name in extra_names or (_SECRET_NAME.search(name) and name not in _REFERENCES))
+        and not name.endswith(_LOCATION_SUFFIXES)
         and len(value) >= MIN_MASKED_LENGTH
     }

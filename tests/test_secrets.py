@@ -98,6 +98,8 @@ def test_credential_named_and_listed_variables_are_the_values_to_mask() -> None:
         "LOOKER_CLIENT_SECRET": "abc",  # too short to mask without garbling logs
     }
     assert secret_values(env) == {"tok-123456", "pw-1234567"}
+    located = {"JIRA_BASE_URL": "https://example.atlassian.net", "SF_CA_BUNDLE": "/tmp/ca.pem"}
+    assert secret_values(located, frozenset(located)) == set()
     assert secret_values(env, frozenset({"JIRA_EMAIL"})) == {
         "tok-123456",
         "pw-1234567",
