@@ -664,7 +664,7 @@ class SalesforceExtractor:
             states, notes, missing = self._run(sf, sorted(ids), window)
         finally:
             sf.session.close()
-        return self._result(accounts, ids, states, notes, missing, client.requests)
+        return self._result(accounts, states, notes, missing, client.requests)
 
     # -- querying -------------------------------------------------------------------------------
 
@@ -779,7 +779,6 @@ class SalesforceExtractor:
     def _result(
         self,
         accounts: Sequence[Account],
-        ids: Mapping[str, list[str]],
         states: list[_PlanState],
         notes: list[str],
         missing: set[str],
@@ -810,7 +809,6 @@ class SalesforceExtractor:
                 values[EXEC_ENGAGEMENT] = Decimal((window_end - seen["last"]).days)
             if by_plan[SignalPlan]:
                 signal_counts[account.account_id] = signals.get(sf_id, NO_SIGNALS)
-        del ids
         return SourceResult(
             source=self.name,
             metrics=metrics,

@@ -478,7 +478,12 @@ def connect(
             "SF_SECURITY_TOKEN)",
         )
     client = SalesforceClient(credentials, session=session, policy=policy, version=version)
-    token = client.login()
+    try:
+        token = client.login()
+    except BaseException:
+        if session is None:
+            client.session.close()  # ours to close; a caller's session stays the caller's
+        raise
     sf = Salesforce(
         instance_url=client.instance_url,
         session_id=token,
