@@ -154,6 +154,23 @@ def test_contacts_search_and_company_scroll_validate_against_the_contract(
         )
 
 
+def test_a_company_by_id_validates_against_the_contract_and_404s_when_unknown(
+    contract: tuple[OpenAPI, dict[str, Any]],
+    http: requests.Session,
+    server: VendorServer,
+    data: intercom.Data,
+) -> None:
+    company = data.companies[0]
+    found = http.get(f"{server.url}/companies/{company.id}", headers=HEADERS)
+    assert_valid(contract, found)
+    assert found.json()["company_id"] == company.company_id
+    missing = http.get(f"{server.url}/companies/0123456789abcdef01234567", headers=HEADERS)
+    assert missing.status_code == 404
+    assert_valid(contract, missing)
+    assert missing.json()["errors"][0]["code"] == "company_not_found"
+    assert server.stats["GET /companies/{id}"] == 2
+
+
 def test_a_rejected_token_gets_intercoms_401_error_list(
     contract: tuple[OpenAPI, dict[str, Any]], http: requests.Session, server: VendorServer
 ) -> None:
@@ -509,6 +526,9 @@ def test_minimum_requests_counts_search_pages_at_150_plus_the_fallback(
     start, end = intercom.window_of(portfolio.as_of, settings.lookback_days)
     window = [c for c in data.conversations if start <= c.created_at < end]
     orphan_contacts = {c.contact for c in window if c.company is None}
-    scroll = -(-len(data.companies) // intercom.SCROLL_PAGE_SIZE) + 1
-    expected = -(-len(window) // 150) + -(-len(orphan_contacts) // 150) + scroll
+    via_contact = {c.id: c.company_ids[0] for c in data.contacts if c.company_ids}
+    named = {c.company for c in window if c.company is not None}
+    unknown = {via_contact[c] for c in orphan_contacts if c in via_contact} - named
+    assert unknown  # one account is reached only through its contacts
+    expected = -(-len(window) // 150) + -(-len(orphan_contacts) // 150) + len(unknown)
     assert data.minimum_requests(settings) == expected

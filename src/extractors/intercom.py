@@ -3,9 +3,10 @@
 Conversations cannot be searched by company, so the extractor searches the whole window once
 (split into time slices fetched concurrently when the window is long), and groups what comes back
 by ``conversation.company`` (present from API version 2.15). A conversation without a company is
-attributed through its first contact's company: the contacts are looked up in batches, and only
-when a contact's company was never seen on a conversation is the company list scrolled to learn
-its ``company_id``. Calls scale with the number of conversations, never with the account count.
+attributed through its first contact's company: the contacts are looked up in batches, and a
+company never named on any conversation is fetched by id (or, when there are many, learned from
+one scroll of the company list). Calls scale with the number of conversations, never with the
+account count.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import pydantic
 import requests
@@ -88,6 +90,9 @@ class Settings(pydantic.BaseModel):
     page_size: int = pydantic.Field(MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     #: Contacts looked up per search (an ``id IN [...]`` filter) on the fallback path.
     contacts_per_search: int = pydantic.Field(MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    #: Up to this many fallback companies never named on a conversation are fetched one by one;
+    #: more, and the company list is scrolled once instead.
+    company_lookups_max: int = pydantic.Field(20, ge=0)
     http: HttpSettings = HttpSettings.model_validate({})
 
     @pydantic.field_validator("priority_attribute")
@@ -259,10 +264,11 @@ def _run_all(pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: Sequence[_
     futures: list[Future[_R]] = [pool.submit(fn, item) for item in items]
     done, _ = wait(futures, return_when=FIRST_EXCEPTION)
     for future in done:
-        if future.exception() is not None:
+        failure = future.exception()
+        if failure is not None:
             for other in futures:
                 other.cancel()
-            break
+            raise failure
     return [future.result() for future in futures]
 
 
@@ -358,6 +364,20 @@ class IntercomExtractor:
                 ) from None
         return out
 
+    def _company_id(self, internal_id: str) -> str | None:
+        """One company's ``company_id`` (None when Intercom no longer has it)."""
+        path = f"/companies/{quote(internal_id, safe='')}"
+        try:
+            company = self.client.get_json(path)
+        except SourceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(company, Mapping):
+            raise SourceError(SOURCE, f"GET {path}", "unexpected company shape")
+        value = company.get("company_id")
+        return None if value is None else str(value)
+
     def _scroll_companies(self) -> dict[str, str]:
         """Intercom id → company_id for every company (one scroll, walked to its end)."""
         endpoint = f"GET {COMPANIES_SCROLL}"
@@ -438,9 +458,12 @@ class IntercomExtractor:
         companies_of: dict[str, list[str]] = {}
         for part in _run_all(pool, self._contact_companies, batches):
             companies_of.update(part)
-        wanted = {ids[0] for ids in companies_of.values() if ids}
-        if wanted - known.keys():
+        unknown = sorted({ids[0] for ids in companies_of.values() if ids} - known.keys())
+        if len(unknown) > self.settings.company_lookups_max:
             known = {**self._scroll_companies(), **known}
+        elif unknown:
+            found = _run_all(pool, self._company_id, unknown)
+            known = {**known, **{k: v for k, v in zip(unknown, found, strict=True) if v}}
         lost = 0
         for conversation in orphans:
             ids = companies_of.get(conversation.contact_id or "") or []

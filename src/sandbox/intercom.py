@@ -1,10 +1,11 @@
 """Stand-in for Intercom (API 2.16): conversations, companies and contacts of the portfolio.
 
-Serves ``POST /conversations/search``, ``GET /companies/scroll`` and ``POST /contacts/search`` in
-Intercom's wire format: bearer auth with ``error.list`` bodies, a required ``Intercom-Version``
-header (conversations carry ``company`` from 2.15), AND/OR queries limited to 2 levels of nesting
-and 15 filters per group, ``per_page`` up to 150 with opaque, stable ``starting_after`` cursors,
-one open company scroll per app, and ``X-RateLimit-*`` headers on every response.
+Serves ``POST /conversations/search``, ``POST /contacts/search``, ``GET /companies/scroll`` and
+``GET /companies/{id}`` in Intercom's wire format: bearer auth with ``error.list`` bodies, a
+required ``Intercom-Version`` header (conversations carry ``company`` from 2.15), AND/OR queries
+limited to 2 levels of nesting and 15 filters per group, ``per_page`` up to 150 with opaque, stable
+``starting_after`` cursors, one open company scroll per app, and ``X-RateLimit-*`` headers on every
+response.
 
 Records are drawn so each account's metrics land near its profile's targets; ``Data.expected``
 recounts them with the plain definitions (window ``[as_of - lookback_days, as_of)``; attribution
@@ -84,6 +85,18 @@ class Company:
     plan: str
     industry: str
     segment: str
+
+    def reference(self) -> dict[str, Any]:
+        """The compact company object a conversation carries (every field of it is optional)."""
+        return {
+            "type": "company",
+            "id": self.id,
+            "company_id": self.company_id,
+            "name": self.name,
+            "app_id": APP_ID,
+            "created_at": self.created_at,
+            "updated_at": self.created_at + 3600,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -502,7 +515,7 @@ class _Builder:
         window: list[_Plan] = []
         if not quiet:
             volume = max(0, round(targets.get("p1_p2_volume", 2.0) + rng.gauss(0, 0.6)))
-            count = volume + rng.randint(8, 24)
+            count = volume + rng.randint(4, 14)
             window = [_Plan(rng.randint(self.start, self.end - 1)) for _ in range(count)]
             if rng.random() < 0.05:  # exactly at the window's start: inside
                 window[0].created = self.start
@@ -665,8 +678,8 @@ class Data:
     expected: dict[str, dict[str, MetricValue]] = field(default_factory=dict)
 
     def minimum_requests(self, settings: Settings) -> int:
-        """Search pages for the window at 150 a page, contact pages for the fallback, and the
-        company scroll when a fallback company never appears on a conversation."""
+        """Search pages for the window at 150 a page, contact pages for the fallback, and a
+        look-up (or the company scroll) for fallback companies no conversation names."""
         start, end = window_of(self.as_of, settings.lookback_days)
         window = [c for c in self.conversations if start <= c.created_at < end]
         requests = max(1, math.ceil(len(window) / MAX_PER_PAGE))
@@ -678,17 +691,19 @@ class Data:
         seen = {c.company for c in window if c.company is not None}
         via_contact = {c.id: c.company_ids[0] for c in self.contacts if c.company_ids}
         wanted = {via_contact[cid] for cid in contact_ids if cid in via_contact}
-        if wanted - seen:
-            requests += math.ceil(len(self.companies) / SCROLL_PAGE_SIZE) + 1
+        unknown = wanted - seen
+        if unknown:  # one lookup each, or one scroll walked to its empty end if that is fewer
+            scroll = math.ceil(len(self.companies) / SCROLL_PAGE_SIZE) + 1
+            requests += min(len(unknown), scroll)
         return requests
 
     def to_json_bytes(self) -> bytes:
         """A canonical serialisation of every record and expectation (for determinism checks)."""
-        companies = {c.id: c.to_json() for c in self.companies}
+        companies = {c.id: c.reference() for c in self.companies}
         contacts = {c.id: c for c in self.contacts}
         document = {
             "as_of": self.as_of.isoformat(),
-            "companies": list(companies.values()),
+            "companies": [c.to_json() for c in self.companies],
             "contacts": [c.to_json() for c in self.contacts],
             "conversations": [c.to_json(companies, contacts) for c in self.conversations],
             "expected": {
@@ -941,6 +956,7 @@ class App(VendorApp):
         self.data = data
         self.settings = settings
         self._companies = {c.id: c.to_json() for c in data.companies}
+        self._references = {c.id: c.reference() for c in data.companies}
         self._contacts = {c.id: c for c in data.contacts}
         self._created = [c.created_at for c in data.conversations]
         self._lock = threading.Lock()
@@ -997,7 +1013,22 @@ class App(VendorApp):
             return Response(200, self._search_contacts(request))
         if route == ("GET", "/companies/scroll"):
             return Response(200, self._scroll_companies(request))
+        if request.method == "GET" and self._company_path(request.path):
+            company = self._companies.get(request.path.rpartition("/")[2])
+            if company is None:
+                return self.error(404, "company_not_found", "Company Not Found")
+            return Response(200, company)
         return self.error(404, "not_found", "Resource Not Found")
+
+    @staticmethod
+    def _company_path(path: str) -> bool:
+        parent, _, name = path.rpartition("/")
+        return parent == "/companies" and name not in ("", "scroll", "list")
+
+    def endpoint_label(self, request: Request) -> str:
+        if request.method == "GET" and self._company_path(request.path):
+            return "GET /companies/{id}"
+        return f"{request.method} {request.path}"
 
     def _authorise(self, request: Request) -> None:
         scheme, _, token = (request.header("Authorization") or "").partition(" ")
@@ -1099,7 +1130,7 @@ class App(VendorApp):
             "pages": pages,
             "total_count": total,
             "conversations": [
-                c.to_json(self._companies, self._contacts, with_company) for c in chunk
+                c.to_json(self._references, self._contacts, with_company) for c in chunk
             ],
         }
 
