@@ -47,12 +47,17 @@ def generate(path: Path, accounts: int, seed: int = 1) -> None:
                     row.append("")
                     continue
                 spec = bands[name]
-                value = target_raw(spec.bands[segment], spec.lower_is_better,
-                                   health + rng.gauss(0, 12))
+                value = target_raw(
+                    spec.bands[segment], spec.lower_is_better, health + rng.gauss(0, 12)
+                )
                 row.append(f"{value:.2f}")
             critical = 1 if rng.random() < 0.05 else 0
-            row += [str(critical), str(int(rng.random() < 0.05)), "0",
-                    str(int(critical and rng.random() < 0.5))]
+            row += [
+                str(critical),
+                str(int(rng.random() < 0.05)),
+                "0",
+                str(int(critical and rng.random() < 0.5)),
+            ]
             writer.writerow(row)
 
 
@@ -64,11 +69,24 @@ def main() -> None:
         raw = Path(tmp) / "raw.csv"
         started = time.perf_counter()
         generate(raw, args.accounts)
-        print(f"generated {args.accounts:,} accounts in {time.perf_counter() - started:.1f}s "
-              f"({raw.stat().st_size / 1e6:.1f} MB)")
-        command = [sys.executable, "-m", "src.main", "--dry-run", "--from-raw", str(raw),
-                   "--output", str(Path(tmp) / "scores.csv"), "--runs-dir", str(Path(tmp) / "runs"),
-                   "--period", "2026-11"]
+        print(
+            f"generated {args.accounts:,} accounts in {time.perf_counter() - started:.1f}s "
+            f"({raw.stat().st_size / 1e6:.1f} MB)"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "src.main",
+            "--dry-run",
+            "--from-raw",
+            str(raw),
+            "--output",
+            str(Path(tmp) / "scores.csv"),
+            "--runs-dir",
+            str(Path(tmp) / "runs"),
+            "--period",
+            "2026-11",
+        ]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started
@@ -76,8 +94,10 @@ def main() -> None:
             print(result.stdout, result.stderr, sep="\n")
             raise SystemExit(result.returncode)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"scored {args.accounts:,} accounts in {wall:.2f}s wall "
-              f"({args.accounts / wall:,.0f} accounts/s), peak memory {peak_mb:.0f} MB")
+        print(
+            f"scored {args.accounts:,} accounts in {wall:.2f}s wall "
+            f"({args.accounts / wall:,.0f} accounts/s), peak memory {peak_mb:.0f} MB"
+        )
         print("targets: ≤ 5 s wall, ≤ 500 MB peak")
 
 
