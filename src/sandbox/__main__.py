@@ -11,6 +11,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from src.sandbox.portfolio import DEFAULT_ACCOUNTS, DEFAULT_SEED, SOURCES
@@ -57,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="requests per 10-second window",
     )
     serve.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the portfolio's 'today' (default: today, UTC, so that a pipeline run now sees the "
+        "data inside its look-back windows)",
+    )
+    serve.add_argument(
         "--mapping-dir",
         type=Path,
         default=Path("output/sandbox"),
@@ -75,8 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             limits[vendor] = int(count)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
+    as_of = args.as_of or datetime.now(UTC).date()
     sandbox = Sandbox(
-        args.accounts, seed=args.seed, latency_ms=args.latency_ms, faults=faults, rate_limits=limits
+        args.accounts,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        faults=faults,
+        rate_limits=limits,
+        as_of=as_of,
     )
     mapping = sandbox.write_mapping(args.mapping_dir / "account_mapping.csv")
     config_dir = args.mapping_dir
@@ -85,10 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
             source = sandbox.config_dir / name
             (config_dir / name).write_bytes(source.read_bytes())
-        print(f"# Sandbox: {args.accounts} accounts (seed {args.seed}); Ctrl-C to stop.")
+        print(
+            f"# Sandbox: {args.accounts} accounts (seed {args.seed}, as of {as_of}); "
+            "Ctrl-C to stop."
+        )
         print(f"# Config folder with the matching mapping: {config_dir} ({mapping.name})")
         for vendor, server in sandbox.servers.items():
             print(f"#   {vendor:<11} {server.url}   stats: {server.url}/__sandbox/stats")
+        minimum = " ".join(f"{k}={v}" for k, v in sandbox.minimum_requests().items())
+        print(f"# minimum requests an ideal extractor needs: {minimum}")
         for key, value in sandbox.env().items():
             print(f"export {key}={shlex.quote(value)}")
         print(f"# then: python -m src.main --dry-run --config-dir {config_dir}", flush=True)
