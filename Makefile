@@ -31,6 +31,11 @@ test: lint
 
 bench: setup
 	$(PY) benchmarks/scoring.py
+	$(PY) benchmarks/sandbox.py
+	$(PY) benchmarks/extraction.py
+	$(PY) benchmarks/writeback.py
+	$(PY) benchmarks/dashboard.py
+	$(PY) benchmarks/lambda_bundle.py
 
 package: setup
 	$(PY) -m src.lambda_package --output build/lambda.zip

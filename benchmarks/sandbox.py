@@ -10,7 +10,6 @@ representative authenticated request, and prints requests per second. Target: â‰
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -85,7 +84,7 @@ def session_for(
         session.headers["Authorization"] = f"token {token}"
         url = f"{base}/looks/104/run/json"
         return session, lambda s: s.get(url, params={"limit": "1"}, timeout=10)
-    session.verify = env["SF_CA_BUNDLE"]
+    ca = env["SF_CA_BUNDLE"]
     login = session.post(
         f"{env['SF_LOGIN_URL']}/services/oauth2/token",
         data={
@@ -94,11 +93,12 @@ def session_for(
             "client_secret": env["SF_CLIENT_SECRET"],
         },
         timeout=10,
+        verify=ca,
     ).json()
     session.headers["Authorization"] = f"Bearer {login['access_token']}"
     url = f"{login['instance_url']}/services/data/v62.0/query"
     params = {"q": "SELECT Id FROM Account LIMIT 1"}
-    return session, lambda s: s.get(url, params=params, timeout=10)
+    return session, lambda s: s.get(url, params=params, timeout=10, verify=ca)
 
 
 def measure(vendor: str, env: dict[str, str], seconds: float, threads: int) -> tuple[int, int]:
@@ -129,7 +129,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
-    os.environ.pop("REQUESTS_CA_BUNDLE", None)  # the sandbox CA is passed explicitly
     with tempfile.TemporaryDirectory() as tmp:
         process, env = start_sandbox(Path(tmp))
         try:

@@ -709,6 +709,25 @@ def load_scoring_config(directory: Path) -> ScoringConfig:
     return scoring
 
 
+def load_sources(
+    directory: Path, only: tuple[str, ...] | None = None, *, missing_ok: bool = False
+) -> dict[str, Any]:
+    """The validated sections of ``sources.yaml`` (all sources, or ``only`` these).
+
+    With ``missing_ok``, an absent file means every section takes its defaults.
+    """
+    from src.extractors.registry import SOURCES, parse_sources
+
+    problems: list[ConfigProblem] = []
+    where = _Problems(SOURCES_FILE, problems)
+    path = directory / SOURCES_FILE
+    raw = {} if missing_ok and not path.is_file() else load_yaml(path, where)
+    settings = parse_sources(raw, where.add, only or SOURCES)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
 def load_config(
     directory: Path,
     *,

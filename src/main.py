@@ -26,6 +26,7 @@ from typing import Any
 from src import __version__
 from src.config import (
     MAPPING_FILE,
+    SALESFORCE_ID,
     SOURCES_FILE,
     THRESHOLDS_FILE,
     WEIGHTS_FILE,
@@ -34,6 +35,7 @@ from src.config import (
     config_sha256,
     load_config,
     load_scoring_config,
+    load_sources,
 )
 from src.extractors.base import Extractor, SourceResult
 from src.extractors.registry import SOURCES, activate
@@ -290,11 +292,25 @@ def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]
         scoring = load_scoring_config(options.config_dir)
         raw = read_raw(options.from_raw, scoring)
         names = [WEIGHTS_FILE, THRESHOLDS_FILE]
+        # Scores of a raw file can be written back too: rows whose account_id is a Salesforce id.
+        mapped = {
+            a.account_id: Account(
+                a.account_id, a.account_name, a.segment, sf_account_id=a.account_id
+            )
+            for a in raw.accounts
+            if SALESFORCE_ID.fullmatch(a.account_id)
+        }
         return Inputs(
             accounts=raw.accounts,
             sources={},
             mode="from_raw",
             config_sha256=config_sha256(options.config_dir, names),
+            mapped=mapped,
+            writeback=None
+            if options.dry_run
+            else load_sources(options.config_dir, ("salesforce",), missing_ok=True)[
+                "salesforce"
+            ].writeback,
             warnings=raw.warnings,
             config_files=_config_files(options.config_dir, names),
             raw_bytes=raw.source_bytes,
@@ -427,12 +443,9 @@ def _writeback(
         )
         log.error(message)
         return {"status": "failed", "reason": message}, EXIT_FAILED, [message]
-    # Full explanations (per-metric scores) are rebuilt for the accounts Salesforce holds.
-    scores = [
-        model.score(a)
-        for a in inputs.accounts
-        if (mapped := inputs.mapped.get(a.account_id)) is not None and mapped.sf_account_id
-    ]
+    # Full explanations (per-metric scores) are rebuilt here; the loader skips (and lists) the
+    # accounts without a Salesforce id.
+    scores = [model.score(a) for a in inputs.accounts]
     result = loader.load(
         scores,
         inputs.mapped,

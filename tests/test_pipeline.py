@@ -274,3 +274,40 @@ def test_the_demo_command_runs_end_to_end(
     assert "Run folder:" in out
     with (tmp_path / "s.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 40
+
+
+def test_scores_of_a_raw_file_are_written_back_for_salesforce_ids(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from src.rawfile import raw_header, raw_rows
+
+    expected = sandbox.expected_metrics()
+    chosen = [a for a in sandbox.portfolio.accounts if a.sf_account_id][:5]
+    inputs = [
+        AccountInput(a.account_id, a.account_name, a.segment, expected[a.account_id])
+        for a in chosen
+    ]
+    inputs.append(AccountInput("acct-x", "No Salesforce id", "paid", {"p1_p2_volume": Decimal(1)}))
+    metrics = list(next(iter(expected.values())))
+    raw = tmp_path / "raw.csv"
+    with raw.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(raw_header(metrics))
+        writer.writerows(raw_rows(inputs, metrics))
+    summary = run(
+        RunOptions(
+            config_dir=DEFAULT_CONFIG,
+            from_raw=raw,
+            dry_run=False,
+            env=sandbox.env(),
+            period="2029-03",
+            output=tmp_path / "s.csv",
+            runs_dir=str(tmp_path / "runs"),
+        )
+    )
+    assert summary.exit_code == 0, summary.messages
+    assert summary.writeback is not None
+    assert summary.writeback["written"] == 5
+    assert summary.writeback["skipped_without_salesforce_id"] == ["acct-x"]
+    records = sandbox.servers["salesforce"].app.writes.records["Health_Score__c"]  # type: ignore[attr-defined]
+    assert sum(k.endswith("-2029-03") for k in records) == 5

@@ -14,8 +14,7 @@ from typing import Any
 
 import trustme
 
-from src.config import SOURCES_FILE, ConfigError, ConfigProblem, _Problems, load_yaml
-from src.extractors.registry import parse_sources
+from src.config import load_sources
 from src.sandbox.portfolio import (
     DEFAULT_ACCOUNTS,
     DEFAULT_CONFIG_DIR,
@@ -35,13 +34,7 @@ def load_source_settings(
     config_dir: Path = DEFAULT_CONFIG_DIR, only: tuple[str, ...] = SOURCES
 ) -> dict[str, Any]:
     """The validated sources.yaml sections (only some vendors' when ``only`` is given)."""
-    problems: list[ConfigProblem] = []
-    sp = _Problems(SOURCES_FILE, problems)
-    raw = load_yaml(config_dir / SOURCES_FILE, sp)
-    settings = parse_sources(raw, sp.add, only)
-    if problems:
-        raise ConfigError(problems)
-    return settings
+    return load_sources(config_dir, only)
 
 
 class Sandbox:
