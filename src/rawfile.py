@@ -98,6 +98,7 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
         )
     accounts: list[AccountInput] = []
     seen: dict[str, int] = {}
+    parsed: dict[str, Decimal | None] = {}
     for line, row in read_csv_rows(text, rp, ("account_id",)):
         loc = f"line {line}"
         account_id = row.get("account_id", "")
@@ -119,8 +120,11 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
         ok = True
         for metric in metrics:
             cell = row.get(metric, "")
+            if cell in parsed:  # the same literal → the same immutable Decimal (less memory)
+                values[metric] = parsed[cell]
+                continue
             try:
-                values[metric] = parse_cell(cell)
+                values[metric] = parsed[cell] = parse_cell(cell)
             except InvalidOperation:
                 rp.add(
                     f"{loc}, column {metric}", f"expected a number or an empty cell, got {cell!r}"

@@ -106,7 +106,6 @@ class _Metric:
     weight: Decimal
     lower_is_better: bool
     bands: Mapping[str, Band]
-    model_weight: Decimal  # weight × dimension weight × component weight (for coverage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +114,7 @@ class _Dimension:
     component: str  # churn_risk or platform_value
     weight: Decimal  # within its component (1 for platform_value)
     metrics: tuple[_Metric, ...]
+    model_share: Decimal  # dimension weight × component weight: a metric weight's share of all
 
 
 class Model:
@@ -129,20 +129,15 @@ class Model:
                 component, dim_weight = PLATFORM_VALUE, Decimal(1)
             else:
                 component, dim_weight = CHURN_RISK, config.churn_risk_weights.get(name, ZERO)
-            comp_weight = comp.get(component, ZERO)
             metrics = tuple(
-                _Metric(
-                    m.name,
-                    m.weight,
-                    m.lower_is_better,
-                    m.bands,
-                    m.weight * dim_weight * comp_weight,
-                )
-                for m in spec.metrics
+                _Metric(m.name, m.weight, m.lower_is_better, m.bands) for m in spec.metrics
             )
-            dims.append(_Dimension(name, component, dim_weight, metrics))
+            share = dim_weight * comp.get(component, ZERO)
+            dims.append(_Dimension(name, component, dim_weight, metrics, share))
         self.dimensions = tuple(dims)
-        self.total_model_weight = sum((m.model_weight for d in dims for m in d.metrics), ZERO)
+        self.total_model_weight = sum(
+            (m.weight * d.model_share for d in dims for m in d.metrics), ZERO
+        )
 
     def score(self, account: AccountInput) -> AccountScore:
         config = self.config
@@ -166,7 +161,8 @@ class Model:
                 per_metric.append((dim, metric, raw, SCORED, score))
                 total += metric.weight * score
                 present += metric.weight
-                backed += metric.model_weight
+            # Coverage: the weight backed by data, through every level (metric × dim × component).
+            backed += present * dim.model_share
             dim_present[dim.name] = present
             dim_scores[dim.name] = total / present if present else None
 
