@@ -49,7 +49,7 @@ from src.loaders.artifacts import (
 )
 from src.loaders.csv_output import (
     METRIC_COLUMNS,
-    metric_lines,
+    DetailLines,
     score_columns,
     score_row,
     write_scores,
@@ -377,6 +377,7 @@ def score_and_write(
     """
     scores: list[AccountScore] = []
     failures: list[dict[str, str]] = []
+    formatter = DetailLines()
     with open_text(writer, "metrics.csv") as detail:
         detail.write(",".join(METRIC_COLUMNS) + "\n")
         for account in accounts:
@@ -388,7 +389,7 @@ def score_and_write(
                     {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
                 )
                 continue
-            detail.writelines(metric_lines(score))
+            detail.writelines(formatter.lines(score))
             scores.append(dataclasses.replace(score, metrics=()))
     return scores, failures
 

@@ -7,15 +7,14 @@ reader never sees half a file and a failed write leaves the previous file intact
 from __future__ import annotations
 
 import csv
-import functools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from src.config import PLATFORM_VALUE, Band, ScoringConfig
-from src.scoring.composite import AccountScore, publish
+from src.config import PLATFORM_VALUE, ScoringConfig
+from src.scoring.composite import AccountScore, MetricResult, publish
 
 SCORE_COLUMNS_HEAD = (
     "account_id",
@@ -133,38 +132,47 @@ def _number(value: Decimal) -> str:
     return format(value, "f") if "E" in text else text
 
 
-@functools.cache
-def _static_cells(key: tuple[str, str, bool, Band | None, Decimal]) -> tuple[str, str, str]:
+def _static_cells(m: MetricResult) -> tuple[str, str, str]:
     """The cells of a detail row that depend only on metric and segment: names, thresholds and
-    weight (formatted once, then cached)."""
-    dimension, metric, lower_is_better, band, weight = key
-    names = f"{csv_cell(dimension)},{csv_cell(metric)}"
-    direction = "true" if lower_is_better else "false"
+    weight."""
+    names = f"{csv_cell(m.dimension)},{csv_cell(m.metric)}"
+    direction = "true" if m.lower_is_better else "false"
+    band = m.band
     if band is None:
         thresholds = f"{direction},,,"
     else:
         thresholds = f"{direction},{_number(band.green)},{_number(band.yellow)},{_number(band.red)}"
-    return names, thresholds, _number(weight)
+    return names, thresholds, _number(m.weight)
 
 
-def metric_lines(score: AccountScore) -> Iterator[str]:
-    """The rows of :func:`metric_rows` as ready CSV lines: the fast path for big runs.
+class DetailLines:
+    """Formats :func:`metric_rows` as ready CSV lines: the fast path for big runs.
 
-    Only the id and names can need quoting; the other cells are numbers and fixed words.
+    One instance serves one run (one scoring config), so the cells that depend only on the
+    metric and the segment are formatted once per (dimension, metric, segment). Only the id and
+    names can need quoting; the other cells are numbers and fixed words.
     """
-    account = csv_cell(score.account_id)
-    for m in score.metrics:
-        names, thresholds, weight = _static_cells(
-            (m.dimension, m.metric, m.lower_is_better, m.band, m.weight)
-        )
-        raw = "" if m.raw is None else _number(m.raw)
-        if m.score is None:
-            yield f"{account},{names},{m.status},{raw},{thresholds},,{weight},0,\n"
-        else:
-            yield (
-                f"{account},{names},{m.status},{raw},{thresholds},{_q(m.score, Q4)},{weight},"
-                f"{_q(m.effective_weight, Q8)},{_q(m.points, Q6)}\n"
-            )
+
+    def __init__(self) -> None:
+        self._static: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+
+    def lines(self, score: AccountScore) -> Iterator[str]:
+        account = csv_cell(score.account_id)
+        static = self._static
+        for m in score.metrics:
+            key = (m.dimension, m.metric, score.segment)
+            cells = static.get(key)
+            if cells is None:
+                cells = static[key] = _static_cells(m)
+            names, thresholds, weight = cells
+            raw = "" if m.raw is None else _number(m.raw)
+            if m.score is None:
+                yield f"{account},{names},{m.status},{raw},{thresholds},,{weight},0,\n"
+            else:
+                yield (
+                    f"{account},{names},{m.status},{raw},{thresholds},{_q(m.score, Q4)},{weight},"
+                    f"{_q(m.effective_weight, Q8)},{_q(m.points, Q6)}\n"
+                )
 
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:
