@@ -311,3 +311,46 @@ def test_scores_of_a_raw_file_are_written_back_for_salesforce_ids(
     assert summary.writeback["skipped_without_salesforce_id"] == ["acct-x"]
     records = sandbox.servers["salesforce"].app.writes.records["Health_Score__c"]  # type: ignore[attr-defined]
     assert sum(k.endswith("-2029-03") for k in records) == 5
+
+
+def test_records_salesforce_refuses_fail_the_run_after_everything_else_is_written(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    from src.loaders.salesforce import external_key
+
+    writes = sandbox.servers["salesforce"].app.writes  # type: ignore[attr-defined]
+    accounts = [a for a in sandbox.portfolio.accounts if a.sf_account_id]
+    stuck = accounts[0]
+    # Locked on every attempt: the one retry of a transient error cannot save it.
+    writes.lock_rows({external_key(stuck.sf_account_id or "", "2030-09"): 5})
+    summary = go(sandbox, config_dir, tmp_path, dry_run=False, period="2030-09")
+    assert summary.exit_code == 1
+    assert summary.status == "ok"  # extraction was fine; the write is what failed
+    manifest = manifest_of(summary)
+    assert manifest["writeback"]["status"] == "failed"
+    (failure,) = manifest["writeback"]["failures"]
+    assert failure["account_id"] == stuck.account_id
+    assert failure["error_code"] == "UNABLE_TO_LOCK_ROW"
+    written = [k for k in writes.records["Health_Score__c"] if k.endswith("-2030-09")]
+    assert len(written) == len(accounts) - 1
+    assert any("write-back failed" in m for m in summary.messages)
+
+
+def test_an_empty_mapping_stops_with_exit_2(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = config_dir / "account_mapping.csv"
+    mapping.write_text(mapping.read_text().splitlines()[0] + "\n")
+    code = main(
+        [
+            "--dry-run",
+            "--config-dir",
+            str(config_dir),
+            "--output",
+            str(tmp_path / "s.csv"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert code == 2
+    assert "account_mapping.csv: no accounts" in capsys.readouterr().err
