@@ -14,7 +14,6 @@ import re
 import secrets
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from src import __version__
+from src.batch import ScoredBatch, processes_for, score_batch
 from src.config import (
     MAPPING_FILE,
     SALESFORCE_ID,
@@ -47,16 +47,10 @@ from src.loaders.artifacts import (
     open_store,
     open_text,
 )
-from src.loaders.csv_output import (
-    METRIC_COLUMNS,
-    DetailLines,
-    score_columns,
-    score_row,
-    write_scores,
-)
+from src.loaders.csv_output import METRIC_COLUMNS, score_columns, write_csv_atomic
 from src.models import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
 from src.rawfile import raw_header, raw_rows, read_raw
-from src.scoring.composite import AccountScore, Model
+from src.scoring.composite import Model
 
 log = logging.getLogger("health_score")
 
@@ -210,8 +204,8 @@ def merge_sources(
     return tuple(merged)
 
 
-def tier_counts(scores: Sequence[AccountScore]) -> dict[str, int]:
-    counts = Counter(s.tier for s in scores)
+def tier_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Tier → accounts, in the order of the tiers (best first)."""
     ordered = {t: counts[t] for t in TIER_ORDER if counts.get(t)}
     ordered.update({t: c for t, c in counts.items() if t not in ordered})
     return ordered
@@ -368,34 +362,20 @@ def _gather_live(
 
 def score_and_write(
     writer: RunWriter, accounts: Sequence[AccountInput], model: Model
-) -> tuple[list[AccountScore], list[dict[str, str]]]:
-    """Score every account, streaming its metric-level detail to ``metrics.csv``.
+) -> ScoredBatch:
+    """Score every account, streaming its metric-level detail to the run's ``metrics.csv``.
 
-    The returned scores are slim (no per-metric detail, which is in the file) so that a
-    100,000-account run stays small in memory. One account's failure is listed and never stops
-    the others.
+    Only the scores' CSV rows and counts stay in memory, so a 100,000-account run stays small;
+    large runs use several processes (:mod:`src.batch`). One account's failure is listed and
+    never stops the others.
     """
-    scores: list[AccountScore] = []
-    failures: list[dict[str, str]] = []
-    formatter = DetailLines()
     with open_text(writer, "metrics.csv") as detail:
         detail.write(",".join(METRIC_COLUMNS) + "\n")
-        for account in accounts:
-            try:
-                score = model.score(account)
-            except Exception as exc:  # listed in the manifest; other accounts still scored
-                log.error("account %s could not be scored: %s", account.account_id, exc)
-                failures.append(
-                    {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
-                )
-                continue
-            detail.writelines(formatter.lines(score))
-            scores.append(dataclasses.replace(score, metrics=()))
-    return scores, failures
+        return score_batch(accounts, model, detail, processes=processes_for(len(accounts)))
 
 
 def write_run_files(
-    writer: RunWriter, inputs: Inputs, scores: Sequence[AccountScore], model: Model
+    writer: RunWriter, inputs: Inputs, rows: Sequence[Sequence[str]], model: Model
 ) -> None:
     config = model.config
     metrics = config.metric_names
@@ -405,9 +385,7 @@ def write_run_files(
         writer.write_bytes(
             "raw.csv", csv_bytes(raw_header(metrics), raw_rows(inputs.accounts, metrics))
         )
-    writer.write_bytes(
-        "scores.csv", csv_bytes(score_columns(config), (score_row(s, config) for s in scores))
-    )
+    writer.write_bytes("scores.csv", csv_bytes(score_columns(config), rows))
     for name, data in inputs.config_files.items():
         writer.write_bytes(f"config/{name}", data)
 
@@ -511,9 +489,9 @@ def _run(options: RunOptions) -> RunSummary:
     run_id = new_run_id(period, started)
     store = open_store(options.runs_dir)
     writer = store.create_run(run_id)
-    scores, failures = score_and_write(writer, inputs.accounts, model)
-    write_run_files(writer, inputs, scores, model)
-    output = write_scores(options.output, scores, model.config)
+    batch = score_and_write(writer, inputs.accounts, model)
+    write_run_files(writer, inputs, batch.rows, model)
+    output = write_csv_atomic(options.output, score_columns(model.config), batch.rows)
     writeback, exit_code, messages = _writeback(
         options, inputs, model, period, run_id, status, as_of.date()
     )
@@ -521,8 +499,8 @@ def _run(options: RunOptions) -> RunSummary:
         exit_code = EXIT_FAILED
         messages = [*messages, "every active source failed; no scores could be built from data"]
 
-    tiers = tier_counts(scores)
-    scored = sum(1 for s in scores if s.final is not None)
+    tiers = tier_counts(batch.tiers)
+    scored = batch.scored
     finished = datetime.now(UTC)
     manifest = {
         "run_id": run_id,
@@ -533,7 +511,7 @@ def _run(options: RunOptions) -> RunSummary:
         "allow_degraded": options.allow_degraded,
         "accounts_total": len(inputs.accounts),
         "accounts_scored": scored,
-        "accounts_failed": failures,
+        "accounts_failed": batch.failures,
         "tiers": tiers,
         "sources": {k: v.as_dict() for k, v in inputs.sources.items()},
         "writeback": writeback,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from src.config import load_scoring_config
 from src.main import main
 from tests.conftest import IDENTITY_METRICS, REPO
 
@@ -316,3 +317,42 @@ def test_example_file_runs_as_a_subprocess(tmp_path: Path) -> None:
     assert "Healthy" in result.stdout
     assert "Run folder:" in result.stdout
     assert len(read_scores(tmp_path / "s.csv")) == 25
+
+
+def test_scoring_in_several_processes_writes_the_same_files(tmp_path: Path) -> None:
+    """The multi-process path (used for big runs) gives byte-identical outputs."""
+    import os
+
+    outputs = []
+    for name, processes in (("serial", "1"), ("parallel", "2")):
+        env = {**os.environ, "HSM_SCORING_PROCESSES": processes, "HSM_PARALLEL_MIN_ACCOUNTS": "2"}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "src.main",
+                "--dry-run",
+                "--from-raw",
+                "examples/raw_metrics.csv",
+                "--output",
+                str(tmp_path / name / "s.csv"),
+                "--runs-dir",
+                str(tmp_path / name / "runs"),
+                "--period",
+                "2026-11",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        (run,) = (tmp_path / name / "runs").iterdir()
+        outputs.append({f: (run / f).read_bytes() for f in ("scores.csv", "metrics.csv")})
+    assert outputs[0] == outputs[1]
+    per_account = sum(
+        len(d.metrics) for d in load_scoring_config(REPO / "config").dimensions.values()
+    )
+    assert outputs[0]["metrics.csv"].count(b"\n") == 1 + 25 * per_account

@@ -246,11 +246,12 @@ def test_one_account_failing_never_stops_the_others(tmp_path: Path) -> None:
     config = load_scoring_config(DEFAULT_CONFIG)
     accounts = read_raw(DEFAULT_CONFIG.parent / "examples" / "raw_metrics.csv", config).accounts
     writer = LocalRunStore(tmp_path).create_run("r1")
-    scores, failures = score_and_write(
-        writer, accounts, _FailsFor(Model(config), accounts[3].account_id)
-    )
-    assert len(scores) == len(accounts) - 1
-    assert failures == [{"account_id": accounts[3].account_id, "error": "ArithmeticError: boom"}]
+    batch = score_and_write(writer, accounts, _FailsFor(Model(config), accounts[3].account_id))
+    assert len(batch.rows) == len(accounts) - 1
+    assert accounts[3].account_id not in {row[0] for row in batch.rows}
+    assert batch.failures == [
+        {"account_id": accounts[3].account_id, "error": "ArithmeticError: boom"}
+    ]
 
 
 def test_the_demo_command_runs_end_to_end(
