@@ -6,6 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: CI shares two cores between two test workers and the sandbox servers,
+# and a slow example is not a wrong one. Examples stay bounded by max_examples.
+settings.register_profile("project", deadline=None, max_examples=80)
+settings.load_profile("project")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config"

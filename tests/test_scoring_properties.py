@@ -6,7 +6,7 @@ import random
 from decimal import Decimal
 from types import MappingProxyType
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from src.config import Band, DimensionSpec, ScoringConfig
@@ -23,9 +23,6 @@ from tests.strategies import (
     signal_counts,
     values,
 )
-
-settings.register_profile("default", deadline=None, max_examples=80)
-settings.load_profile("default")
 
 
 @given(st.data())
