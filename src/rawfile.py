@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from src.config import ConfigError, ConfigProblem, ScoringConfig, _Problems, read_csv_rows
-from src.models import AccountInput, SignalCounts
+from src.config import ConfigError, ConfigProblem, ScoringConfig, _Problems
+from src.models import NO_SIGNALS, AccountInput, SignalCounts
 
 SIGNAL_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
 OPTIONAL_SIGNAL_COLUMNS = ("moderate_confirmed", "watch_confirmed")
@@ -96,12 +96,35 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
         warnings.append(
             f"{path}: no segment column; every account is scored as {DEFAULT_SEGMENT!r}"
         )
+    if header and "account_id" not in header:
+        rp.add("line 1", f"missing required column(s) ['account_id'] (header is {header})")
+        raise RawFileError(problems)
+    # Plain lists and column indices rather than a dict per row: a file can hold 100,000 rows.
+    index = {name: i for i, name in enumerate(header)}
+    width = len(header)
+    id_at, name_at, segment_at = (
+        index.get("account_id"),
+        index.get("account_name"),
+        index.get("segment"),
+    )
+    metric_at = [(metric, index.get(metric)) for metric in metrics]
+    count_at = [
+        (column, index.get(column)) for column in (*SIGNAL_COLUMNS, *OPTIONAL_SIGNAL_COLUMNS)
+    ]
     accounts: list[AccountInput] = []
     seen: dict[str, int] = {}
-    parsed: dict[str, Decimal | None] = {}
-    for line, row in read_csv_rows(text, rp, ("account_id",)):
+    parsed: dict[str, Decimal | None] = {}  # literal → value: one Decimal per distinct literal
+    whole: dict[str, int] = {}
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    next(reader, None)
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        line = reader.line_num
+        if len(row) < width:
+            row = row + [""] * (width - len(row))
         loc = f"line {line}"
-        account_id = row.get("account_id", "")
+        account_id = row[id_at].strip() if id_at is not None else ""
         if not account_id:
             rp.add(loc, "account_id is empty")
             continue
@@ -109,7 +132,7 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
             rp.add(loc, f"account_id {account_id!r} duplicates line {seen[account_id]}")
             continue
         seen[account_id] = line
-        segment = row.get("segment", "") if has_segment else DEFAULT_SEGMENT
+        segment = row[segment_at].strip() if segment_at is not None else DEFAULT_SEGMENT
         if segment not in config.segments:
             rp.add(
                 f"{loc}, column segment",
@@ -118,44 +141,46 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
             continue
         values: dict[str, Decimal | None] = {}
         ok = True
-        for metric in metrics:
-            cell = row.get(metric, "")
-            if cell in parsed:  # the same literal → the same immutable Decimal (less memory)
+        for metric, at in metric_at:
+            cell = row[at] if at is not None else ""
+            if cell in parsed:
                 values[metric] = parsed[cell]
                 continue
             try:
-                values[metric] = parsed[cell] = parse_cell(cell)
+                values[metric] = parsed[cell] = parse_cell(cell.strip())
             except InvalidOperation:
                 rp.add(
                     f"{loc}, column {metric}", f"expected a number or an empty cell, got {cell!r}"
                 )
                 ok = False
         counts: dict[str, int] = {}
-        for column in (*SIGNAL_COLUMNS, *OPTIONAL_SIGNAL_COLUMNS):
-            try:
-                counts[column] = _count(row.get(column, ""))
-            except InvalidOperation:
-                rp.add(
-                    f"{loc}, column {column}",
-                    f"expected a whole number ≥ 0, got {row.get(column)!r}",
-                )
-                ok = False
+        for column, at in count_at:
+            cell = row[at] if at is not None else ""
+            if cell not in whole:
+                try:
+                    whole[cell] = _count(cell.strip())
+                except InvalidOperation:
+                    rp.add(f"{loc}, column {column}", f"expected a whole number ≥ 0, got {cell!r}")
+                    ok = False
+                    continue
+            counts[column] = whole[cell]
         if not ok:
             continue
         confirmed = counts["critical_confirmed"]
-        signals = SignalCounts(
-            critical=max(counts["critical_count"], confirmed),
-            moderate=max(counts["moderate_count"], counts["moderate_confirmed"]),
-            watch=max(counts["watch_count"], counts["watch_confirmed"]),
-            critical_confirmed=confirmed,
-            moderate_confirmed=counts["moderate_confirmed"],
-            watch_confirmed=counts["watch_confirmed"],
-        )
-        accounts.append(
-            AccountInput(
-                account_id, row.get("account_name") or account_id, segment, values, signals
+        signals = (
+            SignalCounts(
+                critical=max(counts["critical_count"], confirmed),
+                moderate=max(counts["moderate_count"], counts["moderate_confirmed"]),
+                watch=max(counts["watch_count"], counts["watch_confirmed"]),
+                critical_confirmed=confirmed,
+                moderate_confirmed=counts["moderate_confirmed"],
+                watch_confirmed=counts["watch_confirmed"],
             )
+            if any(counts.values())
+            else NO_SIGNALS
         )
+        name = row[name_at].strip() if name_at is not None else ""
+        accounts.append(AccountInput(account_id, name or account_id, segment, values, signals))
     if problems:
         raise RawFileError(problems)
     if not accounts:

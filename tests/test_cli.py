@@ -356,3 +356,28 @@ def test_scoring_in_several_processes_writes_the_same_files(tmp_path: Path) -> N
         len(d.metrics) for d in load_scoring_config(REPO / "config").dimensions.values()
     )
     assert outputs[0]["metrics.csv"].count(b"\n") == 1 + 25 * per_account
+
+
+def test_raw_file_without_account_id_column_is_refused(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tmp_path / "noid.csv"
+    raw.write_text("account_name,segment,support\nAcme,paid,80\n", encoding="utf-8")
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    assert "noid.csv: line 1: missing required column(s) ['account_id']" in capsys.readouterr().err
+
+
+def test_raw_file_with_bom_blank_lines_and_short_rows_is_read(
+    tmp_path: Path, identity_config: Path
+) -> None:
+    raw = tmp_path / "loose.csv"
+    raw.write_text(
+        "\ufeffaccount_id,segment,support,financial,critical_count\n"
+        "\nA,paid, 85 ,95,1\n,,,,\nB,paid\n",
+        encoding="utf-8",
+    )
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 0
+    scores = read_scores(tmp_path / "out" / "scores.csv")
+    assert scores["A"]["support_health"] == "85.0"
+    assert scores["A"]["qualitative_override"] == "65"
+    assert scores["B"]["health_tier"] == "Insufficient Data"

@@ -145,33 +145,37 @@ def _static_cells(m: MetricResult) -> tuple[str, str, str]:
     return names, thresholds, _number(m.weight)
 
 
+def _q_plain(value: Decimal, quantum: Decimal) -> str:
+    """``_q`` for quanta of at most 6 places, where ``str`` never switches to exponent form."""
+    return str(value.quantize(quantum, rounding=ROUND_HALF_UP))
+
+
 class DetailLines:
     """Formats :func:`metric_rows` as ready CSV lines: the fast path for big runs.
 
-    One instance serves one run (one scoring config), so the cells that depend only on the
-    metric and the segment are formatted once per (dimension, metric, segment). Only the id and
-    names can need quoting; the other cells are numbers and fixed words.
+    One instance serves one run (one scoring config, so every account lists the same metrics in
+    the same order): the cells that depend only on the metric and the segment are formatted once
+    per segment. Only the id and names can need quoting; the other cells are numbers and fixed
+    words.
     """
 
     def __init__(self) -> None:
-        self._static: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        self._static: dict[str, list[tuple[str, str, str]]] = {}
 
     def lines(self, score: AccountScore) -> Iterator[str]:
         account = csv_cell(score.account_id)
-        static = self._static
-        for m in score.metrics:
-            key = (m.dimension, m.metric, score.segment)
-            cells = static.get(key)
-            if cells is None:
-                cells = static[key] = _static_cells(m)
-            names, thresholds, weight = cells
+        static = self._static.get(score.segment)
+        if static is None:
+            static = self._static[score.segment] = [_static_cells(m) for m in score.metrics]
+        for m, (names, thresholds, weight) in zip(score.metrics, static, strict=True):
             raw = "" if m.raw is None else _number(m.raw)
             if m.score is None:
                 yield f"{account},{names},{m.status},{raw},{thresholds},,{weight},0,\n"
             else:
                 yield (
-                    f"{account},{names},{m.status},{raw},{thresholds},{_q(m.score, Q4)},{weight},"
-                    f"{_q(m.effective_weight, Q8)},{_q(m.points, Q6)}\n"
+                    f"{account},{names},{m.status},{raw},{thresholds},"
+                    f"{_q_plain(m.score, Q4)},{weight},"
+                    f"{_q(m.effective_weight, Q8)},{_q_plain(m.points, Q6)}\n"
                 )
 
 
