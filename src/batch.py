@@ -53,18 +53,20 @@ class ScoredBatch:
 def _score_into(accounts: Sequence[AccountInput], model: Model, detail: TextIO) -> ScoredBatch:
     """Score in this process; one account's failure is listed and never stops the others."""
     batch = ScoredBatch()
-    lines = DetailLines()
+    lines = DetailLines(model)
     config: ScoringConfig = model.config
     for account in accounts:
         try:
-            score = model.score(account)
+            compact = model.score_compact(account)
+            detail_text = lines.lines(account, compact)
         except Exception as exc:  # listed in the manifest; the other accounts are still scored
             log.error("account %s could not be scored: %s", account.account_id, exc)
             batch.failures.append(
                 {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
             )
             continue
-        detail.writelines(lines.lines(score))
+        score = compact.score
+        detail.write(detail_text)
         batch.rows.append(score_row(score, config))
         batch.tiers[score.tier] += 1
         batch.scored += score.final is not None

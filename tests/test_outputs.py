@@ -29,10 +29,10 @@ def test_fast_detail_lines_equal_the_csv_rows_even_with_awkward_ids() -> None:
         ),
         AccountInput("plain", "Plain", "standard", {"platform_score": Decimal("0.00000001")}),
     ]
-    lines = DetailLines()
+    lines = DetailLines(model)
     for account in accounts:
         score = model.score(account)
-        text = "".join(lines.lines(score))
+        text = lines.lines(account, model.score_compact(account))
         parsed = list(csv.reader(io.StringIO(text)))
         assert parsed == list(metric_rows(score))
         assert all(len(row) == len(METRIC_COLUMNS) for row in parsed)

@@ -20,7 +20,7 @@ import yaml
 from src.main import RunOptions, RunSummary, main, run, score_and_write
 from src.models import AccountInput
 from src.sandbox.sandbox import Sandbox
-from src.scoring.composite import AccountScore, Model
+from src.scoring.composite import CompactScore, Model
 from tests.conftest import DEFAULT_CONFIG
 
 ACCOUNTS = 120
@@ -232,10 +232,10 @@ class _FailsFor(Model):
         super().__init__(model.config)
         self.bad = account_id
 
-    def score(self, account: AccountInput) -> AccountScore:
+    def score_compact(self, account: AccountInput) -> CompactScore:
         if account.account_id == self.bad:
             raise ArithmeticError("boom")
-        return super().score(account)
+        return super().score_compact(account)
 
 
 def test_one_account_failing_never_stops_the_others(tmp_path: Path) -> None:

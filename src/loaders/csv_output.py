@@ -9,12 +9,21 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from src.config import PLATFORM_VALUE, ScoringConfig
-from src.scoring.composite import AccountScore, MetricResult, publish
+from src.config import PLATFORM_VALUE, Band, ScoringConfig
+from src.models import AccountInput
+from src.scoring.composite import (
+    MISSING,
+    SCORED,
+    UNAVAILABLE,
+    AccountScore,
+    CompactScore,
+    Model,
+    publish,
+)
 
 SCORE_COLUMNS_HEAD = (
     "account_id",
@@ -132,51 +141,89 @@ def _number(value: Decimal) -> str:
     return format(value, "f") if "E" in text else text
 
 
-def _static_cells(m: MetricResult) -> tuple[str, str, str]:
-    """The cells of a detail row that depend only on metric and segment: names, thresholds and
-    weight."""
-    names = f"{csv_cell(m.dimension)},{csv_cell(m.metric)}"
-    direction = "true" if m.lower_is_better else "false"
-    band = m.band
+class DetailLines:
+    """Formats an account's detail rows (those of :func:`metric_rows`) straight from a
+    :class:`CompactScore`: the fast path for big runs.
+
+    One instance serves one model. Cells that depend only on the metric and segment (names,
+    thresholds, weight) are formatted once per segment, and effective weights once per distinct
+    dimension multiplier (most accounts share a handful). Only the id and names can need quoting;
+    the other cells are numbers and fixed words.
+    """
+
+    _MAX_CACHED = 50_000
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._static: dict[str, list[list[tuple[str, str, str]]]] = {}
+        self._effective: dict[tuple[int, Decimal], tuple[list[Decimal], list[str]]] = {}
+
+    def _static_for(self, segment: str) -> list[list[tuple[str, str, str]]]:
+        static = self._static.get(segment)
+        if static is None:
+            static = self._static[segment] = [
+                [
+                    _static_cells(
+                        dim.name, m.name, m.lower_is_better, m.bands.get(segment), m.weight
+                    )
+                    for m in dim.metrics
+                ]
+                for dim in self.model.dimensions
+            ]
+        return static
+
+    def _effective_for(self, index: int, multiplier: Decimal) -> tuple[list[Decimal], list[str]]:
+        key = (index, multiplier)
+        cached = self._effective.get(key)
+        if cached is None:
+            if len(self._effective) >= self._MAX_CACHED:
+                self._effective.clear()
+            weights = [m.weight * multiplier for m in self.model.dimensions[index].metrics]
+            cached = self._effective[key] = (weights, [_q(w, Q8) or "0" for w in weights])
+        return cached
+
+    def lines(self, account: AccountInput, compact: CompactScore) -> str:
+        """All detail rows of one account, as CSV text."""
+        prefix = csv_cell(account.account_id) + ","
+        values = account.metrics
+        unavailable = account.unavailable
+        out: list[str] = []
+        static = self._static_for(account.segment)
+        for index, (dim, scores, multiplier) in enumerate(
+            zip(self.model.dimensions, compact.metric_scores, compact.multipliers, strict=True)
+        ):
+            weights, weight_cells = self._effective_for(index, multiplier)
+            for position, (metric, metric_score) in enumerate(
+                zip(dim.metrics, scores, strict=True)
+            ):
+                names, thresholds, weight = static[index][position]
+                raw = values.get(metric.name)
+                raw_cell = "" if raw is None else _number(raw)
+                if metric_score is None:
+                    status = UNAVAILABLE if metric.name in unavailable else MISSING
+                    out.append(f"{prefix}{names},{status},{raw_cell},{thresholds},,{weight},0,\n")
+                else:
+                    # str() of a value quantized to ≤ 6 places never takes exponent form.
+                    score_cell = str(metric_score.quantize(Q4, rounding=ROUND_HALF_UP))
+                    points = weights[position] * metric_score
+                    out.append(
+                        f"{prefix}{names},{SCORED},{raw_cell},{thresholds},{score_cell},{weight},"
+                        f"{weight_cells[position]},{points.quantize(Q6, rounding=ROUND_HALF_UP)}\n"
+                    )
+        return "".join(out)
+
+
+def _static_cells(
+    dimension: str, metric: str, lower_is_better: bool, band: Band | None, weight: Decimal
+) -> tuple[str, str, str]:
+    """The cells of a detail row that depend only on metric and segment."""
+    names = f"{csv_cell(dimension)},{csv_cell(metric)}"
+    direction = "true" if lower_is_better else "false"
     if band is None:
         thresholds = f"{direction},,,"
     else:
         thresholds = f"{direction},{_number(band.green)},{_number(band.yellow)},{_number(band.red)}"
-    return names, thresholds, _number(m.weight)
-
-
-def _q_plain(value: Decimal, quantum: Decimal) -> str:
-    """``_q`` for quanta of at most 6 places, where ``str`` never switches to exponent form."""
-    return str(value.quantize(quantum, rounding=ROUND_HALF_UP))
-
-
-class DetailLines:
-    """Formats :func:`metric_rows` as ready CSV lines: the fast path for big runs.
-
-    One instance serves one run (one scoring config, so every account lists the same metrics in
-    the same order): the cells that depend only on the metric and the segment are formatted once
-    per segment. Only the id and names can need quoting; the other cells are numbers and fixed
-    words.
-    """
-
-    def __init__(self) -> None:
-        self._static: dict[str, list[tuple[str, str, str]]] = {}
-
-    def lines(self, score: AccountScore) -> Iterator[str]:
-        account = csv_cell(score.account_id)
-        static = self._static.get(score.segment)
-        if static is None:
-            static = self._static[score.segment] = [_static_cells(m) for m in score.metrics]
-        for m, (names, thresholds, weight) in zip(score.metrics, static, strict=True):
-            raw = "" if m.raw is None else _number(m.raw)
-            if m.score is None:
-                yield f"{account},{names},{m.status},{raw},{thresholds},,{weight},0,\n"
-            else:
-                yield (
-                    f"{account},{names},{m.status},{raw},{thresholds},"
-                    f"{_q_plain(m.score, Q4)},{weight},"
-                    f"{_q(m.effective_weight, Q8)},{_q_plain(m.points, Q6)}\n"
-                )
+    return names, thresholds, _number(weight)
 
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:

@@ -8,6 +8,7 @@ points it contributes — the points add up to the quantitative score.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -117,6 +118,19 @@ class _Dimension:
     model_share: Decimal  # dimension weight × component weight: a metric weight's share of all
 
 
+@dataclass(frozen=True, slots=True)
+class CompactScore:
+    """An account's scores without explanation objects: the fast path for big runs.
+
+    ``metric_scores`` and ``multipliers`` follow :attr:`Model.dimensions` (and each dimension's
+    metrics): a metric's effective weight is its weight × its dimension's multiplier.
+    """
+
+    score: AccountScore  # with metrics=()
+    metric_scores: tuple[tuple[Decimal | None, ...], ...]
+    multipliers: tuple[Decimal, ...]
+
+
 class Model:
     """A scoring config compiled once for scoring many accounts."""
 
@@ -140,30 +154,39 @@ class Model:
         )
 
     def score(self, account: AccountInput) -> AccountScore:
+        """Score one account, with the full per-metric explanation."""
+        compact = self.score_compact(account)
+        return dataclasses.replace(compact.score, metrics=self.explain(account, compact))
+
+    def score_compact(self, account: AccountInput) -> CompactScore:
+        """Score one account; per-metric results stay plain tuples (the fast path for big runs).
+
+        ``score.metrics`` is empty; :meth:`explain` turns the tuples into :class:`MetricResult`.
+        """
         config = self.config
         values = account.metrics
         segment = account.segment
-        # Per dimension: (score, present weight, [(metric, raw, status, score)])
         dim_scores: dict[str, Decimal | None] = {}
-        dim_present: dict[str, Decimal] = {}
-        per_metric: list[tuple[_Dimension, _Metric, Decimal | None, str, Decimal | None]] = []
+        dim_present: list[Decimal] = []
+        metric_scores: list[tuple[Decimal | None, ...]] = []
         backed = ZERO
         for dim in self.dimensions:
             total = ZERO
             present = ZERO
+            scores: list[Decimal | None] = []
             for metric in dim.metrics:
                 raw = values.get(metric.name)
                 if raw is None:
-                    status = UNAVAILABLE if metric.name in account.unavailable else MISSING
-                    per_metric.append((dim, metric, None, status, None))
+                    scores.append(None)
                     continue
                 score = normalise(raw, metric.bands[segment], metric.lower_is_better)
-                per_metric.append((dim, metric, raw, SCORED, score))
+                scores.append(score)
                 total += metric.weight * score
                 present += metric.weight
             # Coverage: the weight backed by data, through every level (metric × dim × component).
             backed += present * dim.model_share
-            dim_present[dim.name] = present
+            dim_present.append(present)
+            metric_scores.append(tuple(scores))
             dim_scores[dim.name] = total / present if present else None
 
         churn_parts = [
@@ -181,39 +204,21 @@ class Model:
         # Each metric's share of the Health Score is its weight × its dimension's multiplier:
         # 1 / (dimension's present weight) × the dimension's share of its component × the
         # component's share of the Health Score. One division per dimension, none per metric.
-        multipliers: dict[str, Decimal] = {}
-        for dim in self.dimensions:
-            dim_total = dim_present[dim.name]
+        multipliers: list[Decimal] = []
+        for dim, dim_total in zip(self.dimensions, dim_present, strict=True):
             if not dim_total or not comp_present or components[dim.component] is None:
-                multipliers[dim.name] = ZERO
+                multipliers.append(ZERO)
                 continue
             numerator = comp.get(dim.component, ZERO)
             denominator = dim_total * comp_present
             if dim.component == CHURN_RISK:
                 numerator *= dim.weight
                 denominator *= churn_present
-            multipliers[dim.name] = numerator / denominator
-        results = tuple(
-            MetricResult(
-                dim.name,
-                metric.name,
-                raw,
-                status,
-                metric.bands.get(segment),
-                metric.lower_is_better,
-                metric_score,
-                metric.weight,
-                (effective := metric.weight * multipliers[dim.name])
-                if metric_score is not None
-                else ZERO,
-                effective * metric_score if metric_score is not None else ZERO,
-            )
-            for dim, metric, raw, status, metric_score in per_metric
-        )
+            multipliers.append(numerator / denominator)
 
         final, cap = apply_cap(quantitative, account.signals, config.cap_rules)
         coverage = HUNDRED * backed / self.total_model_weight if self.total_model_weight else ZERO
-        return AccountScore(
+        result = AccountScore(
             account_id=account.account_id,
             account_name=account.account_name,
             segment=segment,
@@ -226,8 +231,41 @@ class Model:
             coverage_pct=coverage,
             cap=cap,
             signals=account.signals,
-            metrics=results,
+            metrics=(),
         )
+        return CompactScore(result, tuple(metric_scores), tuple(multipliers))
+
+    def explain(self, account: AccountInput, compact: CompactScore) -> tuple[MetricResult, ...]:
+        """Every metric's raw value, thresholds, score, effective weight and points."""
+        values = account.metrics
+        segment = account.segment
+        results: list[MetricResult] = []
+        for dim, scores, multiplier in zip(
+            self.dimensions, compact.metric_scores, compact.multipliers, strict=True
+        ):
+            for metric, metric_score in zip(dim.metrics, scores, strict=True):
+                if metric_score is None:
+                    status = UNAVAILABLE if metric.name in account.unavailable else MISSING
+                    effective = points = ZERO
+                else:
+                    status = SCORED
+                    effective = metric.weight * multiplier
+                    points = effective * metric_score
+                results.append(
+                    MetricResult(
+                        dim.name,
+                        metric.name,
+                        values.get(metric.name),
+                        status,
+                        metric.bands.get(segment),
+                        metric.lower_is_better,
+                        metric_score,
+                        metric.weight,
+                        effective,
+                        points,
+                    )
+                )
+        return tuple(results)
 
 
 def score_account(account: AccountInput, config: ScoringConfig) -> AccountScore:
