@@ -252,7 +252,7 @@ def _extract_all(
             )
         seconds = time.monotonic() - started
         for note in result.notes:
-            log.warning("%s: %s", extractor.name, note)
+            log.info("%s: %s", extractor.name, note)  # also in the manifest
         progress(
             f"{extractor.name}: {result.accounts_with_data} accounts, "
             f"{result.requests} requests, {seconds:.1f}s"
