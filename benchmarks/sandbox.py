@@ -21,6 +21,9 @@ from pathlib import Path
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.sandbox.salesforce import login as salesforce_login
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -85,18 +88,9 @@ def session_for(
         url = f"{base}/looks/104/run/json"
         return session, lambda s: s.get(url, params={"limit": "1"}, timeout=10)
     ca = env["SF_CA_BUNDLE"]
-    login = session.post(
-        f"{env['SF_LOGIN_URL']}/services/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": env["SF_CLIENT_ID"],
-            "client_secret": env["SF_CLIENT_SECRET"],
-        },
-        timeout=10,
-        verify=ca,
-    ).json()
-    session.headers["Authorization"] = f"Bearer {login['access_token']}"
-    url = f"{login['instance_url']}/services/data/v62.0/query"
+    instance_url, token = salesforce_login(session, env["SF_LOGIN_URL"], verify=ca)
+    session.headers["Authorization"] = f"Bearer {token}"
+    url = f"{instance_url}/services/data/v62.0/query"
     params = {"q": "SELECT Id FROM Account LIMIT 1"}
     return session, lambda s: s.get(url, params=params, timeout=10, verify=ca)
 

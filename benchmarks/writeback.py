@@ -28,10 +28,9 @@ from src.loaders.salesforce_settings import WritebackSettings  # noqa: E402
 from src.models import Account, AccountInput, SignalCounts, metric_value  # noqa: E402
 from src.sandbox.portfolio import build_portfolio, expected_signal_counts  # noqa: E402
 from src.sandbox.salesforce import (  # noqa: E402
-    FAKE_CLIENT_ID,
-    FAKE_CLIENT_SECRET,
     App,
     generate,
+    login,
 )
 from src.sandbox.sandbox import load_source_settings  # noqa: E402
 from src.sandbox.server import Knobs, VendorServer  # noqa: E402
@@ -56,21 +55,6 @@ def scored_portfolio(count: int) -> tuple[list[AccountScore], list[Account]]:
         for p in portfolio.profiles
     ]
     return score_accounts(inputs, config), [p.account for p in portfolio.profiles]
-
-
-def login(session: requests.Session, url: str) -> tuple[str, str]:
-    answer = session.post(
-        f"{url}/services/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": FAKE_CLIENT_ID,
-            "client_secret": FAKE_CLIENT_SECRET,
-        },
-        timeout=10,
-    )
-    answer.raise_for_status()
-    body = answer.json()
-    return str(body["instance_url"]), str(body["access_token"])
 
 
 def write(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from hypothesis import settings
 
 # No per-example deadline: CI shares two cores between two test workers and the sandbox servers,
@@ -99,3 +103,45 @@ def config_copy(tmp_path: Path) -> Path:
     folder = tmp_path / "config"
     shutil.copytree(DEFAULT_CONFIG, folder)
     return folder
+
+
+# --- One vendor's stand-in, for test modules that set VENDOR = "<intercom|jira|looker|…>" -------
+# A module overrides any of these by defining a fixture of the same name.
+
+
+def _vendor(request: pytest.FixtureRequest) -> str:
+    vendor = getattr(request.module, "VENDOR", None)
+    if vendor is None:
+        raise pytest.UsageError(
+            f"{request.module.__name__} uses a vendor fixture but sets no VENDOR"
+        )
+    return str(vendor)
+
+
+@pytest.fixture(scope="module")
+def settings(request: pytest.FixtureRequest) -> Any:
+    """The vendor's validated section of the default sources.yaml."""
+    from src.sandbox.sandbox import load_source_settings
+
+    vendor = _vendor(request)
+    return load_source_settings(only=(vendor,))[vendor]
+
+
+@pytest.fixture(scope="module")
+def portfolio() -> Any:
+    """The default synthetic portfolio: 250 accounts, seed 7."""
+    from src.sandbox.portfolio import build_portfolio
+
+    return build_portfolio(250, seed=7)
+
+
+@pytest.fixture(scope="module")
+def data(request: pytest.FixtureRequest, portfolio: Any, settings: Any) -> Any:
+    """The vendor's records generated for the portfolio, with their expected metrics."""
+    return importlib.import_module(f"src.sandbox.{_vendor(request)}").generate(portfolio, settings)
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as http:
+        yield http

@@ -19,12 +19,11 @@ from src.loaders.salesforce_settings import WritebackSettings
 from src.models import Account, AccountInput
 from src.sandbox.portfolio import build_portfolio
 from src.sandbox.salesforce import (
-    FAKE_CLIENT_ID,
-    FAKE_CLIENT_SECRET,
     App,
     Data,
     environment,
     generate,
+    login,
 )
 from src.sandbox.salesforce_write import WriteApi
 from src.sandbox.sandbox import load_source_settings
@@ -41,22 +40,6 @@ def _org_data() -> tuple[Data, Settings]:
     """A small generated org (the write tests only need somewhere to write)."""
     settings = load_source_settings(only=("salesforce",))["salesforce"]
     return generate(build_portfolio(4), settings), settings
-
-
-def login(session: requests.Session, url: str) -> tuple[str, str]:
-    """OAuth 2.0 client credentials against the stand-in: (instance_url, access token)."""
-    answer = session.post(
-        f"{url}/services/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": FAKE_CLIENT_ID,
-            "client_secret": FAKE_CLIENT_SECRET,
-        },
-        timeout=5,
-    )
-    answer.raise_for_status()
-    body = answer.json()
-    return str(body["instance_url"]), str(body["access_token"])
 
 
 def sf_id(number: int) -> str:

@@ -24,32 +24,17 @@ from src.extractors.base import SourceResult
 from src.extractors.http import AuthenticationError, HttpPolicy, SourceClient, SourceError
 from src.sandbox import intercom
 from src.sandbox.portfolio import Portfolio, build_portfolio
-from src.sandbox.sandbox import load_source_settings
 from src.sandbox.server import Faults, Knobs, Request, VendorServer
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "intercom"
 SPEC_FILE = SPEC / "api.intercom.io.2.16.yaml"
 FAST = HttpPolicy(wait_initial=0.02, wait_max=0.1, wait_jitter=0.02)
 
+VENDOR = "intercom"  # for the shared stand-in fixtures in conftest.py
+
 
 def as_of(portfolio: Portfolio) -> datetime:
     return datetime.combine(portfolio.as_of, clock(), UTC)
-
-
-@pytest.fixture(scope="module")
-def settings() -> extractor.Settings:
-    loaded: extractor.Settings = load_source_settings(only=("intercom",))["intercom"]
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def portfolio() -> Portfolio:
-    return build_portfolio(250)
-
-
-@pytest.fixture(scope="module")
-def data(portfolio: Portfolio, settings: extractor.Settings) -> intercom.Data:
-    return intercom.generate(portfolio, settings)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ SPEC = CONTRACTS / "intercom" / "api.intercom.io.2.16.yaml"
 HEADERS = {"Authorization": f"Bearer {intercom.TOKEN}", "Intercom-Version": "2.16"}
 EVERYTHING = {"field": "created_at", "operator": ">", "value": 0}
 
+VENDOR = "intercom"  # for the shared stand-in fixtures in conftest.py
+
 
 @pytest.fixture(scope="module")
 def contract() -> tuple[OpenAPI, dict[str, Any]]:
@@ -64,17 +66,6 @@ def assert_error_list(contract: tuple[OpenAPI, dict[str, Any]], body: Any, code:
 @pytest.fixture(scope="module")
 def portfolio() -> Portfolio:
     return build_portfolio(60, seed=11)
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    loaded: Settings = load_source_settings(only=("intercom",))["intercom"]
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def data(portfolio: Portfolio, settings: Settings) -> intercom.Data:
-    return intercom.generate(portfolio, settings)
 
 
 @pytest.fixture

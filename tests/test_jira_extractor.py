@@ -32,8 +32,7 @@ from src.extractors.jira import (
 from src.models import Account
 from src.sandbox.jira import SANDBOX_API_TOKEN, App, Data, environment, generate
 from src.sandbox.jql import BoolOp, Clause, Node, parse
-from src.sandbox.portfolio import Portfolio, build_portfolio
-from src.sandbox.sandbox import load_source_settings
+from src.sandbox.portfolio import Portfolio
 from src.sandbox.server import Faults, Request, Response, VendorApp, VendorServer
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
@@ -47,33 +46,13 @@ HOSTILE = (
     "Ünïcode — Café",
 )
 
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    loaded: Settings = load_source_settings(only=("jira",))["jira"]
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def portfolio() -> Portfolio:
-    return build_portfolio(250, seed=7)
-
-
-@pytest.fixture(scope="module")
-def data(portfolio: Portfolio, settings: Settings) -> Data:
-    return generate(portfolio, settings)
+VENDOR = "jira"  # for the shared stand-in fixtures in conftest.py
 
 
 @pytest.fixture(scope="module")
 def server(data: Data, settings: Settings) -> Iterator[VendorServer]:
     with VendorServer(App(data, settings)) as running:
         yield running
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as http:
-        yield http
 
 
 def make(

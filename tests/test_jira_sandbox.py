@@ -26,7 +26,6 @@ from src.sandbox.jira import (
     generate,
 )
 from src.sandbox.portfolio import Portfolio, build_portfolio
-from src.sandbox.sandbox import load_source_settings
 from src.sandbox.server import Faults, Knobs, VendorServer
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
@@ -35,21 +34,7 @@ SEARCH = "/rest/api/3/search/jql"
 COUNT = "/rest/api/3/search/approximate-count"
 OPEN = {"To Do", "Backlog", "In Progress", "In Review"}
 
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    loaded: Settings = load_source_settings(only=("jira",))["jira"]
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def portfolio() -> Portfolio:
-    return build_portfolio(250, seed=7)
-
-
-@pytest.fixture(scope="module")
-def data(portfolio: Portfolio, settings: Settings) -> Data:
-    return generate(portfolio, settings)
+VENDOR = "jira"  # for the shared stand-in fixtures in conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,11 @@ from src.sandbox.jira import (
 )
 from src.sandbox.jql import UNBOUNDED, BoolOp, Clause, Index, JqlError, mask_indices, parse
 from src.sandbox.portfolio import build_portfolio
-from src.sandbox.sandbox import load_source_settings
 from src.sandbox.server import VendorServer
 
 SEARCH = "/rest/api/3/search/jql"
 
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    loaded: Settings = load_source_settings(only=("jira",))["jira"]
-    return loaded
+VENDOR = "jira"  # for the shared stand-in fixtures in conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -26,36 +25,15 @@ from src.extractors.looker import (
 from src.extractors.registry import parse_sources
 from src.sandbox.looker import CLIENT_SECRET, App, Data, environment, generate
 from src.sandbox.portfolio import Portfolio, build_portfolio
-from src.sandbox.sandbox import load_source_settings
 from src.sandbox.server import Faults, VendorServer
 
 LOGIN = "POST /api/4.0/login"
 
+VENDOR = "looker"  # for the shared stand-in fixtures in conftest.py
+
 
 def run_path(look_id: str) -> str:
     return f"GET /api/4.0/looks/{look_id}/run/json"
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    loaded: Settings = load_source_settings(only=("looker",))["looker"]
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def portfolio() -> Portfolio:
-    return build_portfolio(250, seed=7)
-
-
-@pytest.fixture(scope="module")
-def data(portfolio: Portfolio, settings: Settings) -> Data:
-    return generate(portfolio, settings)
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as http:
-        yield http
 
 
 def as_of(portfolio: Portfolio) -> datetime:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,34 +13,13 @@ from src.extractors.looker import Settings
 from src.sandbox import looker as sandbox_looker
 from src.sandbox.looker import CLIENT_ID, CLIENT_SECRET, App, Data, generate
 from src.sandbox.portfolio import Portfolio, build_portfolio
-from src.sandbox.sandbox import load_source_settings
 from src.sandbox.server import Faults, Knobs, VendorServer
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
 LOOKER_SPEC = CONTRACTS / "looker" / "Looker.4.0.oas.json"
 RUN_LOOK = "/looks/{look_id}/run/{result_format}"
 
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    loaded: Settings = load_source_settings(only=("looker",))["looker"]
-    return loaded
-
-
-@pytest.fixture(scope="module")
-def portfolio() -> Portfolio:
-    return build_portfolio(250, seed=7)
-
-
-@pytest.fixture(scope="module")
-def data(portfolio: Portfolio, settings: Settings) -> Data:
-    return generate(portfolio, settings)
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as http:
-        yield http
+VENDOR = "looker"  # for the shared stand-in fixtures in conftest.py
 
 
 def serve(data: Data, settings: Settings, **kwargs: Any) -> VendorServer:

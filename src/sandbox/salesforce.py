@@ -33,6 +33,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+import requests
+
 from src.extractors.salesforce import Settings
 from src.models import SignalCounts, metric_value
 from src.sandbox.portfolio import Portfolio, expected_signal_counts, salesforce_id
@@ -936,3 +938,26 @@ def environment(url: str, ca_bundle: str) -> dict[str, str]:
         "SF_CLIENT_SECRET": FAKE_CLIENT_SECRET,
         "SF_CA_BUNDLE": ca_bundle,
     }
+
+
+def login(
+    session: requests.Session, url: str, *, verify: str | bool | None = None
+) -> tuple[str, str]:
+    """Log in to this stand-in with its fake client credentials: (instance_url, access token).
+
+    For tests and benchmarks that talk to the stand-in directly rather than through the
+    extractor or loader (which use :mod:`src.extractors.salesforce_auth`).
+    """
+    answer = session.post(
+        f"{url}/services/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": FAKE_CLIENT_ID,
+            "client_secret": FAKE_CLIENT_SECRET,
+        },
+        timeout=10,
+        verify=session.verify if verify is None else verify,
+    )
+    answer.raise_for_status()
+    body = answer.json()
+    return str(body["instance_url"]), str(body["access_token"])
