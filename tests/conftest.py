@@ -141,6 +141,16 @@ def data(request: pytest.FixtureRequest, portfolio: Any, settings: Any) -> Any:
     return importlib.import_module(f"src.sandbox.{_vendor(request)}").generate(portfolio, settings)
 
 
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, data: Any, settings: Any) -> Iterator[Any]:
+    """The vendor's stand-in serving ``data`` on loopback for the whole module."""
+    from src.sandbox.server import VendorServer
+
+    app = importlib.import_module(f"src.sandbox.{_vendor(request)}").App(data, settings)
+    with VendorServer(app) as running:
+        yield running
+
+
 @pytest.fixture
 def session() -> Iterator[requests.Session]:
     with requests.Session() as http:

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,6 @@ HOSTILE = (
 )
 
 VENDOR = "jira"  # for the shared stand-in fixtures in conftest.py
-
-
-@pytest.fixture(scope="module")
-def server(data: Data, settings: Settings) -> Iterator[VendorServer]:
-    with VendorServer(App(data, settings)) as running:
-        yield running
 
 
 def make(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from src.sandbox.jira import (
 )
 from src.sandbox.portfolio import Portfolio, build_portfolio
 from src.sandbox.server import Faults, Knobs, VendorServer
+from tests.jira_support import authenticated_session
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
 JIRA_SPEC = CONTRACTS / "jira" / "swagger-v3.v3.json"
@@ -36,18 +36,7 @@ OPEN = {"To Do", "Backlog", "In Progress", "In Review"}
 
 VENDOR = "jira"  # for the shared stand-in fixtures in conftest.py
 
-
-@pytest.fixture(scope="module")
-def server(data: Data, settings: Settings) -> Iterator[VendorServer]:
-    with VendorServer(App(data, settings)) as running:
-        yield running
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.auth = (SANDBOX_EMAIL, SANDBOX_API_TOKEN)
-        yield session
+http = authenticated_session  # the stand-in's Jira credentials, one session per test
 
 
 class Contract:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import requests
 
 from src.extractors.jira import Settings
 from src.sandbox.jira import (
-    SANDBOX_API_TOKEN,
-    SANDBOX_EMAIL,
-    App,
     Data,
     Issue,
     generate,
@@ -19,28 +16,18 @@ from src.sandbox.jira import (
 from src.sandbox.jql import UNBOUNDED, BoolOp, Clause, Index, JqlError, mask_indices, parse
 from src.sandbox.portfolio import build_portfolio
 from src.sandbox.server import VendorServer
+from tests.jira_support import authenticated_session
 
 SEARCH = "/rest/api/3/search/jql"
 
 VENDOR = "jira"  # for the shared stand-in fixtures in conftest.py
 
+http = authenticated_session  # the stand-in's Jira credentials, one session per test
+
 
 @pytest.fixture(scope="module")
 def data(settings: Settings) -> Data:
     return generate(build_portfolio(120, seed=11), settings)
-
-
-@pytest.fixture(scope="module")
-def server(data: Data, settings: Settings) -> Iterator[VendorServer]:
-    with VendorServer(App(data, settings)) as running:
-        yield running
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.auth = (SANDBOX_EMAIL, SANDBOX_API_TOKEN)
-        yield session
 
 
 def search_all(http: requests.Session, server: VendorServer, jql: str) -> list[str]:

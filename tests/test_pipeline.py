@@ -60,6 +60,21 @@ def go(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **options: Any) -> Ru
     return run(RunOptions(**{**defaults, **options}))
 
 
+def dry_run_cli(config_dir: Path, tmp_path: Path) -> int:
+    """``python -m src.main --dry-run`` on a config folder, outputs under tmp_path."""
+    return main(
+        [
+            "--dry-run",
+            "--config-dir",
+            str(config_dir),
+            "--output",
+            str(tmp_path / "s.csv"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+
+
 def manifest_of(summary: RunSummary) -> dict[str, Any]:
     assert summary.run_location is not None
     return json.loads((Path(summary.run_location) / "manifest.json").read_text())
@@ -198,17 +213,7 @@ def test_no_credentials_exits_2_and_points_at_the_demo(
         "SF_USERNAME",
     ):
         monkeypatch.delenv(name, raising=False)
-    code = main(
-        [
-            "--dry-run",
-            "--config-dir",
-            str(config_dir),
-            "--output",
-            str(tmp_path / "s.csv"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-        ]
-    )
+    code = dry_run_cli(config_dir, tmp_path)
     assert code == 2
     assert "python -m src.main --dry-run --demo" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -342,16 +347,6 @@ def test_an_empty_mapping_stops_with_exit_2(
 ) -> None:
     mapping = config_dir / "account_mapping.csv"
     mapping.write_text(mapping.read_text().splitlines()[0] + "\n")
-    code = main(
-        [
-            "--dry-run",
-            "--config-dir",
-            str(config_dir),
-            "--output",
-            str(tmp_path / "s.csv"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-        ]
-    )
+    code = dry_run_cli(config_dir, tmp_path)
     assert code == 2
     assert "account_mapping.csv: no accounts" in capsys.readouterr().err
