@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m src.main --dry-run --demo
+	$(PY) -m health_score.pipeline --dry-run --demo
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks dashboard.py
@@ -38,7 +38,7 @@ bench: setup
 	$(PY) benchmarks/lambda_bundle.py
 
 package: setup
-	$(PY) -m src.lambda_package --output build/lambda.zip
+	$(PY) -m health_score.lambda_package --output build/lambda.zip
 
 dashboard: setup
 	$(VENV)/bin/streamlit run dashboard.py --server.address 127.0.0.1

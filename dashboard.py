@@ -5,9 +5,9 @@
 The runs folder comes from ``--runs-dir``, else ``HSM_RUNS_DIR``, else ``output/runs``. Set
 ``DASHBOARD_PASSWORD`` (or ``DASHBOARD_PASSWORD`` in Streamlit secrets) to require a password.
 
-This file is only the view: run folders are read by ``src.dashboard.runs``, shaped by
-``src.dashboard.frames``, and what-if scores come from ``src.scoring`` via
-``src.dashboard.whatif``. No scoring rule lives here.
+This file is only the view: run folders are read by ``health_score.dashboard.runs``, shaped by
+``health_score.dashboard.frames``, and what-if scores come from ``health_score.scoring`` via
+``health_score.dashboard.whatif``. No scoring rule lives here.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from src.config import ConfigError, ScoringConfig, load_scoring_config
-from src.dashboard import frames
-from src.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
-from src.dashboard.runs import (
+from health_score.config import ConfigError, load_scoring_config
+from health_score.dashboard import frames
+from health_score.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
+from health_score.dashboard.runs import (
     CONFIG_FILES,
     METRICS,
     RAW,
@@ -38,12 +38,13 @@ from src.dashboard.runs import (
     previous,
     require,
 )
-from src.dashboard.whatif import (
+from health_score.dashboard.whatif import (
     Migration,
     WeightSet,
     WhatIf,
     sections_from_entered,
 )
+from health_score.scoring.spec import ScoringConfig
 
 DEFAULT_RUNS_DIR = "output/runs"
 VIEWS = ("Portfolio", "Accounts", "Account drill-down", "What-if", "Trends")

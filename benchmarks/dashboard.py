@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.main import RunOptions, run  # noqa: E402 - after making the repo importable
-from src.models import metric_value  # noqa: E402
-from src.sandbox.portfolio import build_portfolio, expected_signal_counts  # noqa: E402
+from health_score.pipeline import RunOptions, run  # noqa: E402 - after making the repo importable
+from health_score.records import metric_value  # noqa: E402
+from health_score_sandbox.portfolio import build_portfolio, expected_signal_counts  # noqa: E402
 
 FIRST_RENDER_TARGET = 3.0
 WHATIF_TARGET = 1.0
@@ -107,7 +107,7 @@ def main() -> int:
         os.environ.pop("DASHBOARD_PASSWORD", None)
         from streamlit.testing.v1 import AppTest
 
-        from src.dashboard.whatif import shutdown_pool
+        from health_score.dashboard.whatif import shutdown_pool
 
         try:
             at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=300)

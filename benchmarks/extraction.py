@@ -1,10 +1,10 @@
 """Benchmark: the whole pipeline against the sandbox, with latency, at 1,000 and 10,000 accounts.
 
-For each size the sandbox runs in its own process (``python -m src.sandbox serve``, 50 ms latency
-per request), as the vendors would; the pipeline runs as the real command in another process
-(``python -m src.main --dry-run``). Printed per source: requests, requests per account, the
-sandbox's minimum for this portfolio, the ratio, seconds; then totals, the command's wall time and
-its peak memory (the pipeline alone, not the sandbox).
+For each size the sandbox runs in its own process (``python -m health_score_sandbox serve``,
+50 ms latency per request), as the vendors would; the pipeline runs as the real command in
+another process (``python -m health_score.pipeline --dry-run``). Printed per source: requests,
+requests per account, the sandbox's minimum for this portfolio, the ratio, seconds; then totals,
+the command's wall time and its peak memory (the pipeline alone, not the sandbox).
 
 Targets: total requests ≤ 1.2 × minimum; ≤ 0.1 requests per account at 10,000;
 10,000 accounts end to end ≤ 60 s; peak ≤ 500 MB.
@@ -36,7 +36,7 @@ def start_sandbox(
         [
             sys.executable,
             "-m",
-            "src.sandbox",
+            "health_score_sandbox",
             "serve",
             "--accounts",
             str(accounts),
@@ -72,7 +72,7 @@ def one(accounts: int, latency_ms: float) -> None:
             command = [
                 sys.executable,
                 "-m",
-                "src.main",
+                "health_score.pipeline",
                 "--dry-run",
                 "--config-dir",
                 str(folder),

@@ -2,12 +2,14 @@
 
 1. Builds the deployment zip with the real packaging code (``make package``) and prints its size
    unzipped and zipped.
-2. Cold import of ``src.main`` (and of ``src.lambda_entry``, which the first invocation imports):
+2. Cold import of ``health_score.pipeline`` (and of ``health_score.aws_lambda``, which the first
+   invocation imports):
    a fresh ``python -X importtime -I -S`` process per sample, importing from the extracted
    bundle only (as Lambda does from /var/task), with the Lambda's Python when it is installed;
    median of several samples, from the ``cumulative`` column.
 3. Peak memory of a 10,000-account dry run through the handler: this process serves the sandbox
-   (10,000 accounts, all four stand-ins); a child process runs ``src.lambda_entry.invoke`` with
+   (10,000 accounts, all four stand-ins); a child process runs ``health_score.aws_lambda.invoke``
+  with
    the credentials in a Secrets Manager secret and the artifacts going to S3 (both moto, in the
    child), so the child's peak (VmHWM) is what the function would need, plus moto's own
    footprint, which is printed as the child's baseline before the run.
@@ -35,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.lambda_package import LAMBDA_PYTHON, build, target_interpreter  # noqa: E402
+from health_score.lambda_package import LAMBDA_PYTHON, build, target_interpreter  # noqa: E402
 
 MB = 1000 * 1000
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -62,8 +64,8 @@ with mock_aws():
     s3.create_bucket(Bucket="bench", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     sm = boto3.client("secretsmanager", region_name="eu-west-1")
     arn = sm.create_secret(Name="bench", SecretString=json.dumps(args["env"]))["ARN"]
-    from src.lambda_entry import invoke
-    from src.main import RunOptions
+    from health_score.aws_lambda import invoke
+    from health_score.pipeline import RunOptions
     baseline = hwm_kb()
     class Context:
         aws_request_id = "bench"
@@ -118,7 +120,7 @@ def import_times(root: Path, interpreter: str, modules: str, samples: int) -> li
 
 
 def peak_memory(accounts: int) -> dict[str, object]:
-    from src.sandbox.sandbox import Sandbox
+    from health_score_sandbox.sandbox import Sandbox
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config"
@@ -172,15 +174,18 @@ def main() -> None:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(root)
         interpreter = target_interpreter(version) or sys.executable
-        main_times = import_times(root, interpreter, "src.main", args.samples)
-        both_times = import_times(root, interpreter, "src.main,src.lambda_entry", args.samples)
+        main_times = import_times(root, interpreter, "health_score.pipeline", args.samples)
+        both_times = import_times(
+            root, interpreter, "health_score.pipeline,health_score.aws_lambda", args.samples
+        )
         print(
-            f"cold import of src.main: median {statistics.median(main_times):.3f}s "
+            f"cold import of health_score.pipeline: median {statistics.median(main_times):.3f}s "
             f"(min {min(main_times):.3f}, max {max(main_times):.3f}; {args.samples} fresh "
             f"processes, {Path(interpreter).name}) (target ≤ 1.0)"
         )
         print(
-            f"cold import of src.main + src.lambda_entry (first invocation): median "
+            "cold import of health_score.pipeline + health_score.aws_lambda (first invocation): "
+            f"median "
             f"{statistics.median(both_times):.3f}s"
         )
 

@@ -1,7 +1,7 @@
 """Benchmark: sustained requests per second each stand-in serves on loopback, zero latency.
 
-The sandbox runs in its own process (``python -m src.sandbox serve``), as a vendor would; this
-process drives each vendor in turn from several keep-alive client threads with a small,
+The sandbox runs in its own process (``python -m health_score_sandbox serve``), as a vendor
+would; this process drives each vendor in turn from several keep-alive client threads with a small,
 representative authenticated request, and prints requests per second. Target: ≥ 500/s each.
 
     python benchmarks/sandbox.py [--seconds 3] [--threads 4]
@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.sandbox.salesforce import login as salesforce_login
+from health_score_sandbox.salesforce import login as salesforce_login
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def start_sandbox(folder: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
         [
             sys.executable,
             "-m",
-            "src.sandbox",
+            "health_score_sandbox",
             "serve",
             "--accounts",
             "250",

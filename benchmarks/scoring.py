@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.config import load_scoring_config  # noqa: E402
-from src.rawfile import SIGNAL_COLUMNS  # noqa: E402
-from src.sandbox.portfolio import target_raw  # noqa: E402
+from health_score.config import load_scoring_config  # noqa: E402
+from health_score.rawfile import SIGNAL_COLUMNS  # noqa: E402
+from health_score_sandbox.portfolio import target_raw  # noqa: E402
 
 
 def generate(path: Path, accounts: int, seed: int = 1) -> None:
@@ -94,7 +94,7 @@ def main() -> None:
         command = [
             sys.executable,
             "-m",
-            "src.main",
+            "health_score.pipeline",
             "--dry-run",
             "--from-raw",
             str(raw),

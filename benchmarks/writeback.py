@@ -22,19 +22,19 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402 - after making the repo importable
 
-from src.config import load_scoring_config  # noqa: E402
-from src.loaders.salesforce import LoadResult, SalesforceLoader  # noqa: E402
-from src.loaders.salesforce_settings import WritebackSettings  # noqa: E402
-from src.models import Account, AccountInput, SignalCounts, metric_value  # noqa: E402
-from src.sandbox.portfolio import build_portfolio, expected_signal_counts  # noqa: E402
-from src.sandbox.salesforce import (  # noqa: E402
+from health_score.config import load_scoring_config  # noqa: E402
+from health_score.loaders.salesforce import LoadResult, SalesforceLoader  # noqa: E402
+from health_score.loaders.salesforce_settings import WritebackSettings  # noqa: E402
+from health_score.records import Account, AccountInput, SignalCounts, metric_value  # noqa: E402
+from health_score.scoring.composite import AccountScore, score_accounts  # noqa: E402
+from health_score_sandbox.portfolio import build_portfolio, expected_signal_counts  # noqa: E402
+from health_score_sandbox.salesforce import (  # noqa: E402
     App,
     generate,
     login,
 )
-from src.sandbox.sandbox import load_source_settings  # noqa: E402
-from src.sandbox.server import Knobs, VendorServer  # noqa: E402
-from src.scoring.composite import AccountScore, score_accounts  # noqa: E402
+from health_score_sandbox.sandbox import load_source_settings  # noqa: E402
+from health_score_sandbox.server import Knobs, VendorServer  # noqa: E402
 
 TARGET_SECONDS = 30.0
 TARGET_REQUESTS = 50

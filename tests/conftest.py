@@ -121,7 +121,7 @@ def _vendor(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def settings(request: pytest.FixtureRequest) -> Any:
     """The vendor's validated section of the default sources.yaml."""
-    from src.sandbox.sandbox import load_source_settings
+    from health_score_sandbox.sandbox import load_source_settings
 
     vendor = _vendor(request)
     return load_source_settings(only=(vendor,))[vendor]
@@ -130,7 +130,7 @@ def settings(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture(scope="module")
 def portfolio() -> Any:
     """The default synthetic portfolio: 250 accounts, seed 7."""
-    from src.sandbox.portfolio import build_portfolio
+    from health_score_sandbox.portfolio import build_portfolio
 
     return build_portfolio(250, seed=7)
 
@@ -138,15 +138,17 @@ def portfolio() -> Any:
 @pytest.fixture(scope="module")
 def data(request: pytest.FixtureRequest, portfolio: Any, settings: Any) -> Any:
     """The vendor's records generated for the portfolio, with their expected metrics."""
-    return importlib.import_module(f"src.sandbox.{_vendor(request)}").generate(portfolio, settings)
+    return importlib.import_module(f"health_score_sandbox.{_vendor(request)}").generate(
+        portfolio, settings
+    )
 
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, data: Any, settings: Any) -> Iterator[Any]:
     """The vendor's stand-in serving ``data`` on loopback for the whole module."""
-    from src.sandbox.server import VendorServer
+    from health_score_sandbox.server import VendorServer
 
-    app = importlib.import_module(f"src.sandbox.{_vendor(request)}").App(data, settings)
+    app = importlib.import_module(f"health_score_sandbox.{_vendor(request)}").App(data, settings)
     with VendorServer(app) as running:
         yield running
 

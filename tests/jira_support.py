@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from src.sandbox.jira import SANDBOX_API_TOKEN, SANDBOX_EMAIL
+from health_score_sandbox.jira import SANDBOX_API_TOKEN, SANDBOX_EMAIL
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from src.logging_setup import JsonHandler
+from health_score.logging_setup import JsonHandler
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"

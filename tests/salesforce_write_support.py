@@ -11,24 +11,25 @@ from pathlib import Path
 
 import requests
 
-from src.config import ScoringConfig, load_scoring_config
-from src.extractors.http import HttpPolicy
-from src.extractors.salesforce import Settings
-from src.loaders.salesforce import SalesforceLoader
-from src.loaders.salesforce_settings import WritebackSettings
-from src.models import Account, AccountInput
-from src.sandbox.portfolio import build_portfolio
-from src.sandbox.salesforce import (
+from health_score.config import load_scoring_config
+from health_score.loaders.salesforce import SalesforceLoader
+from health_score.loaders.salesforce_settings import WritebackSettings
+from health_score.records import Account, AccountInput
+from health_score.scoring.composite import AccountScore, score_accounts
+from health_score.scoring.spec import ScoringConfig
+from health_score.sources.http import HttpPolicy
+from health_score.sources.salesforce import Settings
+from health_score_sandbox.portfolio import build_portfolio
+from health_score_sandbox.salesforce import (
     App,
     Data,
     environment,
     generate,
     login,
 )
-from src.sandbox.salesforce_write import WriteApi
-from src.sandbox.sandbox import load_source_settings
-from src.sandbox.server import Knobs, VendorServer
-from src.scoring.composite import AccountScore, score_accounts
+from health_score_sandbox.salesforce_write import WriteApi
+from health_score_sandbox.sandbox import load_source_settings
+from health_score_sandbox.server import Knobs, VendorServer
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = load_scoring_config(REPO / "config")

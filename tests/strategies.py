@@ -7,7 +7,8 @@ from types import MappingProxyType
 
 from hypothesis import strategies as st
 
-from src.config import (
+from health_score.records import AccountInput, SignalCounts
+from health_score.scoring.spec import (
     CHURN_RISK,
     PLATFORM_VALUE,
     Band,
@@ -17,7 +18,6 @@ from src.config import (
     ScoringConfig,
     Tier,
 )
-from src.models import AccountInput, SignalCounts
 
 SEGMENTS = ("paid", "standard")
 CHURN_DIMS = (

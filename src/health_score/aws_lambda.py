@@ -1,0 +1,261 @@
+"""AWS Lambda: run the pipeline once per event and leave its record in S3.
+
+``health_score.pipeline.lambda_handler`` calls ``handle(event, context)``.
+
+Events
+    - the EventBridge schedule (``"source": "aws.events"``, ``"detail-type": "Scheduled
+      Event"``): a live run for the current month (a dry run when ``SCHEDULE_DRY_RUN=true``);
+    - a manual event holding only ``dry_run`` (bool, default **true**, so a hand-made event
+      never writes Salesforce by accident), ``scoring_period`` (``"YYYY-MM"``) and
+      ``allow_degraded`` (bool, default false). ``{}`` is a dry run of the current month.
+      Anything else is rejected, naming the allowed keys.
+
+Environment
+    ``ARTIFACT_BUCKET`` (required) and ``ARTIFACT_PREFIX`` (default ``runs``): run folders go to
+    ``s3://$ARTIFACT_BUCKET/$ARTIFACT_PREFIX/<run_id>/``. ``SECRETS_ID``: a Secrets Manager
+    secret whose JSON object of variable name → value is merged into a copy of the environment
+    (never into ``os.environ``). ``CONFIG_DIR`` (default: ``config/`` beside ``src/`` in the
+    bundle), ``LOG_LEVEL``, ``ROLLBAR_ACCESS_TOKEN`` / ``ROLLBAR_ENVIRONMENT`` /
+    ``ROLLBAR_ENDPOINT``. The scores CSV is written under the temporary directory (``/tmp``).
+
+Outcome
+    The run summary (``RunSummary.as_dict()`` plus ``trigger``) is logged as a JSON line with an
+    Embedded Metric Format record (``RunFailed``, ``RunDegraded``, ``AccountsScored``) and
+    returned. A run whose exit code is not 0 — failed, write-back refused because the run is
+    degraded, a rejected event, unreadable secret — raises ``RunFailed`` *after* its artifacts
+    are written, so the invocation counts as an error: the ``Errors`` alarm fires and the
+    asynchronous on-failure destination receives the event with the summary as the error
+    message. Degraded runs that still exit 0 (dry runs, ``allow_degraded``) return normally and
+    are reported to Rollbar as warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from health_score import __version__
+from health_score.logging_setup import Masker, Rollbar, configure, metrics_line
+from health_score.pipeline import EXIT_USAGE, PERIOD, STATUS_FAILED, RunOptions, RunSummary, run
+from health_score.secrets import SecretsError, run_environment, secret_values
+
+log = logging.getLogger("health_score.lambda")
+
+ALLOWED_KEYS = ("dry_run", "scoring_period", "allow_degraded")
+SCHEDULED_SOURCE = "aws.events"
+SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+DEFAULT_PREFIX = "runs"
+# In the Lambda bundle config/ sits beside the package; in a checkout, at the repository root.
+_HERE = Path(__file__).resolve()
+BUNDLE_CONFIG_DIR = next(
+    (p / "config" for p in (_HERE.parents[1], _HERE.parents[2]) if (p / "config").is_dir()),
+    _HERE.parents[1] / "config",
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+class InvalidEvent(Exception):
+    """The event is neither the schedule nor a manual event of the allowed keys."""
+
+
+class SetupError(Exception):
+    """The function's environment is incomplete (e.g. no artifact bucket)."""
+
+
+class RunFailed(Exception):
+    """The run did not succeed (exit code ≠ 0); raised so Lambda counts an error.
+
+    The message is the summary's essentials as JSON (no credentials); ``summary`` is all of it.
+    """
+
+    def __init__(self, summary: Mapping[str, Any]) -> None:
+        self.summary = dict(summary)
+        essentials = {
+            k: summary.get(k)
+            for k in ("status", "exit_code", "run_id", "period", "run_location", "messages")
+        }
+        super().__init__(json.dumps(essentials, default=str))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    trigger: str  # "schedule" | "manual"
+    dry_run: bool
+    period: str | None
+    allow_degraded: bool
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SetupError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_event(event: object, env: Mapping[str, str]) -> Request:
+    """Validate the event; every problem is named in one message."""
+    if isinstance(event, Mapping) and (
+        event.get("detail-type") == SCHEDULED_DETAIL_TYPE
+        and event.get("source") == SCHEDULED_SOURCE
+    ):
+        return Request("schedule", _flag(env, "SCHEDULE_DRY_RUN"), None, False)
+    allowed = ", ".join(ALLOWED_KEYS)
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(
+            f"the event must be a JSON object with only the keys {allowed} "
+            f"(or the EventBridge scheduled event), got {type(event).__name__}"
+        )
+    problems: list[str] = []
+    unknown = [str(k) for k in event if k not in ALLOWED_KEYS]
+    if unknown:
+        problems.append(
+            f"unknown key(s) {', '.join(repr(k[:64]) for k in unknown)}; allowed keys are "
+            f"{allowed} (an EventBridge scheduled event is also accepted)"
+        )
+    dry_run = event.get("dry_run", True)
+    allow_degraded = event.get("allow_degraded", False)
+    period = event.get("scoring_period")
+    if not isinstance(dry_run, bool):
+        problems.append("dry_run must be true or false")
+    if not isinstance(allow_degraded, bool):
+        problems.append("allow_degraded must be true or false")
+    if period is not None and not (isinstance(period, str) and PERIOD.fullmatch(period)):
+        problems.append('scoring_period must be a "YYYY-MM" string such as "2026-11"')
+    if problems:
+        raise InvalidEvent("invalid event: " + "; ".join(problems))
+    return Request("manual", bool(dry_run), period, bool(allow_degraded))
+
+
+def artifact_location(env: Mapping[str, str]) -> str:
+    bucket = env.get("ARTIFACT_BUCKET", "").strip()
+    if not bucket:
+        raise SetupError("ARTIFACT_BUCKET is not set; it names the S3 bucket for run artifacts")
+    prefix = env.get("ARTIFACT_PREFIX", DEFAULT_PREFIX).strip().strip("/")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
+def _credential_names() -> frozenset[str]:
+    """Every source's credential variable names (to mask their values in logs)."""
+    from health_score.sources.registry import SOURCES, source_module
+
+    names: set[str] = set()
+    for source in SOURCES:
+        try:
+            module = source_module(source)
+        except ImportError:
+            continue
+        names.update(getattr(module, "CREDENTIAL_VARS", ()))
+    return frozenset(names)
+
+
+def _failure(message: str) -> dict[str, Any]:
+    return RunSummary(EXIT_USAGE, STATUS_FAILED, None, None, messages=(message,)).as_dict()
+
+
+def _masked(document: Mapping[str, Any], masker: Masker) -> dict[str, Any]:
+    masked: dict[str, Any] = json.loads(masker(json.dumps(dict(document), default=str)))
+    return masked
+
+
+def handle(event: object, context: object) -> dict[str, Any]:
+    """The Lambda handler body (``health_score.pipeline.lambda_handler`` delegates here)."""
+    return invoke(event, context, os.environ)
+
+
+def invoke(
+    event: object,
+    context: object,
+    environ: Mapping[str, str],
+    *,
+    base: RunOptions | None = None,
+    secrets_client: Any = None,
+) -> dict[str, Any]:
+    """Run once for ``event`` with ``environ`` as the process environment.
+
+    ``base`` supplies options the event cannot set (the config folder, or a raw file to score
+    instead of extracting); the event, the environment and the secret set the rest.
+    """
+    static = {"request_id": getattr(context, "aws_request_id", None)}
+    masker = configure(
+        environ.get("LOG_LEVEL", "INFO"),
+        secret_values(environ),
+        static=static,
+        replace_all="AWS_LAMBDA_FUNCTION_NAME" in environ,
+    )
+    rollbar = Rollbar(environ, __version__)
+    trigger = "unknown"
+    try:
+        try:
+            env = run_environment(environ, client=secrets_client)
+            masker.update(secret_values(env, _credential_names() | (env.keys() - environ.keys())))
+            rollbar = Rollbar(env, __version__)
+            if env.keys() - environ.keys() or environ.get("SECRETS_ID"):
+                log.info(
+                    "credentials loaded from Secrets Manager",
+                    extra={"fields": {"variables": sorted(env.keys() - environ.keys())}},
+                )
+            request = parse_event(event, env)
+            trigger = request.trigger
+            runs_dir = artifact_location(env)
+        except (InvalidEvent, SecretsError, SetupError) as exc:
+            summary = _masked({**_failure(str(exc)), "trigger": trigger}, masker)
+            log.error("run not started: %s", exc, extra={"fields": {"summary": summary}})
+            log.info("run metrics", extra={"fields": metrics_line(summary, _function(context))})
+            rollbar.report_run(summary, masker)
+            raise RunFailed(summary) from None
+
+        options = replace(
+            base or RunOptions(config_dir=Path(env.get("CONFIG_DIR") or BUNDLE_CONFIG_DIR)),
+            dry_run=request.dry_run,
+            period=request.period,
+            allow_degraded=request.allow_degraded,
+            env=env,
+            runs_dir=runs_dir,
+            output=Path(tempfile.gettempdir()) / "health_scores.csv",
+            progress=False,
+        )
+        log.info(
+            "run starting",
+            extra={
+                "fields": {
+                    "trigger": request.trigger,
+                    "dry_run": request.dry_run,
+                    "scoring_period": request.period,
+                    "allow_degraded": request.allow_degraded,
+                    "runs_dir": runs_dir,
+                }
+            },
+        )
+        summary = _masked({**run(options).as_dict(), "trigger": request.trigger}, masker)
+    except RunFailed:
+        raise
+    except Exception:
+        exc_info = sys.exc_info()
+        log.exception("run crashed")
+        if exc_info[0] is not None and exc_info[1] is not None:
+            rollbar.report_exception((exc_info[0], exc_info[1], exc_info[2]), masker)
+        raise
+
+    level = logging.ERROR if summary["exit_code"] else logging.INFO
+    if summary["status"] == "degraded" and not summary["exit_code"]:
+        level = logging.WARNING
+    log.log(level, "run finished: %s", summary["status"], extra={"fields": {"summary": summary}})
+    log.info("run metrics", extra={"fields": metrics_line(summary, _function(context))})
+    rollbar.report_run(summary, masker)
+    if summary["exit_code"]:
+        raise RunFailed(summary)
+    return summary
+
+
+def _function(context: object) -> str:
+    return str(getattr(context, "function_name", None) or "health-score")

@@ -1,0 +1,688 @@
+"""Configuration: load, validate and type the config folder.
+
+Every problem is collected and reported at once, each naming its file and key path (and line for
+CSV), so an operator fixes the whole folder in one pass. Numbers are read as ``Decimal`` from the
+literals as written in YAML, never through binary floats.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from health_score.records import Account
+from health_score.scoring.spec import (
+    CHURN_RISK,
+    DEFAULT_MIN_COVERAGE_PCT,
+    PLATFORM_VALUE,
+    Band,
+    CapRule,
+    DimensionSpec,
+    MetricSpec,
+    ScoringConfig,
+    Tier,
+)
+
+WEIGHTS_FILE = "weights.yaml"
+THRESHOLDS_FILE = "thresholds.yaml"
+SOURCES_FILE = "sources.yaml"
+MAPPING_FILE = "account_mapping.csv"
+
+HEALTH_SCORE = "health_score"
+COMPONENT_KEYS = {"churn_risk_weight": CHURN_RISK, "platform_value_weight": PLATFORM_VALUE}
+WEIGHT_TOLERANCE = Decimal("0.001")
+
+#: Keys inside a metric's thresholds entry that are not segments.
+METRIC_META_KEYS = frozenset({"lower_is_better", "description", "unit", "source"})
+
+MAPPING_COLUMNS = (
+    "sf_account_id",
+    "intercom_company_id",
+    "looker_customer_id",
+    "account_name",
+    "segment",
+    "jira_project_key",
+    "jira_component",
+)
+
+SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+JIRA_PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,19}")
+# Names and ids from other systems: printable, no quotes or backslashes that could escape a query
+# literal, bounded length. Extractors still escape; this refuses obvious garbage early.
+SAFE_TEXT = re.compile(r"[^\x00-\x1f\x7f'\"\\]{1,255}")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One configuration problem and where it is."""
+
+    file: str
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.location}" if self.location else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, never just the first."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} configuration problem(s):\n{lines}")
+
+
+class _Problems:
+    """Collects problems for one file."""
+
+    def __init__(self, file: str, sink: list[ConfigProblem]) -> None:
+        self.file = file
+        self.sink = sink
+
+    def add(self, location: str, message: str) -> None:
+        self.sink.append(ConfigProblem(self.file, location, message))
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with exact decimals
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """A safe loader that keeps floats as the Decimal literal written in the file."""
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal | str:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    cleaned = text.replace("_", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return text  # .inf / .nan: let validation report "not a finite number"
+    return value if value.is_finite() else text
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+def load_yaml(path: Path, problems: _Problems) -> Any:
+    """Parse a YAML file; a syntax error becomes a problem naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        problems.add("", f"file not found (looked in {path.parent})")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add("", f"cannot read file: {exc}")
+        return None
+    try:
+        return yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else ""
+        problems.add(line, f"invalid YAML: {getattr(exc, 'problem', exc)}")
+        return None
+
+
+def to_decimal(value: object) -> Decimal | None:
+    """A finite Decimal from a YAML/CSV scalar, or None if it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return to_decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            parsed = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+        return parsed if parsed.is_finite() else None
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Typed configuration
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """The whole config folder."""
+
+    directory: Path
+    scoring: ScoringConfig
+    accounts: tuple[Account, ...] = ()
+    sources: Mapping[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# weights.yaml + thresholds.yaml
+
+
+def _check_group(
+    problems: _Problems, location: str, raw: object, *, expect_keys: Iterable[str] | None = None
+) -> dict[str, Decimal]:
+    """Validate one weight group: a mapping of name → non-negative number summing to 1."""
+    if not isinstance(raw, Mapping):
+        problems.add(location, f"expected a mapping of name → weight, got {type(raw).__name__}")
+        return {}
+    weights: dict[str, Decimal] = {}
+    for key, value in raw.items():
+        number = to_decimal(value)
+        if number is None:
+            problems.add(f"{location}.{key}", f"weight must be a number, got {value!r}")
+            continue
+        if number < 0:
+            problems.add(f"{location}.{key}", f"weight must be ≥ 0, got {number}")
+        weights[str(key)] = number
+    if expect_keys is not None:
+        expected = list(expect_keys)
+        for key in expected:
+            if key not in raw:
+                problems.add(f"{location}.{key}", "missing weight")
+        for key in raw:
+            if key not in expected:
+                problems.add(f"{location}.{key}", f"unknown key (expected one of {expected})")
+    if weights and len(weights) == len(raw):
+        total = sum(weights.values(), Decimal(0))
+        if abs(total - 1) > WEIGHT_TOLERANCE:
+            problems.add(location, f"weights must sum to 1 (±{WEIGHT_TOLERANCE}), got {total}")
+    return weights
+
+
+def _parse_band(
+    problems: _Problems, location: str, raw: object, lower_is_better: bool
+) -> Band | None:
+    if not isinstance(raw, Mapping):
+        problems.add(location, "expected a mapping with green, yellow and red")
+        return None
+    values: dict[str, Decimal] = {}
+    for key in ("green", "yellow", "red"):
+        if key not in raw:
+            problems.add(f"{location}.{key}", "missing threshold")
+            continue
+        number = to_decimal(raw[key])
+        if number is None:
+            problems.add(f"{location}.{key}", f"threshold must be a number, got {raw[key]!r}")
+            continue
+        values[key] = number
+    for key in raw:
+        if key not in ("green", "yellow", "red"):
+            problems.add(f"{location}.{key}", "unknown key (expected green, yellow, red)")
+    if len(values) != 3:
+        return None
+    band = Band(values["green"], values["yellow"], values["red"])
+    if lower_is_better and not band.green <= band.yellow <= band.red:
+        problems.add(
+            location,
+            f"thresholds out of order for lower_is_better: true (need green ≤ yellow ≤ red, got "
+            f"{band.green}, {band.yellow}, {band.red})",
+        )
+    if not lower_is_better and not band.green >= band.yellow >= band.red:
+        problems.add(
+            location,
+            f"thresholds out of order for lower_is_better: false (need green ≥ yellow ≥ red, got "
+            f"{band.green}, {band.yellow}, {band.red})",
+        )
+    return band
+
+
+def _tier_label(key: str) -> str:
+    return " ".join(part.capitalize() for part in key.split("_"))
+
+
+def _parse_tiers(problems: _Problems, raw: object) -> tuple[Tier, ...]:
+    if not isinstance(raw, Mapping) or not raw:
+        problems.add("tiers", "expected a mapping of tier → {min: …}")
+        return ()
+    tiers: list[Tier] = []
+    for key, spec in raw.items():
+        loc = f"tiers.{key}"
+        if not isinstance(spec, Mapping) or "min" not in spec:
+            problems.add(loc, "expected {min: N} (max is optional)")
+            continue
+        minimum = to_decimal(spec["min"])
+        if minimum is None or not 0 <= minimum <= 100:
+            problems.add(f"{loc}.min", f"must be a number in 0–100, got {spec['min']!r}")
+            continue
+        for extra in spec:
+            if extra not in ("min", "max", "label"):
+                problems.add(f"{loc}.{extra}", "unknown key (expected min, max, label)")
+        label = str(spec.get("label") or _tier_label(str(key)))
+        tiers.append(Tier(str(key), label, minimum))
+    mins = [t.min for t in tiers]
+    for value in sorted({m for m in mins if mins.count(m) > 1}):
+        names = [t.key for t in tiers if t.min == value]
+        problems.add("tiers", f"duplicate min {value} in tiers {names}")
+    if tiers and min(mins) != 0:
+        problems.add("tiers", f"no tier starts at 0 (lowest min is {min(mins)}); add a 0 floor")
+    return tuple(sorted(tiers, key=lambda t: t.min, reverse=True))
+
+
+_CONDITION = re.compile(
+    r"(?P<severity>critical|moderate|watch)(?P<confirmed>_confirmed)?(?:_(?P<count>\d+)(?:plus)?)?"
+)
+SEVERITIES = ("critical", "moderate", "watch")
+
+
+def parse_condition(condition: str) -> tuple[str, int, bool] | None:
+    """``critical_confirmed`` → (critical, 1, True); ``moderate_3plus`` → (moderate, 3, False).
+
+    The grammar is ``<severity>[_confirmed][_<N>[plus]]``: at least N signals of that severity
+    (N defaults to 1; ``critical_1`` means "1 or more", as in the original configuration).
+    """
+    match = _CONDITION.fullmatch(condition.strip().lower())
+    if match is None:
+        return None
+    count = int(match["count"]) if match["count"] else 1
+    if count < 1:
+        return None
+    return match["severity"], count, bool(match["confirmed"])
+
+
+def _parse_rules(problems: _Problems, raw: object) -> tuple[CapRule, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("rules", []), list):
+        problems.add("qualitative_modifier", "expected {rules: [ {condition, value}, … ]}")
+        return ()
+    rules: list[CapRule] = []
+    for index, spec in enumerate(raw.get("rules") or []):
+        loc = f"qualitative_modifier.rules[{index}]"
+        if not isinstance(spec, Mapping):
+            problems.add(loc, "expected a mapping with condition and value")
+            continue
+        condition = spec.get("condition")
+        if isinstance(spec.get("severity"), str):  # structured form
+            severity = str(spec["severity"]).lower()
+            count_raw = spec.get("min_count", 1)
+            confirmed = bool(spec.get("confirmed_only", False))
+            if severity not in SEVERITIES or not isinstance(count_raw, int) or count_raw < 1:
+                problems.add(loc, f"severity must be one of {SEVERITIES} and min_count ≥ 1")
+                continue
+            parsed: tuple[str, int, bool] | None = (severity, count_raw, confirmed)
+            condition = (
+                condition or f"{severity}{'_confirmed' if confirmed else ''}_{count_raw}plus"
+            )
+        else:
+            parsed = parse_condition(condition) if isinstance(condition, str) else None
+            if parsed is None:
+                problems.add(
+                    f"{loc}.condition",
+                    f"unknown condition {condition!r} (expected e.g. critical_confirmed, "
+                    "critical_2plus, critical_1, moderate_1plus, moderate_3plus)",
+                )
+                continue
+        action = spec.get("action", "cap")
+        if action not in ("cap", "set"):
+            problems.add(f"{loc}.action", f"expected cap or set, got {action!r}")
+        value = to_decimal(spec.get("value"))
+        if value is None or not 0 <= value <= 100:
+            problems.add(
+                f"{loc}.value", f"cap must be a number in 0–100, got {spec.get('value')!r}"
+            )
+            continue
+        assert parsed is not None
+        severity, count, confirmed = parsed
+        rules.append(
+            CapRule(
+                str(condition), severity, count, confirmed, value, str(spec.get("description", ""))
+            )
+        )
+    return tuple(rules)
+
+
+def parse_scoring(
+    weights_raw: object, thresholds_raw: object, problems: list[ConfigProblem]
+) -> ScoringConfig | None:
+    """Build the scoring config from the two parsed YAML documents, collecting problems."""
+    wp = _Problems(WEIGHTS_FILE, problems)
+    tp = _Problems(THRESHOLDS_FILE, problems)
+    before = len(problems)
+    if not isinstance(weights_raw, Mapping):
+        wp.add("", "expected a mapping at the top level")
+        weights_raw = {}
+    if not isinstance(thresholds_raw, Mapping):
+        tp.add("", "expected a mapping at the top level")
+        thresholds_raw = {}
+
+    for section in (HEALTH_SCORE, CHURN_RISK):
+        if section not in weights_raw:
+            wp.add(section, "missing section")
+    components_raw = weights_raw.get(HEALTH_SCORE, {})
+    component_weights = _check_group(wp, HEALTH_SCORE, components_raw, expect_keys=COMPONENT_KEYS)
+    components = {COMPONENT_KEYS[k]: v for k, v in component_weights.items() if k in COMPONENT_KEYS}
+    churn_weights = _check_group(wp, CHURN_RISK, weights_raw.get(CHURN_RISK, {}))
+
+    dimension_names = [*churn_weights, PLATFORM_VALUE]
+    known_weight_sections = {HEALTH_SCORE, CHURN_RISK, *dimension_names}
+    for section in weights_raw:
+        if section not in known_weight_sections:
+            wp.add(str(section), f"unknown section (dimensions are {dimension_names})")
+    known_threshold_sections = {
+        "tiers",
+        "qualitative_modifier",
+        "min_coverage_pct",
+        *dimension_names,
+    }
+    for section in thresholds_raw:
+        if section not in known_threshold_sections:
+            tp.add(str(section), f"unknown section (dimensions are {dimension_names})")
+
+    segments: set[str] = set()
+    for section in dimension_names:
+        metrics_raw = thresholds_raw.get(section)
+        if isinstance(metrics_raw, Mapping):
+            for spec in metrics_raw.values():
+                if isinstance(spec, Mapping):
+                    segments.update(str(k) for k in spec if k not in METRIC_META_KEYS)
+
+    dimensions: dict[str, DimensionSpec] = {}
+    for dim in dimension_names:
+        if dim not in weights_raw:
+            wp.add(dim, "missing section")
+            continue
+        if dim not in thresholds_raw:
+            tp.add(dim, "missing section")
+            continue
+        metric_weights = _check_group(wp, dim, weights_raw[dim])
+        metric_thresholds = thresholds_raw[dim]
+        if not isinstance(metric_thresholds, Mapping):
+            tp.add(dim, "expected a mapping of metric → thresholds")
+            continue
+        metrics: list[MetricSpec] = []
+        for name, weight in metric_weights.items():
+            spec = metric_thresholds.get(name)
+            if spec is None:
+                tp.add(f"{dim}.{name}", f"metric has a weight in {WEIGHTS_FILE} but no thresholds")
+                continue
+            if not isinstance(spec, Mapping):
+                tp.add(f"{dim}.{name}", "expected lower_is_better and one entry per segment")
+                continue
+            lib = spec.get("lower_is_better")
+            if not isinstance(lib, bool):
+                tp.add(f"{dim}.{name}.lower_is_better", f"expected true or false, got {lib!r}")
+                continue
+            bands: dict[str, Band] = {}
+            for segment in sorted(segments):
+                if segment not in spec:
+                    tp.add(f"{dim}.{name}.{segment}", "segment missing for this metric")
+                    continue
+                band = _parse_band(tp, f"{dim}.{name}.{segment}", spec[segment], lib)
+                if band is not None:
+                    bands[segment] = band
+            metrics.append(
+                MetricSpec(
+                    name, weight, lib, MappingProxyType(bands), str(spec.get("description", ""))
+                )
+            )
+        for name in metric_thresholds:
+            if name not in metric_weights:
+                tp.add(f"{dim}.{name}", f"metric has thresholds but no weight in {WEIGHTS_FILE}")
+        dimensions[dim] = DimensionSpec(dim, tuple(metrics))
+
+    tiers = _parse_tiers(tp, thresholds_raw.get("tiers"))
+    rules = _parse_rules(tp, thresholds_raw.get("qualitative_modifier"))
+    coverage_raw = thresholds_raw.get("min_coverage_pct", DEFAULT_MIN_COVERAGE_PCT)
+    min_coverage = to_decimal(coverage_raw)
+    if min_coverage is None or not 0 <= min_coverage <= 100:
+        tp.add("min_coverage_pct", f"must be a number in 0–100, got {coverage_raw!r}")
+        min_coverage = DEFAULT_MIN_COVERAGE_PCT
+
+    if len(problems) > before:
+        return None
+    return ScoringConfig(
+        component_weights=MappingProxyType(components),
+        churn_risk_weights=MappingProxyType(churn_weights),
+        dimensions=MappingProxyType(dimensions),
+        tiers=tiers,
+        cap_rules=rules,
+        min_coverage_pct=min_coverage,
+        segments=frozenset(segments),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# account_mapping.csv
+
+
+def read_csv_rows(
+    text: str, problems: _Problems, required: Sequence[str]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number, row) for each non-blank data row; a missing column is one problem."""
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    missing = [c for c in required if c not in header]
+    if missing:
+        problems.add("line 1", f"missing required column(s) {missing} (header is {header})")
+        return
+    for row in reader:
+        values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        if not any(values.values()):
+            continue  # blank line
+        yield reader.line_num, values
+
+
+def derive_account_id(row: Mapping[str, str]) -> str | None:
+    """The pipeline key: the Salesforce id, else a prefixed id from another system."""
+    if row.get("sf_account_id"):
+        return row["sf_account_id"]
+    if row.get("intercom_company_id"):
+        return f"intercom:{row['intercom_company_id']}"
+    if row.get("looker_customer_id"):
+        return f"looker:{row['looker_customer_id']}"
+    if row.get("jira_component"):
+        return f"jira:{row.get('jira_project_key', '')}/{row['jira_component']}"
+    return None
+
+
+def parse_mapping(
+    text: str, segments: frozenset[str], problems: list[ConfigProblem], file: str = MAPPING_FILE
+) -> tuple[Account, ...]:
+    """Parse and validate the account mapping CSV."""
+    mp = _Problems(file, problems)
+    accounts: list[Account] = []
+    seen_sf: dict[str, int] = {}
+    seen_ids: dict[str, int] = {}
+    for line, row in read_csv_rows(text, mp, MAPPING_COLUMNS):
+        loc = f"line {line}"
+        ok = True
+        sf_id = row.get("sf_account_id", "")
+        if sf_id:
+            if not SALESFORCE_ID.fullmatch(sf_id):
+                mp.add(
+                    loc,
+                    f"sf_account_id {sf_id!r} is not a 15- or 18-character "
+                    "alphanumeric Salesforce id",
+                )
+                ok = False
+            else:
+                key15 = sf_id[:15]
+                if key15 in seen_sf:
+                    mp.add(loc, f"sf_account_id {sf_id!r} duplicates line {seen_sf[key15]}")
+                    ok = False
+                else:
+                    seen_sf[key15] = line
+        project = row.get("jira_project_key", "")
+        if project and not JIRA_PROJECT_KEY.fullmatch(project):
+            mp.add(
+                loc,
+                f"jira_project_key {project!r} is not a Jira project key "
+                "(uppercase letters, digits, underscore)",
+            )
+            ok = False
+        for column in (
+            "intercom_company_id",
+            "looker_customer_id",
+            "jira_component",
+            "account_name",
+        ):
+            value = row.get(column, "")
+            if value and not SAFE_TEXT.fullmatch(value):
+                mp.add(
+                    loc,
+                    f"{column} {value!r} contains quotes, backslashes or control "
+                    "characters, or is over 255 characters",
+                )
+                ok = False
+        if row.get("jira_component") and not project:
+            mp.add(loc, "jira_component is set but jira_project_key is empty")
+            ok = False
+        segment = row.get("segment", "")
+        if segment not in segments:
+            mp.add(loc, f"unknown segment {segment!r} (expected one of {sorted(segments)})")
+            ok = False
+        account_id = derive_account_id(row)
+        if account_id is None:
+            mp.add(
+                loc,
+                "row has no id for any system (sf_account_id, intercom_company_id, "
+                "looker_customer_id or jira_component)",
+            )
+            ok = False
+        elif account_id in seen_ids and not sf_id:
+            mp.add(loc, f"account {account_id!r} duplicates line {seen_ids[account_id]}")
+            ok = False
+        if not ok or account_id is None:
+            continue
+        seen_ids[account_id] = line
+        extra = {k: v for k, v in row.items() if k not in MAPPING_COLUMNS and v}
+        accounts.append(
+            Account(
+                account_id=account_id,
+                account_name=row.get("account_name") or account_id,
+                segment=segment,
+                sf_account_id=sf_id or None,
+                intercom_company_id=row.get("intercom_company_id") or None,
+                looker_customer_id=row.get("looker_customer_id") or None,
+                jira_project_key=project or None,
+                jira_component=row.get("jira_component") or None,
+                extra=MappingProxyType(extra),
+            )
+        )
+    return tuple(accounts)
+
+
+# --------------------------------------------------------------------------------------------
+# The folder
+
+
+def _file_bytes(directory: Path, names: Iterable[str]) -> bytes:
+    digest_input = b""
+    for name in names:
+        path = directory / name
+        if path.is_file():
+            digest_input += name.encode() + b"\0" + path.read_bytes() + b"\0"
+    return digest_input
+
+
+def config_sha256(directory: Path, names: Iterable[str]) -> str:
+    """Hash of the config files that shaped a run (recorded in the manifest)."""
+    return hashlib.sha256(_file_bytes(directory, names)).hexdigest()
+
+
+def load_scoring_config(directory: Path) -> ScoringConfig:
+    """Load only weights.yaml + thresholds.yaml (all that scoring a raw file needs)."""
+    problems: list[ConfigProblem] = []
+    weights = load_yaml(directory / WEIGHTS_FILE, _Problems(WEIGHTS_FILE, problems))
+    thresholds = load_yaml(directory / THRESHOLDS_FILE, _Problems(THRESHOLDS_FILE, problems))
+    if problems:
+        raise ConfigError(problems)
+    scoring = parse_scoring(weights, thresholds, problems)
+    if problems or scoring is None:
+        raise ConfigError(problems)
+    return scoring
+
+
+def load_sources(
+    directory: Path, only: tuple[str, ...] | None = None, *, missing_ok: bool = False
+) -> dict[str, Any]:
+    """The validated sections of ``sources.yaml`` (all sources, or ``only`` these).
+
+    With ``missing_ok``, an absent file means every section takes its defaults.
+    """
+    from health_score.sources.registry import SOURCES, parse_sources
+
+    problems: list[ConfigProblem] = []
+    where = _Problems(SOURCES_FILE, problems)
+    path = directory / SOURCES_FILE
+    raw = {} if missing_ok and not path.is_file() else load_yaml(path, where)
+    settings = parse_sources(raw, where.add, only or SOURCES)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def load_config(
+    directory: Path,
+    *,
+    need_mapping: bool = True,
+    need_sources: bool = True,
+    mapping_path: Path | None = None,
+) -> AppConfig:
+    """Load and validate the whole folder; raise ConfigError listing every problem.
+
+    ``mapping_path`` replaces the folder's account_mapping.csv (the demo's sandbox writes its own).
+    """
+    problems: list[ConfigProblem] = []
+    weights = load_yaml(directory / WEIGHTS_FILE, _Problems(WEIGHTS_FILE, problems))
+    thresholds = load_yaml(directory / THRESHOLDS_FILE, _Problems(THRESHOLDS_FILE, problems))
+    scoring = None
+    if weights is not None and thresholds is not None:
+        scoring = parse_scoring(weights, thresholds, problems)
+
+    sources: Mapping[str, Any] = {}
+    if need_sources:
+        from health_score.sources.registry import parse_sources
+
+        sp = _Problems(SOURCES_FILE, problems)
+        raw_sources = load_yaml(directory / SOURCES_FILE, sp)
+        if raw_sources is not None:
+            sources = parse_sources(raw_sources, sp.add)
+
+    accounts: tuple[Account, ...] = ()
+    if need_mapping:
+        path = mapping_path or directory / MAPPING_FILE
+        mp = _Problems(MAPPING_FILE if mapping_path is None else str(path), problems)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            mp.add("", f"file not found (looked in {directory})")
+            text = None
+        except (OSError, UnicodeDecodeError) as exc:
+            mp.add("", f"cannot read file: {exc}")
+            text = None
+        if text is not None:
+            segments = scoring.segments if scoring else frozenset()
+            accounts = parse_mapping(text, segments, problems, mp.file)
+            if not accounts and not any(p.file == mp.file for p in problems):
+                mp.add(
+                    "",
+                    "no accounts: the mapping has a header but no rows. Add one row per "
+                    "customer account, or try the built-in demo: python -m health_score.pipeline "
+                    "--dry-run --demo",
+                )
+
+    if problems or scoring is None:
+        raise ConfigError(problems)
+    names = [WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE, MAPPING_FILE]
+    return AppConfig(directory, scoring, accounts, sources, config_sha256(directory, names))

@@ -1,0 +1,363 @@
+"""Run artifacts as pandas frames, and the tables the views show.
+
+Only reshaping and arithmetic on published numbers (sums, differences, counts): no scoring rule
+lives here. Frames returned by these functions are treated as read-only by callers (they may be
+shared through Streamlit's caches).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
+
+from health_score.dashboard.runs import METRICS, SCORES, RunError
+from health_score.loaders.csv_output import METRIC_COLUMNS, SCORE_COLUMNS_HEAD, SCORE_COLUMNS_TAIL
+from health_score.scoring.spec import INSUFFICIENT_DATA
+
+#: The pipeline's tier order when a run's config cannot tell (labels of the default config).
+DEFAULT_TIER_ORDER = ("Champion", "Healthy", "At Risk", "Critical", INSUFFICIENT_DATA)
+TEXT_SCORE_COLUMNS = ("account_id", "account_name", "segment", "health_tier", "cap_rule")
+COUNT_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
+REQUIRED_SCORE_COLUMNS = ("account_id", "segment", "final_score", "health_tier", "coverage_pct")
+METRIC_NUMBERS = (
+    "raw_value",
+    "green",
+    "yellow",
+    "red",
+    "normalised_score",
+    "weight_in_dimension",
+    "effective_weight",
+    "points",
+)
+CAP_PART = "qualitative cap"
+CHANGE_COLUMNS = ("previous_score", "previous_tier", "change")
+
+
+def _read_text_csv(run_id: str, name: str, data: bytes) -> pd.DataFrame:
+    try:
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunError(f"run {run_id}: {name} is not a readable CSV ({first})") from None
+
+
+def _numbers(run_id: str, name: str, frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Convert text columns to numbers in place; an empty cell is NaN, garbage is an error."""
+    for column in columns:
+        text = frame[column].str.strip()
+        values = pd.to_numeric(text.where(text != ""), errors="coerce")
+        bad = values.isna() & (text != "")
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise RunError(
+                f"run {run_id}: {name} line {row + 2}, column {column}: expected a number, "
+                f"got {text.iloc[row]!r}"
+            )
+        frame[column] = values.astype("float64")
+
+
+def dimension_columns(scores: pd.DataFrame) -> list[str]:
+    """The per-dimension score columns (between the fixed head and tail of scores.csv)."""
+    fixed = {*SCORE_COLUMNS_HEAD, *SCORE_COLUMNS_TAIL, *CHANGE_COLUMNS}
+    return [c for c in scores.columns if c not in fixed]
+
+
+def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
+    frame = _read_text_csv(run_id, SCORES, data)
+    missing = [c for c in REQUIRED_SCORE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise RunError(f"run {run_id}: {SCORES} lacks column(s) {', '.join(missing)}")
+    for column in TEXT_SCORE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
+    numeric = [c for c in frame.columns if c not in TEXT_SCORE_COLUMNS and c != "modifier_applied"]
+    _numbers(run_id, SCORES, frame, numeric)
+    frame["account_name"] = frame["account_name"].where(
+        frame["account_name"] != "", frame["account_id"]
+    )
+    if "modifier_applied" in frame.columns:
+        frame["modifier_applied"] = frame["modifier_applied"].str.lower().eq("true")
+    else:
+        frame["modifier_applied"] = False
+    for column in COUNT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = 0.0
+    if frame["account_id"].duplicated().any():
+        duplicate = frame.loc[frame["account_id"].duplicated(), "account_id"].iloc[0]
+        raise RunError(f"run {run_id}: {SCORES} lists account {duplicate!r} more than once")
+    return frame
+
+
+def parse_metrics(run_id: str, data: bytes) -> pd.DataFrame:
+    frame = _read_text_csv(run_id, METRICS, data)
+    missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
+    if missing:
+        raise RunError(f"run {run_id}: {METRICS} lacks column(s) {', '.join(missing)}")
+    _numbers(run_id, METRICS, frame, METRIC_NUMBERS)
+    frame["lower_is_better"] = frame["lower_is_better"].str.lower().eq("true")
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Portfolio
+
+
+def tier_order(config_labels: Sequence[str], seen: Iterable[str]) -> list[str]:
+    """Config tiers highest first, then Insufficient Data, then any other label seen."""
+    order = list(config_labels) or list(DEFAULT_TIER_ORDER[:-1])
+    order.append(INSUFFICIENT_DATA)
+    order.extend(sorted({s for s in seen if s and s not in order}))
+    return order
+
+
+def filter_scores(
+    scores: pd.DataFrame,
+    *,
+    segments: Sequence[str] | None = None,
+    tiers: Sequence[str] | None = None,
+    coverage: tuple[float, float] = (0.0, 100.0),
+    capped: bool | None = None,
+    search: str = "",
+) -> pd.DataFrame:
+    """Rows matching every filter given (None = no filter on that field)."""
+    mask = pd.Series(True, index=scores.index)
+    if segments is not None:
+        mask &= scores["segment"].isin(list(segments))
+    if tiers is not None:
+        mask &= scores["health_tier"].isin(list(tiers))
+    low, high = coverage
+    mask &= scores["coverage_pct"].fillna(0.0).between(low, high)
+    if capped is not None:
+        mask &= scores["modifier_applied"] == capped
+    needle = search.strip().lower()
+    if needle:
+        mask &= scores["account_id"].str.lower().str.contains(needle, regex=False) | scores[
+            "account_name"
+        ].str.lower().str.contains(needle, regex=False)
+    return scores[mask]
+
+
+def tier_counts(scores: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    counts = scores["health_tier"].value_counts()
+    total = int(counts.sum())
+    rows = [
+        {
+            "tier": tier,
+            "accounts": int(counts.get(tier, 0)),
+            "share_pct": round(100 * int(counts.get(tier, 0)) / total, 1) if total else 0.0,
+        }
+        for tier in order
+    ]
+    return pd.DataFrame(rows, columns=["tier", "accounts", "share_pct"])
+
+
+def histogram(
+    scores: pd.DataFrame, column: str, width: float, by: str | None = None
+) -> pd.DataFrame:
+    """Counts per ``width``-wide bin of ``column`` from 0 to 100 (the top bin includes 100)."""
+    values = scores[[column, *([by] if by else [])]].dropna(subset=[column])
+    bins = (values[column] // width).clip(upper=(100 // width) - 1) * width
+    grouped = values.assign(bin_start=bins).groupby(
+        ["bin_start", *([by] if by else [])], observed=True
+    )
+    frame = grouped.size().reset_index(name="accounts")
+    frame["bin_end"] = frame["bin_start"] + width
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Accounts
+
+
+def with_change(current: pd.DataFrame, earlier: pd.DataFrame | None) -> pd.DataFrame:
+    """Add the previous run's score and tier, and the change in final score."""
+    if earlier is None:
+        return current.assign(previous_score=float("nan"), previous_tier="", change=float("nan"))
+    before = earlier[["account_id", "final_score", "health_tier"]].rename(
+        columns={"final_score": "previous_score", "health_tier": "previous_tier"}
+    )
+    out = current.merge(before, on="account_id", how="left")
+    out["previous_tier"] = out["previous_tier"].fillna("")
+    out["change"] = (out["final_score"] - out["previous_score"]).round(1)
+    return out
+
+
+def account_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """The columns the accounts view shows, in reading order."""
+    dims = dimension_columns(scores)
+    columns = [
+        "account_id",
+        "account_name",
+        "segment",
+        "final_score",
+        "health_tier",
+        "change",
+        "previous_score",
+        "previous_tier",
+        "quantitative_score",
+        "churn_risk_score",
+        "platform_value_score",
+        *dims,
+        "coverage_pct",
+        "modifier_applied",
+        "qualitative_override",
+        "cap_rule",
+    ]
+    return scores[[c for c in columns if c in scores.columns]]
+
+
+# --------------------------------------------------------------------------------------------
+# Drill-down
+
+
+def account_metrics(metrics: pd.DataFrame, account_id: str) -> pd.DataFrame:
+    return metrics[metrics["account_id"] == account_id].drop(columns=["account_id"])
+
+
+def contributions(rows: pd.DataFrame, score: Mapping[str, object]) -> pd.DataFrame:
+    """Parts that add up to the final score: each scored metric's points, and, when a cap
+    lowered the score, the cap's (negative) part = cap − the sum of the metric points."""
+    scored = rows[rows["status"] == "scored"]
+    parts = pd.DataFrame(
+        {
+            "part": scored["metric"] + " (" + scored["dimension"] + ")",
+            "dimension": scored["dimension"],
+            "points": scored["points"].fillna(0.0),
+        }
+    )
+    if bool(score.get("modifier_applied")):
+        cap = float(str(score.get("qualitative_override")))
+        rule = str(score.get("cap_rule") or "")
+        cap_row = {
+            "part": f"{CAP_PART} ({rule})" if rule else CAP_PART,
+            "dimension": CAP_PART,
+            "points": cap - float(parts["points"].sum()),
+        }
+        parts = pd.concat([parts, pd.DataFrame([cap_row])], ignore_index=True)
+    return parts.reset_index(drop=True)
+
+
+def history(account_id: str, runs: Sequence[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
+    """The account's score in each run: ``runs`` are (period, run_id, scores) oldest first."""
+    rows = []
+    for period, run_id, scores in runs:
+        match = scores[scores["account_id"] == account_id]
+        if match.empty:
+            continue
+        row = match.iloc[0]
+        rows.append(
+            {
+                "period": period,
+                "run_id": run_id,
+                "final_score": row["final_score"],
+                "health_tier": row["health_tier"],
+                "coverage_pct": row["coverage_pct"],
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["period", "run_id", "final_score", "health_tier", "coverage_pct"]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# What-if and trends
+
+
+def migration_matrix(before: pd.Series, after: pd.Series, order: Sequence[str]) -> pd.DataFrame:
+    """Accounts per (tier before, tier after); ``before``/``after`` are tiers by account id."""
+    joined = pd.DataFrame({"from": before, "to": after}).dropna()
+    matrix = pd.crosstab(joined["from"], joined["to"])
+    labels = [*order, *sorted((set(matrix.index) | set(matrix.columns)) - set(order))]
+    matrix = matrix.reindex(index=labels, columns=labels, fill_value=0).astype("int64")
+    matrix.index.name = "from \\ to"
+    matrix.columns.name = None
+    return matrix
+
+
+def tier_mix(runs: Sequence[tuple[str, Mapping[str, int]]], order: Sequence[str]) -> pd.DataFrame:
+    """Long table (period, tier, accounts, share_pct) from each period's tier counts."""
+    rows = []
+    for period, tiers in runs:
+        total = sum(tiers.values())
+        for tier in [*order, *(t for t in tiers if t not in order)]:
+            count = int(tiers.get(tier, 0))
+            rows.append(
+                {
+                    "period": period,
+                    "tier": tier,
+                    "accounts": count,
+                    "share_pct": round(100 * count / total, 1) if total else 0.0,
+                }
+            )
+    return pd.DataFrame(rows, columns=["period", "tier", "accounts", "share_pct"])
+
+
+def dimension_points(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Points each dimension contributes to each account's quantitative score."""
+    table = metrics.pivot_table(
+        index="account_id", columns="dimension", values="points", aggfunc="sum", fill_value=0.0
+    )
+    table.columns.name = None
+    return table
+
+
+def movers(
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    before_points: pd.DataFrame,
+    after_points: pd.DataFrame,
+    top: int,
+) -> pd.DataFrame:
+    """The ``top`` accounts whose final score changed most between two runs, and what moved
+    them: the change of each dimension's points and of the cap (these add up to the change,
+    up to the one-decimal rounding of published scores)."""
+    keep = ["account_id", "account_name", "final_score", "quantitative_score", "health_tier"]
+    joined = before[keep].merge(after[keep], on="account_id", suffixes=("_before", "_after"))
+    joined = joined.dropna(subset=["final_score_before", "final_score_after"])
+    joined["change"] = (joined["final_score_after"] - joined["final_score_before"]).round(1)
+    joined = joined[joined["change"] != 0]
+    joined = joined.reindex(joined["change"].abs().sort_values(ascending=False).index).head(top)
+    dims = list(dict.fromkeys([*before_points.columns, *after_points.columns]))
+    ids = joined["account_id"]
+    delta = (
+        after_points.reindex(ids).fillna(0.0)[dims].to_numpy()
+        - before_points.reindex(ids).fillna(0.0).reindex(columns=dims, fill_value=0.0).to_numpy()
+    )
+    out = pd.DataFrame(
+        {
+            "account_id": ids.to_numpy(),
+            "account_name": joined["account_name_after"].to_numpy(),
+            "score_before": joined["final_score_before"].to_numpy(),
+            "score_after": joined["final_score_after"].to_numpy(),
+            "change": joined["change"].to_numpy(),
+            "tier_before": joined["health_tier_before"].to_numpy(),
+            "tier_after": joined["health_tier_after"].to_numpy(),
+        }
+    )
+    for index, dim in enumerate(dims):
+        out[f"Δ {dim}"] = delta[:, index].round(1)
+    cap_before = (joined["final_score_before"] - joined["quantitative_score_before"]).fillna(0.0)
+    cap_after = (joined["final_score_after"] - joined["quantitative_score_after"]).fillna(0.0)
+    out["Δ cap"] = (cap_after - cap_before).round(1).to_numpy()
+    parts = [f"Δ {d}" for d in dims] + ["Δ cap"]
+    out["moved_by"] = [_drivers(row, parts) for row in out[parts].itertuples(index=False)]
+    return out
+
+
+def _drivers(values: Sequence[float], names: Sequence[str]) -> str:
+    """The parts that explain most of the change, largest first (at most three)."""
+    ranked = sorted(
+        ((abs(v), name.removeprefix("Δ "), v) for v, name in zip(values, names, strict=True)),
+        reverse=True,
+    )
+    total = sum(size for size, _, _ in ranked) or 1.0
+    picked: list[str] = []
+    covered = 0.0
+    for size, name, value in ranked:
+        if size < 0.05 or len(picked) == 3 or covered >= 0.8 * total:
+            break
+        picked.append(f"{name} {value:+.1f}")
+        covered += size
+    return ", ".join(picked) or "rounding only"

@@ -1,0 +1,127 @@
+"""Run artifacts: one immutable folder per run, locally or under an S3 prefix.
+
+Layout (DESIGN §5): ``<runs-dir>/<run_id>/`` holding ``raw.csv``, ``scores.csv``, ``metrics.csv``
+(metric-level detail), ``config/`` (the weights and thresholds the run used) and, written last,
+``manifest.json``. A run folder is never overwritten; each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+MANIFEST = "manifest.json"
+
+
+class ArtifactExistsError(Exception):
+    """A run folder or file already exists: runs are immutable."""
+
+
+class RunWriter(Protocol):
+    """Writes the files of one run."""
+
+    location: str
+
+    def write_bytes(self, name: str, data: bytes) -> None: ...
+
+
+class RunStore(Protocol):
+    """Where run folders live."""
+
+    location: str
+
+    def create_run(self, run_id: str) -> RunWriter: ...
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def json_bytes(document: Any) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
+
+
+class LocalRunWriter:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.location = str(folder)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        with self._atomic(name, "wb") as handle:
+            handle.write(data)
+
+    @contextmanager
+    def open_text(self, name: str) -> Iterator[TextIO]:
+        """Stream a large text file; it appears whole when the block ends without error."""
+        with self._atomic(name, "w") as handle:
+            yield handle
+
+    @contextmanager
+    def _atomic(self, name: str, mode: str) -> Iterator[Any]:
+        target = self.folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            encoding = None if "b" in mode else "utf-8"
+            with os.fdopen(fd, mode, encoding=encoding, newline="" if encoding else None) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            # os.link fails if the target exists: a file of a run is written once, never replaced.
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise ArtifactExistsError(
+                    f"{target} already exists; run files are immutable"
+                ) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def open_text(writer: RunWriter, name: str) -> Iterator[TextIO]:
+    """A text handle for one run file: streamed where the store can, else buffered then put."""
+    opener = getattr(writer, "open_text", None)
+    if opener is not None:
+        with opener(name) as handle:
+            yield handle
+        return
+    buffer = io.StringIO()
+    yield buffer
+    writer.write_bytes(name, buffer.getvalue().encode("utf-8"))
+
+
+class LocalRunStore:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.location = str(base)
+
+    def create_run(self, run_id: str) -> LocalRunWriter:
+        self.base.mkdir(parents=True, exist_ok=True)
+        folder = self.base / run_id
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            raise ArtifactExistsError(f"run folder {folder} already exists") from None
+        return LocalRunWriter(folder)
+
+
+def open_store(runs_dir: str) -> RunStore:
+    """A local folder, or ``s3://bucket/prefix``."""
+    if runs_dir.startswith("s3://"):
+        from health_score.loaders.s3_store import S3RunStore
+
+        return S3RunStore.from_url(runs_dir)
+    return LocalRunStore(Path(runs_dir))

@@ -1,0 +1,114 @@
+"""Settings for writing scores back to Salesforce (``salesforce.writeback`` in sources.yaml)."""
+
+from __future__ import annotations
+
+import pydantic
+
+#: Logical names of the loader's fixed fields (``health_score.loaders.salesforce.FIXED_FIELDS``).
+FIXED_FIELD_KEYS = frozenset(
+    {
+        "name",
+        "account",
+        "period",
+        "scoring_date",
+        "segment",
+        "churn_risk",
+        "platform_value",
+        "quantitative",
+        "final",
+        "tier",
+        "coverage",
+        "cap_applied",
+        "cap_rule",
+        "cap_value",
+        "critical_signals",
+        "critical_confirmed_signals",
+        "moderate_signals",
+        "watch_signals",
+        "run_id",
+        "config_hash",
+    }
+)
+#: Prefixes of the per-dimension and per-metric logical names: ``dimension.<dimension>``,
+#: ``metric_score.<dimension>.<metric>``, ``metric_raw.<metric>``.
+PATTERN_FIELD_PREFIXES = ("dimension.", "metric_score.", "metric_raw.")
+
+
+def is_api_name(name: str) -> bool:
+    """A custom field API name (≤ 40 characters before ``__c``, no double underscore) or Name."""
+    if name == "Name":
+        return True
+    if not name.endswith("__c"):
+        return False
+    stem = name.removesuffix("__c")
+    return (
+        0 < len(stem) <= 40
+        and stem[0].isalpha()
+        and "__" not in stem
+        and not stem.endswith("_")
+        and all(ch.isalnum() or ch == "_" for ch in stem)
+        and stem.isascii()
+    )
+
+
+class WritebackSettings(pydantic.BaseModel):
+    """Object, external id and field API names the loader writes, and how it chooses its path."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    object_name: str = "Health_Score__c"
+    external_id_field: str = "External_Key__c"  # value: <18-char account id>-<YYYY-MM>
+    account_lookup_field: str = "Account__c"
+    bulk_threshold: int = pydantic.Field(200, ge=1)  # more records than this → Bulk API 2.0
+    composite_batch_size: int = pydantic.Field(200, ge=1, le=200)
+    poll_initial_seconds: float = pydantic.Field(0.5, gt=0)
+    poll_max_seconds: float = pydantic.Field(10.0, gt=0)
+    poll_timeout_seconds: float = pydantic.Field(600.0, gt=0)
+    #: Optional mirror of the latest final score and tier onto Account (empty = off).
+    account_score_field: str = ""
+    account_tier_field: str = ""
+    #: Overrides for field API names, keyed by the loader's logical field name; an empty value
+    #: stops the loader writing that field (e.g. ``metric_raw.open_bugs_total: ""``).
+    fields: dict[str, str] = pydantic.Field(default_factory=dict)
+    #: Salesforce REST API version the write calls use.
+    api_version: str = pydantic.Field("62.0", pattern=r"^\d{2,3}\.0$")
+    #: Largest CSV upload per Bulk API 2.0 job (Salesforce accepts up to 150 MB base64-encoded,
+    #: i.e. about 100 MB of CSV); larger runs use several jobs.
+    bulk_max_upload_bytes: int = pydantic.Field(100_000_000, ge=1_000)
+    #: Salesforce error codes worth one more attempt.
+    transient_errors: tuple[str, ...] = (
+        "UNABLE_TO_LOCK_ROW",
+        "SERVER_UNAVAILABLE",
+        "REQUEST_RUNNING_TOO_LONG",
+    )
+
+    @pydantic.field_validator("object_name", "external_id_field", "account_lookup_field")
+    @classmethod
+    def _api_name(cls, value: str) -> str:
+        if not is_api_name(value):
+            raise ValueError(f"{value!r} is not a custom object or field API name (Name__c)")
+        return value
+
+    @pydantic.field_validator("account_score_field", "account_tier_field")
+    @classmethod
+    def _optional_api_name(cls, value: str) -> str:
+        if value and not is_api_name(value):
+            raise ValueError(f"{value!r} is not a custom field API name (e.g. Latest_Score__c)")
+        return value
+
+    @pydantic.field_validator("fields")
+    @classmethod
+    def _field_overrides(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for key, api_name in value.items():
+            if key not in FIXED_FIELD_KEYS and not key.startswith(PATTERN_FIELD_PREFIXES):
+                problems.append(
+                    f"unknown logical field {key!r} (expected one of "
+                    f"{', '.join(sorted(FIXED_FIELD_KEYS))} or dimension.<dimension>, "
+                    "metric_score.<dimension>.<metric>, metric_raw.<metric>)"
+                )
+            elif api_name and not is_api_name(api_name):
+                problems.append(f"{key}: {api_name!r} is not a field API name")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value

@@ -1,0 +1,687 @@
+"""The one place that wires the stages: gather inputs → score → write outputs.
+
+``run(options)`` holds the logic; the command line (``python -m health_score.pipeline``) and
+``lambda_handler`` are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from health_score import __version__
+from health_score.batch import ScoredBatch, processes_for, score_batch
+from health_score.config import (
+    MAPPING_FILE,
+    SALESFORCE_ID,
+    SOURCES_FILE,
+    THRESHOLDS_FILE,
+    WEIGHTS_FILE,
+    AppConfig,
+    ConfigError,
+    config_sha256,
+    load_config,
+    load_scoring_config,
+    load_sources,
+)
+from health_score.loaders.artifacts import (
+    MANIFEST,
+    RunWriter,
+    csv_bytes,
+    json_bytes,
+    open_store,
+    open_text,
+)
+from health_score.loaders.csv_output import METRIC_COLUMNS, score_columns, write_csv_atomic
+from health_score.rawfile import raw_header, raw_rows, read_raw
+from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
+from health_score.scoring.composite import Model
+from health_score.sources.base import Extractor, SourceResult
+from health_score.sources.registry import SOURCES, activate
+
+log = logging.getLogger("health_score")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+STATUS_OK = "ok"
+STATUS_DEGRADED = "degraded"
+STATUS_FAILED = "failed"
+
+PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>0[1-9]|1[0-2])")
+DEFAULT_OUTPUT = Path("output/health_scores.csv")
+DEFAULT_RUNS_DIR = "output/runs"
+TIER_ORDER = ("Champion", "Healthy", "At Risk", "Critical", "Insufficient Data")
+
+
+class UsageError(Exception):
+    """Bad command-line usage or input that is not a config file (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    config_dir: Path = Path("config")
+    from_raw: Path | None = None
+    demo: bool = False
+    demo_accounts: int = 250
+    dry_run: bool = True
+    period: str | None = None
+    output: Path = DEFAULT_OUTPUT
+    runs_dir: str = DEFAULT_RUNS_DIR
+    allow_degraded: bool = False
+    env: Mapping[str, str] | None = None  # None → os.environ
+    mapping_path: Path | None = None  # replaces config_dir/account_mapping.csv (the demo's)
+    as_of: datetime | None = None  # end of look-back windows; None → now (demo: sandbox date)
+    progress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """How one source did in a run (the manifest's ``sources`` entry)."""
+
+    status: str  # ok | failed | inactive
+    accounts_with_data: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    missing_metrics: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "accounts_with_data": self.accounts_with_data,
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "notes": list(self.notes),
+            "missing_metrics": list(self.missing_metrics),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What the gathering step produced: accounts to score and how each source did."""
+
+    accounts: tuple[AccountInput, ...]
+    sources: Mapping[str, SourceReport]
+    mode: str  # from_raw | demo | live
+    config_sha256: str
+    mapped: Mapping[str, Account] = field(default_factory=dict)  # account_id → mapping row
+    writeback: Any = None  # WritebackSettings from sources.yaml (live and demo runs)
+    warnings: tuple[str, ...] = ()
+    config_files: Mapping[str, bytes] = field(default_factory=dict)
+    raw_bytes: bytes | None = None  # the --from-raw file as read, kept as the run's raw.csv
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    exit_code: int
+    status: str
+    run_id: str | None
+    period: str | None
+    accounts_total: int = 0
+    accounts_scored: int = 0
+    tiers: Mapping[str, int] = field(default_factory=dict)
+    sources: Mapping[str, SourceReport] = field(default_factory=dict)
+    output: str | None = None
+    run_location: str | None = None
+    writeback: Mapping[str, Any] | None = None
+    messages: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "status": self.status,
+            "run_id": self.run_id,
+            "period": self.period,
+            "accounts_total": self.accounts_total,
+            "accounts_scored": self.accounts_scored,
+            "tiers": dict(self.tiers),
+            "sources": {k: v.as_dict() for k, v in self.sources.items()},
+            "output": self.output,
+            "run_location": self.run_location,
+            "writeback": dict(self.writeback) if self.writeback is not None else None,
+            "messages": list(self.messages),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Small pure helpers
+
+
+def current_period(now: datetime) -> str:
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def check_period(period: str) -> str:
+    if not PERIOD.fullmatch(period):
+        raise UsageError(f"--period must be YYYY-MM (e.g. 2026-11), got {period!r}")
+    return period
+
+
+def new_run_id(period: str, started: datetime) -> str:
+    return f"{period}_{started:%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
+
+
+def merge_sources(
+    accounts: Sequence[Account],
+    results: Mapping[str, SourceResult],
+    unavailable: frozenset[str],
+) -> tuple[AccountInput, ...]:
+    """Combine every source's metrics and signals into one input per account."""
+    merged: list[AccountInput] = []
+    for account in accounts:
+        metrics: dict[str, MetricValue] = {}
+        signals: SignalCounts = NO_SIGNALS
+        for result in results.values():
+            metrics.update(result.metrics.get(account.account_id, {}))
+            signals = signals + result.signals.get(account.account_id, NO_SIGNALS)
+        merged.append(
+            AccountInput(
+                account_id=account.account_id,
+                account_name=account.account_name,
+                segment=account.segment,
+                metrics=metrics,
+                signals=signals,
+                unavailable=unavailable,
+            )
+        )
+    return tuple(merged)
+
+
+def tier_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Tier → accounts, in the order of the tiers (best first)."""
+    ordered = {t: counts[t] for t in TIER_ORDER if counts.get(t)}
+    ordered.update({t: c for t, c in counts.items() if t not in ordered})
+    return ordered
+
+
+def run_status(sources: Mapping[str, SourceReport]) -> str:
+    active = [s for s in sources.values() if s.status != "inactive"]
+    failed = [s for s in active if s.status == STATUS_FAILED]
+    if active and len(failed) == len(active):
+        return STATUS_FAILED
+    return STATUS_DEGRADED if failed else STATUS_OK
+
+
+# --------------------------------------------------------------------------------------------
+# Gathering inputs (the imperative shell before scoring)
+
+
+def _config_files(directory: Path, names: Sequence[str]) -> dict[str, bytes]:
+    return {n: (directory / n).read_bytes() for n in names if (directory / n).is_file()}
+
+
+def _extract_all(
+    extractors: Sequence[Extractor],
+    accounts: Sequence[Account],
+    progress: Callable[[str], None],
+) -> tuple[dict[str, SourceResult], dict[str, SourceReport]]:
+    """Run every active source concurrently; a failing source never stops the others."""
+    results: dict[str, SourceResult] = {}
+    reports: dict[str, SourceReport] = {}
+
+    def one(extractor: Extractor) -> tuple[str, SourceResult | None, SourceReport]:
+        started = time.monotonic()
+        progress(f"{extractor.name}: extracting…")
+        try:
+            result = extractor.extract(accounts)
+        except Exception as exc:  # a source failing as a whole is reported, not raised
+            seconds = time.monotonic() - started
+            log.error("source %s failed: %s", extractor.name, exc)
+            progress(f"{extractor.name}: FAILED after {seconds:.1f}s")
+            return (
+                extractor.name,
+                None,
+                SourceReport(STATUS_FAILED, 0, extractor.requests_made, seconds, str(exc)),
+            )
+        seconds = time.monotonic() - started
+        for note in result.notes:
+            log.info("%s: %s", extractor.name, note)  # also in the manifest
+        progress(
+            f"{extractor.name}: {result.accounts_with_data} accounts, "
+            f"{result.requests} requests, {seconds:.1f}s"
+        )
+        return (
+            extractor.name,
+            result,
+            SourceReport(
+                STATUS_OK,
+                result.accounts_with_data,
+                result.requests,
+                seconds,
+                None,
+                tuple(result.notes),
+                tuple(sorted(result.missing_metrics)),
+            ),
+        )
+
+    if extractors:
+        with ThreadPoolExecutor(max_workers=len(extractors), thread_name_prefix="source") as pool:
+            for name, result, report in pool.map(one, extractors):
+                reports[name] = report
+                if result is not None:
+                    results[name] = result
+    return results, reports
+
+
+def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]) -> Inputs:
+    """Config and extraction (or the raw file): everything scoring needs."""
+    if options.from_raw is not None:
+        scoring = load_scoring_config(options.config_dir)
+        raw = read_raw(options.from_raw, scoring)
+        names = [WEIGHTS_FILE, THRESHOLDS_FILE]
+        # Scores of a raw file can be written back too: rows whose account_id is a Salesforce id.
+        mapped = {
+            a.account_id: Account(
+                a.account_id, a.account_name, a.segment, sf_account_id=a.account_id
+            )
+            for a in raw.accounts
+            if SALESFORCE_ID.fullmatch(a.account_id)
+        }
+        return Inputs(
+            accounts=raw.accounts,
+            sources={},
+            mode="from_raw",
+            config_sha256=config_sha256(options.config_dir, names),
+            mapped=mapped,
+            writeback=None
+            if options.dry_run
+            else load_sources(options.config_dir, ("salesforce",), missing_ok=True)[
+                "salesforce"
+            ].writeback,
+            warnings=raw.warnings,
+            config_files=_config_files(options.config_dir, names),
+            raw_bytes=raw.source_bytes,
+        )
+    env = os.environ if options.env is None else options.env
+    config = load_config(options.config_dir, mapping_path=options.mapping_path)
+    mode = "demo" if options.mapping_path is not None and options.demo else "live"
+    return _gather_live(config, env, as_of, mode, progress)
+
+
+def _gather_live(
+    config: AppConfig,
+    env: Mapping[str, str],
+    as_of: datetime,
+    mode: str,
+    progress: Callable[[str], None],
+) -> Inputs:
+    extractors, inactive = activate(config.sources, env, as_of=as_of)
+    if not extractors:
+        raise UsageError(
+            "no source has credentials in the environment, so there is nothing to extract. "
+            "Set the variables in .env.example (e.g. INTERCOM_API_TOKEN, JIRA_BASE_URL/"
+            "JIRA_EMAIL/JIRA_API_TOKEN, LOOKER_*, SF_*), score a file with --from-raw RAW.csv, "
+            "or try the built-in demo: python -m health_score.pipeline --dry-run --demo"
+        )
+    active_names = [e.name for e in extractors]
+    log.info(
+        "sources active: %s; inactive (no credentials): %s",
+        ", ".join(active_names),
+        ", ".join(inactive) or "none",
+    )
+    results, reports = _extract_all(extractors, config.accounts, progress)
+    unavailable: set[str] = set()
+    for extractor in extractors:
+        if reports[extractor.name].status == STATUS_FAILED:
+            unavailable |= extractor.provides
+    for name in inactive:
+        reports[name] = SourceReport("inactive")
+    ordered = {name: reports[name] for name in SOURCES if name in reports}
+    names = [WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE]
+    return Inputs(
+        accounts=merge_sources(config.accounts, results, frozenset(unavailable)),
+        sources=ordered,
+        mode=mode,
+        config_sha256=config.sha256,
+        mapped={a.account_id: a for a in config.accounts},
+        writeback=config.sources["salesforce"].writeback,
+        config_files=_config_files(config.directory, names),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring (pure) and outputs
+
+
+def score_and_write(
+    writer: RunWriter, accounts: Sequence[AccountInput], model: Model
+) -> ScoredBatch:
+    """Score every account, streaming its metric-level detail to the run's ``metrics.csv``.
+
+    Only the scores' CSV rows and counts stay in memory, so a 100,000-account run stays small;
+    large runs use several processes (:mod:`health_score.batch`). One account's failure is
+    listed and never stops the others.
+    """
+    with open_text(writer, "metrics.csv") as detail:
+        detail.write(",".join(METRIC_COLUMNS) + "\n")
+        return score_batch(accounts, model, detail, processes=processes_for(len(accounts)))
+
+
+def write_run_files(
+    writer: RunWriter, inputs: Inputs, rows: Sequence[Sequence[str]], model: Model
+) -> None:
+    config = model.config
+    metrics = config.metric_names
+    if inputs.raw_bytes is not None:
+        writer.write_bytes("raw.csv", inputs.raw_bytes)  # --from-raw: the validated input as is
+    else:
+        writer.write_bytes(
+            "raw.csv", csv_bytes(raw_header(metrics), raw_rows(inputs.accounts, metrics))
+        )
+    writer.write_bytes("scores.csv", csv_bytes(score_columns(config), rows))
+    for name, data in inputs.config_files.items():
+        writer.write_bytes(f"config/{name}", data)
+
+
+def _writeback(
+    options: RunOptions,
+    inputs: Inputs,
+    model: Model,
+    period: str,
+    run_id: str,
+    status: str,
+    scoring_date: date,
+) -> tuple[dict[str, Any] | None, int, list[str]]:
+    """Write to Salesforce when allowed; returns (manifest entry, exit code, messages)."""
+    if options.dry_run:
+        return {"status": "skipped", "reason": "dry run"}, EXIT_OK, []
+    if status == STATUS_FAILED:
+        return {"status": "skipped", "reason": "run failed"}, EXIT_FAILED, []
+    if status == STATUS_DEGRADED and not options.allow_degraded:
+        message = (
+            "write-back refused: the run is degraded (a source failed), so scores would "
+            "be built on partial data; fix the source or re-run with --allow-degraded"
+        )
+        log.error(message)
+        return {"status": "refused", "reason": message}, EXIT_FAILED, [message]
+    from health_score.loaders.salesforce import SalesforceLoader
+
+    env = os.environ if options.env is None else options.env
+    loader = SalesforceLoader.from_env(inputs.writeback, env)
+    if loader is None:
+        message = (
+            "write-back not possible: this is not a dry run but no Salesforce credentials "
+            "are set (see .env.example); nothing was written"
+        )
+        log.error(message)
+        return {"status": "failed", "reason": message}, EXIT_FAILED, [message]
+    # Full explanations (per-metric scores) are rebuilt here; the loader skips (and lists) the
+    # accounts without a Salesforce id.
+    scores = [model.score(a) for a in inputs.accounts]
+    result = loader.load(
+        scores,
+        inputs.mapped,
+        period=period,
+        scoring_date=scoring_date,
+        run_id=run_id,
+        config_hash=inputs.config_sha256,
+    )
+    status = "ok" if result.ok else ("stopped" if result.stopped_reason else "failed")
+    messages = []
+    if not result.ok:
+        messages.append(
+            f"Salesforce write-back {status}: {result.written} of {result.attempted} written, "
+            f"{len(result.failures)} record failure(s)"
+            + (f"; {result.stopped_reason}" if result.stopped_reason else "")
+        )
+    return {"status": status, **result.as_dict()}, (EXIT_OK if result.ok else EXIT_FAILED), messages
+
+
+def run(options: RunOptions) -> RunSummary:
+    """Gather inputs, score, write the CSV, the run folder and (unless dry) Salesforce.
+
+    With ``demo``, the sandbox runs for the whole run (extraction and any write-back) and the
+    pipeline is pointed at it exactly as at the real services.
+    """
+    if not options.demo:
+        return _run(options)
+    from health_score_sandbox.sandbox import Sandbox  # only the demo needs the sandbox
+
+    today = (options.as_of or datetime.now(UTC)).date()
+    _progress_printer(options.progress)(
+        f"demo: generating a {options.demo_accounts}-account portfolio and starting the sandbox…"
+    )
+    try:
+        sandbox = Sandbox(options.demo_accounts, as_of=today, config_dir=options.config_dir)
+    except ConfigError as exc:
+        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
+    with sandbox:
+        return _run(
+            dataclasses.replace(
+                options,
+                env={**(options.env or {}), **sandbox.env()},
+                mapping_path=sandbox.write_mapping(sandbox.workdir / MAPPING_FILE),
+                as_of=datetime(today.year, today.month, today.day, tzinfo=UTC),
+            )
+        )
+
+
+def _run(options: RunOptions) -> RunSummary:
+    started = datetime.now(UTC)
+    progress = _progress_printer(options.progress)
+    try:
+        period = check_period(options.period or current_period(started))
+        as_of = options.as_of or started
+        inputs = gather(options, as_of, progress)
+    except (ConfigError, UsageError) as exc:
+        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
+
+    # Scoring config comes from the same folder the inputs were validated against.
+    model = Model(load_scoring_config(options.config_dir))
+    status = run_status(inputs.sources)
+    run_id = new_run_id(period, started)
+    store = open_store(options.runs_dir)
+    writer = store.create_run(run_id)
+    batch = score_and_write(writer, inputs.accounts, model)
+    write_run_files(writer, inputs, batch.rows, model)
+    output = write_csv_atomic(options.output, score_columns(model.config), batch.rows)
+    writeback, exit_code, messages = _writeback(
+        options, inputs, model, period, run_id, status, as_of.date()
+    )
+    if status == STATUS_FAILED:
+        exit_code = EXIT_FAILED
+        messages = [*messages, "every active source failed; no scores could be built from data"]
+
+    tiers = tier_counts(batch.tiers)
+    scored = batch.scored
+    finished = datetime.now(UTC)
+    manifest = {
+        "run_id": run_id,
+        "status": status,
+        "period": period,
+        "mode": inputs.mode,
+        "dry_run": options.dry_run,
+        "allow_degraded": options.allow_degraded,
+        "accounts_total": len(inputs.accounts),
+        "accounts_scored": scored,
+        "accounts_failed": batch.failures,
+        "tiers": tiers,
+        "sources": {k: v.as_dict() for k, v in inputs.sources.items()},
+        "writeback": writeback,
+        "warnings": list(inputs.warnings),
+        "config_sha256": inputs.config_sha256,
+        "code_version": __version__,
+        "as_of": as_of.isoformat(),
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "exit_code": exit_code,
+        "messages": messages,
+    }
+    writer.write_bytes(MANIFEST, json_bytes(manifest))
+    return RunSummary(
+        exit_code=exit_code,
+        status=status,
+        run_id=run_id,
+        period=period,
+        accounts_total=len(inputs.accounts),
+        accounts_scored=scored,
+        tiers=tiers,
+        sources=inputs.sources,
+        output=str(output),
+        run_location=writer.location,
+        writeback=writeback,
+        messages=(*inputs.warnings, *messages),
+    )
+
+
+class HealthScoreOrchestrator:
+    """The seed's name for the pipeline: holds options, runs once."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+
+    def run(self) -> RunSummary:
+        return run(self.options)
+
+
+def lambda_handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """AWS Lambda entry point (EventBridge schedule or a manual event)."""
+    from health_score.aws_lambda import handle
+
+    return handle(event, context)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def _progress_printer(enabled: bool) -> Callable[[str], None]:
+    def emit(message: str) -> None:
+        if enabled:
+            print(f"  … {message}", file=sys.stderr, flush=True)
+
+    return emit
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m health_score.pipeline",
+        description="Score every customer account: extract → score → load.",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="score and write files, but never write to Salesforce",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="run the real pipeline against the built-in sandbox"
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        help="number of demo accounts (with --demo; default 250)",
+    )
+    parser.add_argument(
+        "--from-raw", type=Path, metavar="RAW.csv", help="skip extraction; score a raw-metrics file"
+    )
+    parser.add_argument("--config-dir", type=Path, default=Path("config"), metavar="DIR")
+    parser.add_argument("--period", metavar="YYYY-MM", help="scoring period (default: this month)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="FILE")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, metavar="DIR|s3://bucket/prefix")
+    parser.add_argument(
+        "--allow-degraded",
+        action="store_true",
+        help="write to Salesforce even when a source failed",
+    )
+    parser.add_argument(
+        "--check-config", action="store_true", help="only validate the config folder"
+    )
+    return parser
+
+
+def _print_summary(summary: RunSummary) -> None:
+    print(f"Run {summary.run_id} — period {summary.period} — status {summary.status}")
+    print(f"Accounts: {summary.accounts_scored} scored of {summary.accounts_total}")
+    if summary.tiers:
+        total = sum(summary.tiers.values()) or 1
+        for tier, count in summary.tiers.items():
+            print(f"  {tier:<18} {count:>6}  ({Decimal(100 * count) / total:.1f}%)")
+    for name, report in summary.sources.items():
+        line = f"  source {name:<11} {report.status:<8}"
+        if report.status != "inactive":
+            line += (
+                f" {report.accounts_with_data} accounts with data, "
+                f"{report.requests} requests, {report.seconds:.1f}s"
+            )
+        if report.error:
+            line += f" — {report.error}"
+        print(line)
+    if summary.writeback:
+        print(
+            f"Salesforce write-back: {summary.writeback.get('status')}"
+            + (f" ({summary.writeback.get('reason')})" if summary.writeback.get("reason") else "")
+        )
+    print(f"Scores CSV: {summary.output}")
+    print(f"Run folder: {summary.run_location}")
+
+
+def check_config(config_dir: Path) -> int:
+    try:
+        config = load_config(config_dir)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"config OK ({len(config.accounts)} accounts, "
+        f"{len(config.scoring.metric_names)} metrics, sha256 {config.sha256[:12]})"
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if args.check_config:
+        return check_config(args.config_dir)
+    if args.accounts is not None and not args.demo:
+        parser.error("--accounts only applies with --demo")
+    if args.demo and args.from_raw:
+        parser.error("--demo and --from-raw are alternatives; choose one")
+    if args.accounts is not None and args.accounts < 1:
+        parser.error("--accounts must be at least 1")
+    options = RunOptions(
+        config_dir=args.config_dir,
+        from_raw=args.from_raw,
+        demo=args.demo,
+        demo_accounts=args.accounts or 250,
+        dry_run=args.dry_run,
+        period=args.period,
+        output=args.output,
+        runs_dir=args.runs_dir,
+        allow_degraded=args.allow_degraded,
+        progress=sys.stderr.isatty(),
+    )
+    summary = run(options)
+    if summary.run_id is None:
+        for message in summary.messages:
+            print(f"error: {message}", file=sys.stderr)
+        return summary.exit_code
+    for message in summary.messages:
+        print(f"note: {message}", file=sys.stderr)
+    _print_summary(summary)
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The raw-metrics file (``--from-raw``, and ``raw.csv`` in every run folder).
+
+Columns: ``account_id``, optional ``account_name`` and ``segment``, one column per metric name,
+and the signal columns ``critical_count``, ``moderate_count``, ``watch_count``,
+``critical_confirmed`` (0/1; optionally ``moderate_confirmed``, ``watch_confirmed``).
+An empty cell (or null / NaN / NA / None) is missing data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from health_score.config import ConfigError, ConfigProblem, _Problems
+from health_score.records import NO_SIGNALS, AccountInput, SignalCounts
+from health_score.scoring.spec import ScoringConfig
+
+SIGNAL_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
+OPTIONAL_SIGNAL_COLUMNS = ("moderate_confirmed", "watch_confirmed")
+MISSING_TOKENS = frozenset({"", "null", "none", "nan", "na", "n/a", "-"})
+DEFAULT_SEGMENT = "standard"
+
+
+class RawFileError(ConfigError):
+    """Problems in a raw-metrics file; each names the file, line and column."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawFile:
+    accounts: tuple[AccountInput, ...]
+    warnings: tuple[str, ...]
+    source_bytes: bytes = b""
+
+
+def parse_cell(text: str) -> Decimal | None:
+    """A metric cell: Decimal from the literal as written, or None when missing."""
+    if not text:
+        return None
+    try:
+        value = Decimal(text)  # the common case first: a plain number
+    except InvalidOperation:
+        if text.strip().lower() in MISSING_TOKENS:
+            return None
+        raise
+    if value.is_finite():
+        return value
+    if value.is_nan():
+        return None
+    raise InvalidOperation(text)
+
+
+def _count(text: str) -> int:
+    value = parse_cell(text)
+    if value is None:
+        return 0
+    if value != value.to_integral_value() or value < 0:
+        raise InvalidOperation(text)
+    return int(value)
+
+
+def read_raw(path: Path, config: ScoringConfig) -> RawFile:
+    """Read and validate a raw-metrics file; every problem is reported at once."""
+    problems: list[ConfigProblem] = []
+    rp = _Problems(str(path), problems)
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
+    except FileNotFoundError:
+        raise RawFileError([ConfigProblem(str(path), "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RawFileError([ConfigProblem(str(path), "", f"cannot read: {exc}")]) from None
+    header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))), [])
+    header = [h.strip() for h in header]
+    metrics = config.metric_names
+    known = {
+        "account_id",
+        "account_name",
+        "segment",
+        "period",
+        *metrics,
+        *SIGNAL_COLUMNS,
+        *OPTIONAL_SIGNAL_COLUMNS,
+    }
+    warnings = [
+        f"{path}: column {c!r} is not a metric of the config; ignored"
+        for c in header
+        if c and c not in known
+    ]
+    if header and not any(m in header for m in metrics):
+        rp.add("line 1", f"no metric columns (expected some of {list(metrics)})")
+    has_segment = "segment" in header
+    if header and not has_segment:
+        warnings.append(
+            f"{path}: no segment column; every account is scored as {DEFAULT_SEGMENT!r}"
+        )
+    if header and "account_id" not in header:
+        rp.add("line 1", f"missing required column(s) ['account_id'] (header is {header})")
+        raise RawFileError(problems)
+    # Plain lists and column indices rather than a dict per row: a file can hold 100,000 rows.
+    index = {name: i for i, name in enumerate(header)}
+    width = len(header)
+    id_at, name_at, segment_at = (
+        index.get("account_id"),
+        index.get("account_name"),
+        index.get("segment"),
+    )
+    metric_at = [(metric, index.get(metric)) for metric in metrics]
+    count_at = [
+        (column, index.get(column)) for column in (*SIGNAL_COLUMNS, *OPTIONAL_SIGNAL_COLUMNS)
+    ]
+    accounts: list[AccountInput] = []
+    seen: dict[str, int] = {}
+    parsed: dict[str, Decimal | None] = {}  # literal → value: one Decimal per distinct literal
+    whole: dict[str, int] = {}
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    next(reader, None)
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue  # blank line
+        line = reader.line_num
+        if len(row) < width:
+            row = row + [""] * (width - len(row))
+        loc = f"line {line}"
+        account_id = row[id_at].strip() if id_at is not None else ""
+        if not account_id:
+            rp.add(loc, "account_id is empty")
+            continue
+        if account_id in seen:
+            rp.add(loc, f"account_id {account_id!r} duplicates line {seen[account_id]}")
+            continue
+        seen[account_id] = line
+        segment = row[segment_at].strip() if segment_at is not None else DEFAULT_SEGMENT
+        if segment not in config.segments:
+            rp.add(
+                f"{loc}, column segment",
+                f"unknown segment {segment!r} (expected one of {sorted(config.segments)})",
+            )
+            continue
+        values: dict[str, Decimal | None] = {}
+        ok = True
+        for metric, at in metric_at:
+            cell = row[at] if at is not None else ""
+            if cell in parsed:
+                values[metric] = parsed[cell]
+                continue
+            try:
+                values[metric] = parsed[cell] = parse_cell(cell.strip())
+            except InvalidOperation:
+                rp.add(
+                    f"{loc}, column {metric}", f"expected a number or an empty cell, got {cell!r}"
+                )
+                ok = False
+        counts: dict[str, int] = {}
+        for column, at in count_at:
+            cell = row[at] if at is not None else ""
+            if cell not in whole:
+                try:
+                    whole[cell] = _count(cell.strip())
+                except InvalidOperation:
+                    rp.add(f"{loc}, column {column}", f"expected a whole number ≥ 0, got {cell!r}")
+                    ok = False
+                    continue
+            counts[column] = whole[cell]
+        if not ok:
+            continue
+        confirmed = counts["critical_confirmed"]
+        signals = (
+            SignalCounts(
+                critical=max(counts["critical_count"], confirmed),
+                moderate=max(counts["moderate_count"], counts["moderate_confirmed"]),
+                watch=max(counts["watch_count"], counts["watch_confirmed"]),
+                critical_confirmed=confirmed,
+                moderate_confirmed=counts["moderate_confirmed"],
+                watch_confirmed=counts["watch_confirmed"],
+            )
+            if any(counts.values())
+            else NO_SIGNALS
+        )
+        name = row[name_at].strip() if name_at is not None else ""
+        accounts.append(AccountInput(account_id, name or account_id, segment, values, signals))
+    if problems:
+        raise RawFileError(problems)
+    if not accounts:
+        raise RawFileError([ConfigProblem(str(path), "", "no account rows")])
+    return RawFile(tuple(accounts), tuple(warnings), data)
+
+
+def raw_header(metrics: Sequence[str]) -> list[str]:
+    return [
+        "account_id",
+        "account_name",
+        "segment",
+        *metrics,
+        *SIGNAL_COLUMNS,
+        *OPTIONAL_SIGNAL_COLUMNS,
+    ]
+
+
+def _fmt(value: Decimal | None) -> str:
+    return "" if value is None else format(value, "f")
+
+
+def raw_rows(accounts: Iterable[AccountInput], metrics: Sequence[str]) -> Iterable[list[str]]:
+    """Rows in the raw-file format (what ``--from-raw`` reads back)."""
+    for a in accounts:
+        s = a.signals
+        yield [
+            a.account_id,
+            a.account_name,
+            a.segment,
+            *(_fmt(a.metrics.get(m)) for m in metrics),
+            str(s.critical),
+            str(s.moderate),
+            str(s.watch),
+            str(s.critical_confirmed),
+            str(s.moderate_confirmed),
+            str(s.watch_confirmed),
+        ]

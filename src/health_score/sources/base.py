@@ -1,0 +1,51 @@
+"""The one small interface every source implements, and the records it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from health_score.records import Account, MetricValue, SignalCounts
+
+
+@dataclass(frozen=True, slots=True)
+class SourceResult:
+    """What one source extracted for all accounts in one pass.
+
+    ``metrics`` maps account_id → metric → value (None = no data for that account).
+    ``missing_metrics`` names metrics the organisation cannot provide at all (an object or field
+    that does not exist): reported once in the log and manifest, not per account.
+    ``notes`` are short operator-facing remarks (e.g. "Look 12 returned 5,000 rows: truncated").
+    """
+
+    source: str
+    metrics: Mapping[str, Mapping[str, MetricValue]]
+    requests: int
+    signals: Mapping[str, SignalCounts] = field(default_factory=dict)
+    missing_metrics: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def accounts_with_data(self) -> int:
+        return sum(
+            1 for values in self.metrics.values() if any(v is not None for v in values.values())
+        )
+
+
+class Extractor(Protocol):
+    """A source: a name, the metrics it can provide, and one pass over all accounts."""
+
+    name: str
+
+    @property
+    def provides(self) -> frozenset[str]:
+        """Metric names this source fills (used to mark them unavailable if it fails)."""
+        ...
+
+    @property
+    def requests_made(self) -> int:
+        """HTTP requests sent so far (read by the orchestrator even when extract() raised)."""
+        ...
+
+    def extract(self, accounts: Sequence[Account]) -> SourceResult: ...

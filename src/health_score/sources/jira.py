@@ -1,0 +1,394 @@
+"""Jira Cloud: open bugs per customer from one bounded JQL search over all mapped customers.
+
+Only ``/rest/api/3/search/jql`` is used (the old ``/rest/api/3/search`` answers 410 Gone). The
+search is restricted to the mapped projects and the organisation's bug definition from
+``sources.yaml``, asks only for the fields needed to attribute and classify a bug, pages with
+``nextPageToken`` and groups issues by customer on the client. When the approximate count says
+one query would take many pages, the customers are split into chunks listed in the JQL (each
+chunk's JQL kept under a length limit) and the chunks are fetched concurrently.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pydantic
+import requests
+
+from health_score.records import Account, MetricValue
+from health_score.sources.base import SourceResult
+from health_score.sources.http import SourceClient, SourceError
+from health_score.sources.registry import HttpSettings
+
+log = logging.getLogger(__name__)
+
+NAME = "jira"
+CREDENTIAL_VARS = ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN")
+SEARCH_PATH = "/rest/api/3/search/jql"
+COUNT_PATH = "/rest/api/3/search/approximate-count"
+OPEN_BUGS_TOTAL = "open_bugs_total"
+OPEN_BUGS_P1_P2 = "open_bugs_p1_p2"
+METRICS = (OPEN_BUGS_TOTAL, OPEN_BUGS_P1_P2)
+COMPONENT = "component"
+CUSTOM_FIELD = re.compile(r"customfield_(\d{1,10})")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
+
+
+def jql_string(value: str) -> str:
+    """``value`` as a double-quoted JQL string literal, escaped so it cannot end the literal."""
+    out = ['"']
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def jql_list(values: Sequence[str]) -> str:
+    return "(" + ", ".join(jql_string(v) for v in values) + ")"
+
+
+class Settings(pydantic.BaseModel):
+    """The ``jira`` section of sources.yaml."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    #: What counts as an open bug (a JQL condition without ORDER BY); the extractor adds the
+    #: project (and, when chunking, customer) restriction around it.
+    bug_jql: str = "issuetype = Bug AND statusCategory != Done"
+    #: How an issue names its customer: ``component`` (the mapping's jira_component is a component
+    #: of jira_project_key) or a select-list custom field such as ``customfield_10042``.
+    customer_field: str = COMPONENT
+    #: Priority names counted in open_bugs_p1_p2 (compared case-insensitively).
+    p1_p2_priorities: tuple[str, ...] = ("Highest", "High")
+    #: maxResults sent with each page. Jira returns at most 100 issues a page when fields other
+    #: than id/key are requested (5,000 for ids only); larger values are capped by the server.
+    page_size: int = pydantic.Field(100, ge=1, le=5000)
+    #: When one project-restricted query would need more pages than this, customers are split
+    #: into chunks listed in the JQL and the chunks are fetched concurrently (http.max_workers).
+    pages_per_query: int = pydantic.Field(20, ge=1)
+    #: Upper bound on the length of a chunk's JQL.
+    max_jql_chars: int = pydantic.Field(6000, ge=1000, le=100_000)
+    http: HttpSettings = HttpSettings.model_validate({})
+
+    @pydantic.field_validator("bug_jql")
+    @classmethod
+    def _check_bug_jql(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError(
+                "must be a JQL condition, e.g. 'issuetype = Bug AND statusCategory != Done'"
+            )
+        if _ORDER_BY.search(value):
+            raise ValueError("must not contain ORDER BY (it is wrapped in a larger query)")
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        if len(value) > 2000:
+            raise ValueError("is longer than 2000 characters")
+        return value
+
+    @pydantic.field_validator("customer_field")
+    @classmethod
+    def _check_customer_field(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == COMPONENT:
+            return COMPONENT
+        if not CUSTOM_FIELD.fullmatch(value):
+            raise ValueError("must be 'component' or a custom field id such as 'customfield_10042'")
+        return value
+
+    @pydantic.field_validator("p1_p2_priorities")
+    @classmethod
+    def _check_priorities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(v.strip() for v in value)
+        if not names or any(not n for n in names):
+            raise ValueError("must list at least one non-empty priority name")
+        return names
+
+    @property
+    def customer_jql_field(self) -> str:
+        """The customer field as JQL names it: ``component`` or ``cf[10042]``."""
+        match = CUSTOM_FIELD.fullmatch(self.customer_field)
+        return f"cf[{match.group(1)}]" if match else COMPONENT
+
+    @property
+    def customer_issue_field(self) -> str:
+        """The key under an issue's ``fields`` that names its customer(s)."""
+        return "components" if self.customer_field == COMPONENT else self.customer_field
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The issue fields the extractor asks for (nothing else)."""
+        return ("project", "priority", self.customer_issue_field)
+
+
+@dataclass(frozen=True, slots=True)
+class Bug:
+    """What the extractor keeps of one issue."""
+
+    project: str
+    customers: tuple[str, ...]
+    priority: str | None
+
+
+def _customer_values(raw: object) -> tuple[str, ...]:
+    """Customer names from a component list or a custom field (text, option or list of them)."""
+    items = raw if isinstance(raw, list) else [raw]
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            name = item.get("value", item.get("name"))
+            if isinstance(name, str):
+                out.append(name)
+    return tuple(out)
+
+
+class JiraExtractor:
+    """One pass over Jira for all accounts; see the module docstring."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        settings: Settings,
+        base_url: str,
+        email: str,
+        api_token: str,
+        *,
+        session: requests.Session | None = None,
+        verify: str | None = None,
+    ) -> None:
+        self.settings = settings
+        basic = base64.b64encode(f"{email}:{api_token}".encode()).decode("ascii")
+        header = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
+        self.client = SourceClient(
+            NAME,
+            base_url,
+            session=session,
+            policy=settings.http.policy(),
+            authenticate=lambda: header,
+            credential_hint="JIRA_EMAIL / JIRA_API_TOKEN",
+            verify=verify,
+        )
+        self._priorities = frozenset(p.casefold() for p in settings.p1_p2_priorities)
+
+    @property
+    def provides(self) -> frozenset[str]:
+        return frozenset(METRICS)
+
+    @property
+    def requests_made(self) -> int:
+        return self.client.requests
+
+    # -- the pass ----------------------------------------------------------------------------
+
+    def extract(self, accounts: Sequence[Account]) -> SourceResult:
+        owners: dict[tuple[str, str], list[str]] = {}
+        for account in accounts:
+            if account.jira_project_key and account.jira_component:
+                key = (account.jira_project_key.casefold(), account.jira_component.casefold())
+                owners.setdefault(key, []).append(account.account_id)
+        notes: list[str] = []
+        bugs = self._fetch(accounts, notes) if owners else {}
+        counts = {account_id: [0, 0] for ids in owners.values() for account_id in ids}
+        unattributed = 0
+        for bug in bugs.values():
+            holders = {
+                account_id
+                for customer in bug.customers
+                for account_id in owners.get((bug.project.casefold(), customer.casefold()), ())
+            }
+            if not holders:
+                unattributed += 1
+            p1_p2 = bug.priority is not None and bug.priority.casefold() in self._priorities
+            for account_id in holders:
+                counts[account_id][0] += 1
+                counts[account_id][1] += int(p1_p2)
+        if unattributed:
+            notes.append(
+                f"{unattributed} open bug(s) in the mapped projects name no mapped customer"
+            )
+        metrics: dict[str, dict[str, MetricValue]] = {}
+        for account in accounts:
+            found = counts.get(account.account_id)
+            metrics[account.account_id] = {
+                OPEN_BUGS_TOTAL: Decimal(found[0]) if found else None,
+                OPEN_BUGS_P1_P2: Decimal(found[1]) if found else None,
+            }
+        return SourceResult(NAME, metrics, self.client.requests, notes=tuple(notes))
+
+    def _fetch(self, accounts: Sequence[Account], notes: list[str]) -> dict[str, Bug]:
+        customers = sorted(
+            {
+                (a.jira_project_key, a.jira_component)
+                for a in accounts
+                if a.jira_project_key and a.jira_component
+            }
+        )
+        projects = sorted({project for project, _ in customers})
+        project_jql = f"project IN {jql_list(projects)} AND ({self.settings.bug_jql})"
+        count = self._approximate_count(project_jql)
+        pages = math.ceil(count / self.settings.page_size)
+        if pages <= self.settings.pages_per_query:
+            return self._collect([project_jql])
+        chunks = self.customer_chunks(customers, math.ceil(pages / self.settings.pages_per_query))
+        try:
+            return self._collect(chunks)
+        except SourceError as exc:
+            if exc.status != 400:
+                raise
+            # Listing customers makes Jira check each value exists; one stale mapping row makes
+            # the chunk invalid. The project query needs no values: slower, still correct.
+            log.warning("jira: customer chunks refused (%s); using one project query", exc)
+            notes.append(f"customer chunks refused by Jira ({exc}); fell back to one project query")
+            return self._collect([project_jql])
+
+    def customer_chunks(self, customers: Sequence[tuple[str, str]], parts: int) -> list[str]:
+        """JQL for ``parts`` (or more, to respect max_jql_chars) slices of the customers."""
+        per_chunk = max(1, math.ceil(len(customers) / max(parts, 1)))
+        field = self.settings.customer_jql_field
+        # Room for the project clauses and the bug definition around the listed values.
+        overhead = len(self.settings.bug_jql) + 64
+        chunks: list[list[tuple[str, str]]] = []
+        current: list[tuple[str, str]] = []
+        length = overhead
+        for project, customer in customers:
+            cost = len(jql_string(customer)) + 2
+            if current and current[-1][0] != project:
+                cost += len(project) + len(field) + 40
+            if current and (
+                len(current) >= per_chunk or length + cost > self.settings.max_jql_chars
+            ):
+                chunks.append(current)
+                current, length = [], overhead
+            current.append((project, customer))
+            length += cost
+        if current:
+            chunks.append(current)
+        return [self._chunk_jql(chunk) for chunk in chunks]
+
+    def _chunk_jql(self, chunk: Sequence[tuple[str, str]]) -> str:
+        by_project: dict[str, list[str]] = {}
+        for project, customer in chunk:
+            by_project.setdefault(project, []).append(customer)
+        field = self.settings.customer_jql_field
+        parts = [
+            f"(project = {jql_string(project)} AND {field} IN {jql_list(values)})"
+            for project, values in by_project.items()
+        ]
+        restriction = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+        return f"{restriction} AND ({self.settings.bug_jql})"
+
+    def _collect(self, queries: Sequence[str]) -> dict[str, Bug]:
+        bugs: dict[str, Bug] = {}
+        if len(queries) == 1:
+            results = [dict(self._search(queries[0]))]
+        else:
+            workers = min(self.settings.http.max_workers, len(queries))
+            with ThreadPoolExecutor(workers, thread_name_prefix="jira") as pool:
+                results = list(pool.map(lambda jql: dict(self._search(jql)), queries))
+        for result in results:
+            bugs.update(result)  # an issue naming customers of two chunks is counted once
+        return bugs
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _approximate_count(self, jql: str) -> int:
+        body = self.client.post_json(COUNT_PATH, json={"jql": jql})
+        count = body.get("count") if isinstance(body, Mapping) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise SourceError(NAME, f"POST {COUNT_PATH}", "response has no integer 'count'")
+        return count
+
+    def _search(self, jql: str) -> Iterator[tuple[str, Bug]]:
+        """Every issue of ``jql``, following nextPageToken; refuses a token seen before."""
+        endpoint = f"POST {SEARCH_PATH}"
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            body: dict[str, Any] = {
+                "jql": jql,
+                "fields": list(self.settings.fields),
+                "maxResults": self.settings.page_size,
+            }
+            if token is not None:
+                body["nextPageToken"] = token
+            page = self.client.post_json(SEARCH_PATH, json=body)
+            issues = page.get("issues") if isinstance(page, Mapping) else None
+            if not isinstance(issues, list):
+                raise SourceError(NAME, endpoint, "response has no 'issues' list")
+            for issue in issues:
+                yield self._bug(issue, endpoint)
+            token = page.get("nextPageToken")
+            if page.get("isLast") is True or not token:
+                return
+            if not isinstance(token, str):
+                raise SourceError(NAME, endpoint, "nextPageToken is not a string")
+            if token in seen:
+                raise SourceError(NAME, endpoint, "loop detected: Jira repeated a nextPageToken")
+            seen.add(token)
+
+    def _bug(self, issue: object, endpoint: str) -> tuple[str, Bug]:
+        fields = issue.get("fields") if isinstance(issue, Mapping) else None
+        if not isinstance(issue, Mapping) or not isinstance(fields, Mapping):
+            raise SourceError(NAME, endpoint, "an issue lacks its fields")
+        issue_id = issue.get("id")
+        project = fields.get("project")
+        project_key = project.get("key") if isinstance(project, Mapping) else None
+        if not isinstance(issue_id, str) or not isinstance(project_key, str):
+            raise SourceError(NAME, endpoint, "an issue lacks its id or fields.project.key")
+        customers = _customer_values(fields.get(self.settings.customer_issue_field))
+        priority = fields.get("priority")
+        name = priority.get("name") if isinstance(priority, Mapping) else None
+        return issue_id, Bug(project_key, customers, name if isinstance(name, str) else None)
+
+
+def from_env(
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    session: requests.Session | None = None,
+    as_of: datetime | None = None,
+) -> JiraExtractor | None:
+    """The Jira extractor when JIRA_BASE_URL, JIRA_EMAIL and JIRA_API_TOKEN are all set.
+
+    ``as_of`` is accepted for the common interface and unused: open bugs are a snapshot.
+    """
+    del as_of
+    values = {name: env.get(name, "").strip() for name in CREDENTIAL_VARS}
+    if not all(values.values()):
+        present = [name for name, value in values.items() if value]
+        if present:
+            missing = [name for name, value in values.items() if not value]
+            log.warning("jira: %s set but %s missing; Jira is not activated", present, missing)
+        return None
+    return JiraExtractor(
+        settings,
+        values["JIRA_BASE_URL"],
+        values["JIRA_EMAIL"],
+        values["JIRA_API_TOKEN"],
+        session=session,
+        verify=env.get("REQUESTS_CA_BUNDLE") or None,
+    )

@@ -1,0 +1,494 @@
+"""Logging in to Salesforce, and a simple-salesforce client that follows the one HTTP policy.
+
+simple-salesforce builds ``https://{domain}.salesforce.com`` URLs for its own logins, which cannot
+point at a My Domain URL with a port or at the stand-in on loopback, so the login is done here
+with requests and simple-salesforce is handed the result (``instance_url``, ``session_id``) and a
+session whose every call goes through :class:`SalesforceClient` — a :class:`SourceClient` with
+Salesforce's error shapes: retries on 429/5xx, a fresh login once on 401 ``INVALID_SESSION_ID``,
+``REQUEST_LIMIT_EXCEEDED`` reported as a spent daily allowance, and query errors raised as
+:class:`SalesforceApiError` carrying Salesforce's ``errorCode``.
+
+Flows, in order of preference (the first whose variables are all set is used):
+
+- OAuth 2.0 client credentials: ``SF_CLIENT_ID``, ``SF_CLIENT_SECRET``;
+- OAuth 2.0 JWT bearer: ``SF_CLIENT_ID``, ``SF_USERNAME``, ``SF_JWT_KEY_FILE`` (RS256 key, PEM);
+- SOAP username + password + security token (off in new orgs, retiring in Summer '27; kept for
+  compatibility): ``SF_USERNAME``, ``SF_PASSWORD``, ``SF_SECURITY_TOKEN``.
+
+The login host is ``SF_LOGIN_URL`` (default https://login.salesforce.com) or, from ``SF_DOMAIN``
+(``login``, ``test`` or a My Domain prefix such as ``acme.my``), ``https://{domain}.salesforce.com``.
+``SF_CA_BUNDLE`` (else ``REQUESTS_CA_BUNDLE``) names the certificate authorities to trust.
+Secrets never appear in logs or messages: errors name the variables to check, never their values.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import stamina
+from pydantic import SecretStr
+from simple_salesforce.api import Salesforce
+
+from health_score.sources.http import (
+    AuthenticationError,
+    HttpPolicy,
+    RetriableHTTPError,
+    SourceClient,
+    SourceError,
+    _backoff_hook,
+    _retry_after_seconds,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "salesforce"
+DEFAULT_LOGIN_URL = "https://login.salesforce.com"
+DEFAULT_API_VERSION = "62.0"
+TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 - a URL path, not a secret
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLIENT_CREDENTIALS_VARS = ("SF_CLIENT_ID", "SF_CLIENT_SECRET")
+JWT_VARS = ("SF_CLIENT_ID", "SF_USERNAME", "SF_JWT_KEY_FILE")
+PASSWORD_VARS = ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN")
+#: Every variable this module reads (names only, for messages and activation).
+CREDENTIAL_VARS = (
+    "SF_CLIENT_ID",
+    "SF_CLIENT_SECRET",
+    "SF_USERNAME",
+    "SF_PASSWORD",
+    "SF_SECURITY_TOKEN",
+    "SF_JWT_KEY_FILE",
+    "SF_LOGIN_URL",
+    "SF_DOMAIN",
+    "SF_CA_BUNDLE",
+)
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,120}[A-Za-z0-9])?")
+_TRANSIENT_LOGIN_STATUS = frozenset({429, 502, 503, 504})
+
+
+class SalesforceApiError(SourceError):
+    """Salesforce refused a call with an error body: ``error_code`` and its ``api_message``."""
+
+    def __init__(
+        self, endpoint: str, status: int, error_code: str, api_message: str, fields: list[str]
+    ) -> None:
+        self.error_code = error_code
+        self.api_message = api_message
+        self.fields = fields
+        # The message's first lines echo the query; its last line says what is wrong.
+        detail = api_message.strip().splitlines()[-1] if api_message.strip() else ""
+        super().__init__(SOURCE, endpoint, f"HTTP {status} {error_code}: {detail}", status)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One login flow's settings; secrets are SecretStr so a repr never shows them."""
+
+    flow: str  # client_credentials | jwt_bearer | password
+    login_url: str
+    variables: tuple[str, ...]  # what an operator should check when the login is refused
+    verify: str | bool = True
+    client_id: str = ""
+    client_secret: SecretStr = field(default_factory=lambda: SecretStr(""))
+    username: str = ""
+    password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    security_token: SecretStr = field(default_factory=lambda: SecretStr(""))
+    jwt_key_file: str = ""
+
+
+def login_url_from_env(env: Mapping[str, str]) -> str:
+    """``SF_LOGIN_URL``, else ``https://{SF_DOMAIN}.salesforce.com``, else the default."""
+    url = (env.get("SF_LOGIN_URL") or "").strip()
+    if url:
+        return url.rstrip("/")
+    domain = (env.get("SF_DOMAIN") or "").strip()
+    if domain:
+        if not _DOMAIN.fullmatch(domain):
+            raise AuthenticationError(
+                SOURCE, "login", "SF_DOMAIN must be login, test or a My Domain prefix"
+            )
+        return f"https://{domain}.salesforce.com"
+    return DEFAULT_LOGIN_URL
+
+
+def credentials_from_env(env: Mapping[str, str]) -> Credentials | None:
+    """The preferred login flow whose variables are set, or None when none is complete."""
+
+    def has(*names: str) -> bool:
+        return all((env.get(name) or "").strip() for name in names)
+
+    verify: str | bool = env.get("SF_CA_BUNDLE") or env.get("REQUESTS_CA_BUNDLE") or True
+    location = ("SF_DOMAIN",) if env.get("SF_DOMAIN") and not env.get("SF_LOGIN_URL") else ()
+    location = location or ("SF_LOGIN_URL",)
+    if has(*CLIENT_CREDENTIALS_VARS):
+        return Credentials(
+            "client_credentials",
+            login_url_from_env(env),
+            (*CLIENT_CREDENTIALS_VARS, *location),
+            verify,
+            client_id=env["SF_CLIENT_ID"].strip(),
+            client_secret=SecretStr(env["SF_CLIENT_SECRET"].strip()),
+        )
+    if has(*JWT_VARS):
+        return Credentials(
+            "jwt_bearer",
+            login_url_from_env(env),
+            (*JWT_VARS, *location),
+            verify,
+            client_id=env["SF_CLIENT_ID"].strip(),
+            username=env["SF_USERNAME"].strip(),
+            jwt_key_file=env["SF_JWT_KEY_FILE"].strip(),
+        )
+    if has("SF_USERNAME", "SF_PASSWORD") and "SF_SECURITY_TOKEN" in env:
+        return Credentials(
+            "password",
+            login_url_from_env(env),
+            (*PASSWORD_VARS, *location),
+            verify,
+            username=env["SF_USERNAME"].strip(),
+            password=SecretStr(env["SF_PASSWORD"]),
+            security_token=SecretStr(env.get("SF_SECURITY_TOKEN") or ""),
+        )
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Login calls
+
+
+def _rejected(credentials: Credentials, endpoint: str, status: int, reason: str) -> Exception:
+    names = ", ".join(credentials.variables)
+    return AuthenticationError(
+        SOURCE, endpoint, f"credentials rejected ({reason}); check {names}", status
+    )
+
+
+def _post_login(
+    credentials: Credentials,
+    session: requests.Session,
+    policy: HttpPolicy,
+    count: Callable[[], None],
+    path: str,
+    **kwargs: Any,
+) -> requests.Response:
+    """POST to the login host with retries on connection errors, 429 and 502–504 only."""
+    url = f"{credentials.login_url}{path}"
+    endpoint = f"POST {path}"
+    try:
+        for attempt in stamina.retry_context(
+            on=_backoff_hook,
+            attempts=min(policy.attempts, 5),
+            timeout=policy.budget_seconds,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
+        ):
+            with attempt:
+                count()
+                response = session.post(
+                    url,
+                    timeout=(policy.connect_timeout, policy.read_timeout),
+                    verify=credentials.verify,
+                    **kwargs,
+                )
+                if response.status_code in _TRANSIENT_LOGIN_STATUS:
+                    raise RetriableHTTPError(response, _retry_after_seconds(response))
+    except RetriableHTTPError as exc:
+        raise SourceError(
+            SOURCE, endpoint, f"HTTP {exc.response.status_code} after retries"
+        ) from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise SourceError(SOURCE, endpoint, f"cannot connect: {type(exc).__name__}") from None
+    return response
+
+
+def _oauth(
+    credentials: Credentials,
+    session: requests.Session,
+    policy: HttpPolicy,
+    count: Callable[[], None],
+) -> tuple[str, str]:
+    if credentials.flow == "client_credentials":
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": credentials.client_id,
+            "client_secret": credentials.client_secret.get_secret_value(),
+        }
+    else:
+        form = {"grant_type": JWT_GRANT, "assertion": _jwt_assertion(credentials)}
+    response = _post_login(credentials, session, policy, count, TOKEN_PATH, data=form)
+    endpoint = f"POST {TOKEN_PATH}"
+    body: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200:
+        reason = f"HTTP {response.status_code}"
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            reason += f" {body['error'][:60]}"
+        raise _rejected(credentials, endpoint, response.status_code, reason)
+    if not isinstance(body, dict) or not body.get("access_token") or not body.get("instance_url"):
+        raise SourceError(SOURCE, endpoint, "token response without access_token/instance_url")
+    return str(body["access_token"]), str(body["instance_url"]).rstrip("/")
+
+
+def _jwt_assertion(credentials: Credentials) -> str:
+    import jwt  # PyJWT (with cryptography) is a simple-salesforce dependency
+
+    try:
+        key = Path(credentials.jwt_key_file).read_bytes()
+    except OSError as exc:
+        raise AuthenticationError(
+            SOURCE, "login", f"cannot read SF_JWT_KEY_FILE ({type(exc).__name__})"
+        ) from None
+    host = urlsplit(credentials.login_url).hostname or ""
+    audience = "https://test.salesforce.com" if host.startswith("test.") else DEFAULT_LOGIN_URL
+    claims = {
+        "iss": credentials.client_id,
+        "sub": credentials.username,
+        "aud": audience,
+        "exp": int(time.time()) + 180,
+    }
+    try:
+        return str(jwt.encode(claims, key, algorithm="RS256"))
+    except (ValueError, TypeError, jwt.PyJWTError):
+        raise AuthenticationError(
+            SOURCE, "login", "SF_JWT_KEY_FILE is not a usable RSA private key"
+        ) from None
+
+
+def _soap_envelope(username: str, password: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8" ?>'
+        '<env:Envelope xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        'xmlns:env="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:urn="urn:partner.soap.sforce.com">'
+        "<env:Header><urn:CallOptions><urn:client>health-score-middleware</urn:client>"
+        "</urn:CallOptions></env:Header>"
+        '<env:Body><n1:login xmlns:n1="urn:partner.soap.sforce.com">'
+        f"<n1:username>{html.escape(username)}</n1:username>"
+        f"<n1:password>{html.escape(password)}</n1:password>"
+        "</n1:login></env:Body></env:Envelope>"
+    )
+
+
+def _xml_text(body: str, tag: str) -> str | None:
+    # The answer is a fixed, flat envelope: a tag match is enough and avoids parsing untrusted
+    # XML with the standard library's expat (entity expansion).
+    match = re.search(rf"<(?:\w+:)?{tag}>([^<]*)</(?:\w+:)?{tag}>", body)
+    return html.unescape(match.group(1)) if match else None
+
+
+def _soap(
+    credentials: Credentials,
+    session: requests.Session,
+    policy: HttpPolicy,
+    count: Callable[[], None],
+    version: str,
+) -> tuple[str, str]:
+    path = f"/services/Soap/u/{version}"
+    envelope = _soap_envelope(
+        credentials.username,
+        credentials.password.get_secret_value() + credentials.security_token.get_secret_value(),
+    )
+    response = _post_login(
+        credentials,
+        session,
+        policy,
+        count,
+        path,
+        data=envelope.encode("utf-8"),
+        headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": "login"},
+    )
+    endpoint = f"POST {path}"
+    text = response.text
+    if response.status_code != 200:
+        fault = _xml_text(text, "faultcode") or f"HTTP {response.status_code}"
+        fault = fault.split(":")[-1][:60]
+        if response.status_code == 500 and fault.isupper():  # a SOAP fault: a refused login
+            raise _rejected(credentials, endpoint, response.status_code, fault)
+        raise SourceError(SOURCE, endpoint, f"login failed (HTTP {response.status_code})")
+    session_id, server_url = _xml_text(text, "sessionId"), _xml_text(text, "serverUrl")
+    if not session_id or not server_url:
+        raise SourceError(SOURCE, endpoint, "login response without sessionId/serverUrl")
+    parts = urlsplit(server_url)
+    return session_id, f"{parts.scheme}://{parts.netloc}"
+
+
+def login(
+    credentials: Credentials,
+    session: requests.Session,
+    policy: HttpPolicy,
+    count: Callable[[], None],
+    version: str = DEFAULT_API_VERSION,
+) -> tuple[str, str]:
+    """Log in with the configured flow: (session id / access token, instance URL)."""
+    if credentials.flow == "password":
+        token, instance = _soap(credentials, session, policy, count, version)
+    else:
+        token, instance = _oauth(credentials, session, policy, count)
+    log.info("salesforce: logged in (%s) to %s", credentials.flow, urlsplit(instance).netloc)
+    return token, instance
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+
+
+class SalesforceClient(SourceClient):
+    """The HTTP policy for Salesforce's REST API, logging in lazily and again once on 401."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        session: requests.Session | None = None,
+        policy: HttpPolicy | None = None,
+        version: str = DEFAULT_API_VERSION,
+    ) -> None:
+        self.credentials = credentials
+        self.version = version
+        self.instance_url = ""
+        self.session_id = ""
+        super().__init__(
+            SOURCE,
+            credentials.login_url,
+            session=session,
+            policy=policy,
+            authenticate=self._authenticate_headers,
+            credential_hint=", ".join(credentials.variables),
+            reauthenticate_on_401=True,
+            verify=credentials.verify,
+        )
+
+    def _authenticate_headers(self) -> Mapping[str, str]:
+        token, instance = login(
+            self.credentials, self.session, self.policy, self.count_request, self.version
+        )
+        self.session_id, self.instance_url = token, instance
+        self.base_url = f"{instance}/services/data/v{self.version}"
+        return {"Authorization": f"Bearer {token}"}
+
+    def login(self) -> str:
+        """Log in now (a fresh session); return the session id."""
+        self._headers(refresh=True)
+        return self.session_id
+
+    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        # Per call, so REQUESTS_CA_BUNDLE in the process environment cannot override
+        # SF_CA_BUNDLE (requests prefers the environment over ``session.verify``).
+        kwargs.setdefault("verify", self.credentials.verify)
+        if not self.instance_url:
+            self._headers()
+        return super().request(method, path_or_url, **kwargs)
+
+    def check(self, response: requests.Response, endpoint: str) -> requests.Response:
+        status = response.status_code
+        if status < 400 or status == 401:
+            return super().check(response, endpoint)
+        errors = _error_list(response)
+        if status == 403 and any(e[0] == "REQUEST_LIMIT_EXCEEDED" for e in errors):
+            raise SourceError(
+                SOURCE,
+                endpoint,
+                "the org's daily API request allowance is spent (403 REQUEST_LIMIT_EXCEEDED); "
+                "wait for it to reset or raise the org's limit",
+                status,
+            )
+        if errors:
+            code, message, fields = errors[0]
+            raise SalesforceApiError(endpoint, status, code, message, fields)
+        return super().check(response, endpoint)
+
+
+def _error_list(response: requests.Response) -> list[tuple[str, str, list[str]]]:
+    """Salesforce's ``[{"errorCode","message","fields"}]`` body, or [] when it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    if isinstance(body, dict):
+        body = [body]
+    if not isinstance(body, list):
+        return []
+    out: list[tuple[str, str, list[str]]] = []
+    for item in body:
+        if isinstance(item, dict) and isinstance(item.get("errorCode"), str):
+            fields = item.get("fields")
+            out.append(
+                (
+                    item["errorCode"],
+                    str(item.get("message") or ""),
+                    [str(f) for f in fields] if isinstance(fields, list) else [],
+                )
+            )
+    return out
+
+
+class PolicySession(requests.Session):
+    """A requests session for simple-salesforce whose every call goes through the client."""
+
+    def __init__(self, client: SalesforceClient) -> None:
+        super().__init__()
+        self.client = client
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if args:
+            raise TypeError("PolicySession.request takes keyword arguments only")
+        return self.client.request(method, url, **kwargs)
+
+    def close(self) -> None:
+        self.client.session.close()
+        super().close()
+
+
+def connect(
+    env: Mapping[str, str],
+    *,
+    session: requests.Session | None = None,
+    policy: HttpPolicy | None = None,
+    version: str = DEFAULT_API_VERSION,
+    parse_float: Callable[[str], Any] | None = None,
+) -> tuple[Salesforce, SalesforceClient]:
+    """Log in from ``env`` and return simple-salesforce on our policy, and the client itself.
+
+    The client (``client.base_url`` = ``{instance}/services/data/v{version}``) serves calls
+    simple-salesforce does not wrap; ``client.requests`` counts every call, logins included.
+    Raises AuthenticationError naming the variables when credentials are absent or refused.
+    """
+    credentials = credentials_from_env(env)
+    if credentials is None:
+        raise AuthenticationError(
+            SOURCE,
+            "login",
+            "no complete Salesforce credentials: set SF_CLIENT_ID and SF_CLIENT_SECRET "
+            "(or SF_CLIENT_ID, SF_USERNAME and SF_JWT_KEY_FILE; or SF_USERNAME, SF_PASSWORD and "
+            "SF_SECURITY_TOKEN)",
+        )
+    client = SalesforceClient(credentials, session=session, policy=policy, version=version)
+    try:
+        token = client.login()
+    except BaseException:
+        if session is None:
+            client.session.close()  # ours to close; a caller's session stays the caller's
+        raise
+    sf = Salesforce(
+        instance_url=client.instance_url,
+        session_id=token,
+        session=PolicySession(client),
+        version=version,
+        parse_float=parse_float,
+    )
+    return sf, client

@@ -1,0 +1,127 @@
+"""``python -m health_score_sandbox serve``: run the four stand-ins and print how to use them.
+
+python -m health_score_sandbox serve [--accounts N] [--seed S] [--latency-ms L]
+                            [--fault VENDOR:KIND[=VALUE]] [--rate-limit VENDOR:N]
+                            [--mapping-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from health_score_sandbox.portfolio import DEFAULT_ACCOUNTS, DEFAULT_SEED, SOURCES
+from health_score_sandbox.sandbox import Sandbox
+from health_score_sandbox.server import FAULT_KINDS, Faults, serve_all
+
+
+def parse_fault(text: str, faults: dict[str, Faults]) -> None:
+    """Parse e.g. ``intercom:down``, ``jira:storm_429=5``, ``looker:token_expiry=3``."""
+    vendor, _, kind = text.partition(":")
+    kind, _, value = kind.partition("=")
+    if vendor not in SOURCES or kind not in FAULT_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"--fault {text!r}: expected VENDOR:KIND with VENDOR in {list(SOURCES)} and KIND in "
+            f"{list(FAULT_KINDS)}"
+        )
+    fault = faults.setdefault(vendor, Faults())
+    try:
+        if kind == "storm_429":
+            fault.storm_429 = int(value or 10)
+        elif kind == "error_rate_5xx":
+            fault.error_rate_5xx = float(value or 0.2)
+        elif kind == "token_expiry":
+            fault.token_expiry_after = int(value or 3)
+        else:
+            setattr(fault, kind, True)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fault {text!r}: bad value {value!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m health_score_sandbox", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start all four stand-ins on loopback")
+    serve.add_argument("--accounts", type=int, default=DEFAULT_ACCOUNTS)
+    serve.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    serve.add_argument("--latency-ms", type=float, default=0.0)
+    serve.add_argument("--fault", action="append", default=[], metavar="VENDOR:KIND[=VALUE]")
+    serve.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="VENDOR:N",
+        help="requests per 10-second window",
+    )
+    serve.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the portfolio's 'today' (default: today, UTC, so that a pipeline run now sees the "
+        "data inside its look-back windows)",
+    )
+    serve.add_argument(
+        "--mapping-dir",
+        type=Path,
+        default=Path("output/sandbox"),
+        help="where to write the matching account_mapping.csv",
+    )
+    args = parser.parse_args(argv)
+    faults: dict[str, Faults] = {}
+    limits: dict[str, int] = {}
+    try:
+        for text in args.fault:
+            parse_fault(text, faults)
+        for text in args.rate_limit:
+            vendor, _, count = text.partition(":")
+            if vendor not in SOURCES or not count.isdigit():
+                raise argparse.ArgumentTypeError(f"--rate-limit {text!r}: expected VENDOR:N")
+            limits[vendor] = int(count)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    as_of = args.as_of or datetime.now(UTC).date()
+    sandbox = Sandbox(
+        args.accounts,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        faults=faults,
+        rate_limits=limits,
+        as_of=as_of,
+    )
+    mapping = sandbox.write_mapping(args.mapping_dir / "account_mapping.csv")
+    config_dir = args.mapping_dir
+
+    def ready() -> None:
+        for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
+            source = sandbox.config_dir / name
+            (config_dir / name).write_bytes(source.read_bytes())
+        print(
+            f"# Sandbox: {args.accounts} accounts (seed {args.seed}, as of {as_of}); "
+            "Ctrl-C to stop."
+        )
+        print(f"# Config folder with the matching mapping: {config_dir} ({mapping.name})")
+        for vendor, server in sandbox.servers.items():
+            print(f"#   {vendor:<11} {server.url}   stats: {server.url}/__sandbox/stats")
+        minimum = " ".join(f"{k}={v}" for k, v in sandbox.minimum_requests().items())
+        print(f"# minimum requests an ideal extractor needs: {minimum}")
+        for key, value in sandbox.env().items():
+            print(f"export {key}={shlex.quote(value)}")
+        print(
+            f"# then: python -m health_score.pipeline --dry-run --config-dir {config_dir}",
+            flush=True,
+        )
+
+    try:
+        serve_all(sandbox.servers, ready)
+    finally:
+        sandbox.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,705 @@
+"""The Jira Cloud stand-in: synthetic issues served through ``/rest/api/3/search/jql``.
+
+Customers are components of a support project (or, when ``sources.yaml`` says so, options of a
+select-list custom field). Every mapped account that Jira knows gets open bugs around its profile's
+``open_bugs_total`` / ``open_bugs_p1_p2`` targets, plus closed bugs and other issue types; there is
+noise an extractor must not count (internal bugs without a customer, a second project whose
+components reuse customer names). Accounts absent from Jira have no issues.
+
+The server speaks Jira's wire format: basic auth (email + API token), ``GET|POST
+/rest/api/3/search/jql`` with a JQL subset (:mod:`health_score_sandbox.jql`), ``fields`` selection
+(``id`` only by default), ``maxResults`` capped at 5,000 for ids/keys and 100 otherwise,
+opaque and stable ``nextPageToken`` / ``isLast`` paging, ``POST
+/rest/api/3/search/approximate-count``, errors as ``{"errorMessages": […], "errors": {}}``, 400 for
+unbounded or unparseable JQL, 410 Gone on the removed ``/rest/api/3/search``, and 429 with
+``Retry-After`` and ``X-RateLimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from health_score.sources.jira import (
+    COMPONENT,
+    OPEN_BUGS_P1_P2,
+    OPEN_BUGS_TOTAL,
+    Settings,
+)
+from health_score_sandbox.jql import UNBOUNDED, Index, JqlError, SortKey, parse
+from health_score_sandbox.portfolio import Portfolio
+from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+
+SANDBOX_EMAIL = "sandbox-bot@example.com"
+SANDBOX_API_TOKEN = "sandbox-jira-api-token"  # noqa: S105 - a fake credential for the stand-in
+
+SEARCH_PATH = "/rest/api/3/search/jql"
+COUNT_PATH = "/rest/api/3/search/approximate-count"
+REMOVED_PATHS = frozenset({"/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search"})
+REMOVED_MESSAGE = (
+    "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full "
+    "migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"
+)
+
+UNAUTHORIZED = "Client must be authenticated to access this resource."
+DEFAULT_PAGE = 50
+PAGE_CAP_IDS = 5000  # when only id/key are requested
+PAGE_CAP_FIELDS = 100  # when any other field is requested
+CUSTOMER_FIELD_NAME = "Customer"
+DEFAULT_CUSTOM_FIELD = "customfield_10042"
+SUPPORT_PROJECT = "SUP"
+OTHER_PROJECT = "OPS"  # never mapped: its components reuse customer names
+
+#: (name, id, category key)
+STATUSES = (
+    ("To Do", "10000", "new"),
+    ("Backlog", "10001", "new"),
+    ("In Progress", "3", "indeterminate"),
+    ("In Review", "10002", "indeterminate"),
+    ("Done", "10003", "done"),
+    ("Closed", "6", "done"),
+)
+#: key → (id, name, colour)
+CATEGORIES = {
+    "new": (2, "To Do", "blue-gray"),
+    "indeterminate": (4, "In Progress", "yellow"),
+    "done": (3, "Done", "green"),
+}
+PRIORITIES = (("Highest", "1"), ("High", "2"), ("Medium", "3"), ("Low", "4"), ("Lowest", "5"))
+ISSUE_TYPES = (("Bug", "10004"), ("Task", "10002"), ("Story", "10001"))
+PRODUCT_AREAS = ("API", "Billing", "Integrations", "Mobile", "Reporting")
+_OPEN = tuple(s[0] for s in STATUSES if s[2] != "done")
+_DONE = tuple(s[0] for s in STATUSES if s[2] == "done")
+_STATUS = {s[0]: s for s in STATUSES}
+_PRIORITY_ID = dict(PRIORITIES)
+_TYPE_ID = dict(ISSUE_TYPES)
+_PRIORITY_RANK = {name: rank for rank, (name, _) in enumerate(PRIORITIES)}
+
+SEARCH_BODY_KEYS = frozenset(
+    {
+        "jql",
+        "nextPageToken",
+        "maxResults",
+        "fields",
+        "expand",
+        "properties",
+        "fieldsByKeys",
+        "reconcileIssues",
+    }
+)
+NAVIGABLE = (
+    "summary",
+    "issuetype",
+    "status",
+    "priority",
+    "project",
+    "components",
+    "labels",
+    "created",
+    "updated",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    id: int
+    key: str
+    project: str
+    issuetype: str
+    status: str
+    priority: str
+    components: tuple[str, ...]
+    customer: str | None  # the custom customer field's option value
+    created: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    key: str
+    id: str
+    name: str
+
+
+@dataclass
+class Data:
+    """Generated issues, the search index over them, and what a correct extractor returns."""
+
+    issues: tuple[Issue, ...]
+    projects: Mapping[str, Project]
+    component_ids: Mapping[tuple[str, str], str]  # (project, name) → id
+    customer_field: str  # id of the custom field that holds customers in custom-field mode
+    customer_options: Mapping[str, str]  # option value → option id
+    mapped: frozenset[tuple[str, str]]  # (project, customer) of every mapped account
+    index: Index
+    expected: dict[str, dict[str, Decimal | None]] = field(default_factory=dict)
+
+    def bug_indices(self, settings: Settings) -> list[int]:
+        """Issues matching the organisation's bug definition (evaluated by the stand-in)."""
+        return self.index.search(parse(settings.bug_jql))
+
+    def customers(self, issue: Issue, settings: Settings) -> tuple[str, ...]:
+        if settings.customer_field == COMPONENT:
+            return issue.components
+        return (issue.customer,) if issue.customer is not None else ()
+
+    def attributed_bugs(self, settings: Settings) -> int:
+        """Bugs naming at least one mapped customer of their project."""
+        return sum(
+            1
+            for i in self.bug_indices(settings)
+            if any(
+                (self.issues[i].project, c) in self.mapped
+                for c in self.customers(self.issues[i], settings)
+            )
+        )
+
+    def minimum_requests(self, settings: Settings) -> int:
+        """Pages of 100 (Jira's cap when fields are requested) over the attributed bugs.
+
+        An ideal extractor needs the project, priority and customer of each such bug and nothing
+        else; with any customer mapped it needs at least one request to learn there are none.
+        """
+        if not self.mapped:
+            return 0
+        return max(1, math.ceil(self.attributed_bugs(settings) / PAGE_CAP_FIELDS))
+
+
+@dataclass
+class _Draft:
+    project: str
+    issuetype: str
+    status: str
+    priority: str
+    components: tuple[str, ...]
+    customer: str | None
+    age_minutes: int
+    summary: str
+
+
+def generate(portfolio: Portfolio, settings: Settings) -> Data:
+    """Issues for ``portfolio``, deterministic for its seed."""
+    rng = portfolio.rng("jira")
+    custom = settings.customer_field != COMPONENT
+    custom_field = settings.customer_field if custom else DEFAULT_CUSTOM_FIELD
+    mapped_profiles = [
+        p for p in portfolio.profiles if p.account.jira_project_key and p.account.jira_component
+    ]
+    present = [p for p in mapped_profiles if p.has("jira")]
+    mapped = frozenset(
+        (str(p.account.jira_project_key), str(p.account.jira_component)) for p in mapped_profiles
+    )
+    drafts: list[_Draft] = []
+
+    def draft(
+        project: str, customer: str | None, issuetype: str, status: str, priority: str
+    ) -> None:
+        areas: tuple[str, ...] = (rng.choice(PRODUCT_AREAS),) if rng.random() < 0.5 else ()
+        if custom:
+            components, option = areas, customer
+        else:
+            components, option = ((customer,) if customer else ()) + areas, None
+        drafts.append(
+            _Draft(
+                project,
+                issuetype,
+                status,
+                priority,
+                components,
+                option,
+                rng.randrange(60, 720 * 24 * 60),
+                f"{issuetype} reported by {customer or 'the platform team'}",
+            )
+        )
+
+    for profile in present:
+        account = profile.account
+        project, customer = str(account.jira_project_key), str(account.jira_component)
+        total = max(0, round(profile.targets.get(OPEN_BUGS_TOTAL, 3.0)))
+        urgent = min(total, max(0, round(profile.targets.get(OPEN_BUGS_P1_P2, 0.0))))
+        for n in range(total):
+            priority = (
+                rng.choice(("Highest", "High"))
+                if n < urgent
+                else rng.choices(("Medium", "Low", "Lowest"), (0.6, 0.3, 0.1))[0]
+            )
+            draft(project, customer, "Bug", rng.choice(_OPEN), priority)
+        for _ in range(rng.randrange(0, 5)):  # closed bugs: not open, never counted
+            draft(project, customer, "Bug", rng.choice(_DONE), rng.choice(PRIORITIES)[0])
+        for _ in range(rng.randrange(0, 4)):  # other issue types, open or not
+            status = rng.choice(_OPEN + _DONE)
+            draft(project, customer, rng.choice(("Task", "Story")), status, "High")
+    projects_in_use = sorted({project for project, _ in mapped} | {SUPPORT_PROJECT})
+    for project in projects_in_use:  # internal bugs that name no customer
+        for _ in range(max(1, len(present) // 40)):
+            draft(project, None, "Bug", rng.choice(_OPEN), rng.choice(PRIORITIES)[0])
+    for _ in range(max(1, len(present) // 25)):  # another project reusing customer names
+        owner = rng.choice(present).account.jira_component if present else None
+        draft(OTHER_PROJECT, owner, "Bug", rng.choice(_OPEN), rng.choice(PRIORITIES)[0])
+    if not custom and len(present) > 1:  # a few bugs affecting two customers of one project
+        for _ in range(max(1, len(present) // 50)):
+            first, second = rng.sample(present, 2)
+            if first.account.jira_project_key == second.account.jira_project_key:
+                pair = (str(first.account.jira_component), str(second.account.jira_component))
+                drafts.append(
+                    _Draft(
+                        str(first.account.jira_project_key),
+                        "Bug",
+                        rng.choice(_OPEN),
+                        rng.choice(PRIORITIES)[0],
+                        pair,
+                        None,
+                        rng.randrange(60, 720 * 24 * 60),
+                        "Bug affecting two customers",
+                    )
+                )
+
+    # Oldest first, so ids and keys grow with creation time as in Jira.
+    drafts.sort(key=lambda d: -d.age_minutes)
+    all_projects = sorted(set(projects_in_use) | {OTHER_PROJECT})
+    projects = {
+        key: Project(key, str(10000 + n), "Customer Support" if key == SUPPORT_PROJECT else key)
+        for n, key in enumerate(all_projects)
+    }
+    counters = dict.fromkeys(all_projects, 0)
+    as_of = datetime(portfolio.as_of.year, portfolio.as_of.month, portfolio.as_of.day, tzinfo=UTC)
+    issues: list[Issue] = []
+    for n, d in enumerate(drafts):
+        counters[d.project] += 1
+        created = as_of - timedelta(minutes=d.age_minutes)
+        issues.append(
+            Issue(
+                id=10001 + n,
+                key=f"{d.project}-{counters[d.project]}",
+                project=d.project,
+                issuetype=d.issuetype,
+                status=d.status,
+                priority=d.priority,
+                components=d.components,
+                customer=d.customer,
+                created=created.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+                summary=d.summary,
+            )
+        )
+    customers = sorted({c for _, c in mapped} | {i.customer for i in issues if i.customer})
+    component_names = sorted(
+        {(project, c) for project, c in mapped}
+        | {(i.project, c) for i in issues for c in i.components}
+        | {(project, area) for project in all_projects for area in PRODUCT_AREAS}
+    )
+    data = Data(
+        issues=tuple(issues),
+        projects=projects,
+        component_ids={pc: str(10100 + n) for n, pc in enumerate(component_names)},
+        customer_field=custom_field,
+        customer_options={value: str(20000 + n) for n, value in enumerate(customers)},
+        mapped=mapped,
+        index=Index(),
+    )
+    data.index = build_index(data)
+    data.expected = _expected(portfolio, data, settings)
+    return data
+
+
+def _expected(
+    portfolio: Portfolio, data: Data, settings: Settings
+) -> dict[str, dict[str, Decimal | None]]:
+    """Per account: open bugs naming it in its project, and those of a P1/P2 priority."""
+    urgent = {p.casefold() for p in settings.p1_p2_priorities}
+    totals: dict[tuple[str, str], list[int]] = {}
+    for i in data.bug_indices(settings):
+        issue = data.issues[i]
+        for customer in set(data.customers(issue, settings)):
+            counts = totals.setdefault((issue.project, customer), [0, 0])
+            counts[0] += 1
+            counts[1] += issue.priority.casefold() in urgent
+    expected: dict[str, dict[str, Decimal | None]] = {}
+    for profile in portfolio.profiles:
+        account = profile.account
+        if account.jira_project_key and account.jira_component:
+            total, p1_p2 = totals.get((account.jira_project_key, account.jira_component), [0, 0])
+            expected[account.account_id] = {
+                OPEN_BUGS_TOTAL: Decimal(total),
+                OPEN_BUGS_P1_P2: Decimal(p1_p2),
+            }
+        else:
+            expected[account.account_id] = {OPEN_BUGS_TOTAL: None, OPEN_BUGS_P1_P2: None}
+    return expected
+
+
+def build_index(data: Data) -> Index:
+    """The JQL index over ``data.issues``: names, ids and keys a query may use per field."""
+    index = Index(size=len(data.issues))
+    project = index.add_field("project", "project", ["project"])
+    issuetype = index.add_field("issuetype", "issuetype", ["issuetype", "type"])
+    status = index.add_field("status", "status", ["status"])
+    category = index.add_field("statusCategory", "statusCategory", ["statusCategory"])
+    priority = index.add_field("priority", "priority", ["priority"])
+    component = index.add_field("component", "component", ["component"])
+    number = data.customer_field.removeprefix("customfield_")
+    customer = index.add_field(
+        data.customer_field,
+        CUSTOMER_FIELD_NAME,
+        [data.customer_field, f"cf[{number}]", CUSTOMER_FIELD_NAME],
+    )
+    for p in data.projects.values():
+        project.declare((p.key, p.id, p.name))
+    issuetype.declare(v for pair in ISSUE_TYPES for v in pair)
+    status.declare(v for s in STATUSES for v in s[:2])
+    category.declare(v for key, (cid, name, _) in CATEGORIES.items() for v in (key, str(cid), name))
+    priority.declare(v for pair in PRIORITIES for v in pair)
+    component.declare(name for _, name in data.component_ids)
+    component.declare(data.component_ids.values())
+    customer.declare(data.customer_options)
+    customer.declare(data.customer_options.values())
+    for i, issue in enumerate(data.issues):
+        p = data.projects[issue.project]
+        project.add(i, (p.key, p.id, p.name))
+        issuetype.add(i, (issue.issuetype, _TYPE_ID[issue.issuetype]))
+        name, status_id, category_key = _STATUS[issue.status]
+        status.add(i, (name, status_id))
+        cid, cname, _ = CATEGORIES[category_key]
+        category.add(i, (category_key, str(cid), cname))
+        priority.add(i, (issue.priority, _PRIORITY_ID[issue.priority]))
+        component.add(
+            i,
+            list(issue.components)
+            + [data.component_ids[(issue.project, c)] for c in issue.components],
+        )
+        if issue.customer is not None:
+            customer.add(i, (issue.customer, data.customer_options[issue.customer]))
+    return index
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+
+
+def _bad_request(message: str) -> HttpError:
+    return HttpError(Response(400, {"errorMessages": [message], "errors": {}}))
+
+
+def _token(jql: str, offset: int) -> str:
+    digest = hashlib.sha256(jql.encode("utf-8")).hexdigest()[:16]
+    return base64.urlsafe_b64encode(f"v1:{digest}:{offset}".encode()).decode("ascii").rstrip("=")
+
+
+def _offset(token: str, jql: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        version, digest, offset = raw.split(":")
+        if version != "v1" or int(offset) < 0:
+            raise ValueError(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _bad_request("The provided nextPageToken is invalid.") from None
+    if digest != hashlib.sha256(jql.encode("utf-8")).hexdigest()[:16]:
+        raise _bad_request("The nextPageToken does not belong to this JQL query.")
+    return int(offset)
+
+
+def _field_list(values: Iterable[object]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        if not isinstance(value, str):
+            raise _bad_request("'fields' must be a list of strings.")
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return out
+
+
+class App(VendorApp):
+    """Jira Cloud's search API over :class:`Data`."""
+
+    name = "jira"
+
+    def __init__(
+        self,
+        data: Data,
+        settings: Settings | None = None,
+        *,
+        email: str = SANDBOX_EMAIL,
+        api_token: str = SANDBOX_API_TOKEN,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.settings = settings or Settings.model_validate({})
+        basic = base64.b64encode(f"{email}:{api_token}".encode()).decode("ascii")
+        self._authorization = f"Basic {basic}"
+        self._cache: OrderedDict[str, list[int]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.all_fields = (*NAVIGABLE, data.customer_field)
+
+    # -- shapes ------------------------------------------------------------------------------
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        del code
+        return Response(status, {"errorMessages": [message], "errors": {}})
+
+    def unauthorized(self) -> Response:
+        return self.error(401, "unauthorized", UNAUTHORIZED)
+
+    def too_many_requests(self, retry_after: float, reset_epoch: float) -> Response:
+        response = self.error(429, "rate_limited", "Rate limit exceeded.")
+        limit = self.server.knobs.rate_limit if self.server is not None else None
+        response.headers.update(self._rate_headers(limit, 0, reset_epoch))
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        response.headers["RateLimit-Reason"] = "jira-burst-based"
+        return response
+
+    def decorate(
+        self, response: Response, limit: int | None, remaining: int | None, reset_epoch: float
+    ) -> None:
+        if limit is not None and response.status != 429:
+            response.headers.update(self._rate_headers(limit, remaining or 0, reset_epoch))
+
+    @staticmethod
+    def _rate_headers(limit: int | None, remaining: int, reset_epoch: float) -> dict[str, str]:
+        reset = datetime.fromtimestamp(math.ceil(reset_epoch), UTC)
+        headers = {
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "X-RateLimit-NearLimit": str(limit is None or remaining < limit * 0.2).lower(),
+        }
+        if limit is not None:
+            headers["X-RateLimit-Limit"] = str(limit)
+        return headers
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        if request.path in REMOVED_PATHS:
+            return self.error(410, "gone", REMOVED_MESSAGE)
+        if request.path not in (SEARCH_PATH, COUNT_PATH):
+            return self.error(404, "not_found", f"null for uri: {request.path}")
+        if self.faults.auth_rejected or request.header("Authorization") != self._authorization:
+            return self.unauthorized()
+        if request.path == COUNT_PATH:
+            if request.method != "POST":
+                return self.error(405, "method", "Method Not Allowed")
+            body = self._json_body(request, frozenset({"jql"}))
+            jql = body.get("jql")
+            if not isinstance(jql, str):
+                raise _bad_request(UNBOUNDED)
+            return Response(200, {"count": len(self._matches(jql)[0])})
+        if request.method == "GET":
+            return self._search(
+                request.arg("jql"),
+                _field_list(request.query.get("fields", [])),
+                request.arg("maxResults"),
+                request.arg("nextPageToken"),
+            )
+        if request.method == "POST":
+            body = self._json_body(request, SEARCH_BODY_KEYS)
+            fields = body.get("fields", [])
+            if not isinstance(fields, list):
+                raise _bad_request("'fields' must be a list of strings.")
+            max_results = body.get("maxResults")
+            token = body.get("nextPageToken")
+            if token is not None and not isinstance(token, str):
+                raise _bad_request("'nextPageToken' must be a string.")
+            jql = body.get("jql")
+            if jql is not None and not isinstance(jql, str):
+                raise _bad_request("'jql' must be a string.")
+            return self._search(jql, _field_list(fields), max_results, token)
+        return self.error(405, "method", "Method Not Allowed")
+
+    @staticmethod
+    def _json_body(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
+        content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise HttpError(
+                Response(
+                    415,
+                    {"errorMessages": ["Content-Type must be application/json."], "errors": {}},
+                )
+            )
+        try:
+            body = request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise _bad_request("The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise _bad_request("The request body must be a JSON object.")
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise _bad_request(f'Unrecognized field "{unknown[0]}".')
+        return body
+
+    # -- search ------------------------------------------------------------------------------
+
+    def _matches(self, jql: str | None) -> tuple[list[int], str]:
+        """Issue positions matching ``jql`` in result order (cached), and the JQL as cached."""
+        text = jql or ""
+        with self._cache_lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                return cached, text
+        try:
+            query = parse(text)
+            matches = self._ordered(self.data.index.search(query), query.order_by)
+        except JqlError as exc:
+            raise _bad_request(str(exc)) from None
+        with self._cache_lock:
+            self._cache[text] = matches
+            while len(self._cache) > 256:
+                self._cache.popitem(last=False)
+        return matches, text
+
+    def _ordered(self, matches: list[int], order: Sequence[SortKey]) -> list[int]:
+        ordered = list(matches)  # default: creation order (ascending id)
+        for key in reversed(order):
+            extract = self._sort_value(key.field)
+            ordered.sort(key=lambda i: extract(self.data.issues[i]), reverse=key.descending)
+        return ordered
+
+    def _sort_value(self, name: str) -> Callable[[Issue], Any]:
+        folded = name.casefold()
+        if folded in ("key", "issuekey", "id", "created", "updated"):
+            return lambda issue: issue.id
+        if folded == "priority":
+            return lambda issue: _PRIORITY_RANK[issue.priority]
+        field_key = self.data.index.field_key(name)
+        if field_key == "project":
+            return lambda issue: issue.project
+        if field_key == "issuetype":
+            return lambda issue: issue.issuetype
+        if field_key in ("status", "statusCategory"):
+            return lambda issue: issue.status
+        if field_key == "component":
+            return lambda issue: issue.components[:1]
+        return lambda issue: issue.customer or ""
+
+    def _search(
+        self, jql: str | None, fields: list[str], max_results: object, token: str | None
+    ) -> Response:
+        matches, text = self._matches(jql)
+        selected = self._selected(fields)
+        cap = PAGE_CAP_IDS if not selected else PAGE_CAP_FIELDS
+        size = self._page_size(max_results, cap)
+        offset = _offset(token, text) if token else 0
+        page = matches[offset : offset + size]
+        end = offset + len(page)
+        body: dict[str, Any] = {
+            "issues": [self._render(self.data.issues[i], fields, selected) for i in page],
+            "isLast": end >= len(matches),
+        }
+        if end < len(matches):
+            body["nextPageToken"] = _token(text, end)
+        return Response(200, body)
+
+    @staticmethod
+    def _page_size(raw: object, cap: int) -> int:
+        if raw is None or raw == "":
+            return min(DEFAULT_PAGE, cap)
+        try:
+            value = int(str(raw)) if not isinstance(raw, bool) else None
+        except ValueError:
+            value = None
+        if value is None or value < 1:
+            raise _bad_request("The maxResults parameter must be a positive integer.")
+        return min(value, cap)
+
+    def _selected(self, fields: list[str]) -> list[str]:
+        """The issue fields to return besides id/key (Jira's default is ``id`` only)."""
+        chosen: list[str] = []
+        excluded: set[str] = set()
+        for item in fields:
+            if item in ("*all", "*navigable"):
+                chosen.extend(self.all_fields)
+            elif item.startswith("-"):
+                excluded.add(item[1:])
+            elif item in self.all_fields and item not in chosen:
+                chosen.append(item)
+            elif item == "key":
+                chosen.append("key")
+        return [f for f in dict.fromkeys(chosen) if f not in excluded]
+
+    def _render(self, issue: Issue, fields: list[str], selected: list[str]) -> dict[str, Any]:
+        if not selected:
+            return {"id": str(issue.id)}
+        base = self.server.url if self.server is not None else ""
+        values = {f: self._field(issue, f, base) for f in selected if f != "key"}
+        return {
+            "expand": "",
+            "id": str(issue.id),
+            "key": issue.key,
+            "self": f"{base}/rest/api/3/issue/{issue.id}",
+            "fields": values,
+        }
+
+    def _field(self, issue: Issue, name: str, base: str) -> Any:
+        api = f"{base}/rest/api/3"
+        if name == "summary":
+            return issue.summary
+        if name == "issuetype":
+            tid = _TYPE_ID[issue.issuetype]
+            return {
+                "self": f"{api}/issuetype/{tid}",
+                "id": tid,
+                "name": issue.issuetype,
+                "subtask": False,
+                "hierarchyLevel": 0,
+            }
+        if name == "status":
+            status, sid, key = _STATUS[issue.status]
+            cid, cname, colour = CATEGORIES[key]
+            return {
+                "self": f"{api}/status/{sid}",
+                "id": sid,
+                "name": status,
+                "statusCategory": {
+                    "self": f"{api}/statuscategory/{cid}",
+                    "id": cid,
+                    "key": key,
+                    "name": cname,
+                    "colorName": colour,
+                },
+            }
+        if name == "priority":
+            pid = _PRIORITY_ID[issue.priority]
+            return {"self": f"{api}/priority/{pid}", "id": pid, "name": issue.priority}
+        if name == "project":
+            project = self.data.projects[issue.project]
+            return {
+                "self": f"{api}/project/{project.id}",
+                "id": project.id,
+                "key": project.key,
+                "name": project.name,
+                "projectTypeKey": "software",
+                "simplified": False,
+            }
+        if name == "components":
+            return [
+                {
+                    "self": f"{api}/component/{self.data.component_ids[(issue.project, c)]}",
+                    "id": self.data.component_ids[(issue.project, c)],
+                    "name": c,
+                }
+                for c in issue.components
+            ]
+        if name == "labels":
+            return []
+        if name in ("created", "updated"):
+            return issue.created
+        if issue.customer is None:
+            return None
+        option = self.data.customer_options[issue.customer]
+        return {
+            "self": f"{api}/customFieldOption/{option}",
+            "id": option,
+            "value": issue.customer,
+        }
+
+
+def environment(url: str, ca_bundle: str) -> dict[str, str]:
+    """Variables that point the Jira extractor at this stand-in (plain HTTP: no CA needed)."""
+    del ca_bundle
+    return {"JIRA_BASE_URL": url, "JIRA_EMAIL": SANDBOX_EMAIL, "JIRA_API_TOKEN": SANDBOX_API_TOKEN}

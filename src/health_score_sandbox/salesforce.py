@@ -1,0 +1,964 @@
+"""The stand-in Salesforce: an org of synthetic records served the way Salesforce serves them.
+
+Read side (this module): OAuth 2.0 token endpoint (client credentials; JWT bearer when a public
+key is registered), the SOAP ``login`` call, ``GET /services/data/vNN.0/query`` and ``queryAll``
+over a SOQL subset (:mod:`health_score_sandbox.soql`) with ``nextRecordsUrl`` paging at 2,000
+records,
+``sobjects/{type}/describe``, ``limits``, ``Sforce-Limit-Info: api-usage=N/M`` on every response,
+a daily API allowance ending in 403 ``REQUEST_LIMIT_EXCEEDED``, 401 ``INVALID_SESSION_ID`` for
+bad or expired sessions, 414 beyond the 16,384-byte URI limit, and knobs to drop a field or an
+object from the org. Write routes (Bulk API 2.0, sObject Collections) are answered by
+``health_score_sandbox.salesforce_write.WriteApi`` after authentication and the allowance check.
+
+The org is drawn from the portfolio: Accounts with the mapping's 18-character ids, renewal date,
+ARR and prior-year ARR, support tier and relationship fields; Opportunities (renewals,
+contractions, expansions, some closed-lost or deleted); payments; Events (QBRs, executive
+meetings, calls); ``Churn_Signal__c`` records — each drawn around the account's targets, plus
+prospects nobody maps. :attr:`Data.expected` holds the raw metrics a correct extractor returns,
+computed from those records by the plain definitions in :func:`_expected`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import random
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from health_score.records import SignalCounts, metric_value
+from health_score.sources.salesforce import Settings
+from health_score_sandbox.portfolio import Portfolio, expected_signal_counts, salesforce_id
+from health_score_sandbox.salesforce_write import WriteApi
+from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+from health_score_sandbox.soql import FieldDef, Org, SObject, SoqlError, execute, to_id18
+
+PAGE_SIZE = 2000  # records per query page (Sforce-Query-Options batchSize may lower it)
+MIN_BATCH_SIZE = 200
+URI_LIMIT = 16_384  # bytes in the request line's target, as Salesforce documents
+#: Ids an ideal client fits into one query under the URI limit: an 18-character id costs 27
+#: bytes URL-encoded (``%27…%27%2C``), leaving ~1,400 bytes for the rest of the query.
+MAX_IDS_PER_QUERY = (URI_LIMIT - 1_400) // 27
+DEFAULT_DAILY_API_LIMIT = 100_000
+SUPPORTED_VERSIONS = (31, 66)  # vNN.0 accepted, inclusive
+MAX_CURSORS = 1_000  # open query locators kept (oldest dropped first)
+
+ORG_ID = "00DSb0000000001EAA"
+USER_ID = "005Sb0000000001AAA"
+FAKE_CLIENT_ID = "3MVG9sandbox.HealthScoreMiddleware"
+FAKE_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105 - a stand-in's fake credential
+FAKE_USERNAME = "integration@health-score.sandbox"
+FAKE_PASSWORD = "sandbox-password"  # noqa: S105 - a stand-in's fake credential
+FAKE_SECURITY_TOKEN = "SandboxSecurityToken"  # noqa: S105 - a stand-in's fake credential
+
+METRICS = (
+    "days_to_renewal",
+    "payment_health",
+    "contract_changes",
+    "arr_trajectory_pct",
+    "tier_alignment",
+    "qbr_attendance_pct",
+    "responsiveness",
+    "champion_stability",
+    "exec_engagement",
+    "expansion_signals",
+)
+#: Objects an ideal client must query once per id list (Account, Opportunity, payment, Event,
+#: Churn_Signal__c).
+OBJECTS_READ = 5
+
+
+# --------------------------------------------------------------------------------------------
+# The org's schema
+
+
+def relationship_name(field_name: str) -> str:
+    """``AccountId`` → ``Account``; ``Account__c`` → ``Account__r``."""
+    if field_name.endswith("__c"):
+        return field_name[:-3] + "__r"
+    return field_name[:-2] if field_name.endswith("Id") else field_name
+
+
+def _lookup(name: str, target: str) -> FieldDef:
+    return FieldDef(name, "reference", target, relationship_name(name))
+
+
+def build_schema(settings: Settings) -> Org:
+    """Objects and fields named as ``settings`` expects them (plus a few standard ones)."""
+    a, o, p = settings.account, settings.opportunity, settings.payment
+    e, c = settings.event, settings.churn_signal
+    base = (
+        FieldDef("Id", "id"),
+        FieldDef("IsDeleted", "boolean"),
+        FieldDef("CreatedDate", "datetime"),
+    )
+    layouts: list[tuple[str, str, list[FieldDef]]] = [
+        (
+            a.object_name,
+            "001",
+            [
+                FieldDef("Name", "string"),
+                FieldDef("Type", "picklist"),
+                FieldDef(a.renewal_date_field, "date"),
+                FieldDef(a.arr_field, "currency"),
+                FieldDef(a.prior_year_arr_field, "currency"),
+                FieldDef(a.support_tier_field, "picklist"),
+                FieldDef(a.champion_changed_date_field, "date"),
+                FieldDef(a.avg_response_hours_field, "double"),
+            ],
+        ),
+        (
+            o.object_name,
+            "006",
+            [
+                FieldDef("Name", "string"),
+                _lookup(o.account_field, a.object_name),
+                FieldDef(o.type_field, "picklist"),
+                FieldDef("StageName", "picklist"),
+                FieldDef(o.close_date_field, "date"),
+                FieldDef(o.is_won_field, "boolean"),
+                FieldDef(o.is_closed_field, "boolean"),
+                FieldDef("Amount", "currency"),
+            ],
+        ),
+        (
+            p.object_name,
+            "a0P",
+            [
+                FieldDef("Name", "string"),
+                _lookup(p.account_field, a.object_name),
+                FieldDef(p.status_field, "picklist"),
+                FieldDef(p.date_field, "date"),
+                FieldDef("Amount__c", "currency"),
+            ],
+        ),
+        (
+            e.object_name,
+            "00U",
+            [
+                FieldDef("Subject", "string"),
+                _lookup(e.account_field, a.object_name),
+                _lookup("WhatId", a.object_name),
+                FieldDef(e.type_field, "picklist"),
+                FieldDef(e.date_field, "date"),
+                FieldDef("ActivityDateTime", "datetime"),
+                FieldDef(e.attended_field, "boolean"),
+            ],
+        ),
+        (
+            c.object_name,
+            "a0C",
+            [
+                FieldDef("Name", "string"),
+                _lookup(c.account_field, a.object_name),
+                FieldDef(c.severity_field, "picklist"),
+                FieldDef(c.confidence_field, "picklist"),
+                FieldDef(c.status_field, "picklist"),
+                FieldDef("Detected_Date__c", "date"),
+            ],
+        ),
+    ]
+    org = Org()
+    for name, prefix, fields in layouts:
+        sobject = org.add(SObject(name, prefix, label=name.removesuffix("__c").replace("_", " ")))
+        for definition in (*base, *fields):
+            sobject.add_field(definition)
+    return org
+
+
+# --------------------------------------------------------------------------------------------
+# Generated data
+
+
+@dataclass
+class Data:
+    """The org, the mapped account ids, and what a correct extractor must return."""
+
+    org: Org
+    as_of: date
+    mapped_ids: tuple[str, ...]  # 18-character ids of mapped accounts, in mapping order
+    expected: dict[str, dict[str, Decimal | None]]
+    expected_signals: dict[str, SignalCounts]
+    record_counts: dict[str, int] = field(default_factory=dict)
+
+    def minimum_requests(self, settings: Settings) -> int:
+        """One login, then each object once per id list the URI limit allows (one page each).
+
+        Every such list holds at most :data:`MAX_IDS_PER_QUERY` accounts, so its Account page
+        (one record per account) and its aggregates (a handful of groups per account) each fit
+        in one response.
+        """
+        del settings  # the caps are Salesforce's, not the configuration's
+        if not self.mapped_ids:
+            return 0
+        return 1 + OBJECTS_READ * math.ceil(len(self.mapped_ids) / MAX_IDS_PER_QUERY)
+
+
+def months_before(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    last = (date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).day
+    return date(year, month, min(day.day, last))
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def next(self, prefix: str) -> str:
+        self.counts[prefix] = self.counts.get(prefix, 0) + 1
+        return salesforce_id(prefix + "Sb", self.counts[prefix])
+
+
+def _count(rng: random.Random, target: float) -> int:
+    """A whole count near ``target`` (stochastic rounding, never negative)."""
+    return max(0, math.floor(max(target, 0.0) + rng.random()))
+
+
+def _money(value: float) -> float:
+    return round(value, 2)
+
+
+def generate(portfolio: Portfolio, settings: Settings) -> Data:
+    """The org for ``portfolio`` (deterministic for its seed) and the expected metrics."""
+    rng = portfolio.rng("salesforce")
+    org = build_schema(settings)
+    as_of = portfolio.as_of
+    window_start = months_before(as_of, settings.lookback_months)
+    window_days = (as_of - window_start).days
+    a, o, p = settings.account, settings.opportunity, settings.payment
+    e, c = settings.event, settings.churn_signal
+    accounts = org.get(a.object_name)
+    opps = org.get(o.object_name)
+    payments = org.get(p.object_name)
+    events = org.get(e.object_name)
+    signals = org.get(c.object_name)
+    assert accounts and opps and payments and events and signals
+    ids = _Ids()
+    created = datetime(as_of.year - 3, 1, 15, 9, tzinfo=UTC)
+    expected: dict[str, dict[str, Decimal | None]] = {}
+    expected_signals: dict[str, SignalCounts] = {}
+    mapped: list[str] = []
+
+    def day_in_window() -> date:
+        return as_of - timedelta(days=rng.randint(3, window_days - 3))
+
+    def day_before_window() -> date:
+        return window_start - timedelta(days=rng.randint(20, 500))
+
+    def opportunity(
+        account_id: str, kind: str, stage: str, close: date, *, deleted: bool = False
+    ) -> None:
+        won, closed = stage == "Closed Won", stage.startswith("Closed")
+        opps.records.append(
+            {
+                "Id": ids.next("006"),
+                "Name": f"{kind} {close.isoformat()}",
+                o.account_field: account_id,
+                o.type_field: kind,
+                "StageName": stage,
+                o.close_date_field: close,
+                o.is_won_field: won,
+                o.is_closed_field: closed,
+                "Amount": _money(rng.uniform(2_000, 90_000)),
+                "IsDeleted": deleted,
+                "CreatedDate": created,
+            }
+        )
+
+    def event(account_id: str, kind: str, day: date, attended: bool) -> None:
+        events.records.append(
+            {
+                "Id": ids.next("00U"),
+                "Subject": f"{kind} {day.isoformat()}",
+                e.account_field: account_id,
+                "WhatId": account_id,
+                e.type_field: kind,
+                e.date_field: day,
+                "ActivityDateTime": datetime(day.year, day.month, day.day, 15, tzinfo=UTC),
+                e.attended_field: attended,
+                "IsDeleted": False,
+                "CreatedDate": created,
+            }
+        )
+
+    def payment(account_id: str, status: str, day: date) -> None:
+        payments.records.append(
+            {
+                "Id": ids.next("a0P"),
+                "Name": f"PAY-{len(payments.records) + 1:07d}",
+                p.account_field: account_id,
+                p.status_field: status,
+                p.date_field: day,
+                "Amount__c": _money(rng.uniform(1_000, 40_000)),
+                "IsDeleted": False,
+                "CreatedDate": created,
+            }
+        )
+
+    def signal(account_id: str, severity: str, confidence: str, status: str) -> None:
+        signals.records.append(
+            {
+                "Id": ids.next("a0C"),
+                "Name": f"CS-{len(signals.records) + 1:06d}",
+                c.account_field: account_id,
+                c.severity_field: severity,
+                c.confidence_field: confidence,
+                c.status_field: status,
+                "Detected_Date__c": day_in_window(),
+                "IsDeleted": False,
+                "CreatedDate": created,
+            }
+        )
+
+    severity_value = {
+        "Critical": c.critical_values[0],
+        "Moderate": c.moderate_values[0],
+        "Watch": c.watch_values[0],
+    }
+    confirmed, suspected = c.confirmed_values[0], "Suspected"
+    status_value = {"Active": c.active_values[0], "Monitoring": c.monitoring_values[0]}
+    standard_tier = settings.tier_alignment.standard_tiers[0]
+    threshold = float(settings.tier_alignment.arr_threshold)
+
+    def draw_account(account_id: str, name: str, targets: dict[str, float]) -> None:
+        t = targets.get
+        # ARR and tier together: misaligned = a standard tier above the ARR threshold.
+        trajectory = t("arr_trajectory_pct", 0.0) + rng.uniform(-1.0, 1.0)
+        if rng.random() < t("tier_alignment", 0.0):
+            tier, arr = standard_tier, rng.uniform(threshold * 1.05, threshold * 3)
+        elif rng.random() < 0.5:
+            tier, arr = standard_tier, rng.uniform(12_000, threshold * 0.95)
+        else:
+            tier, arr = rng.choice(("Premium", "Enterprise")), rng.uniform(40_000, threshold * 4)
+        prior = _money(arr / (1 + trajectory / 100))
+        renewal = as_of + timedelta(
+            days=max(1, round(t("days_to_renewal", 120.0) + rng.uniform(-3, 3)))
+        )
+        champion = as_of - timedelta(
+            days=max(1, round(t("champion_stability", 200.0) + rng.uniform(-3, 3)))
+        )
+        category = min(3, max(1, round(t("responsiveness", 1.5) + rng.uniform(-0.3, 0.3))))
+        hours = {1: rng.uniform(1, 23), 2: rng.uniform(25, 47), 3: rng.uniform(49, 120)}[category]
+        accounts.records.append(
+            {
+                "Id": account_id,
+                "Name": name,
+                "Type": "Customer",
+                a.renewal_date_field: renewal if rng.random() >= 0.03 else None,
+                a.arr_field: _money(arr),
+                a.prior_year_arr_field: prior if rng.random() >= 0.05 else None,  # new logos
+                a.support_tier_field: tier,
+                a.champion_changed_date_field: champion if rng.random() >= 0.04 else None,
+                a.avg_response_hours_field: round(hours, 1) if rng.random() >= 0.04 else None,
+                "IsDeleted": False,
+                "CreatedDate": created,
+            }
+        )
+        # Opportunities: a yearly renewal, contractions, expansions, and some that must not count.
+        opportunity(
+            account_id, "Renewal", "Closed Won", as_of - timedelta(days=rng.randint(200, 330))
+        )
+        opportunity(account_id, "Renewal", "Negotiation", renewal)
+        for _ in range(_count(rng, t("contract_changes", 0.0))):
+            opportunity(account_id, rng.choice(o.contraction_types), "Closed Won", day_in_window())
+        if rng.random() < 0.3:
+            opportunity(account_id, o.contraction_types[0], "Closed Lost", day_in_window())
+        if rng.random() < 0.3:
+            opportunity(account_id, o.contraction_types[-1], "Closed Won", day_before_window())
+        if rng.random() < 0.05:
+            opportunity(
+                account_id, o.contraction_types[0], "Closed Won", day_in_window(), deleted=True
+            )
+        for _ in range(_count(rng, t("expansion_signals", 0.0))):
+            close = as_of + timedelta(days=rng.randint(10, 200))
+            opportunity(
+                account_id,
+                rng.choice(o.expansion_types),
+                rng.choice(("Prospecting", "Proposal")),
+                close,
+            )
+        if rng.random() < 0.3:
+            stage = rng.choice(("Closed Won", "Closed Lost"))
+            opportunity(account_id, o.expansion_types[0], stage, day_in_window())
+        # Payments: monthly in the window, some failed; older failures outside it.
+        failed = _count(rng, t("payment_health", 0.0))
+        months = settings.lookback_months
+        failed_months = set(rng.sample(range(months), min(failed, months)))
+        for month in range(months):
+            day = months_before(as_of, months - month) + timedelta(days=rng.randint(0, 26))
+            payment(account_id, p.failed_values[0] if month in failed_months else "Paid", day)
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            payment(account_id, p.failed_values[0], day_before_window())
+        # Events: QBRs in the window (attended or not), executive meetings, ordinary calls.
+        if rng.random() >= 0.05:
+            held = rng.choice((2, 3, 4, 4))
+            attended = min(
+                held,
+                max(0, round(t("qbr_attendance_pct", 50.0) / 100 * held + rng.uniform(-0.3, 0.3))),
+            )
+            for index in range(held):
+                day = as_of - timedelta(days=round((index + 0.5) * window_days / held))
+                event(account_id, e.qbr_types[0], day, index < attended)
+            event(account_id, e.qbr_types[0], as_of + timedelta(days=rng.randint(5, 80)), False)
+            event(account_id, e.qbr_types[0], day_before_window(), True)
+        if rng.random() >= 0.05:
+            last = max(1, round(t("exec_engagement", 60.0) + rng.uniform(-3, 3)))
+            event(account_id, e.exec_types[0], as_of - timedelta(days=last), True)
+            for _ in range(rng.randint(0, 2)):
+                event(
+                    account_id,
+                    e.exec_types[0],
+                    as_of - timedelta(days=last + rng.randint(20, 300)),
+                    True,
+                )
+            if rng.random() < 0.3:
+                event(
+                    account_id, e.exec_types[0], as_of + timedelta(days=rng.randint(3, 60)), False
+                )
+        for _ in range(rng.randint(1, 3)):
+            event(account_id, "Call", day_in_window(), rng.random() < 0.8)
+
+    for profile in portfolio.profiles:
+        account = profile.account
+        values: dict[str, Decimal | None] = dict.fromkeys(METRICS)
+        expected[account.account_id] = values
+        if account.sf_account_id is None:
+            continue
+        account_id = to_id18(account.sf_account_id)
+        mapped.append(account_id)
+        if not profile.has("salesforce"):
+            continue  # mapped, but the org has no such account
+        draw_account(account_id, account.account_name, dict(profile.targets))
+        for severity, confidence_name, status in profile.churn_signals:
+            signal(
+                account_id,
+                severity_value[severity],
+                confirmed if confidence_name == "Confirmed" else suspected,
+                status_value[status],
+            )
+        if rng.random() < 0.05:
+            signal(account_id, rng.choice(tuple(severity_value.values())), confirmed, "Resolved")
+        expected_signals[account.account_id] = SignalCounts(**expected_signal_counts(profile))
+    # Prospects and former customers nobody maps: their records must never be read.
+    for number in range(max(3, len(portfolio.profiles) // 30)):
+        prospect = salesforce_id("001Sc", number + 1)
+        draw_account(prospect, f"Prospect {number + 1:04d}", {"contract_changes": 1.5})
+        signal(prospect, severity_value["Critical"], confirmed, status_value["Active"])
+    owners: dict[str, list[str]] = {}  # 18-character id → account_ids mapped to it
+    for profile in portfolio.profiles:
+        if profile.account.sf_account_id:
+            owners.setdefault(to_id18(profile.account.sf_account_id), []).append(profile.account_id)
+    for account_id, values in _expected(org, settings, as_of, set(mapped)).items():
+        for owner in owners[account_id]:
+            expected[owner].update(values)
+    counts = {sobject.name: len(sobject.records) for sobject in org.objects.values()}
+    return Data(org, as_of, tuple(mapped), expected, expected_signals, counts)
+
+
+def _expected(
+    org: Org, settings: Settings, as_of: date, mapped: set[str]
+) -> dict[str, dict[str, Decimal | None]]:
+    """Raw metrics per account id, straight from the records (the definitions, plainly)."""
+    a, o, p = settings.account, settings.opportunity, settings.payment
+    e = settings.event
+    start = months_before(as_of, settings.lookback_months)
+
+    def in_window(day: date | None) -> bool:
+        return day is not None and start <= day < as_of
+
+    def live(object_name: str) -> Iterable[dict[str, Any]]:
+        sobject = org.get(object_name)
+        assert sobject is not None
+        return (r for r in sobject.records if not r.get("IsDeleted"))
+
+    out: dict[str, dict[str, Decimal | None]] = {}
+    for record in live(a.object_name):
+        if record["Id"] not in mapped:
+            continue
+        renewal = record[a.renewal_date_field]
+        arr, prior = record[a.arr_field], record[a.prior_year_arr_field]
+        tier = record[a.support_tier_field]
+        champion = record[a.champion_changed_date_field]
+        hours = record[a.avg_response_hours_field]
+        tiers = settings.tier_alignment
+        fast, slow = (
+            settings.responsiveness.fast_below_hours,
+            settings.responsiveness.slow_above_hours,
+        )
+        category = None
+        if hours is not None:
+            exact = Decimal(repr(hours))
+            category = 1 if exact < fast else (2 if exact <= slow else 3)
+        out[record["Id"]] = {
+            "days_to_renewal": Decimal((renewal - as_of).days) if renewal else None,
+            "arr_trajectory_pct": metric_value(
+                (Decimal(repr(arr)) - Decimal(repr(prior))) / Decimal(repr(prior)) * 100
+            )
+            if arr is not None and prior
+            else None,
+            "tier_alignment": None
+            if tier is None or arr is None
+            else Decimal(
+                int(tier in tiers.standard_tiers and Decimal(repr(arr)) > tiers.arr_threshold)
+            ),
+            "champion_stability": Decimal((as_of - champion).days) if champion else None,
+            "responsiveness": Decimal(category) if category is not None else None,
+            "payment_health": Decimal(0),
+            "contract_changes": Decimal(0),
+            "expansion_signals": Decimal(0),
+            "qbr_attendance_pct": None,
+            "exec_engagement": None,
+        }
+    for record in live(p.object_name):
+        values = out.get(record[p.account_field])
+        if values and record[p.status_field] in p.failed_values and in_window(record[p.date_field]):
+            values["payment_health"] = (values["payment_health"] or Decimal(0)) + 1
+    for record in live(o.object_name):
+        values = out.get(record[o.account_field])
+        if values is None:
+            continue
+        kind = record[o.type_field]
+        if (
+            kind in o.contraction_types
+            and record[o.is_won_field]
+            and in_window(record[o.close_date_field])
+        ):
+            values["contract_changes"] = (values["contract_changes"] or Decimal(0)) + 1
+        if kind in o.expansion_types and not record[o.is_closed_field]:
+            values["expansion_signals"] = (values["expansion_signals"] or Decimal(0)) + 1
+    qbrs: dict[str, list[bool]] = {}
+    last_exec: dict[str, date] = {}
+    for record in live(e.object_name):
+        account_id, day, kind = record[e.account_field], record[e.date_field], record[e.type_field]
+        if kind in e.qbr_types and in_window(day):
+            qbrs.setdefault(account_id, []).append(bool(record[e.attended_field]))
+        if kind in e.exec_types and day < as_of:
+            last_exec[account_id] = max(day, last_exec.get(account_id, day))
+    for account_id, values in out.items():
+        held = qbrs.get(account_id)
+        if held:
+            values["qbr_attendance_pct"] = metric_value(Decimal(sum(held)) / len(held) * 100)
+        if account_id in last_exec:
+            values["exec_engagement"] = Decimal((as_of - last_exec[account_id]).days)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+
+
+_DATA_PATH = re.compile(r"^/services/data(?:/v(\d+)\.0(/.*)?)?/?$")
+_SOAP_PATH = re.compile(r"^/services/Soap/u/(\d+\.\d)(?:/.*)?$")
+_FOLD = re.compile(r"/(?:[A-Za-z0-9]{15}|[A-Za-z0-9]{18})(?:-\d+)?(?=/|$)")
+_GENERIC_CODES = {
+    400: "BAD_REQUEST",
+    401: "INVALID_SESSION_ID",
+    404: "NOT_FOUND",
+    500: "UNKNOWN_EXCEPTION",
+    502: "SERVER_UNAVAILABLE",
+    503: "SERVER_UNAVAILABLE",
+}
+
+
+def _xml_value(body: str, tag: str) -> str | None:
+    match = re.search(rf"<(?:\w+:)?{tag}>(.*?)</(?:\w+:)?{tag}>", body, re.DOTALL)
+    return html.unescape(match.group(1)) if match else None
+
+
+def _sf_error(status: int, code: str, message: str) -> Response:
+    return Response(status, [{"message": message, "errorCode": code}])
+
+
+@dataclass
+class _Cursor:
+    rows: list[dict[str, Any]]
+    total: int
+    batch: int
+
+
+class App(VendorApp):
+    """Salesforce's REST API (read side) and logins over the generated org."""
+
+    name = "salesforce"
+
+    def __init__(self, data: Data, settings: Settings) -> None:
+        super().__init__()
+        self.data = data
+        self.settings = settings
+        self.org = data.org
+        self.daily_api_limit = DEFAULT_DAILY_API_LIMIT
+        self.api_usage = 0
+        self.client_id = FAKE_CLIENT_ID
+        self.client_secret = FAKE_CLIENT_SECRET
+        self.username = FAKE_USERNAME
+        self.password = FAKE_PASSWORD
+        self.security_token = FAKE_SECURITY_TOKEN
+        #: PEM public key accepted for OAuth 2.0 JWT bearer assertions (None: flow refused).
+        self.jwt_public_key: bytes | None = None
+        self.tokens: dict[str, int] = {}  # session id → authorised calls made with it
+        self.logins = 0
+        self.writes = WriteApi()
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._sequence = 0
+        self._lock = threading.Lock()
+
+    # -- knobs ----------------------------------------------------------------------------------
+
+    def drop_field(self, object_name: str, field_name: str) -> None:
+        """Remove a field from the org (queries naming it then fail with INVALID_FIELD)."""
+        sobject = self.org.get(object_name)
+        if sobject is not None:
+            sobject.drop_field(field_name)
+
+    def drop_object(self, object_name: str) -> None:
+        """Remove an object from the org (queries on it then fail with INVALID_TYPE)."""
+        self.org.drop_object(object_name)
+
+    # -- vendor shapes --------------------------------------------------------------------------
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        if code == code.lower():  # the shared server's generic codes → Salesforce's
+            code = _GENERIC_CODES.get(status, "UNKNOWN_EXCEPTION")
+        return _sf_error(status, code, message)
+
+    def too_many_requests(self, retry_after: float, reset_epoch: float) -> Response:
+        response = _sf_error(
+            429, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
+        )
+        response.headers["Retry-After"] = f"{max(retry_after, 1):.0f}"
+        return response
+
+    def unauthorized(self) -> Response:
+        return _sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+
+    def decorate(
+        self, response: Response, limit: int | None, remaining: int | None, reset_epoch: float
+    ) -> None:
+        response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_usage}/{self.daily_api_limit}"
+
+    def endpoint_label(self, request: Request) -> str:
+        return f"{request.method} {_FOLD.sub('/{id}', request.path)}"
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        if path.rstrip("/") == "/services/oauth2/token":
+            if request.method != "POST":
+                return self.error(405, "METHOD_NOT_ALLOWED", "HTTP Method 'GET' not allowed")
+            return self.oauth_token(request)
+        soap = _SOAP_PATH.match(path)
+        if soap and request.method == "POST":
+            return self.soap_login(request, soap.group(1))
+        match = _DATA_PATH.match(path)
+        if match is None:
+            return self.error(404, "NOT_FOUND", "The requested resource does not exist")
+        if match.group(1) is None:
+            return Response(200, [self._version_info(v) for v in range(*SUPPORTED_VERSIONS)])
+        version = int(match.group(1))
+        if not SUPPORTED_VERSIONS[0] <= version <= SUPPORTED_VERSIONS[1]:
+            return self.error(404, "NOT_FOUND", "The requested resource does not exist")
+        target = len(path) + (1 + len(urlencode(request.query, doseq=True)) if request.query else 0)
+        if target > URI_LIMIT:
+            return self.error(
+                414, "URI_TOO_LONG", f"The length of the URI exceeds the {URI_LIMIT} byte limit"
+            )
+        self.authorise(request)
+        self.charge()
+        subpath = match.group(2) or ""
+        written = self.writes.handle(request, subpath)
+        if written is not None:
+            return written
+        return self.read(request, f"{version}.0", [p for p in subpath.split("/") if p])
+
+    def read(self, request: Request, version: str, parts: list[str]) -> Response:
+        if request.method != "GET":
+            return self.error(404, "NOT_FOUND", "The requested resource does not exist")
+        if parts and parts[0] in ("query", "queryAll"):
+            if len(parts) == 1:
+                return self.query(request, version, parts[0])
+            if len(parts) == 2:
+                return self.query_more(version, parts[1], parts[0])
+        if parts == ["limits"]:
+            used = self.api_usage
+            return Response(
+                200,
+                {
+                    "DailyApiRequests": {
+                        "Max": self.daily_api_limit,
+                        "Remaining": max(self.daily_api_limit - used, 0),
+                    }
+                },
+            )
+        if len(parts) == 3 and parts[0] == "sobjects" and parts[2] == "describe":
+            return self.describe(parts[1])
+        return self.error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    # -- auth -----------------------------------------------------------------------------------
+
+    def _issue_token(self) -> str:
+        with self._lock:
+            self.logins += 1
+            token = f"{ORG_ID[:15]}!AQ{self.logins:06d}.sandbox.session"
+            self.tokens[token] = 0
+        return token
+
+    def oauth_token(self, request: Request) -> Response:
+        form = request.form()
+        grant = form.get("grant_type")
+        if grant == "client_credentials":
+            ok = (
+                form.get("client_id") == self.client_id
+                and form.get("client_secret") == self.client_secret
+            )
+            if not ok or self.faults.auth_rejected:
+                return Response(
+                    400,
+                    {"error": "invalid_client", "error_description": "invalid client credentials"},
+                )
+        elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            if not self._jwt_ok(form.get("assertion", "")) or self.faults.auth_rejected:
+                return Response(
+                    400, {"error": "invalid_grant", "error_description": "invalid assertion"}
+                )
+        else:
+            return Response(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "grant type not supported",
+                },
+            )
+        assert self.server is not None
+        token = self._issue_token()
+        return Response(
+            200,
+            {
+                "access_token": token,
+                "signature": "c2FuZGJveA==",
+                "scope": "api",
+                "instance_url": self.server.url,
+                "id": f"{self.server.url}/id/{ORG_ID}/{USER_ID}",
+                "token_type": "Bearer",
+                "issued_at": str(int(time.time() * 1000)),
+            },
+        )
+
+    def _jwt_ok(self, assertion: str) -> bool:
+        if self.jwt_public_key is None or not assertion:
+            return False
+        import jwt  # PyJWT comes with simple-salesforce; only this optional flow needs it
+
+        try:
+            claims = jwt.decode(
+                assertion,
+                self.jwt_public_key,
+                algorithms=["RS256"],
+                options={"require": ["iss", "sub", "aud", "exp"], "verify_aud": False},
+            )
+        except jwt.PyJWTError:
+            return False
+        return bool(claims.get("iss") == self.client_id and claims.get("sub") == self.username)
+
+    def soap_login(self, request: Request, version: str) -> Response:
+        body = request.body.decode("utf-8", "replace")
+        username, password = _xml_value(body, "username"), _xml_value(body, "password")
+        assert self.server is not None
+        if (
+            username != self.username
+            or password != self.password + self.security_token
+            or self.faults.auth_rejected
+        ):
+            fault = (
+                '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>'
+                "<faultcode>sf:INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid "
+                "username, password, security token; or user locked out.</faultstring>"
+                "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+            )
+            return Response(500, fault, content_type="text/xml; charset=utf-8")
+        token = self._issue_token()
+        url = self.server.url
+        result = (
+            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns="urn:partner.soap.sforce.com"><soapenv:Body><loginResponse><result>'
+            f"<metadataServerUrl>{url}/services/Soap/m/{version}/{ORG_ID[:15]}</metadataServerUrl>"
+            "<passwordExpired>false</passwordExpired><sandbox>true</sandbox>"
+            f"<serverUrl>{url}/services/Soap/u/{version}/{ORG_ID[:15]}</serverUrl>"
+            f"<sessionId>{html.escape(token)}</sessionId><userId>{USER_ID}</userId>"
+            f"<userInfo><organizationId>{ORG_ID}</organizationId><userName>{html.escape(self.username)}"
+            "</userName></userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"
+        )
+        return Response(200, result, content_type="text/xml; charset=utf-8")
+
+    def authorise(self, request: Request) -> None:
+        header = request.header("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        with self._lock:
+            uses = self.tokens.get(token.strip()) if scheme.lower() in ("bearer", "oauth") else None
+            expiry = self.faults.token_expiry_after
+            if uses is None or self.faults.auth_rejected or (expiry is not None and uses >= expiry):
+                raise HttpError(self.unauthorized())
+            self.tokens[token.strip()] = uses + 1
+
+    def charge(self) -> None:
+        """Count one API call against the daily allowance, or refuse when it is spent."""
+        with self._lock:
+            if self.api_usage >= self.daily_api_limit:
+                raise HttpError(
+                    _sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+                )
+            self.api_usage += 1
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _version_info(self, version: int) -> dict[str, str]:
+        return {
+            "label": f"v{version}.0",
+            "url": f"/services/data/v{version}.0",
+            "version": f"{version}.0",
+        }
+
+    def query(self, request: Request, version: str, endpoint: str) -> Response:
+        soql = request.arg("q")
+        if soql is None:
+            return self.error(400, "MALFORMED_QUERY", "A query string must be provided")
+        try:
+            result = execute(
+                self.org,
+                soql,
+                today=self.data.as_of,
+                version=version,
+                include_deleted=endpoint == "queryAll",
+            )
+        except SoqlError as exc:
+            return Response(exc.status, exc.body())
+        batch = PAGE_SIZE
+        options = request.header("Sforce-Query-Options") or ""
+        size = re.search(r"batchSize=(\d+)", options)
+        if size and MIN_BATCH_SIZE <= int(size.group(1)) <= PAGE_SIZE:
+            batch = int(size.group(1))
+        if result.aggregate or len(result.records) <= batch:
+            return Response(
+                200, {"totalSize": result.total_size, "done": True, "records": result.records}
+            )
+        with self._lock:
+            self._sequence += 1
+            locator = salesforce_id("01gSb", self._sequence)
+            self._cursors[locator] = _Cursor(result.records, result.total_size, batch)
+            while len(self._cursors) > MAX_CURSORS:
+                self._cursors.popitem(last=False)
+        return self._page(version, endpoint, locator, 0)
+
+    def query_more(self, version: str, locator_and_offset: str, endpoint: str) -> Response:
+        locator, _, offset = locator_and_offset.partition("-")
+        with self._lock:
+            cursor = self._cursors.get(locator)
+        if (
+            cursor is None
+            or not offset.isdigit()
+            or int(offset) % cursor.batch
+            or int(offset) >= len(cursor.rows)
+        ):
+            return self.error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._page(version, endpoint, locator, int(offset))
+
+    def _page(self, version: str, endpoint: str, locator: str, offset: int) -> Response:
+        cursor = self._cursors[locator]
+        end = offset + cursor.batch
+        body: dict[str, Any] = {
+            "totalSize": cursor.total,
+            "done": end >= len(cursor.rows),
+            "records": cursor.rows[offset:end],
+        }
+        if end < len(cursor.rows):
+            body["nextRecordsUrl"] = f"/services/data/v{version}/{endpoint}/{locator}-{end}"
+        return Response(200, body)
+
+    def describe(self, object_name: str) -> Response:
+        sobject = self.org.get(object_name)
+        if sobject is None:
+            return self.error(404, "NOT_FOUND", "The requested resource does not exist")
+        types = {"reference": "reference", "id": "id", "picklist": "picklist"}
+        fields = [
+            {
+                "name": f.name,
+                "type": types.get(f.type, f.type),
+                "label": f.label or f.name.removesuffix("__c").replace("_", " "),
+                "length": 255
+                if f.type in ("string", "picklist")
+                else 18
+                if f.type in ("id", "reference")
+                else 0,
+                "createable": f.type != "id" and not f.name.startswith("Is"),
+                "updateable": f.type != "id" and not f.name.startswith("Is"),
+                "nillable": f.type not in ("id", "boolean"),
+                "unique": False,
+                "externalId": False,
+                "referenceTo": [f.reference_to] if f.reference_to else [],
+                **({"relationshipName": f.relationship_name} if f.relationship_name else {}),
+            }
+            for f in sobject.fields.values()
+        ]
+        return Response(
+            200,
+            {
+                "name": sobject.name,
+                "label": sobject.label or sobject.name,
+                "labelPlural": (sobject.label or sobject.name) + "s",
+                "keyPrefix": sobject.key_prefix,
+                "custom": sobject.name.endswith("__c"),
+                "createable": True,
+                "updateable": True,
+                "deletable": True,
+                "queryable": True,
+                "fields": fields,
+            },
+        )
+
+
+def environment(url: str, ca_bundle: str) -> dict[str, str]:
+    """Variables that point the pipeline at this stand-in (OAuth client credentials)."""
+    return {
+        "SF_LOGIN_URL": url,
+        "SF_CLIENT_ID": FAKE_CLIENT_ID,
+        "SF_CLIENT_SECRET": FAKE_CLIENT_SECRET,
+        "SF_CA_BUNDLE": ca_bundle,
+    }
+
+
+def login(
+    session: requests.Session, url: str, *, verify: str | bool | None = None
+) -> tuple[str, str]:
+    """Log in to this stand-in with its fake client credentials: (instance_url, access token).
+
+    For tests and benchmarks that talk to the stand-in directly rather than through the
+    extractor or loader (which use :mod:`health_score.sources.salesforce_auth`).
+    """
+    answer = session.post(
+        f"{url}/services/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": FAKE_CLIENT_ID,
+            "client_secret": FAKE_CLIENT_SECRET,
+        },
+        timeout=10,
+        verify=session.verify if verify is None else verify,
+    )
+    answer.raise_for_status()
+    body = answer.json()
+    return str(body["instance_url"]), str(body["access_token"])

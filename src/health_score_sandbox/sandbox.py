@@ -1,0 +1,140 @@
+"""All four stand-ins together: one portfolio, four servers, one environment to point at them."""
+
+from __future__ import annotations
+
+import importlib
+import ssl
+import tempfile
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import trustme
+
+from health_score.config import load_sources
+from health_score_sandbox.portfolio import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_SEED,
+    SOURCES,
+    Portfolio,
+    build_portfolio,
+)
+from health_score_sandbox.server import Faults, Knobs, VendorServer
+
+
+def vendor_module(name: str) -> ModuleType:
+    return importlib.import_module(f"health_score_sandbox.{name}")
+
+
+def load_source_settings(
+    config_dir: Path = DEFAULT_CONFIG_DIR, only: tuple[str, ...] = SOURCES
+) -> dict[str, Any]:
+    """The validated sources.yaml sections (only some vendors' when ``only`` is given)."""
+    return load_sources(config_dir, only)
+
+
+class Sandbox:
+    """The synthetic portfolio served by stand-ins for Intercom, Jira, Looker and Salesforce.
+
+    A context manager: ``with Sandbox(accounts=250) as sb: env = sb.env()``.
+    """
+
+    def __init__(
+        self,
+        accounts: int = DEFAULT_ACCOUNTS,
+        *,
+        seed: int = DEFAULT_SEED,
+        latency_ms: float = 0.0,
+        faults: Mapping[str, Faults] | None = None,
+        rate_limits: Mapping[str, int] | None = None,
+        config_dir: Path = DEFAULT_CONFIG_DIR,
+        as_of: date = date(2026, 11, 1),
+    ) -> None:
+        self.config_dir = config_dir
+        self.portfolio: Portfolio = build_portfolio(
+            accounts, seed=seed, as_of=as_of, config_dir=config_dir
+        )
+        self.settings = load_source_settings(config_dir)
+        self._tmp = tempfile.TemporaryDirectory(prefix="hsm-sandbox-")
+        self.workdir = Path(self._tmp.name)
+        self.ca = trustme.CA()
+        self.ca_bundle = self.workdir / "sandbox-ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_bundle))
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
+        self.data: dict[str, Any] = {}
+        self.servers: dict[str, VendorServer] = {}
+        for index, name in enumerate(SOURCES):
+            module = vendor_module(name)
+            data = module.generate(self.portfolio, self.settings[name])
+            app = module.App(data, self.settings[name])
+            knobs = Knobs(latency_ms=latency_ms, rate_limit=(rate_limits or {}).get(name))
+            self.data[name] = data
+            self.servers[name] = VendorServer(
+                app,
+                knobs=knobs,
+                faults=(faults or {}).get(name) or Faults(),
+                tls=tls if name == "salesforce" else None,
+                seed=seed * 31 + index,
+            )
+
+    # Lifecycle --------------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        for server in self.servers.values():
+            server.start()
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+    def close(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # What tests, the demo and benchmarks read -------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """Environment variables (base URLs, fake credentials, CA bundle) for the pipeline."""
+        out: dict[str, str] = {}
+        for name, server in self.servers.items():
+            out.update(vendor_module(name).environment(server.url, str(self.ca_bundle)))
+        return out
+
+    def write_mapping(self, path: Path) -> Path:
+        return self.portfolio.write_mapping(path)
+
+    def expected_metrics(self) -> dict[str, dict[str, Decimal | None]]:
+        """account_id → metric → the value a correct extractor must produce."""
+        merged: dict[str, dict[str, Decimal | None]] = {
+            p.account_id: {} for p in self.portfolio.profiles
+        }
+        for data in self.data.values():
+            for account_id, metrics in data.expected.items():
+                merged.setdefault(account_id, {}).update(metrics)
+        return merged
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {name: dict(server.stats) for name, server in self.servers.items()}
+
+    def requests(self, vendor: str) -> int:
+        return self.servers[vendor].total_requests
+
+    def minimum_requests(self) -> dict[str, int]:
+        """Per vendor, the fewest requests an ideal extractor needs for this portfolio."""
+        return {
+            name: int(self.data[name].minimum_requests(self.settings[name])) for name in SOURCES
+        }
+
+    def reset_stats(self) -> None:
+        for server in self.servers.values():
+            server.reset_stats()

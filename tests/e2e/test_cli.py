@@ -1,0 +1,383 @@
+"""The dry-run command line on raw-metrics files: outputs, run folder, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from health_score.config import load_scoring_config
+from health_score.pipeline import main
+from tests.conftest import IDENTITY_METRICS, REPO
+
+SIGNALS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
+
+
+def write_raw(path: Path, rows: list[dict[str, str]]) -> Path:
+    header = ["account_id", "account_name", "segment", *IDENTITY_METRICS.values(), *SIGNALS]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, header, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in header})
+    return path
+
+
+def example(
+    account_id: str, dims: tuple[str, str, str, str, str], segment: str = "paid", **signals: str
+) -> dict[str, str]:
+    row = {"account_id": account_id, "account_name": f"Example {account_id}", "segment": segment}
+    row.update(dict(zip(IDENTITY_METRICS.values(), dims, strict=True)))
+    row.update(signals)
+    return row
+
+
+def read_scores(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(encoding="utf-8") as handle:
+        return {r["account_id"]: r for r in csv.DictReader(handle)}
+
+
+@pytest.fixture
+def examples_raw(tmp_path: Path) -> Path:
+    return write_raw(
+        tmp_path / "raw.csv",
+        [
+            example("A", ("85", "95", "88", "92", "82")),
+            example(
+                "B", ("85", "95", "88", "92", "82"), critical_count="1", critical_confirmed="1"
+            ),
+            example("C", ("72", "75", "55", "50", "58"), segment="standard"),
+            example("D", ("85", "95", "88", "", "82")),
+            example("W", ("85", "95", "88", "92", "82"), watch_count="1"),
+            example("M", ("85", "95", "88", "92", "82"), moderate_count="1"),
+        ],
+    )
+
+
+def run_cli(tmp_path: Path, *args: str) -> int:
+    return main(
+        [
+            "--dry-run",
+            "--output",
+            str(tmp_path / "out" / "scores.csv"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            *args,
+        ]
+    )
+
+
+def test_worked_examples_through_the_command_line(
+    tmp_path: Path, identity_config: Path, examples_raw: Path
+) -> None:
+    code = run_cli(
+        tmp_path,
+        "--from-raw",
+        str(examples_raw),
+        "--config-dir",
+        str(identity_config),
+        "--period",
+        "2026-11",
+    )
+    assert code == 0
+    scores = read_scores(tmp_path / "out" / "scores.csv")
+    assert (
+        scores["A"]["churn_risk_score"],
+        scores["A"]["final_score"],
+        scores["A"]["health_tier"],
+    ) == ("89.8", "86.7", "Healthy")
+    assert (
+        scores["B"]["quantitative_score"],
+        scores["B"]["final_score"],
+        scores["B"]["health_tier"],
+        scores["B"]["qualitative_override"],
+        scores["B"]["modifier_applied"],
+    ) == ("86.7", "50.0", "Critical", "50", "true")
+    assert (
+        scores["C"]["churn_risk_score"],
+        scores["C"]["final_score"],
+        scores["C"]["health_tier"],
+    ) == ("65.4", "62.4", "At Risk")
+    assert (
+        scores["D"]["churn_risk_score"],
+        scores["D"]["relationship_expansion"],
+        scores["D"]["coverage_pct"],
+    ) == ("89.4", "", "91.0")
+    assert scores["W"]["final_score"] == "86.7"
+    assert scores["M"]["final_score"] == "75.0"
+
+
+def test_run_folder_holds_raw_scores_detail_and_manifest(
+    tmp_path: Path, identity_config: Path, examples_raw: Path
+) -> None:
+    assert (
+        run_cli(
+            tmp_path,
+            "--from-raw",
+            str(examples_raw),
+            "--config-dir",
+            str(identity_config),
+            "--period",
+            "2026-10",
+        )
+        == 0
+    )
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("2026-10_")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert manifest["period"] == "2026-10"
+    assert (manifest["accounts_total"], manifest["accounts_scored"]) == (6, 6)
+    assert len(manifest["config_sha256"]) == 64
+    assert manifest["started_at"] <= manifest["finished_at"]
+    assert (folder / "config" / "weights.yaml").read_text() == (
+        identity_config / "weights.yaml"
+    ).read_text()
+    # raw.csv is in the --from-raw format: scoring it again gives the same scores.
+    again = tmp_path / "again"
+    assert (
+        main(
+            [
+                "--dry-run",
+                "--from-raw",
+                str(folder / "raw.csv"),
+                "--config-dir",
+                str(identity_config),
+                "--output",
+                str(again / "s.csv"),
+                "--runs-dir",
+                str(again / "runs"),
+            ]
+        )
+        == 0
+    )
+    assert read_scores(again / "s.csv") == read_scores(folder / "scores.csv")
+    # metrics.csv: the points of an account add up to its quantitative score.
+    with (folder / "metrics.csv").open() as handle:
+        points = sum(
+            float(r["points"] or 0) for r in csv.DictReader(handle) if r["account_id"] == "C"
+        )
+    assert points == pytest.approx(62.41, abs=1e-4)
+
+
+def test_bad_cell_is_refused_naming_line_and_column_and_writes_nothing(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = write_raw(
+        tmp_path / "bad.csv",
+        [
+            example("A", ("85", "95", "88", "92", "82")),
+            example("B", ("85", "lots", "88", "92", "82")),
+        ],
+    )
+    output = tmp_path / "out" / "scores.csv"
+    output.parent.mkdir()
+    output.write_text("previous run\n")
+    code = run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (
+        "bad.csv: line 3, column financial: expected a number or an empty cell, got 'lots'" in err
+    )
+    assert output.read_text() == "previous run\n"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (example("A", ("85", "95", "88", "92", "82"), segment="gold"), "unknown segment 'gold'"),
+        (example("", ("85", "95", "88", "92", "82")), "account_id is empty"),
+        (
+            example("A", ("85", "95", "88", "92", "82"), critical_count="-1"),
+            "column critical_count: expected a whole number",
+        ),
+    ],
+)
+def test_bad_rows_are_refused_with_their_reason(
+    tmp_path: Path,
+    identity_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    row: dict[str, str],
+    message: str,
+) -> None:
+    raw = write_raw(tmp_path / "bad.csv", [row])
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_duplicate_account_ids_are_refused(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = example("A", ("85", "95", "88", "92", "82"))
+    raw = write_raw(tmp_path / "dup.csv", [row, row])
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    assert "line 3: account_id 'A' duplicates line 2" in capsys.readouterr().err
+
+
+def test_missing_raw_file_and_bad_period_exit_2(
+    tmp_path: Path,
+    identity_config: Path,
+    examples_raw: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert (
+        run_cli(
+            tmp_path, "--from-raw", str(tmp_path / "nope.csv"), "--config-dir", str(identity_config)
+        )
+        == 2
+    )
+    assert "nope.csv: file not found" in capsys.readouterr().err
+    assert (
+        run_cli(
+            tmp_path,
+            "--from-raw",
+            str(examples_raw),
+            "--config-dir",
+            str(identity_config),
+            "--period",
+            "2026-13",
+        )
+        == 2
+    )
+    assert "--period must be YYYY-MM" in capsys.readouterr().err
+
+
+def test_from_raw_needs_only_weights_and_thresholds(
+    tmp_path: Path, identity_config: Path, examples_raw: Path
+) -> None:
+    assert not (identity_config / "account_mapping.csv").exists()
+    assert not (identity_config / "sources.yaml").exists()
+    assert (
+        run_cli(tmp_path, "--from-raw", str(examples_raw), "--config-dir", str(identity_config))
+        == 0
+    )
+
+
+def test_period_defaults_to_the_current_month(
+    tmp_path: Path, identity_config: Path, examples_raw: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC).strftime("%Y-%m")
+    assert (
+        run_cli(tmp_path, "--from-raw", str(examples_raw), "--config-dir", str(identity_config))
+        == 0
+    )
+    after = datetime.now(UTC).strftime("%Y-%m")
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert json.loads((folder / "manifest.json").read_text())["period"] in {before, after}
+
+
+def test_each_run_gets_its_own_folder(
+    tmp_path: Path, identity_config: Path, examples_raw: Path
+) -> None:
+    for _ in range(2):
+        assert (
+            run_cli(
+                tmp_path,
+                "--from-raw",
+                str(examples_raw),
+                "--config-dir",
+                str(identity_config),
+                "--period",
+                "2026-11",
+            )
+            == 0
+        )
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_example_file_runs_as_a_subprocess(tmp_path: Path) -> None:
+    """The README's first command works as written."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "health_score.pipeline",
+            "--dry-run",
+            "--from-raw",
+            "examples/raw_metrics.csv",
+            "--output",
+            str(tmp_path / "s.csv"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Healthy" in result.stdout
+    assert "Run folder:" in result.stdout
+    assert len(read_scores(tmp_path / "s.csv")) == 25
+
+
+def test_scoring_in_several_processes_writes_the_same_files(tmp_path: Path) -> None:
+    """The multi-process path (used for big runs) gives byte-identical outputs."""
+    import os
+
+    outputs = []
+    for name, processes in (("serial", "1"), ("parallel", "2")):
+        env = {**os.environ, "HSM_SCORING_PROCESSES": processes, "HSM_PARALLEL_MIN_ACCOUNTS": "2"}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "health_score.pipeline",
+                "--dry-run",
+                "--from-raw",
+                "examples/raw_metrics.csv",
+                "--output",
+                str(tmp_path / name / "s.csv"),
+                "--runs-dir",
+                str(tmp_path / name / "runs"),
+                "--period",
+                "2026-11",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        (run,) = (tmp_path / name / "runs").iterdir()
+        outputs.append({f: (run / f).read_bytes() for f in ("scores.csv", "metrics.csv")})
+    assert outputs[0] == outputs[1]
+    per_account = sum(
+        len(d.metrics) for d in load_scoring_config(REPO / "config").dimensions.values()
+    )
+    assert outputs[0]["metrics.csv"].count(b"\n") == 1 + 25 * per_account
+
+
+def test_raw_file_without_account_id_column_is_refused(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tmp_path / "noid.csv"
+    raw.write_text("account_name,segment,support\nAcme,paid,80\n", encoding="utf-8")
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    assert "noid.csv: line 1: missing required column(s) ['account_id']" in capsys.readouterr().err
+
+
+def test_raw_file_with_bom_blank_lines_and_short_rows_is_read(
+    tmp_path: Path, identity_config: Path
+) -> None:
+    raw = tmp_path / "loose.csv"
+    raw.write_text(
+        "\ufeffaccount_id,segment,support,financial,critical_count\n"
+        "\nA,paid, 85 ,95,1\n,,,,\nB,paid\n",
+        encoding="utf-8",
+    )
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 0
+    scores = read_scores(tmp_path / "out" / "scores.csv")
+    assert scores["A"]["support_health"] == "85.0"
+    assert scores["A"]["qualitative_override"] == "65"
+    assert scores["B"]["health_tier"] == "Insufficient Data"

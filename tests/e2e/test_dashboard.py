@@ -1,0 +1,597 @@
+"""The dashboard (``dashboard.py``) driven by Streamlit's AppTest over real run folders.
+
+Runs are made by the real pipeline (``health_score.pipeline.run`` from raw files) into tmp
+folders; expected
+numbers come from those artifacts or from calling the scoring package directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from health_score.config import load_scoring_config
+from health_score.dashboard.runs import MANIFEST
+from health_score.dashboard.whatif import score_outcomes
+from health_score.pipeline import RunOptions, run
+from health_score.rawfile import read_raw
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD = REPO / "dashboard.py"
+EXAMPLE = REPO / "examples" / "raw_metrics.csv"
+TIMEOUT = 60
+
+#: Changes for the second period: account 6 gets a critical signal (capped at 65, Healthy → At
+#: Risk), accounts 1 and 2 lose adoption, account 14 improves its support numbers.
+SECOND_PERIOD = {
+    "001Sb0000000006IAA": {"critical_count": "1"},
+    "001Sb0000000001IAA": {"active_user_pct": "12", "feature_breadth_pct": "10"},
+    "001Sb0000000002IAA": {"active_user_pct": "20", "platform_score": "30"},
+    "001Sb0000000014IAA": {"p1_p2_volume": "0", "first_response_minutes": "30"},
+}
+
+
+def make_run(raw: Path, runs_dir: Path, period: str) -> str:
+    summary = run(
+        RunOptions(
+            config_dir=REPO / "config",
+            from_raw=raw,
+            period=period,
+            runs_dir=str(runs_dir),
+            output=runs_dir.parent / f"scores-{period}.csv",
+        )
+    )
+    assert summary.run_id is not None, summary.messages
+    return summary.run_id
+
+
+def edited_raw(target: Path, changes: dict[str, dict[str, str]]) -> Path:
+    rows = list(csv.DictReader(io.StringIO(EXAMPLE.read_text(encoding="utf-8"))))
+    for row in rows:
+        row.update(changes.get(row["account_id"], {}))
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A runs folder with 2026-09 (the example file) and 2026-10 (edited); returns ids."""
+    base = tmp_path_factory.mktemp("runs-home")
+    runs_dir = base / "runs"
+    first = make_run(EXAMPLE, runs_dir, "2026-09")
+    second = make_run(edited_raw(base / "raw-2026-10.csv", SECOND_PERIOD), runs_dir, "2026-10")
+    return runs_dir, first, second
+
+
+@pytest.fixture
+def runs_dir(two_runs: tuple[Path, str, str]) -> Path:
+    return two_runs[0]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DASHBOARD_PASSWORD", raising=False)
+    monkeypatch.delenv("HSM_RUNS_DIR", raising=False)
+
+
+def app(runs: Path | str, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("HSM_RUNS_DIR", str(runs))
+    return AppTest.from_file(str(DASHBOARD), default_timeout=TIMEOUT)
+
+
+def open_view(at: AppTest, view: str) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    at.sidebar.radio(key="view").set_value(view).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def scores_csv(runs_dir: Path, run_id: str) -> pd.DataFrame:
+    return pd.read_csv(runs_dir / run_id / "scores.csv", dtype={"account_id": str})
+
+
+def table(
+    at: AppTest, *columns: str, index: str | None = None, exact: bool = False
+) -> pd.DataFrame:
+    """The first table shown whose columns start with (or, ``exact``, are) ``columns``, or
+    whose index has the name ``index``."""
+    for element in at.dataframe:
+        frame = element.value
+        if index is not None and frame.index.name == index:
+            return frame
+        shown = list(frame.columns) if exact else list(frame.columns[: len(columns)])
+        if columns and shown == list(columns):
+            return frame
+    raise AssertionError(f"no table with columns {columns} / index {index!r}")
+
+
+def texts(elements: Any) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+# --------------------------------------------------------------------------------------------
+# Every view
+
+
+@pytest.mark.parametrize(
+    "view", ["Portfolio", "Accounts", "Account drill-down", "What-if", "Trends"]
+)
+def test_each_view_renders_from_a_fixture_run_without_exceptions(
+    view: str, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), view)
+    assert at.header[0].value == ("What-if: new weights" if view == "What-if" else view)
+    assert not at.error
+
+
+def test_the_dashboard_opens_on_the_latest_run(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    at = app(runs_dir, monkeypatch).run()
+    assert at.title[0].value == "Customer health scores — 2026-10"
+    assert at.sidebar.selectbox(key="run_id").value == latest
+
+
+def test_the_runs_folder_can_be_given_as_a_script_argument(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, _ = two_runs
+    monkeypatch.setattr("sys.argv", ["dashboard.py", "--runs-dir", str(runs_dir)])
+    at = AppTest.from_file(str(DASHBOARD), default_timeout=TIMEOUT).run()
+    assert at.title[0].value == "Customer health scores — 2026-10"
+
+
+def test_the_period_picker_switches_to_an_earlier_run(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, _ = two_runs
+    at = app(runs_dir, monkeypatch).run()
+    at.sidebar.selectbox(key="run_id").set_value(first).run()
+    assert at.title[0].value == "Customer health scores — 2026-09"
+
+
+def test_portfolio_counts_each_tier_of_the_run(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    expected = scores_csv(runs_dir, latest)["health_tier"].value_counts().to_dict()
+    at = app(runs_dir, monkeypatch).run()
+    table = at.dataframe[0].value
+    shown = {r.tier: r.accounts for r in table.itertuples() if r.accounts}
+    assert shown == expected
+    assert table["share_pct"].sum() == pytest.approx(100, abs=0.3)
+
+
+def test_portfolio_filters_narrow_the_accounts(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    scores = scores_csv(runs_dir, latest)
+    at = app(runs_dir, monkeypatch).run()
+    at.sidebar.multiselect(key="f-seg").set_value(["paid"])
+    at.sidebar.radio(key="f-cap").set_value("not capped").run()
+    expected = scores[(scores["segment"] == "paid") & ~scores["modifier_applied"]]
+    assert at.metric[0].value == str(len(expected))
+    at.sidebar.multiselect(key="f-tier").set_value(["Critical"]).run()
+    assert at.metric[0].value == str(int((expected["health_tier"] == "Critical").sum()))
+
+
+# --------------------------------------------------------------------------------------------
+# Accounts
+
+
+def test_the_accounts_table_shows_change_since_the_previous_period(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, latest = two_runs
+    before = scores_csv(runs_dir, first).set_index("account_id")["final_score"]
+    after = scores_csv(runs_dir, latest).set_index("account_id")["final_score"]
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    table = at.dataframe[0].value.set_index("account_id")
+    assert len(table) == len(after)
+    for account_id in SECOND_PERIOD:
+        change = round(after[account_id] - before[account_id], 1)
+        assert table.loc[account_id, "change"] == pytest.approx(change)
+    assert table.loc["001Sb0000000006IAA", "previous_tier"] == "Healthy"
+    assert table.loc["001Sb0000000006IAA", "health_tier"] == "At Risk"
+
+
+def test_searching_and_sorting_the_accounts_table(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    at.text_input(key="account-search").input("tyrell").run()
+    names = at.dataframe[0].value["account_name"].tolist()
+    assert names and all("Tyrell" in n for n in names)
+    at.text_input(key="account-search").input("").run()
+    at.selectbox(key="sort-by").set_value("coverage_pct")
+    at.toggle(key="sort-desc").set_value(False).run()
+    coverage = at.dataframe[0].value["coverage_pct"].tolist()
+    assert coverage == sorted(coverage)
+    assert at.get("download_button")[0].proto.label == "Download CSV"
+
+
+# --------------------------------------------------------------------------------------------
+# Drill-down
+
+
+@pytest.mark.parametrize(
+    "account_id",
+    [
+        "001Sb0000000002IAA",  # no cap
+        "001Sb0000000009IAA",  # capped: two critical signals
+        "001Sb0000000004IAA",  # relationship metrics missing
+    ],
+)
+def test_selecting_an_account_shows_its_metrics_and_their_points_sum_to_its_score(
+    account_id: str, two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    score = scores_csv(runs_dir, latest).set_index("account_id").loc[account_id]
+    detail = pd.read_csv(runs_dir / latest / "metrics.csv", dtype={"account_id": str})
+    detail = detail[detail["account_id"] == account_id]
+    at = open_view(app(runs_dir, monkeypatch), "Account drill-down")
+    at.selectbox(key="account").set_value(account_id).run()
+    assert not at.exception, at.exception
+
+    metrics = table(at, "dimension", "metric", "status", "raw_value")
+    assert metrics["metric"].tolist() == detail["metric"].tolist()
+    assert {"raw_value", "green", "yellow", "red", "normalised_score", "effective_weight"} <= set(
+        metrics.columns
+    )
+    assert metrics["points"].sum() == pytest.approx(score["quantitative_score"], abs=0.05)
+    parts = table(at, "part", "dimension", "points")
+    assert parts["points"].sum() == pytest.approx(score["final_score"], abs=0.05)
+    assert at.metric[0].value == f"{score['final_score']:.1f}"
+    if score["modifier_applied"]:
+        assert any(p.startswith("qualitative cap") for p in parts["part"])
+        assert parts["points"].sum() == pytest.approx(score["qualitative_override"], abs=1e-9)
+    missing = detail[detail["status"] != "scored"]["metric"].tolist()
+    if missing:
+        assert table(at, "dimension", "metric", "status", exact=True)["metric"].tolist() == missing
+
+
+def test_the_drilldown_shows_the_account_history_across_runs(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Account drill-down")
+    at.selectbox(key="account").set_value("001Sb0000000006IAA").run()
+    history = table(at, "period", "run_id")
+    assert history["period"].tolist() == ["2026-09", "2026-10"]
+    assert history["health_tier"].tolist() == ["Healthy", "At Risk"]
+    assert "critical_1" in texts(at.markdown)
+
+
+# --------------------------------------------------------------------------------------------
+# What-if
+
+
+def migration_from_direct_scoring(run_folder: Path, churn: dict[str, Decimal]) -> pd.DataFrame:
+    config = load_scoring_config(run_folder / "config")
+    accounts = read_raw(run_folder / "raw.csv", config).accounts
+    before = score_outcomes(accounts, config)
+    after = score_outcomes(accounts, config.with_weights(churn_risk_weights=churn))
+    return pd.crosstab(
+        pd.Series([o[2] for o in before], name="from"), pd.Series([o[2] for o in after], name="to")
+    )
+
+
+def test_moving_a_weight_gives_the_migration_that_direct_scoring_gives(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    at = open_view(app(runs_dir, monkeypatch), "What-if")
+    unchanged = table(at, index="from \\ to")
+    assert int(unchanged.to_numpy().trace()) == int(unchanged.to_numpy().sum()) == 25
+    assert at.metric[0].value == "0"
+
+    at.slider(key="w|churn_risk|relationship_expansion").set_value(0.9).run()
+    assert not at.exception, at.exception
+    used = table(at, "group", "weight", "run", "used")
+    churn_used = used[used["group"] == "churn_risk"]
+    assert churn_used["used"].sum() == pytest.approx(1.0, abs=1e-12)
+    churn = {r.weight: Decimal(repr(r.used)) for r in churn_used.itertuples()}
+    # 0.3, 0.3, 0.25, 0.9 over their total 1.75, to four places, summing to exactly 1
+    assert churn == {
+        "support_health": Decimal("0.1714"),
+        "financial_contract": Decimal("0.1714"),
+        "adoption_engagement": Decimal("0.1429"),
+        "relationship_expansion": Decimal("0.5143"),
+    }
+
+    expected = migration_from_direct_scoring(runs_dir / latest, churn)
+    matrix = table(at, index="from \\ to")
+    for tier_from in matrix.index:
+        for tier_to in matrix.columns:
+            want = (
+                int(expected.loc[tier_from, tier_to])
+                if tier_from in expected.index and tier_to in expected.columns
+                else 0
+            )
+            assert matrix.loc[tier_from, tier_to] == want, (tier_from, tier_to)
+    off_diagonal = sum(
+        int(expected.loc[f, t]) for f in expected.index for t in expected.columns if f != t
+    )
+    assert off_diagonal > 0  # the change is big enough to move someone
+    assert at.metric[0].value == str(off_diagonal)
+    assert len(table(at, "account_id", "account_name", "score_before")) == off_diagonal
+
+
+def test_a_group_set_to_all_zero_is_refused_and_keeps_the_runs_weights(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "What-if")
+    at.slider(key="w|health_score|churn_risk_weight").set_value(0.0)
+    at.slider(key="w|health_score|platform_value_weight").set_value(0.0).run()
+    assert "at least one weight in the group must be above 0" in texts(at.error)
+    assert at.metric[0].value == "0"
+
+
+def test_resetting_restores_the_runs_weights(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "What-if")
+    at.slider(key="w|churn_risk|relationship_expansion").set_value(0.9).run()
+    assert at.metric[0].value != "0"
+    at.button(key="reset-weights").click().run()
+    assert at.slider(key="w|churn_risk|relationship_expansion").value == pytest.approx(0.15)
+    assert at.metric[0].value == "0"
+
+
+# --------------------------------------------------------------------------------------------
+# Trends
+
+
+def test_trends_show_the_tier_mix_per_period_and_what_moved_the_movers(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, latest = two_runs
+    at = open_view(app(runs_dir, monkeypatch), "Trends")
+    mix = table(at, index="period")
+    assert list(mix.index) == ["2026-09", "2026-10"]
+    for run_id, period in ((first, "2026-09"), (latest, "2026-10")):
+        counts = scores_csv(runs_dir, run_id)["health_tier"].value_counts()
+        assert mix.loc[period].to_dict() == {t: int(counts.get(t, 0)) for t in mix.columns}
+
+    movers = table(at, "account_id", "account_name", "score_before", "score_after").set_index(
+        "account_id"
+    )
+    assert set(SECOND_PERIOD) <= set(movers.index[: len(SECOND_PERIOD)])
+    parts = [c for c in movers.columns if c.startswith("Δ ")]
+    for account_id, row in movers.iterrows():
+        assert sum(row[p] for p in parts) == pytest.approx(row["change"], abs=0.4), account_id
+    assert "cap" in movers.loc["001Sb0000000006IAA", "moved_by"]
+    assert "adoption_engagement" in movers.loc["001Sb0000000001IAA", "moved_by"]
+
+
+# --------------------------------------------------------------------------------------------
+# Fresh machine, partial and corrupt runs
+
+
+def test_a_fresh_machine_shows_the_demo_offer_not_a_stack_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = app(tmp_path / "no-runs-yet", monkeypatch).run()
+    assert not at.exception
+    assert "No runs yet" in texts(at.info)
+    assert at.button(key="run-demo").label == "Run the demo"
+
+
+def test_the_demo_button_makes_a_first_run_and_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HSM_DEMO_ACCOUNTS", "12")
+    runs = tmp_path / "output" / "runs"
+    at = app(runs, monkeypatch).run()
+    at.button(key="run-demo").click().run(timeout=180)
+    assert not at.exception, at.exception
+    manifests = list(runs.glob(f"*/{MANIFEST}"))
+    assert len(manifests) == 1
+    period = json.loads(manifests[0].read_text())["period"]
+    assert at.title[0].value == f"Customer health scores — {period}"
+    assert at.header[0].value == "Portfolio"
+
+
+def copy_run(source: Path, target_root: Path, name: str) -> Path:
+    target = target_root / name
+    shutil.copytree(source, target)
+    return target
+
+
+def test_a_partial_run_folder_is_skipped_with_a_clear_message(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, _ = two_runs
+    runs = tmp_path / "runs"
+    copy_run(runs_dir / first, runs, first)
+    partial = copy_run(runs_dir / first, runs, "2026-12_20261201T060000Z_aaaaaa")
+    (partial / MANIFEST).unlink()
+    at = app(runs, monkeypatch).run()
+    assert not at.exception
+    assert at.title[0].value == "Customer health scores — 2026-09"
+    assert "2026-12_20261201T060000Z_aaaaaa is incomplete: it has no manifest.json" in texts(
+        at.markdown
+    )
+
+
+def test_only_partial_runs_give_a_clear_message_and_the_demo_offer(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, _ = two_runs
+    partial = copy_run(runs_dir / first, tmp_path / "runs", "2026-12_20261201T060000Z_bbbbbb")
+    (partial / MANIFEST).unlink()
+    at = app(tmp_path / "runs", monkeypatch).run()
+    assert not at.exception
+    assert "is incomplete" in texts(at.error)
+    assert at.button(key="run-demo")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda folder: (folder / "scores.csv").unlink(),
+            "is missing scores.csv; the folder is damaged",
+        ),
+        (
+            lambda folder: (folder / "scores.csv").write_text(
+                (folder / "scores.csv").read_text().replace(",93.5,", ",ninety,", 1)
+            ),
+            "scores.csv line 2, column quantitative_score: expected a number, got 'ninety'",
+        ),
+        (
+            lambda folder: (folder / "scores.csv").write_bytes(b"\xff\xfe\x00garbage"),
+            "scores.csv",
+        ),
+    ],
+    ids=["missing-scores", "bad-number", "not-text"],
+)
+def test_a_corrupt_run_folder_gives_a_clear_message(
+    damage: Any,
+    message: str,
+    two_runs: tuple[Path, str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs_dir, first, _ = two_runs
+    runs = tmp_path / f"runs-{uuid.uuid4().hex[:8]}"
+    damage(copy_run(runs_dir / first, runs, first))
+    at = app(runs, monkeypatch).run()
+    assert not at.exception, at.exception
+    assert message in texts(at.error)
+
+
+def test_a_manifest_that_is_not_json_is_named_in_the_message(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, latest = two_runs
+    runs = tmp_path / "runs"
+    copy_run(runs_dir / first, runs, first)
+    broken = copy_run(runs_dir / latest, runs, latest)
+    (broken / MANIFEST).write_text('{"period": "2026-10", ')
+    at = app(runs, monkeypatch).run()
+    assert not at.exception
+    assert at.title[0].value == "Customer health scores — 2026-09"
+    assert f"run {latest}: manifest.json is not valid JSON" in texts(at.markdown)
+
+
+# --------------------------------------------------------------------------------------------
+# Password gate
+
+
+def test_with_a_password_set_nothing_is_shown_before_signing_in(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "correct horse")
+    at = app(runs_dir, monkeypatch).run()
+    assert not at.dataframe and not at.header
+    at.text_input[0].input("wrong")
+    at.button[0].click().run()
+    assert "Wrong password." in texts(at.error)
+    assert not at.dataframe
+    at.text_input[0].input("correct horse")
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.header[0].value == "Portfolio"
+
+
+def test_the_password_can_come_from_streamlit_secrets(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = app(runs_dir, monkeypatch)
+    at.secrets["DASHBOARD_PASSWORD"] = "from-secrets"
+    at.run()
+    assert not at.header
+    at.text_input[0].input("from-secrets")
+    at.button[0].click().run()
+    assert at.header[0].value == "Portfolio"
+
+
+def test_without_a_password_the_dashboard_opens_directly(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = app(runs_dir, monkeypatch).run()
+    assert not at.text_input
+    assert at.header[0].value == "Portfolio"
+
+
+# --------------------------------------------------------------------------------------------
+# S3
+
+
+@pytest.fixture
+def s3_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Two runs written by the pipeline under an S3 prefix (moto's in-process S3)."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"hsm-dash-{uuid.uuid4().hex[:10]}"  # each test its own: readers are cached
+    with mock_aws():
+        boto3.client("s3").create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        url = f"s3://{bucket}/health/runs"
+        for period, raw in (
+            ("2026-09", EXAMPLE),
+            ("2026-10", edited_raw(tmp_path / "raw.csv", SECOND_PERIOD)),
+        ):
+            summary = run(
+                RunOptions(
+                    config_dir=REPO / "config",
+                    from_raw=raw,
+                    period=period,
+                    runs_dir=url,
+                    output=tmp_path / f"scores-{period}.csv",
+                )
+            )
+            assert summary.run_id is not None, summary.messages
+        yield url
+
+
+def test_runs_under_an_s3_prefix_are_listed_and_shown(
+    s3_runs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = app(s3_runs, monkeypatch).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Customer health scores — 2026-10"
+    for view in ("Account drill-down", "What-if", "Trends"):
+        at.sidebar.radio(key="view").set_value(view).run()
+        assert not at.exception, (view, at.exception)
+        assert not at.error, view
+    at.sidebar.radio(key="view").set_value("What-if").run()
+    at.slider(key="w|churn_risk|relationship_expansion").set_value(0.9).run()
+    assert int(at.metric[0].value) > 0
+
+
+def test_an_s3_run_without_a_manifest_is_reported_as_incomplete(
+    s3_runs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    bucket, _, prefix = s3_runs.removeprefix("s3://").partition("/")
+    client = boto3.client("s3")
+    client.put_object(Bucket=bucket, Key=f"{prefix}/2026-12_x/scores.csv", Body=b"account_id\n")
+    at = app(s3_runs, monkeypatch).run()
+    assert not at.exception
+    assert at.title[0].value == "Customer health scores — 2026-10"
+    assert "2026-12_x is incomplete" in texts(at.markdown)

@@ -1,0 +1,132 @@
+"""Real-browser smoke test: ``streamlit run dashboard.py`` on loopback, loaded in headless
+Chromium (Debian's ``chromium``) driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from health_score.pipeline import RunOptions, run
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium is absent (install Debian's chromium package)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:  # noqa: S310 - loopback http
+                if response.read().strip() == b"ok":
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("streamlit did not become healthy in time")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """The dashboard served by ``streamlit run`` over a runs folder with one example run."""
+    runs_dir = tmp_path / "runs"
+    summary = run(
+        RunOptions(
+            config_dir=REPO / "config",
+            from_raw=REPO / "examples" / "raw_metrics.csv",
+            period="2026-10",
+            runs_dir=str(runs_dir),
+            output=tmp_path / "scores.csv",
+        )
+    )
+    assert summary.run_id is not None, summary.messages
+    port = free_port()
+    env = {**os.environ, "HSM_RUNS_DIR": str(runs_dir)}
+    env.pop("DASHBOARD_PASSWORD", None)
+    log = (tmp_path / "streamlit.log").open("wb")
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "dashboard.py"),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    with log, subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log) as process:
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, process)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_the_served_dashboard_shows_the_portfolio_in_a_real_browser(served: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(served, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Portfolio").wait_for(timeout=30_000)
+            page.get_by_text("Customer health scores — 2026-10").wait_for(timeout=10_000)
+            page.get_by_role("heading", name="Score distribution").wait_for(timeout=10_000)
+            page.locator("canvas, svg").first.wait_for(timeout=20_000)  # a chart was drawn
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -1,0 +1,352 @@
+"""The whole pipeline against the sandbox's real servers: extraction → scoring → files → write-back.
+
+One sandbox (120 accounts) serves the module; tests that break a vendor restore it afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from health_score.pipeline import RunOptions, RunSummary, main, run, score_and_write
+from health_score.records import AccountInput
+from health_score.scoring.composite import CompactScore, Model
+from health_score_sandbox.sandbox import Sandbox
+from tests.conftest import DEFAULT_CONFIG
+
+ACCOUNTS = 120
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(ACCOUNTS, seed=3) as sb:
+        yield sb
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, sandbox: Sandbox) -> Path:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    for name in ("weights.yaml", "thresholds.yaml"):
+        shutil.copy(DEFAULT_CONFIG / name, folder / name)
+    # A failing source should fail fast here: two attempts within a short budget.
+    sources = yaml.safe_load((DEFAULT_CONFIG / "sources.yaml").read_text())
+    for section in sources.values():
+        section.setdefault("http", {}).update(attempts=2, budget_seconds=5)
+    (folder / "sources.yaml").write_text(yaml.safe_dump(sources))
+    sandbox.write_mapping(folder / "account_mapping.csv")
+    return folder
+
+
+def go(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **options: Any) -> RunSummary:
+    as_of = sandbox.portfolio.as_of
+    defaults: dict[str, Any] = {
+        "config_dir": config_dir,
+        "env": sandbox.env(),
+        "output": tmp_path / "scores.csv",
+        "runs_dir": str(tmp_path / "runs"),
+        "period": "2026-11",
+        "as_of": datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),
+    }
+    return run(RunOptions(**{**defaults, **options}))
+
+
+def dry_run_cli(config_dir: Path, tmp_path: Path) -> int:
+    """``python -m health_score.pipeline --dry-run`` on a config folder, outputs under tmp_path."""
+    return main(
+        [
+            "--dry-run",
+            "--config-dir",
+            str(config_dir),
+            "--output",
+            str(tmp_path / "s.csv"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+
+
+def manifest_of(summary: RunSummary) -> dict[str, Any]:
+    assert summary.run_location is not None
+    return json.loads((Path(summary.run_location) / "manifest.json").read_text())
+
+
+def write_requests(sandbox: Sandbox) -> int:
+    stats = sandbox.servers["salesforce"].stats
+    return sum(n for label, n in stats.items() if "/jobs/ingest" in label or "/composite" in label)
+
+
+def test_a_dry_run_extracts_every_source_and_matches_the_expected_metrics(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    sandbox.reset_stats()
+    summary = go(sandbox, config_dir, tmp_path)
+    assert summary.exit_code == 0 and summary.status == "ok"
+    assert {n: r.status for n, r in summary.sources.items()} == dict.fromkeys(
+        ("intercom", "jira", "looker", "salesforce"), "ok"
+    )
+    # The run's raw.csv holds exactly what the sandbox says a correct extraction yields.
+    expected = sandbox.expected_metrics()
+    with (Path(summary.run_location or "") / "raw.csv").open() as handle:
+        rows = {r["account_id"]: r for r in csv.DictReader(handle)}
+    assert set(rows) == set(expected)
+    for account_id, metrics in expected.items():
+        for metric, value in metrics.items():
+            cell = rows[account_id][metric]
+            assert (Decimal(cell) if cell else None) == value, (account_id, metric)
+    signals = sandbox.data["salesforce"].expected_signals
+    for account_id, counts in signals.items():
+        assert int(rows[account_id]["critical_count"]) == counts.critical
+        assert int(rows[account_id]["critical_confirmed"]) == counts.critical_confirmed
+    # A dry run never writes to Salesforce.
+    assert write_requests(sandbox) == 0
+    manifest = manifest_of(summary)
+    assert manifest["sources"]["looker"]["requests"] == sandbox.requests("looker")
+    assert manifest["writeback"] == {"status": "skipped", "reason": "dry run"}
+
+
+def test_calls_scale_with_data_not_accounts(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    sandbox.reset_stats()
+    summary = go(sandbox, config_dir, tmp_path)
+    minimum = sandbox.minimum_requests()
+    total = sum(sandbox.requests(name) for name in minimum)
+    assert total <= 1.2 * sum(minimum.values()) + 4, (sandbox.stats(), minimum)
+    assert summary.sources["looker"].requests == minimum["looker"]
+
+
+def test_one_source_down_degrades_the_run_and_keeps_the_others(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    jira = sandbox.servers["jira"]
+    jira.stop()
+    try:
+        sandbox.reset_stats()
+        summary = go(sandbox, config_dir, tmp_path, dry_run=False)
+    finally:
+        jira.start()
+    assert summary.status == "degraded"
+    assert summary.exit_code == 1
+    assert summary.sources["jira"].status == "failed"
+    assert "jira" in (summary.sources["jira"].error or "")
+    assert any("refused" in m and "--allow-degraded" in m for m in summary.messages)
+    assert write_requests(sandbox) == 0
+    # Jira's metrics are unavailable, the others intact.
+    detail = Path(summary.run_location or "") / "metrics.csv"
+    with detail.open() as handle:
+        status = {(r["account_id"], r["metric"]): r["status"] for r in csv.DictReader(handle)}
+    expected = sandbox.expected_metrics()
+    some = next(a for a, m in expected.items() if m.get("open_bugs_total") is not None)
+    assert status[(some, "open_bugs_total")] == "unavailable"
+    assert status[(some, "p1_p2_volume")] in {"scored", "missing"}
+    assert manifest_of(summary)["status"] == "degraded"
+    assert (tmp_path / "scores.csv").exists()
+
+
+def test_allow_degraded_writes_what_it_has(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    looker = sandbox.servers["looker"]
+    looker.faults.always_503 = True
+    try:
+        summary = go(
+            sandbox, config_dir, tmp_path, dry_run=False, allow_degraded=True, period="2031-01"
+        )
+    finally:
+        looker.faults.always_503 = False
+    assert summary.status == "degraded"
+    assert summary.writeback is not None and summary.writeback["status"] == "ok"
+    assert summary.exit_code == 0
+
+
+def test_every_source_down_fails_the_run(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    for server in sandbox.servers.values():
+        server.faults.always_503 = True
+    try:
+        summary = go(sandbox, config_dir, tmp_path, period="2031-02")
+    finally:
+        for server in sandbox.servers.values():
+            server.faults.always_503 = False
+    assert summary.status == "failed"
+    assert summary.exit_code == 1
+    assert manifest_of(summary)["status"] == "failed"
+
+
+def test_rerunning_a_period_updates_instead_of_duplicating(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    first = go(sandbox, config_dir, tmp_path / "1", dry_run=False, period="2030-05")
+    second = go(sandbox, config_dir, tmp_path / "2", dry_run=False, period="2030-05")
+    assert first.exit_code == 0 and second.exit_code == 0
+    records = sandbox.servers["salesforce"].app.writes.records["Health_Score__c"]  # type: ignore[attr-defined]
+    keys = [k for k in records if k.endswith("-2030-05")]
+    with_sf = [a for a in sandbox.portfolio.accounts if a.sf_account_id]
+    assert len(keys) == len(with_sf)
+    assert second.writeback is not None
+    assert (second.writeback["created"], second.writeback["updated"]) == (0, len(with_sf))
+
+
+def test_no_credentials_exits_2_and_points_at_the_demo(
+    sandbox: Sandbox,
+    config_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "INTERCOM_API_TOKEN",
+        "JIRA_API_TOKEN",
+        "LOOKER_CLIENT_ID",
+        "SF_CLIENT_ID",
+        "SF_USERNAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    code = dry_run_cli(config_dir, tmp_path)
+    assert code == 2
+    assert "python -m health_score.pipeline --dry-run --demo" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_only_sources_with_credentials_run(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in sandbox.env().items() if not k.startswith(("JIRA_", "SF_"))}
+    summary = go(sandbox, config_dir, tmp_path, env=env)
+    assert summary.status == "ok"
+    assert summary.sources["jira"].status == "inactive"
+    assert summary.sources["salesforce"].status == "inactive"
+    assert manifest_of(summary)["sources"]["jira"]["status"] == "inactive"
+
+
+class _FailsFor(Model):
+    """A model that cannot score one account (a fake at the edge, not a mock)."""
+
+    def __init__(self, model: Model, account_id: str) -> None:
+        super().__init__(model.config)
+        self.bad = account_id
+
+    def score_compact(self, account: AccountInput) -> CompactScore:
+        if account.account_id == self.bad:
+            raise ArithmeticError("boom")
+        return super().score_compact(account)
+
+
+def test_one_account_failing_never_stops_the_others(tmp_path: Path) -> None:
+    from health_score.config import load_scoring_config
+    from health_score.loaders.artifacts import LocalRunStore
+    from health_score.rawfile import read_raw
+
+    config = load_scoring_config(DEFAULT_CONFIG)
+    accounts = read_raw(DEFAULT_CONFIG.parent / "examples" / "raw_metrics.csv", config).accounts
+    writer = LocalRunStore(tmp_path).create_run("r1")
+    batch = score_and_write(writer, accounts, _FailsFor(Model(config), accounts[3].account_id))
+    assert len(batch.rows) == len(accounts) - 1
+    assert accounts[3].account_id not in {row[0] for row in batch.rows}
+    assert batch.failures == [
+        {"account_id": accounts[3].account_id, "error": "ArithmeticError: boom"}
+    ]
+
+
+def test_the_demo_command_runs_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "--dry-run",
+            "--demo",
+            "--accounts",
+            "40",
+            "--output",
+            str(tmp_path / "s.csv"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "source salesforce  ok" in out
+    assert "Run folder:" in out
+    with (tmp_path / "s.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 40
+
+
+def test_scores_of_a_raw_file_are_written_back_for_salesforce_ids(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from health_score.rawfile import raw_header, raw_rows
+
+    expected = sandbox.expected_metrics()
+    chosen = [a for a in sandbox.portfolio.accounts if a.sf_account_id][:5]
+    inputs = [
+        AccountInput(a.account_id, a.account_name, a.segment, expected[a.account_id])
+        for a in chosen
+    ]
+    inputs.append(AccountInput("acct-x", "No Salesforce id", "paid", {"p1_p2_volume": Decimal(1)}))
+    metrics = list(next(iter(expected.values())))
+    raw = tmp_path / "raw.csv"
+    with raw.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(raw_header(metrics))
+        writer.writerows(raw_rows(inputs, metrics))
+    summary = run(
+        RunOptions(
+            config_dir=DEFAULT_CONFIG,
+            from_raw=raw,
+            dry_run=False,
+            env=sandbox.env(),
+            period="2029-03",
+            output=tmp_path / "s.csv",
+            runs_dir=str(tmp_path / "runs"),
+        )
+    )
+    assert summary.exit_code == 0, summary.messages
+    assert summary.writeback is not None
+    assert summary.writeback["written"] == 5
+    assert summary.writeback["skipped_without_salesforce_id"] == ["acct-x"]
+    records = sandbox.servers["salesforce"].app.writes.records["Health_Score__c"]  # type: ignore[attr-defined]
+    assert sum(k.endswith("-2029-03") for k in records) == 5
+
+
+def test_records_salesforce_refuses_fail_the_run_after_everything_else_is_written(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    from health_score.loaders.salesforce import external_key
+
+    writes = sandbox.servers["salesforce"].app.writes  # type: ignore[attr-defined]
+    accounts = [a for a in sandbox.portfolio.accounts if a.sf_account_id]
+    stuck = accounts[0]
+    # Locked on every attempt: the one retry of a transient error cannot save it.
+    writes.lock_rows({external_key(stuck.sf_account_id or "", "2030-09"): 5})
+    summary = go(sandbox, config_dir, tmp_path, dry_run=False, period="2030-09")
+    assert summary.exit_code == 1
+    assert summary.status == "ok"  # extraction was fine; the write is what failed
+    manifest = manifest_of(summary)
+    assert manifest["writeback"]["status"] == "failed"
+    (failure,) = manifest["writeback"]["failures"]
+    assert failure["account_id"] == stuck.account_id
+    assert failure["error_code"] == "UNABLE_TO_LOCK_ROW"
+    written = [k for k in writes.records["Health_Score__c"] if k.endswith("-2030-09")]
+    assert len(written) == len(accounts) - 1
+    assert any("write-back failed" in m for m in summary.messages)
+
+
+def test_an_empty_mapping_stops_with_exit_2(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = config_dir / "account_mapping.csv"
+    mapping.write_text(mapping.read_text().splitlines()[0] + "\n")
+    code = dry_run_cli(config_dir, tmp_path)
+    assert code == 2
+    assert "account_mapping.csv: no accounts" in capsys.readouterr().err

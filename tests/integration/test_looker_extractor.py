@@ -1,0 +1,511 @@
+"""The Looker extractor against the real loopback stand-in: metrics, requests, auth and faults."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import pytest
+import requests
+
+from health_score.config import ConfigProblem
+from health_score.sources.http import AuthenticationError, SourceError
+from health_score.sources.looker import (
+    LookerExtractor,
+    PresenceTransform,
+    Settings,
+    SumTransform,
+    customer_value,
+    from_env,
+)
+from health_score.sources.registry import parse_sources
+from health_score_sandbox.looker import CLIENT_SECRET, App, Data, environment, generate
+from health_score_sandbox.portfolio import Portfolio, build_portfolio
+from health_score_sandbox.server import Faults, VendorServer
+
+LOGIN = "POST /api/4.0/login"
+
+VENDOR = "looker"  # for the shared stand-in fixtures in conftest.py
+
+
+def run_path(look_id: str) -> str:
+    return f"GET /api/4.0/looks/{look_id}/run/json"
+
+
+def as_of(portfolio: Portfolio) -> datetime:
+    return datetime.combine(portfolio.as_of, datetime.min.time(), tzinfo=UTC)
+
+
+def extractor(
+    server: VendorServer,
+    settings: Settings,
+    session: requests.Session,
+    portfolio: Portfolio,
+    **env: str,
+) -> LookerExtractor:
+    found = from_env(
+        settings,
+        environment(server.url, "") | env,
+        session=session,
+        as_of=as_of(portfolio),
+    )
+    assert isinstance(found, LookerExtractor)
+    return found
+
+
+def with_looks(settings: Settings, **changes: dict[str, Any]) -> Settings:
+    """The configured settings with some Looks (by id) changed."""
+    raw = settings.model_dump(mode="python")
+    raw["looks"] = [look | changes.get(look["id"], {}) for look in raw["looks"]]
+    return Settings.model_validate(raw)
+
+
+def mismatches(result_metrics: Any, data: Data, portfolio: Portfolio) -> list[str]:
+    return [
+        f"{p.account_id}: {result_metrics[p.account_id]} != {data.expected[p.account_id]}"
+        for p in portfolio.profiles
+        if result_metrics[p.account_id] != data.expected[p.account_id]
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# End to end
+
+
+def test_every_account_of_a_250_account_portfolio_gets_the_expected_metrics(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    with VendorServer(App(data, settings)) as server:
+        looker = extractor(server, settings, session, portfolio)
+        result = looker.extract(portfolio.accounts)
+    assert mismatches(result.metrics, data, portfolio) == []
+    assert set(result.metrics) == {p.account_id for p in portfolio.profiles}
+    assert result.notes == ()
+    assert looker.provides == {m for values in data.expected.values() for m in values}
+    assert result.accounts_with_data == sum(1 for p in portfolio.profiles if p.has("looker"))
+
+
+def test_each_look_is_run_exactly_once_after_one_login(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    with VendorServer(App(data, settings)) as server:
+        looker = extractor(server, settings, session, portfolio)
+        result = looker.extract(portfolio.accounts)
+        stats = dict(server.stats)
+    assert stats == {LOGIN: 1, **{run_path(look.id): 1 for look in settings.looks}}
+    assert result.requests == looker.requests_made == data.minimum_requests(settings) == 5
+
+
+def test_a_look_bigger_than_lookers_5000_row_default_is_fetched_whole(
+    settings: Settings, session: requests.Session
+) -> None:
+    big_portfolio = build_portfolio(2000, seed=7)
+    big = generate(big_portfolio, settings)
+    assert len(big.looks["103"]) > 5000
+    with VendorServer(App(big, settings)) as server:
+        result = extractor(server, settings, session, big_portfolio).extract(big_portfolio.accounts)
+        runs = server.stats[run_path("103")]
+    assert runs == 1
+    assert result.notes == ()
+    assert mismatches(result.metrics, big, big_portfolio) == []
+
+
+def test_a_configured_limit_that_is_reached_is_reported_as_truncation(
+    data: Data,
+    settings: Settings,
+    portfolio: Portfolio,
+    session: requests.Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limited = with_looks(settings, **{"103": {"limit": 100}})
+    with VendorServer(App(data, limited)) as server, caplog.at_level(logging.WARNING):
+        result = extractor(server, limited, session, portfolio).extract(portfolio.accounts)
+    assert len(result.notes) == 1
+    assert "Look 103" in result.notes[0] and "truncated" in result.notes[0]
+    assert any("truncated" in record.getMessage() for record in caplog.records)
+    seen = {row["integrations.customer_id"] for row in data.looks["103"][:100]}
+    for profile in portfolio.profiles:
+        value = result.metrics[profile.account_id]["active_integrations"]
+        if profile.account.looker_customer_id not in seen:
+            # Absent from a truncated Look proves nothing: no value, never a misleading 0.
+            assert value is None
+    # The other Looks were complete and are unaffected.
+    for profile in portfolio.profiles:
+        got = result.metrics[profile.account_id]
+        assert got["active_user_pct"] == data.expected[profile.account_id]["active_user_pct"]
+
+
+# --------------------------------------------------------------------------------------------
+# Authentication
+
+
+def test_an_expired_token_is_replaced_by_one_new_login_and_the_run_completes(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    with VendorServer(App(data, settings), faults=Faults(token_expiry_after=2)) as server:
+        result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
+        stats = dict(server.stats)
+    assert stats[LOGIN] == 2
+    assert sum(stats.values()) == result.requests == 5 + 1 + 2  # + re-login + 2 refused runs
+    assert mismatches(result.metrics, data, portfolio) == []
+
+
+def test_a_token_refused_again_after_the_relogin_fails_naming_the_credentials(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    one_look = Settings.model_validate(
+        settings.model_dump(mode="python") | {"looks": [settings.looks[0].model_dump()]}
+    )
+    with VendorServer(App(data, one_look), faults=Faults(token_expiry_after=0)) as server:
+        with pytest.raises(AuthenticationError) as raised:
+            extractor(server, one_look, session, portfolio).extract(portfolio.accounts)
+        stats = dict(server.stats)
+    assert stats == {LOGIN: 2, run_path("101"): 2}
+    assert "LOOKER_CLIENT_ID" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("faults", "env"),
+    [(Faults(auth_rejected=True), {}), (Faults(), {"LOOKER_CLIENT_SECRET": "not-the-secret"})],
+    ids=["auth rejected", "wrong secret"],
+)
+def test_rejected_credentials_raise_an_error_naming_the_variables_to_check(
+    data: Data,
+    settings: Settings,
+    portfolio: Portfolio,
+    session: requests.Session,
+    faults: Faults,
+    env: dict[str, str],
+) -> None:
+    with VendorServer(App(data, settings), faults=faults) as server:
+        with pytest.raises(AuthenticationError) as raised:
+            extractor(server, settings, session, portfolio, **env).extract(portfolio.accounts)
+        stats = dict(server.stats)
+    message = str(raised.value)
+    assert message.startswith("looker: POST /api/4.0/login")
+    assert "LOOKER_CLIENT_ID" in message and "LOOKER_CLIENT_SECRET" in message
+    assert CLIENT_SECRET not in message and "not-the-secret" not in message
+    assert stats == {LOGIN: 1}  # no retries, no Look runs
+
+
+def test_credentials_never_appear_in_the_log(
+    data: Data,
+    settings: Settings,
+    portfolio: Portfolio,
+    session: requests.Session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        VendorServer(App(data, settings), faults=Faults(token_expiry_after=3)) as server,
+        caplog.at_level(logging.DEBUG),
+    ):
+        looker = extractor(server, settings, session, portfolio)
+        looker.extract(portfolio.accounts)
+    assert "refused" in caplog.text
+    assert CLIENT_SECRET not in caplog.text
+    assert CLIENT_SECRET not in repr(looker.__dict__)
+
+
+# --------------------------------------------------------------------------------------------
+# Faults
+
+
+def test_a_malformed_body_raises_a_source_error_naming_looker_and_the_endpoint(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    malformed = Faults(malformed=True)
+    with (
+        VendorServer(App(data, settings), faults=malformed) as server,
+        pytest.raises(SourceError) as raised,
+    ):
+        extractor(server, settings, session, portfolio).extract(portfolio.accounts)
+    assert str(raised.value).startswith("looker: POST /api/4.0/login: malformed JSON")
+
+
+def test_a_malformed_look_result_names_the_look_endpoint(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    with VendorServer(App(data, settings)) as server:
+        looker = extractor(server, settings, session, portfolio)
+        looker.extract(portfolio.accounts[:1])  # logs in while the server is healthy
+        server.faults.malformed = True
+        with pytest.raises(SourceError) as raised:
+            looker.run_look(settings.looks[0])
+    assert str(raised.value).startswith("looker: GET /api/4.0/looks/101/run/json: malformed")
+
+
+def test_a_429_storm_is_waited_out_and_the_run_completes(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    storm = Faults(storm_429=3, storm_retry_after=1.0)
+    with VendorServer(App(data, settings), faults=Faults(**vars(storm))) as server:
+        started = time.monotonic()
+        result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
+        elapsed = time.monotonic() - started
+    assert elapsed >= 3 * storm.storm_retry_after  # three 429s, each asking for 1 s
+    assert result.requests == 5 + 3
+    assert mismatches(result.metrics, data, portfolio) == []
+
+
+def test_intermittent_5xx_errors_are_retried_and_the_run_completes(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    flaky = Faults(error_rate_5xx=0.4)
+    with VendorServer(App(data, settings), faults=flaky, seed=3) as server:
+        result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
+    assert result.requests > 5
+    assert mismatches(result.metrics, data, portfolio) == []
+
+
+def test_an_unknown_look_fails_fast_naming_it(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    wrong = with_looks(settings, **{"104": {"id": "999"}})
+    with VendorServer(App(data, settings)) as server:
+        with pytest.raises(SourceError) as raised:
+            extractor(server, wrong, session, portfolio).extract(portfolio.accounts)
+        runs = server.stats[run_path("999")]
+    assert "GET /api/4.0/looks/999/run/json: HTTP 404" in str(raised.value)
+    assert runs == 1
+
+
+def test_a_field_missing_from_a_look_is_reported_with_the_fields_it_has(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    typo = with_looks(
+        settings,
+        **{"104": {"metrics": {"automation_active": {"transform": "presence", "field": "a.b"}}}},
+    )
+    with VendorServer(App(data, settings)) as server, pytest.raises(SourceError) as raised:
+        extractor(server, typo, session, portfolio).extract(portfolio.accounts)
+    assert "Look 104" in str(raised.value) and "no field a.b" in str(raised.value)
+    assert "automations.active_rule_count" in str(raised.value)
+
+
+def test_a_query_error_row_from_looker_fails_the_source(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    broken = Data(
+        looks=data.looks | {"101": [{"looker_error": "Unknown field account_usage.seats"}]},
+        expected=data.expected,
+        views=data.views,
+    )
+    with VendorServer(App(broken, settings)) as server, pytest.raises(SourceError) as raised:
+        extractor(server, settings, session, portfolio).extract(portfolio.accounts)
+    assert "Unknown field account_usage.seats" in str(raised.value)
+
+
+def test_duplicate_rows_for_one_customer_are_reported(
+    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+) -> None:
+    first = data.looks["101"][0]
+    doubled = Data(
+        looks=data.looks
+        | {"101": [*data.looks["101"], first | {"account_usage.seats_licensed": 1}]},
+        expected=data.expected,
+        views=data.views,
+    )
+    with VendorServer(App(doubled, settings)) as server:
+        result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
+    assert len(result.notes) == 1 and "1 customers have more than one row" in result.notes[0]
+    assert mismatches(result.metrics, data, portfolio) == []  # the first row is the one used
+
+
+# --------------------------------------------------------------------------------------------
+# Activation, settings and transforms
+
+
+def test_the_source_is_active_only_when_all_three_variables_are_set(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    full = environment("http://127.0.0.1:9", "")
+    assert from_env(settings, {}) is None
+    with caplog.at_level(logging.WARNING):
+        assert from_env(settings, full | {"LOOKER_BASE_URL": ""}) is None
+    assert "LOOKER_BASE_URL" in caplog.text
+    with requests.Session() as http:
+        plain = from_env(settings, full, session=http)
+        with_api_path = full | {"LOOKER_BASE_URL": "https://x.example/api/4.0/"}
+        explicit = from_env(settings, with_api_path, session=http)
+    assert isinstance(plain, LookerExtractor) and isinstance(explicit, LookerExtractor)
+    assert plain.client.base_url == "http://127.0.0.1:9/api/4.0"
+    assert explicit.client.base_url == "https://x.example/api/4.0"
+
+
+def test_no_looks_configured_means_no_requests_and_a_note() -> None:
+    with requests.Session() as http:
+        found = from_env(Settings(), environment("http://127.0.0.1:9", ""), session=http)
+        assert found is not None
+        result = found.extract(build_portfolio(5).accounts)
+    assert result.requests == 0
+    assert result.notes == ("no Looks configured (sources.yaml looker.looks)",)
+
+
+def problems_for(section: object) -> list[str]:
+    found: list[ConfigProblem] = []
+    parse_sources(
+        {"looker": section},
+        lambda where, what: found.append(ConfigProblem("sources.yaml", where, what)),
+        ("looker",),
+    )
+    return [str(p) for p in found]
+
+
+def look(**metrics: object) -> dict[str, object]:
+    return {"id": 7, "customer_id_field": "usage.customer_id", "metrics": metrics}
+
+
+def test_an_empty_looker_section_is_valid() -> None:
+    assert problems_for({}) == []
+    assert problems_for(None) == []
+
+
+def test_an_unknown_transform_is_reported_with_its_path() -> None:
+    found = problems_for({"looks": [look(active_user_pct={"transform": "median", "field": "u.x"})]})
+    assert len(found) == 1
+    assert found[0].startswith("sources.yaml: looker.looks[0].metrics.active_user_pct: ")
+    assert "'median'" in found[0] and "'presence'" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("section", "where", "words"),
+    [
+        (
+            {"looks": [look(m={"transform": "percent", "field": "u.f", "numerator": "u.n"})]},
+            "looker.looks[0].metrics.m.percent",
+            "not both",
+        ),
+        (
+            {"looks": [look(m={"transform": "ratio", "numerator": "u.n"})]},
+            "looker.looks[0].metrics.m.ratio.denominator",
+            "required",
+        ),
+        (
+            {"looks": [look(m={"transform": "field", "field": "u.x; drop"})]},
+            "looker.looks[0].metrics.m.field.field",
+            "pattern",
+        ),
+        ({"looks": [look(m={"transform": "sum", "field": "u.x"}) | {"limit": 0}]}, "limit", "-1"),
+        ({"looks": [look()]}, "looker.looks[0].metrics", "at least 1"),
+        (
+            {"looks": [look(m={"transform": "sum", "field": "u.x"})] * 2},
+            "looker.looks",
+            "listed twice",
+        ),
+        (
+            {"looks": [look(m={"transform": "sum", "field": "u.x"}) | {"id": "../x"}]},
+            "id",
+            "pattern",
+        ),
+        ({"looks": [], "colour": "blue"}, "looker.colour", "Extra inputs"),
+    ],
+    ids=[
+        "percent in two forms",
+        "ratio without denominator",
+        "field name that is not view.field",
+        "zero limit",
+        "no metrics",
+        "Look listed twice",
+        "Look id with a slash",
+        "unknown key",
+    ],
+)
+def test_bad_look_settings_are_reported_with_their_path(
+    section: object, where: str, words: str
+) -> None:
+    found = problems_for(section)
+    assert any(where in problem and words in problem for problem in found), found
+
+
+def test_a_metric_from_two_looks_is_refused() -> None:
+    twice = {
+        "looks": [
+            look(m={"transform": "sum", "field": "u.x"}),
+            look(m={"transform": "sum", "field": "u.y"}) | {"id": 8},
+        ]
+    }
+    found = problems_for(twice)
+    assert any("metric m comes from both Look 7 and Look 8" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("transform", "rows", "known", "complete", "expected"),
+    [
+        (PresenceTransform(transform="presence", field="a.n"), [{"a.n": 2}], True, True, 1),
+        (PresenceTransform(transform="presence", field="a.n"), [{"a.n": 0}], True, True, 0),
+        (PresenceTransform(transform="presence", field="a.n"), [], True, True, 0),
+        (PresenceTransform(transform="presence", field="a.n"), [], False, True, None),
+        (PresenceTransform(transform="presence", field="a.n"), [], True, False, None),
+        (SumTransform(transform="sum", field="a.n"), [{"a.n": 2}, {"a.n": 1.5}], True, True, 3.5),
+        (SumTransform(transform="sum", field="a.n"), [], True, True, 0),
+        (SumTransform(transform="sum", field="a.n"), [{"a.n": None}], True, True, None),
+        (SumTransform(transform="sum", field="a.n"), [], False, True, None),
+    ],
+)
+def test_presence_and_sum_tell_no_rows_from_unknown_customers(
+    transform: Any, rows: list[dict[str, Any]], known: bool, complete: bool, expected: Any
+) -> None:
+    value = customer_value(transform, rows, known=known, complete=complete)
+    assert value == (None if expected is None else Fraction(Decimal(str(expected))))
+
+
+@pytest.mark.parametrize(
+    ("spec", "row", "expected"),
+    [
+        ({"transform": "field", "field": "a.x"}, {"a.x": 64.2}, "64.2"),
+        ({"transform": "field", "field": "a.x"}, {"a.x": None}, None),
+        (
+            {"transform": "ratio", "numerator": "a.n", "denominator": "a.d"},
+            {"a.n": 2, "a.d": 3},
+            "0.6667",
+        ),
+        (
+            {"transform": "ratio", "numerator": "a.n", "denominator": "a.d"},
+            {"a.n": 2, "a.d": 0},
+            None,
+        ),
+        (
+            {"transform": "ratio", "numerator": "a.n", "denominator": "a.d"},
+            {"a.n": 2, "a.d": None},
+            None,
+        ),
+        ({"transform": "percent", "field": "a.f"}, {"a.f": 0.4213}, "42.13"),
+        (
+            {"transform": "percent", "numerator": "a.n", "denominator": "a.d"},
+            {"a.n": 1, "a.d": 8},
+            "12.5",
+        ),
+        (
+            {"transform": "change_pct", "current": "a.now", "previous": "a.then"},
+            {"a.now": 90, "a.then": 120},
+            "-25",
+        ),
+        (
+            {
+                "transform": "change_pct",
+                "current": {"numerator": "a.s", "denominator": "a.u"},
+                "previous": {"numerator": "a.ps", "denominator": "a.pu"},
+            },
+            {"a.s": 110, "a.u": 10, "a.ps": 100, "a.pu": 10},
+            "10",
+        ),
+        (
+            {"transform": "change_pct", "current": "a.now", "previous": "a.then"},
+            {"a.now": 5, "a.then": 0},
+            None,
+        ),
+    ],
+)
+def test_one_row_transforms_compute_exactly_and_round_once(
+    spec: dict[str, Any], row: dict[str, Any], expected: str | None
+) -> None:
+    from health_score.sources.looker import to_metric
+
+    settings = Settings.model_validate({"looks": [look(m=spec)]})
+    transform = settings.looks[0].metrics["m"]
+    value = to_metric(customer_value(transform, [row], known=True, complete=True))
+    assert value == (None if expected is None else Decimal(expected))

@@ -1,0 +1,282 @@
+"""The Salesforce extractor against the stand-in over real TLS: metrics, signals, logins, limits."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from health_score.records import NO_SIGNALS, Account
+from health_score.sources import salesforce as ext
+from health_score.sources.base import SourceResult
+from health_score.sources.http import AuthenticationError, SourceError
+from health_score_sandbox import salesforce as sfs
+from health_score_sandbox.portfolio import Portfolio, build_portfolio
+from health_score_sandbox.sandbox import load_source_settings
+from health_score_sandbox.server import Faults, VendorServer
+
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)  # the portfolio's reference date, 00:00 UTC
+
+
+@dataclass
+class Org:
+    portfolio: Portfolio
+    data: sfs.Data
+    app: sfs.App
+    server: VendorServer
+    settings: ext.Settings
+    ca: str
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {**sfs.environment(self.server.url, self.ca), **overrides}
+
+    def extract(self, env: dict[str, str] | None = None, **changes: Any) -> SourceResult:
+        settings = self.settings.model_copy(update=changes)
+        with requests.Session() as session:
+            extractor = ext.from_env(settings, env or self.env(), session=session, as_of=AS_OF)
+            assert extractor is not None
+            return extractor.extract(self.portfolio.accounts)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    ca = trustme.CA()
+    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context, str(bundle)
+
+
+@pytest.fixture(scope="module")
+def settings() -> ext.Settings:
+    loaded: ext.Settings = load_source_settings(only=("salesforce",))["salesforce"]
+    # Fast retries: the stand-in's 429s ask for one second.
+    return loaded.model_copy(
+        update={"http": loaded.http.model_copy(update={"attempts": 4, "budget_seconds": 20})}
+    )
+
+
+def _org(tls: tuple[ssl.SSLContext, str], settings: ext.Settings, accounts: int) -> Iterator[Org]:
+    portfolio = build_portfolio(accounts)
+    data = sfs.generate(portfolio, settings)
+    app = sfs.App(data, settings)
+    with VendorServer(app, tls=tls[0]) as server:
+        yield Org(portfolio, data, app, server, settings, tls[1])
+
+
+@pytest.fixture(scope="module")
+def portfolio_250(tls: tuple[ssl.SSLContext, str], settings: ext.Settings) -> Iterator[Org]:
+    yield from _org(tls, settings, 250)
+
+
+@pytest.fixture(scope="module")
+def extracted_250(portfolio_250: Org) -> SourceResult:
+    return portfolio_250.extract()
+
+
+@pytest.fixture
+def small(tls: tuple[ssl.SSLContext, str], settings: ext.Settings) -> Iterator[Org]:
+    yield from _org(tls, settings, 12)
+
+
+# -- the whole portfolio ---------------------------------------------------------------------
+
+
+def test_every_account_of_250_gets_the_expected_metrics(
+    portfolio_250: Org, extracted_250: SourceResult
+) -> None:
+    expected = portfolio_250.data.expected
+    assert set(extracted_250.metrics) == set(expected)
+    wrong = {a: v for a, v in extracted_250.metrics.items() if dict(v) != expected[a]}
+    assert wrong == {}
+    assert extracted_250.missing_metrics == frozenset()
+    assert extracted_250.accounts_with_data > 200
+
+
+def test_every_account_of_250_gets_the_expected_signal_counts(
+    portfolio_250: Org, extracted_250: SourceResult
+) -> None:
+    expected = portfolio_250.data.expected_signals
+    for profile in portfolio_250.portfolio.profiles:
+        got = extracted_250.signals.get(profile.account_id, NO_SIGNALS)
+        assert got == expected.get(profile.account_id, NO_SIGNALS), profile.account_id
+    assert sum(1 for s in extracted_250.signals.values() if s.total) >= 10
+
+
+def test_requests_stay_within_the_minimum_and_every_one_is_counted(
+    portfolio_250: Org, extracted_250: SourceResult
+) -> None:
+    minimum = portfolio_250.data.minimum_requests(portfolio_250.settings)
+    assert extracted_250.requests == minimum == 6  # one login, five queries
+    assert portfolio_250.server.total_requests >= extracted_250.requests
+
+
+# -- ids and SOQL text -----------------------------------------------------------------------
+
+
+def test_an_injection_attempt_in_an_id_is_refused_before_any_request(small: Org) -> None:
+    evil = Account("x", "Evil Corp", "paid", sf_account_id="001' OR Name != '")
+    with requests.Session() as session:
+        extractor = ext.from_env(small.settings, small.env(), session=session, as_of=AS_OF)
+        assert extractor is not None
+        with pytest.raises(SourceError, match="sf_account_id refused"):
+            extractor.extract([*small.portfolio.accounts, evil])
+    assert small.server.total_requests == 0
+    assert extractor.requests_made == 0
+
+
+def test_soql_literals_escape_quotes_backslashes_and_newlines() -> None:
+    assert ext.soql_literal("001' OR Name != '") == "'001\\' OR Name != \\''"
+    assert ext.soql_literal('a\\b"c\nd') == "'a\\\\b\\\"c\\nd'"
+    with pytest.raises(ValueError, match="control characters"):
+        ext.soql_literal("bell\x07")
+
+
+def test_ids_are_validated_and_widened_to_eighteen_characters() -> None:
+    assert ext.salesforce_id18("001Sb0000000001") == "001Sb0000000001IAA"
+    assert ext.salesforce_id18("001Sb0000000001IAA") == "001Sb0000000001IAA"
+    for bad in ("001Sb0000000001AAA", "001' OR Name != '", "001Sb00000000", "001Sb000000000!"):
+        with pytest.raises(ValueError):
+            ext.salesforce_id18(bad)
+    assert ext.soql_id_list(["001Sb0000000001"]) == "('001Sb0000000001IAA')"
+
+
+# -- logins ----------------------------------------------------------------------------------
+
+
+def test_without_credentials_the_source_is_not_activated(small: Org) -> None:
+    env = {"SF_LOGIN_URL": small.server.url, "SF_CLIENT_ID": "only-an-id"}
+    assert ext.from_env(small.settings, env) is None
+    assert small.server.total_requests == 0
+
+
+def test_username_password_and_token_login_reads_the_same_metrics(small: Org) -> None:
+    env = {
+        "SF_LOGIN_URL": small.server.url,
+        "SF_USERNAME": sfs.FAKE_USERNAME,
+        "SF_PASSWORD": sfs.FAKE_PASSWORD,
+        "SF_SECURITY_TOKEN": sfs.FAKE_SECURITY_TOKEN,
+        "SF_CA_BUNDLE": small.ca,
+    }
+    result = small.extract(env)
+    assert {a: dict(v) for a, v in result.metrics.items()} == small.data.expected
+    assert small.server.stats["POST /services/Soap/u/62.0"] == 1
+
+
+def test_jwt_bearer_login_reads_the_same_metrics(small: Org, tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "server.key"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    small.app.jwt_public_key = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    env = {
+        "SF_LOGIN_URL": small.server.url,
+        "SF_CLIENT_ID": sfs.FAKE_CLIENT_ID,
+        "SF_USERNAME": sfs.FAKE_USERNAME,
+        "SF_JWT_KEY_FILE": str(key_file),
+        "SF_CA_BUNDLE": small.ca,
+    }
+    result = small.extract(env)
+    assert {a: dict(v) for a, v in result.metrics.items()} == small.data.expected
+
+
+def test_rejected_client_credentials_name_the_variables_and_never_the_secret(small: Org) -> None:
+    env = small.env(SF_CLIENT_SECRET="wrong-secret-value")
+    with pytest.raises(AuthenticationError) as caught:
+        small.extract(env)
+    message = str(caught.value)
+    assert "SF_CLIENT_ID" in message and "SF_CLIENT_SECRET" in message
+    assert "wrong-secret-value" not in message
+    assert "invalid_client" in message
+
+
+def test_a_rejected_password_login_names_the_password_variables(small: Org) -> None:
+    env = {
+        "SF_LOGIN_URL": small.server.url,
+        "SF_USERNAME": sfs.FAKE_USERNAME,
+        "SF_PASSWORD": "wrong-password",
+        "SF_SECURITY_TOKEN": "wrong-token",
+        "SF_CA_BUNDLE": small.ca,
+    }
+    with pytest.raises(AuthenticationError) as caught:
+        small.extract(env)
+    message = str(caught.value)
+    assert all(n in message for n in ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN"))
+    assert "INVALID_LOGIN" in message and "wrong-password" not in message
+
+
+def test_an_expired_session_is_renewed_once_and_the_run_completes(small: Org) -> None:
+    small.server.faults.token_expiry_after = 3
+    result = small.extract(http=small.settings.http.model_copy(update={"max_workers": 1}))
+    assert {a: dict(v) for a, v in result.metrics.items()} == small.data.expected
+    assert small.server.stats["POST /services/oauth2/token"] == 2
+
+
+# -- limits, faults and smaller orgs ---------------------------------------------------------
+
+
+def test_a_spent_daily_allowance_fails_the_source_saying_so(small: Org) -> None:
+    small.app.daily_api_limit = 2
+    with pytest.raises(SourceError, match="daily API request allowance is spent") as caught:
+        small.extract()
+    assert not isinstance(caught.value, AuthenticationError)
+
+
+def test_a_429_storm_is_waited_out(small: Org) -> None:
+    small.server.faults = Faults(storm_429=2)
+    result = small.extract()
+    assert {a: dict(v) for a, v in result.metrics.items()} == small.data.expected
+
+
+def test_missing_fields_and_objects_make_their_metrics_missing_once_for_all(
+    small: Org, caplog: pytest.LogCaptureFixture
+) -> None:
+    small.app.drop_field("Account", "Champion_Changed_Date__c")
+    small.app.drop_object("Payment__c")
+    result = small.extract(id_chunk_size=5)  # 12 accounts → three id lists
+    assert result.missing_metrics == {"champion_stability", "payment_health"}
+    assert len(result.notes) == 2
+    assert sum("not in the org" in r.getMessage() for r in caplog.records) == 2
+    for account_id, values in result.metrics.items():
+        expected = dict(small.data.expected[account_id])
+        expected.update(champion_stability=None, payment_health=None)
+        assert dict(values) == expected
+    # login + Account (1 refused + 3) + Opportunity 3 + payment 1 refused + Event 3 + signals 3
+    assert result.requests == 1 + 4 + 3 + 1 + 3 + 3
+
+
+def test_too_many_groups_in_one_aggregate_splits_the_id_list(
+    tls: tuple[ssl.SSLContext, str], settings: ext.Settings
+) -> None:
+    # Counting calls as QBRs over five years gives up to five groups per account: 550 accounts
+    # exceed 2,000 groups.
+    wide = settings.model_copy(
+        update={
+            "id_chunk_size": 550,
+            "lookback_months": 60,
+            "event": settings.event.model_copy(update={"qbr_types": ("QBR", "Call")}),
+        }
+    )
+    for org in _org(tls, wide, 700):
+        result = org.extract()
+        # The refused aggregate and the second half of its split list are two more requests.
+        assert result.requests == org.data.minimum_requests(wide) + 2
+        for account_id, values in result.metrics.items():
+            assert values["exec_engagement"] == org.data.expected[account_id]["exec_engagement"]

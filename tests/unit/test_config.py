@@ -1,0 +1,298 @@
+"""Configuration loading and validation: every problem reported at once, each with its place."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from health_score.config import ConfigError, load_config, load_scoring_config, parse_condition
+from health_score.records import SignalCounts
+from health_score.scoring.qualitative import matching_rule
+from tests.conftest import SHARED
+
+HEADER = (
+    "sf_account_id,intercom_company_id,looker_customer_id,account_name,segment,"
+    "jira_project_key,jira_component\n"
+)
+ROW = "001Sb0000000001IAA,cmp_1,C1,Acme,paid,SUP,cust-1\n"
+
+
+def problems_of(folder: Path, **kwargs: object) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(folder, **kwargs)  # type: ignore[arg-type]
+    return [str(p) for p in caught.value.problems]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def with_mapping(folder: Path, body: str = ROW, header: str = HEADER) -> Path:
+    (folder / "account_mapping.csv").write_text(header + body, encoding="utf-8")
+    return folder
+
+
+def test_default_config_loads() -> None:
+    config = load_scoring_config(Path(__file__).resolve().parents[2] / "config")
+    assert config.segments == {"paid", "standard"}
+    assert [t.label for t in config.tiers] == ["Champion", "Healthy", "At Risk", "Critical"]
+
+
+def test_original_system_config_loads_unchanged() -> None:
+    folder = SHARED / "reference" / "original-config"
+    if not folder.is_dir():
+        pytest.skip("../shared/reference/original-config is not present in this checkout")
+    config = load_scoring_config(folder)
+    assert config.component_weights["churn_risk"] == Decimal("0.60")
+    assert [r.condition for r in config.cap_rules] == [
+        "critical_confirmed",
+        "critical_2plus",
+        "critical_1",
+        "moderate_1plus",
+    ]
+    assert "page_visits_per_arrival" in config.metric_names
+
+
+def test_default_folder_with_a_mapping_row_is_valid(config_copy: Path) -> None:
+    config = load_config(with_mapping(config_copy))
+    assert [a.account_id for a in config.accounts] == ["001Sb0000000001IAA"]
+    assert len(config.sha256) == 64
+
+
+def test_empty_mapping_fails_with_a_clear_message(config_copy: Path) -> None:
+    found = problems_of(config_copy)
+    assert any("account_mapping.csv" in p and "no accounts" in p and "--demo" in p for p in found)
+
+
+def test_unknown_and_missing_sections_are_named(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "weights.yaml", "churn_risk:\n", "churn_risks:\n")
+    found = problems_of(config_copy)
+    assert any(p.startswith("weights.yaml: churn_risks: unknown section") for p in found)
+    assert any(p.startswith("weights.yaml: churn_risk: missing section") for p in found)
+
+
+def test_metric_with_weight_but_no_thresholds_and_the_reverse(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "weights.yaml", "  p1_p2_volume: 0.20\n", "  p1_p2_volumes: 0.20\n")
+    found = problems_of(config_copy)
+    assert (
+        "thresholds.yaml: support_health.p1_p2_volumes: metric has a weight in "
+        "weights.yaml but no thresholds"
+    ) in found
+    assert (
+        "thresholds.yaml: support_health.p1_p2_volume: metric has thresholds but no weight "
+        "in weights.yaml"
+    ) in found
+
+
+def test_segment_missing_for_a_metric(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(
+        config_copy / "thresholds.yaml",
+        "    standard:\n      green: 1\n      yellow: 2\n      red: 5\n",
+        "",
+    )
+    found = problems_of(config_copy)
+    assert (
+        "thresholds.yaml: support_health.p1_p2_volume.standard: segment missing for this "
+        "metric" in found
+    )
+
+
+def test_thresholds_out_of_order_for_their_direction(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "thresholds.yaml", "      green: 2      # <=2/month = 100", "      green: 5")
+    found = problems_of(config_copy)
+    assert any(
+        p.startswith(
+            "thresholds.yaml: support_health.p1_p2_volume.paid: thresholds out "
+            "of order for lower_is_better: true"
+        )
+        for p in found
+    )
+
+
+def test_negative_weight_and_bad_sum(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "weights.yaml", "  days_to_renewal: 0.20\n", "  days_to_renewal: -0.20\n")
+    found = problems_of(config_copy)
+    assert (
+        "weights.yaml: financial_contract.days_to_renewal: weight must be ≥ 0, got -0.20" in found
+    )
+    assert any(
+        p.startswith("weights.yaml: financial_contract: weights must sum to 1") for p in found
+    )
+
+
+def test_weights_within_tolerance_are_accepted(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "weights.yaml", "  churn_risk_weight: 0.60", "  churn_risk_weight: 0.6005")
+    load_config(config_copy)
+
+
+def test_tiers_need_a_zero_floor_and_distinct_mins(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(
+        config_copy / "thresholds.yaml",
+        "  critical: { min: 0,  max: 59 }",
+        "  critical: { min: 60, max: 59 }",
+    )
+    found = problems_of(config_copy)
+    assert any("tiers: duplicate min 60" in p for p in found)
+    assert any("tiers: no tier starts at 0" in p for p in found)
+
+
+def test_cap_rule_with_unknown_condition(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(
+        config_copy / "thresholds.yaml",
+        'condition: "moderate_1plus"',
+        'condition: "moderately_bad"',
+    )
+    found = problems_of(config_copy)
+    assert any(
+        p.startswith(
+            "thresholds.yaml: qualitative_modifier.rules[3].condition: unknown "
+            "condition 'moderately_bad'"
+        )
+        for p in found
+    )
+
+
+def test_a_new_cap_rule_needs_no_code(config_copy: Path) -> None:
+    edit(
+        config_copy / "thresholds.yaml",
+        "  rules:\n",
+        '  rules:\n    - condition: "moderate_3plus"\n      action: "cap"\n      value: 70\n',
+    )
+    config = load_scoring_config(config_copy)
+    rule = matching_rule(SignalCounts(moderate=3), config.cap_rules)
+    assert rule is not None and rule.value == 70
+    other = matching_rule(SignalCounts(moderate=2), config.cap_rules)
+    assert other is not None and other.value == 75
+
+
+def test_condition_grammar() -> None:
+    assert parse_condition("critical_confirmed") == ("critical", 1, True)
+    assert parse_condition("critical_2plus") == ("critical", 2, False)
+    assert parse_condition("critical_1") == ("critical", 1, False)
+    assert parse_condition("watch_3plus") == ("watch", 3, False)
+    assert parse_condition("critical_0plus") is None
+    assert parse_condition("severe_1") is None
+
+
+def test_every_problem_is_reported_at_once(config_copy: Path) -> None:
+    with_mapping(config_copy, body=ROW + "001BAD,cmp_2,C2,Bad,gold,SUP,cust-2\n")
+    edit(config_copy / "weights.yaml", "  days_to_renewal: 0.20\n", "  days_to_renewal: -0.20\n")
+    edit(config_copy / "thresholds.yaml", 'condition: "moderate_1plus"', 'condition: "x"')
+    found = problems_of(config_copy)
+    files = {p.split(":")[0] for p in found}
+    assert files == {"weights.yaml", "thresholds.yaml", "account_mapping.csv"}
+    assert len(found) >= 5
+
+
+def test_yaml_syntax_error_names_the_line(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    (config_copy / "weights.yaml").write_text("health_score:\n  a: [1, 2\n", encoding="utf-8")
+    found = problems_of(config_copy)
+    assert any(re.match(r"weights.yaml: line \d+: invalid YAML", p) for p in found)
+
+
+# --- account_mapping.csv -------------------------------------------------------------------
+
+
+def test_mapping_rows_are_checked_with_their_line_numbers(config_copy: Path) -> None:
+    body = (
+        ROW
+        + "001Sb0000000001IAA,cmp_2,C2,Duplicate,paid,SUP,cust-2\n"
+        + "001XYZ,cmp_3,C3,Short id,paid,SUP,cust-3\n"
+        + "001Sb0000000004IAA,cmp_4,C4,Gold,gold,SUP,cust-4\n"
+    )
+    found = problems_of(with_mapping(config_copy, body))
+    assert (
+        "account_mapping.csv: line 3: sf_account_id '001Sb0000000001IAA' duplicates line 2" in found
+    )
+    assert any(
+        p.startswith(
+            "account_mapping.csv: line 4: sf_account_id '001XYZ' is not a 15- or 18-character"
+        )
+        for p in found
+    )
+    assert any(p.startswith("account_mapping.csv: line 5: unknown segment 'gold'") for p in found)
+
+
+def test_fifteen_and_eighteen_character_forms_of_one_id_are_duplicates(config_copy: Path) -> None:
+    body = ROW + "001Sb0000000001,cmp_2,C2,Same account,paid,SUP,cust-2\n"
+    found = problems_of(with_mapping(config_copy, body))
+    assert any("line 3" in p and "duplicates line 2" in p for p in found)
+
+
+def test_missing_required_columns(config_copy: Path) -> None:
+    header = "sf_account_id,account_name,segment\n"
+    found = problems_of(with_mapping(config_copy, "001Sb0000000001IAA,Acme,paid\n", header))
+    assert any(
+        p.startswith(
+            "account_mapping.csv: line 1: missing required column(s) "
+            "['intercom_company_id', 'looker_customer_id', 'jira_project_key', "
+            "'jira_component']"
+        )
+        for p in found
+    )
+
+
+def test_bom_is_accepted_and_blank_lines_are_skipped(config_copy: Path) -> None:
+    text = (
+        "\ufeff"
+        + HEADER
+        + "\n"
+        + ROW
+        + ",,,,,,\n\n"
+        + "001Sb0000000002IAA,cmp_2,C2,Beta,standard,SUP,cust-2\n"
+    )
+    (config_copy / "account_mapping.csv").write_text(text, encoding="utf-8")
+    config = load_config(config_copy)
+    assert [a.account_name for a in config.accounts] == ["Acme", "Beta"]
+
+
+def test_extra_columns_are_allowed_and_kept(config_copy: Path) -> None:
+    header = HEADER.rstrip("\n") + ",csm_owner\n"
+    config = load_config(with_mapping(config_copy, ROW.rstrip("\n") + ",Dana\n", header))
+    assert config.accounts[0].extra["csm_owner"] == "Dana"
+
+
+def test_row_without_salesforce_id_is_scored_under_another_id(config_copy: Path) -> None:
+    config = load_config(with_mapping(config_copy, ",cmp_9,C9,No SF,paid,,\n"))
+    assert config.accounts[0].account_id == "intercom:cmp_9"
+    assert config.accounts[0].sf_account_id is None
+
+
+@pytest.mark.parametrize(
+    ("row", "column"),
+    [
+        ("001' OR Name != ',cmp_1,C1,Evil,paid,SUP,cust-1\n", "sf_account_id"),
+        ('001Sb0000000001IAA,cmp_1,C1,Evil,paid,SUP" OR project = X,cust-1\n', "jira_project_key"),
+        ('001Sb0000000001IAA,cmp_1,C1,Evil,paid,SUP,"x"" OR component = ""y"\n', "jira_component"),
+    ],
+)
+def test_injection_attempts_in_ids_are_refused(config_copy: Path, row: str, column: str) -> None:
+    found = problems_of(with_mapping(config_copy, row))
+    assert any("line 2" in p and column in p for p in found)
+
+
+def test_check_config_command_reports_ok_and_problems(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from health_score.pipeline import main
+
+    with_mapping(config_copy)
+    assert main(["--check-config", "--config-dir", str(config_copy)]) == 0
+    assert "config OK" in capsys.readouterr().out
+    edit(config_copy / "weights.yaml", "  days_to_renewal: 0.20\n", "  days_to_renewal: -0.20\n")
+    assert main(["--check-config", "--config-dir", str(config_copy)]) == 2
+    assert "financial_contract.days_to_renewal" in capsys.readouterr().err

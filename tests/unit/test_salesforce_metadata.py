@@ -1,0 +1,203 @@
+"""The deployable metadata in salesforce/ holds every field the product writes and reads."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from health_score.loaders.salesforce import FIXED_FIELDS, FieldMap
+from health_score.loaders.salesforce_settings import WritebackSettings, is_api_name
+from health_score.scoring.spec import INSUFFICIENT_DATA
+from health_score.sources.salesforce import Settings
+from health_score_sandbox.salesforce_write import MD_NS, FieldSpec, ObjectSchema, load_schema
+from tests.salesforce_write_support import CONFIG
+
+REPO = Path(__file__).resolve().parents[2]
+METADATA = REPO / "salesforce"
+SCHEMA = load_schema(METADATA)
+DEFAULTS = WritebackSettings.model_validate({})
+READ = Settings()
+
+SCORE_TYPES = {"Number", "Percent"}
+COUNT_FIELDS = {
+    "critical_signals",
+    "critical_confirmed_signals",
+    "moderate_signals",
+    "watch_signals",
+}
+
+
+def written_fields() -> dict[str, str]:
+    """Logical name → API name of every Health_Score__c field the loader writes by default."""
+    pairs = [
+        (dim, metric.name) for dim, spec in CONFIG.dimensions.items() for metric in spec.metrics
+    ]
+    return {k: v for k, v in FieldMap.build(DEFAULTS, pairs).names.items() if v}
+
+
+def field_of(obj: str, name: str) -> FieldSpec:
+    schema: ObjectSchema | None = SCHEMA.get(obj)
+    assert schema is not None, f"salesforce/objects/{obj} is missing"
+    spec = schema.fields.get(name)
+    assert spec is not None, f"{obj}.{name} is missing from salesforce/"
+    return spec
+
+
+def holds_score(spec: FieldSpec) -> bool:
+    """0–100 with one decimal."""
+    return (
+        spec.type in SCORE_TYPES
+        and (spec.scale or 0) >= 1
+        and (spec.precision or 0) - (spec.scale or 0) >= 3
+    )
+
+
+def test_every_field_the_loader_writes_exists_with_a_compatible_type() -> None:
+    fields = written_fields()
+    assert len(fields) > 70
+    for logical, api in fields.items():
+        spec = field_of(DEFAULTS.object_name, api)
+        if logical in COUNT_FIELDS:
+            assert spec.type == "Number" and spec.scale == 0, api
+        elif logical == "account":
+            assert (spec.type, spec.reference_to) == ("Lookup", "Account"), api
+        elif logical == "scoring_date":
+            assert spec.type == "Date", api
+        elif logical == "cap_applied":
+            assert spec.type == "Checkbox", api
+        elif logical == "tier":
+            assert spec.type == "Picklist" and spec.restricted, api
+        elif logical.startswith("metric_raw."):
+            assert spec.type == "Number" and (spec.scale or 0) >= 4, api
+            assert (spec.precision or 0) == 18, api
+        elif logical in ("name", "period", "segment", "cap_rule", "run_id", "config_hash"):
+            assert spec.type == "Text", api
+        else:
+            assert holds_score(spec), api
+
+
+def test_text_fields_are_long_enough_for_what_the_loader_writes() -> None:
+    fields = written_fields()
+    minimum = {
+        "period": 7,
+        "config_hash": 64,  # a SHA-256 in hex
+        "cap_rule": max(len(f"{r.condition}: {r.description}") for r in CONFIG.cap_rules),
+        "segment": max(len(s) for s in CONFIG.segments),
+        "run_id": 36,  # a UUID
+        "name": 80,
+    }
+    for logical, length in minimum.items():
+        spec = field_of(DEFAULTS.object_name, fields[logical])
+        assert (spec.length or 0) >= length, logical
+
+
+def test_the_tier_picklist_holds_every_configured_tier_and_insufficient_data() -> None:
+    tiers = {t.label for t in CONFIG.tiers} | {INSUFFICIENT_DATA}
+    assert set(field_of(DEFAULTS.object_name, FIXED_FIELDS["tier"]).picklist) == tiers
+    assert set(field_of("Account", "Latest_Health_Tier__c").picklist) == tiers
+
+
+def test_the_external_id_is_a_unique_case_sensitive_external_id_that_fits_the_key() -> None:
+    spec = field_of(DEFAULTS.object_name, DEFAULTS.external_id_field)
+    assert (spec.type, spec.external_id, spec.unique, spec.case_sensitive) == (
+        "Text",
+        True,
+        True,
+        True,
+    )
+    assert (spec.length or 0) >= len("0015g00000AbCdEAAZ-2026-11")
+
+
+def test_the_account_mirror_fields_exist_for_the_settings_to_name() -> None:
+    assert holds_score(field_of("Account", "Latest_Health_Score__c"))
+    assert field_of("Account", "Latest_Health_Tier__c").type == "Picklist"
+
+
+def custom(name: str) -> bool:
+    return name.endswith("__c")
+
+
+def test_every_custom_account_field_the_extractor_reads_exists_with_a_compatible_type() -> None:
+    account = READ.account
+    expected = {
+        account.renewal_date_field: {"Date"},
+        account.arr_field: {"Currency", "Number"},
+        account.prior_year_arr_field: {"Currency", "Number"},
+        account.support_tier_field: {"Picklist", "Text"},
+        account.champion_changed_date_field: {"Date", "DateTime"},
+        account.avg_response_hours_field: {"Number"},
+    }
+    for name, types in expected.items():
+        if custom(name):
+            assert field_of(account.object_name, name).type in types, name
+    tier = field_of(account.object_name, account.support_tier_field)
+    assert set(READ.tier_alignment.standard_tiers) <= set(tier.picklist)
+
+
+def test_every_churn_signal_field_the_extractor_reads_exists_with_its_picklist_values() -> None:
+    signal = READ.churn_signal
+    lookup = field_of(signal.object_name, signal.account_field)
+    assert (lookup.type, lookup.reference_to) == ("Lookup", "Account")
+    values = {
+        signal.severity_field: (
+            *signal.critical_values,
+            *signal.moderate_values,
+            *signal.watch_values,
+        ),
+        signal.confidence_field: signal.confirmed_values,
+        signal.status_field: (*signal.active_values, *signal.monitoring_values),
+    }
+    for name, needed in values.items():
+        spec = field_of(signal.object_name, name)
+        assert spec.type == "Picklist", name
+        assert set(needed) <= set(spec.picklist), name
+
+
+def test_every_payment_and_event_field_the_extractor_reads_exists() -> None:
+    payment = READ.payment
+    assert field_of(payment.object_name, payment.account_field).reference_to == "Account"
+    status = field_of(payment.object_name, payment.status_field)
+    assert status.type == "Picklist" and set(payment.failed_values) <= set(status.picklist)
+    assert field_of(payment.object_name, payment.date_field).type == "Date"
+    # Custom Event fields are defined on Activity.
+    assert field_of("Activity", READ.event.attended_field).type == "Checkbox"
+
+
+def metadata_files() -> list[Path]:
+    return sorted(METADATA.rglob("*-meta.xml"))
+
+
+@pytest.mark.parametrize("path", metadata_files(), ids=lambda p: str(p.relative_to(METADATA)))
+def test_each_metadata_file_is_well_formed_source_format(path: Path) -> None:
+    root = ET.parse(path).getroot()  # noqa: S314 - the project's own files
+    assert root.tag.startswith(MD_NS)
+    if path.name.endswith(".field-meta.xml"):
+        full_name = root.findtext(f"{MD_NS}fullName")
+        assert full_name == path.name.removesuffix(".field-meta.xml")
+        assert path.parent.name == "fields"
+        assert is_api_name(full_name)
+        label = root.findtext(f"{MD_NS}label") or ""
+        assert 0 < len(label) <= 40
+        assert len(root.findtext(f"{MD_NS}description") or "") <= 1000
+
+
+def test_the_permission_set_lets_the_integration_user_edit_every_written_field() -> None:
+    path = METADATA / "permissionsets" / "Health_Score_Middleware.permissionset-meta.xml"
+    root = ET.parse(path).getroot()  # noqa: S314 - the project's own file
+    editable = {
+        p.findtext(f"{MD_NS}field")
+        for p in root.iter(f"{MD_NS}fieldPermissions")
+        if p.findtext(f"{MD_NS}editable") == "true"
+    }
+    wanted = {f"{DEFAULTS.object_name}.{api}" for api in written_fields().values() if api != "Name"}
+    assert wanted <= editable
+
+
+def test_the_sfdx_project_points_the_salesforce_cli_at_this_folder() -> None:
+    project = json.loads((REPO / "sfdx-project.json").read_text(encoding="utf-8"))
+    assert [p["path"] for p in project["packageDirectories"]] == ["salesforce"]
+    assert Decimal(project["sourceApiVersion"]) >= Decimal(DEFAULTS.api_version)
