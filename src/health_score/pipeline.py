@@ -67,7 +67,6 @@ STATUS_FAILED = "failed"
 PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>0[1-9]|1[0-2])")
 DEFAULT_OUTPUT = Path("output/health_scores.csv")
 DEFAULT_RUNS_DIR = "output/runs"
-TIER_ORDER = ("Champion", "Healthy", "At Risk", "Critical", "Insufficient Data")
 
 
 class UsageError(Exception):
@@ -221,9 +220,9 @@ def merge_sources(
     return tuple(merged)
 
 
-def tier_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """Tier → accounts, in the order of the tiers (best first)."""
-    ordered = {t: counts[t] for t in TIER_ORDER if counts.get(t)}
+def tier_counts(counts: Mapping[str, int], labels: Sequence[str]) -> dict[str, int]:
+    """Tier → accounts, in the order of the config's tiers (best first)."""
+    ordered = {t: counts[t] for t in labels if counts.get(t)}
     ordered.update({t: c for t, c in counts.items() if t not in ordered})
     return ordered
 
@@ -561,7 +560,7 @@ def _run(
         exit_code = EXIT_FAILED
         messages = [*messages, "every active source failed; no scores could be built from data"]
 
-    tiers = tier_counts(batch.tiers)
+    tiers = tier_counts(batch.tiers, model.config.tier_labels)
     scored = batch.scored
     finished = datetime.now(UTC)
     manifest = {

@@ -12,7 +12,7 @@ from health_score.cli import main
 from health_score.config import ConfigError, load_config, load_scoring_config, parse_condition
 from health_score.records import SignalCounts
 from health_score.scoring.qualitative import matching_rule
-from tests.conftest import SHARED
+from tests.conftest import SHARED, shared_file
 
 HEADER = (
     "sf_account_id,intercom_company_id,looker_customer_id,account_name,segment,"
@@ -45,9 +45,7 @@ def test_default_config_loads() -> None:
 
 
 def test_original_system_config_loads_unchanged() -> None:
-    folder = SHARED / "reference" / "original-config"
-    if not folder.is_dir():
-        pytest.skip("../shared/reference/original-config is not present in this checkout")
+    folder = shared_file(SHARED / "reference" / "original-config", "the original system's config")
     config = load_scoring_config(folder)
     assert config.component_weights["churn_risk"] == Decimal("0.60")
     assert [r.condition for r in config.cap_rules] == [
