@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, value in sandbox.env().items():
             print(f"export {key}={shlex.quote(value)}")
         print(
-            f"# then: python -m health_score.pipeline --dry-run --config-dir {config_dir}",
+            f"# then: run the pipeline with --dry-run --config-dir {config_dir} (and the exports "
+            "above)",
             flush=True,
         )
 
