@@ -136,11 +136,12 @@ def _vendor(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def settings(request: pytest.FixtureRequest) -> Any:
-    """The vendor's validated section of the default sources.yaml."""
-    from health_score_sandbox.sandbox import load_source_settings
+    """The vendor's validated section of the default sources.yaml (the extractor's settings; the
+    stand-ins read the same attributes from it)."""
+    from health_score.config import load_sources
 
     vendor = _vendor(request)
-    return load_source_settings(only=(vendor,))[vendor]
+    return load_sources(DEFAULT_CONFIG, (vendor,))[vendor]
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
 
-from health_score.sources.intercom import METRICS, Settings
 from health_score_sandbox import intercom
+from health_score_sandbox.intercom import METRICS, Settings
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.sandbox import load_source_settings
 from health_score_sandbox.server import Faults, Knobs, VendorServer

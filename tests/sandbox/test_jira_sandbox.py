@@ -11,8 +11,9 @@ import jsonschema
 import pytest
 import requests
 
-from health_score.sources.jira import OPEN_BUGS_P1_P2, OPEN_BUGS_TOTAL, Settings
 from health_score_sandbox.jira import (
+    OPEN_BUGS_P1_P2,
+    OPEN_BUGS_TOTAL,
     PAGE_CAP_FIELDS,
     PAGE_CAP_IDS,
     REMOVED_MESSAGE,
@@ -20,6 +21,7 @@ from health_score_sandbox.jira import (
     SANDBOX_EMAIL,
     App,
     Data,
+    Settings,
     environment,
     generate,
 )

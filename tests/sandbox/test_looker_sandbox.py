@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 import requests
 
-from health_score.sources.looker import Settings
 from health_score_sandbox import looker as sandbox_looker
-from health_score_sandbox.looker import CLIENT_ID, CLIENT_SECRET, App, Data, generate
+from health_score_sandbox.looker import CLIENT_ID, CLIENT_SECRET, App, Data, Settings, generate
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, Knobs, VendorServer
 from tests.conftest import SHARED, shared_file
@@ -118,9 +118,8 @@ def test_minimum_requests_is_one_login_plus_one_run_per_look(
 def test_looks_are_served_under_the_ids_configured_in_sources_yaml(
     portfolio: Portfolio, settings: Settings
 ) -> None:
-    raw = settings.model_dump(mode="python")
-    raw["looks"] = [raw["looks"][2] | {"id": "integrations_v2"}]
-    renumbered = generate(portfolio, Settings.model_validate(raw))
+    integrations = dataclasses.replace(settings.looks[2], id="integrations_v2")
+    renumbered = generate(portfolio, dataclasses.replace(settings, looks=(integrations,)))
     assert list(renumbered.looks) == ["integrations_v2"]
     assert set(next(iter(renumbered.expected.values()))) == {"active_integrations"}
 

@@ -15,9 +15,9 @@ import requests
 import trustme
 import yaml
 
-from health_score.sources.salesforce import Settings
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import build_portfolio
+from health_score_sandbox.salesforce import Settings
 from health_score_sandbox.sandbox import load_source_settings
 from health_score_sandbox.server import Faults, VendorServer
 from tests.conftest import SHARED, shared_file
