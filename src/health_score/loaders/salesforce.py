@@ -28,6 +28,7 @@ import requests
 
 from health_score.loaders.salesforce_settings import WritebackSettings, is_api_name
 from health_score.records import Account
+from health_score.salesforce_ids import id_problem, salesforce_id18
 from health_score.scoring.composite import AccountScore, publish
 from health_score.sources.http import HttpPolicy, SourceClient, SourceError
 
@@ -76,30 +77,11 @@ def _title(snake: str) -> str:
 
 # -- ids ----------------------------------------------------------------------------------------
 
-_ID_SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-
-
-def salesforce_id_18(value: str) -> str | None:
-    """The 18-character form of a 15- or 18-character Salesforce id; None if it is not one."""
-    value = value.strip()
-    if len(value) not in (15, 18) or not value.isascii() or not value.isalnum():
-        return None
-    base = value[:15]
-    suffix = ""
-    for start in range(0, 15, 5):
-        bits = sum(1 << i for i, ch in enumerate(base[start : start + 5]) if ch.isupper())
-        suffix += _ID_SUFFIX_CHARS[bits]
-    if len(value) == 18 and value[15:].upper() != suffix:
-        return None
-    return base + suffix
-
 
 def external_key(sf_account_id: str, period: str) -> str:
-    """``<18-char account id>-<YYYY-MM>``; raises ValueError for a malformed id."""
-    full = salesforce_id_18(sf_account_id)
-    if full is None:
-        raise ValueError(f"not a Salesforce id: {sf_account_id!r}")
-    return f"{full}-{period}"
+    """``<18-char account id>-<YYYY-MM>``; raises ValueError (InvalidSalesforceId) for a malformed
+    id (see :mod:`health_score.salesforce_ids` for the rule)."""
+    return f"{salesforce_id18(sf_account_id)}-{period}"
 
 
 def _check_period(period: str) -> None:
@@ -514,19 +496,20 @@ class SalesforceLoader:
             if not sf_id:
                 skipped.append(score.account_id)
                 continue
-            full_id = salesforce_id_18(sf_id)
-            if full_id is None:
+            problem = id_problem(sf_id)
+            if problem is not None:
                 local.append(
                     RecordFailure(
                         score.account_id,
                         sf_id,
                         LOCAL_ERROR,
-                        "the mapping's Salesforce account id is not a 15- or 18-character id",
+                        f"the mapping's Salesforce account id is not a Salesforce id: {problem}",
                         (settings.account_lookup_field,),
                         settings.object_name,
                     )
                 )
                 continue
+            full_id = salesforce_id18(sf_id)
             values = health_score_values(
                 score,
                 full_id,

@@ -32,6 +32,7 @@ import requests
 
 from health_score.loaders.salesforce_settings import WritebackSettings
 from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
+from health_score.salesforce_ids import salesforce_id18
 from health_score.sources import salesforce_auth as auth
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceError
@@ -196,8 +197,6 @@ CREDENTIAL_VARS = auth.CREDENTIAL_VARS
 # --------------------------------------------------------------------------------------------
 # SOQL text: validated ids and escaped literals only
 
-_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
-_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ESCAPES = {
     "\\": "\\\\",
     "'": "\\'",
@@ -208,22 +207,6 @@ _ESCAPES = {
     "\b": "\\b",
     "\f": "\\f",
 }
-
-
-def salesforce_id18(value: str) -> str:
-    """The 18-character form of a 15/18-character Salesforce id; ValueError if it is not one.
-
-    An 18-character id must carry the checksum of its first 15 characters.
-    """
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ValueError("not a 15- or 18-character Salesforce id")
-    suffix = ""
-    for start in (0, 5, 10):
-        bits = sum(1 << i for i, ch in enumerate(value[start : start + 5]) if ch.isupper())
-        suffix += _ID_SUFFIX[bits]
-    if len(value) == 18 and value[15:] != suffix:
-        raise ValueError("18-character Salesforce id with a wrong checksum")
-    return value[:15] + suffix
 
 
 def soql_literal(value: str) -> str:
