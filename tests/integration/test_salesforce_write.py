@@ -204,10 +204,15 @@ def test_ten_thousand_records_go_through_one_bulk_job_in_seven_write_requests() 
 def test_small_runs_use_composite_calls_of_at_most_200_records() -> None:
     inputs = metric_inputs(450)
     with org() as sf:
+        sf.app.daily_api_limit = 5000
+        usage_before = sf.app.api_usage
         result = load_run(sf.loader(bulk_threshold=500), inputs)
         calls = sf.write_requests()
     assert (result.path, result.written, calls, result.requests) == (COMPOSITE, 450, 3, 3 + 1)
     assert not sf.api.jobs
+    # Sforce-Limit-Info of the last answer: the three composite calls were charged.
+    assert result.api_usage == f"{usage_before + 3}/5000"
+    assert result.as_dict()["api_usage"] == result.api_usage
 
 
 # -- per-record failures --------------------------------------------------------------------------

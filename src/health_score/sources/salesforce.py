@@ -20,7 +20,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -35,8 +35,13 @@ from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts,
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources import salesforce_auth as auth
 from health_score.sources.base import SourceResult
-from health_score.sources.http import SourceError
+from health_score.sources.http import AuthenticationError, SourceError
 from health_score.sources.registry import HttpSettings
+from health_score.sources.salesforce_client import (
+    NO_CREDENTIALS,
+    SalesforceApiError,
+    SalesforceClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +575,7 @@ _MISSING_PATTERNS = (
 )
 
 
-def _missing_field(error: auth.SalesforceApiError) -> str | None:
+def _missing_field(error: SalesforceApiError) -> str | None:
     for pattern in _MISSING_PATTERNS:
         match = pattern.search(error.api_message)
         if match:
@@ -603,7 +608,7 @@ class SalesforceExtractor:
         self.env = dict(env)
         self.session = session
         self.as_of = as_of
-        self._client: auth.SalesforceClient | None = None
+        self._client: SalesforceClient | None = None
 
     @property
     def provides(self) -> frozenset[str]:
@@ -635,55 +640,44 @@ class SalesforceExtractor:
                     "nothing was sent to Salesforce",
                 ) from None
         window = self._window()
-        sf, client = auth.connect(
+        client = SalesforceClient.from_env(
             self.env,
+            version=self.settings.api_version,
             session=self.session,
             policy=self.settings.http.policy(),
-            version=self.settings.api_version,
-            parse_float=Decimal,
         )
+        if client is None:
+            raise AuthenticationError(self.name, "login", NO_CREDENTIALS)
         self._client = client
         try:
-            states, notes, missing = self._run(sf, sorted(ids), window)
+            client.connect()
+            states, notes, missing = self._run(client, sorted(ids), window)
         finally:
-            sf.session.close()
+            client.log_usage(f"{client.requests} requests for {len(ids)} accounts")
+            client.close()
         return self._result(accounts, states, notes, missing, client.requests)
 
     # -- querying -------------------------------------------------------------------------------
 
-    def _rows(self, sf: Any, soql: str) -> Iterator[Mapping[str, Any]]:
-        """Every record of a query, following ``nextRecordsUrl`` (and refusing a loop)."""
-        result = sf.query(soql)
-        seen: set[str] = set()
-        while True:
-            yield from result.get("records") or ()
-            if result.get("done", True):
-                return
-            next_url = result.get("nextRecordsUrl")
-            if not next_url or next_url in seen:
-                raise SourceError(
-                    self.name, "GET query", "nextRecordsUrl missing or repeated: loop detected"
-                )
-            seen.add(next_url)
-            result = sf.query_more(next_url, identifier_is_url=True)
-
-    def _query_chunk(self, sf: Any, state: _PlanState, chunk: Sequence[str]) -> dict[str, Any]:
+    def _query_chunk(
+        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str]
+    ) -> dict[str, Any]:
         """Run one plan over one id list; split the list when an aggregate has too many groups."""
         soql = state.plan.build(chunk, state.metrics)
         try:
-            return state.plan.parse(self._rows(sf, soql), state.metrics)
-        except auth.SalesforceApiError as exc:
+            return state.plan.parse(client.query(soql), state.metrics)
+        except SalesforceApiError as exc:
             too_many_groups = exc.error_code == "MALFORMED_QUERY" and "queryMore" in exc.api_message
             if not (too_many_groups and len(chunk) > 1):
                 raise
         half = len(chunk) // 2
         return {
-            **self._query_chunk(sf, state, chunk[:half]),
-            **self._query_chunk(sf, state, chunk[half:]),
+            **self._query_chunk(client, state, chunk[:half]),
+            **self._query_chunk(client, state, chunk[half:]),
         }
 
     def _settle(
-        self, sf: Any, state: _PlanState, chunk: Sequence[str], notes: list[str]
+        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], notes: list[str]
     ) -> dict[str, Any] | None:
         """The first id list: drop metrics whose fields or object the org lacks, then run."""
         plan = state.plan
@@ -691,8 +685,8 @@ class SalesforceExtractor:
             if not state.metrics and not isinstance(plan, AccountPlan):
                 return None
             try:
-                return self._query_chunk(sf, state, chunk)
-            except auth.SalesforceApiError as exc:
+                return self._query_chunk(client, state, chunk)
+            except SalesforceApiError as exc:
                 if exc.error_code == "INVALID_TYPE" and not isinstance(plan, AccountPlan):
                     notes.append(
                         f"{plan.object_name} is not in the org: "
@@ -715,7 +709,7 @@ class SalesforceExtractor:
                 state.metrics -= lost
 
     def _run(
-        self, sf: Any, ids: Sequence[str], window: Window
+        self, client: SalesforceClient, ids: Sequence[str], window: Window
     ) -> tuple[list[_PlanState], list[str], set[str]]:
         settings = self.settings
         plans: list[Plan] = [
@@ -732,13 +726,13 @@ class SalesforceExtractor:
         if not chunks:
             return states, notes, set()
         with ThreadPoolExecutor(max_workers=settings.http.max_workers) as pool:
-            first = [pool.submit(self._settle, sf, s, chunks[0], notes) for s in states]
+            first = [pool.submit(self._settle, client, s, chunks[0], notes) for s in states]
             for state, future in zip(states, first, strict=True):
                 result = future.result()
                 if result is not None:
                     state.results.update(result)
             rest = [
-                (state, pool.submit(self._query_chunk, sf, state, chunk))
+                (state, pool.submit(self._query_chunk, client, state, chunk))
                 for chunk in chunks[1:]
                 for state in states
                 if state.metrics or isinstance(state.plan, AccountPlan)
