@@ -135,7 +135,7 @@ class FieldMap:
         bad = sorted(f"{k} → {v}" for k, v in names.items() if v and not is_api_name(v))
         if bad:
             raise ValueError(
-                "field API names too long or malformed (set them in salesforce.writeback.fields): "
+                "field API names too long or malformed (set them in writeback.fields): "
                 + ", ".join(bad)
             )
         return cls(names)

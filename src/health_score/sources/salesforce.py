@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import pydantic
 import requests
 
-from health_score.loaders.salesforce_settings import WritebackSettings
+from health_score.loaders.salesforce_settings import MOVED as WRITEBACK_MOVED
 from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources import salesforce_auth as auth
@@ -152,7 +152,7 @@ class Responsiveness(pydantic.BaseModel):
 
 
 class Settings(pydantic.BaseModel):
-    """The ``salesforce:`` section of sources.yaml."""
+    """The ``salesforce:`` section of sources.yaml (the write-back has its own, ``writeback:``)."""
 
     model_config = _MODEL
 
@@ -169,7 +169,14 @@ class Settings(pydantic.BaseModel):
     tier_alignment: TierAlignment = TierAlignment.model_validate({})
     responsiveness: Responsiveness = Responsiveness.model_validate({})
     http: HttpSettings = HttpSettings.model_validate({})
-    writeback: WritebackSettings = WritebackSettings.model_validate({})
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _writeback_moved(cls, data: Any) -> Any:
+        """The write-back settings are the top-level ``writeback:`` section now."""
+        if isinstance(data, Mapping) and "writeback" in data:
+            raise ValueError(WRITEBACK_MOVED)
+        return data
 
 
 # --------------------------------------------------------------------------------------------
