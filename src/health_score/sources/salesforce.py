@@ -1,6 +1,7 @@
 """Salesforce: financial and relationship metrics and churn signals, read with SOQL.
 
-One pass over all mapped accounts: the account ids are validated (15/18 characters, checksum) and
+One pass over all mapped accounts: the account ids are validated and widened to 18 characters
+(:mod:`health_score.salesforce_ids`, the rule the mapping check and the loader use too) and
 split into id lists of ``id_chunk_size``; for each list five queries run concurrently — Account
 fields, an Opportunity aggregate (contract changes, open expansions), a payment aggregate (failed
 payments), an Event aggregate (QBR attendance, last executive touch) and a ``Churn_Signal__c``
@@ -11,6 +12,9 @@ An object or field the org does not have (``INVALID_TYPE`` / ``INVALID_FIELD``) 
 that need it into *missing* for every account — said once in the result and the log — and the
 query is rebuilt without it. The first id list of each query settles this before the others run,
 so a missing field costs one extra request, not one per list.
+
+Logins, an expired session, errors, API usage and ``nextRecordsUrl`` paging are the shared
+:class:`~health_score.sources.salesforce_client.SalesforceClient`'s (the loader uses it too).
 """
 
 from __future__ import annotations
