@@ -326,9 +326,7 @@ def gather(
             mapped=mapped,
             writeback=None
             if options.dry_run
-            else load_sources(options.config_dir, ("salesforce",), missing_ok=True)[
-                "salesforce"
-            ].writeback,
+            else load_sources(options.config_dir, ("salesforce",), missing_ok=True)["writeback"],
             warnings=raw.warnings,
             config_files=_config_files(options.config_dir, names),
             raw_bytes=raw.source_bytes,
@@ -379,7 +377,7 @@ def _gather_live(
         mode=mode,
         config_sha256=config.sha256,
         mapped={a.account_id: a for a in config.accounts},
-        writeback=config.sources["salesforce"].writeback,
+        writeback=config.sources["writeback"],
         config_files=_config_files(config.directory, names),
     )
 

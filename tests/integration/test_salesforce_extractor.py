@@ -147,8 +147,10 @@ def test_soql_literals_escape_quotes_backslashes_and_newlines() -> None:
 def test_ids_are_validated_and_widened_to_eighteen_characters() -> None:
     assert ext.salesforce_id18("001Sb0000000001") == "001Sb0000000001IAA"
     assert ext.salesforce_id18("001Sb0000000001IAA") == "001Sb0000000001IAA"
+    # "001Sb": S at 3 → 8 → I. A lowercased suffix says the same; a different one does not.
+    assert ext.salesforce_id18("001Sb0000000001iaa") == "001Sb0000000001IAA"
     for bad in ("001Sb0000000001AAA", "001' OR Name != '", "001Sb00000000", "001Sb000000000!"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a Salesforce id"):
             ext.salesforce_id18(bad)
     assert ext.soql_id_list(["001Sb0000000001"]) == "('001Sb0000000001IAA')"
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from health_score.records import Account
+from health_score.salesforce_ids import id_problem as salesforce_id_problem
 from health_score.scoring.spec import (
     CHURN_RISK,
     DEFAULT_MIN_COVERAGE_PCT,
@@ -508,11 +509,12 @@ def parse_mapping(
         ok = True
         sf_id = row.get("sf_account_id", "")
         if sf_id:
-            if not SALESFORCE_ID.fullmatch(sf_id):
+            id_problem = salesforce_id_problem(sf_id)
+            if id_problem is not None:
                 mp.add(
                     loc,
-                    f"sf_account_id {sf_id!r} is not a 15- or 18-character "
-                    "alphanumeric Salesforce id",
+                    f"sf_account_id {sf_id!r} is not a 15- or 18-character Salesforce id "
+                    f"({id_problem})",
                 )
                 ok = False
             else:

@@ -17,6 +17,8 @@ from typing import Any
 
 import pydantic
 
+from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
+from health_score.loaders.salesforce_settings import parse_writeback
 from health_score.sources.base import Extractor
 
 SOURCES = ("intercom", "jira", "looker", "salesforce")
@@ -70,7 +72,7 @@ def parse_sources(
         add_problem("", "expected a mapping with one section per source")
         return {}
     for name in raw:
-        if name not in SOURCES:
+        if name not in SOURCES and name != WRITEBACK:
             add_problem(str(name), f"unknown source (expected one of {list(SOURCES)})")
     settings: dict[str, Any] = {}
     for name in only:
@@ -83,6 +85,9 @@ def parse_sources(
         except pydantic.ValidationError as exc:
             for error in exc.errors():
                 add_problem(f"{name}{_loc(tuple(error['loc']))}", error["msg"])
+    writeback = parse_writeback(raw.get(WRITEBACK), add_problem)  # not a source: the loader's
+    if writeback is not None:
+        settings[WRITEBACK] = writeback
     return settings
 
 
