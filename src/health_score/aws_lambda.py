@@ -6,6 +6,8 @@ here: on Lambda, credentials come from the environment and Secrets Manager only.
 Events
     - the EventBridge schedule (``"source": "aws.events"``, ``"detail-type": "Scheduled
       Event"``): a live run for the current month (a dry run when ``SCHEDULE_DRY_RUN=true``);
+      the manual keys below may ride along, at the top level or in ``detail``, and are honoured
+      (an explicit ``dry_run: true`` is always a dry run); any other key is rejected;
     - a manual event holding only ``dry_run`` (bool, default **true**, so a hand-made event
       never writes Salesforce by accident), ``scoring_period`` (``"YYYY-MM"``) and
       ``allow_degraded`` (bool, default false). ``{}`` is a dry run of the current month.
@@ -53,6 +55,10 @@ log = logging.getLogger("health_score.lambda")
 ALLOWED_KEYS = ("dry_run", "scoring_period", "allow_degraded")
 SCHEDULED_SOURCE = "aws.events"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
+#: The envelope of an EventBridge event (what a scheduled rule sends).
+EVENTBRIDGE_KEYS = frozenset(
+    {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
+)
 DEFAULT_PREFIX = "runs"
 # In the Lambda bundle config/ sits beside the package; in a checkout, at the repository root.
 _HERE = Path(__file__).resolve()
@@ -104,38 +110,75 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise SetupError(f"{name} must be true or false, got {value!r}")
 
 
-def parse_event(event: object, env: Mapping[str, str]) -> Request:
-    """Validate the event; every problem is named in one message."""
-    if isinstance(event, Mapping) and (
-        event.get("detail-type") == SCHEDULED_DETAIL_TYPE
-        and event.get("source") == SCHEDULED_SOURCE
-    ):
-        return Request("schedule", _flag(env, "SCHEDULE_DRY_RUN"), None, False)
-    allowed = ", ".join(ALLOWED_KEYS)
-    if not isinstance(event, Mapping):
-        raise InvalidEvent(
-            f"the event must be a JSON object with only the keys {allowed} "
-            f"(or the EventBridge scheduled event), got {type(event).__name__}"
-        )
-    problems: list[str] = []
-    unknown = [str(k) for k in event if k not in ALLOWED_KEYS]
-    if unknown:
-        problems.append(
-            f"unknown key(s) {', '.join(repr(k[:64]) for k in unknown)}; allowed keys are "
-            f"{allowed} (an EventBridge scheduled event is also accepted)"
-        )
-    dry_run = event.get("dry_run", True)
-    allow_degraded = event.get("allow_degraded", False)
-    period = event.get("scoring_period")
-    if not isinstance(dry_run, bool):
+def _run_keys(keys: Mapping[Any, Any], problems: list[str]) -> tuple[bool | None, str | None, bool]:
+    """``dry_run`` (None when absent), ``scoring_period`` and ``allow_degraded`` of an event."""
+    dry_run = keys.get("dry_run")
+    allow_degraded = keys.get("allow_degraded", False)
+    period = keys.get("scoring_period")
+    if dry_run is not None and not isinstance(dry_run, bool):
         problems.append("dry_run must be true or false")
     if not isinstance(allow_degraded, bool):
         problems.append("allow_degraded must be true or false")
     if period is not None and not (isinstance(period, str) and PERIOD.fullmatch(period)):
         problems.append('scoring_period must be a "YYYY-MM" string such as "2026-11"')
+    return (
+        dry_run if isinstance(dry_run, bool) else None,
+        period if isinstance(period, str) else None,
+        allow_degraded is True,
+    )
+
+
+def _unknown(keys: Any, allowed: frozenset[str], where: str) -> str | None:
+    unknown = [str(k) for k in keys if k not in allowed]
+    if not unknown:
+        return None
+    return (
+        f"unknown key(s) {', '.join(repr(k[:64]) for k in unknown)}{where}; allowed keys are "
+        f"{', '.join(ALLOWED_KEYS)} (an EventBridge scheduled event is also accepted)"
+    )
+
+
+def parse_event(event: object, env: Mapping[str, str]) -> Request:
+    """Validate the event; every problem is named in one message.
+
+    A scheduled EventBridge event may also carry the manual keys, at its top level or in its
+    ``detail`` (a rule's input): they are honoured, never ignored, and an explicit
+    ``dry_run: true`` always means a dry run (``SCHEDULE_DRY_RUN=true`` keeps the schedule dry
+    whatever the event says). Any other key is refused.
+    """
+    if not isinstance(event, Mapping):
+        raise InvalidEvent(
+            f"the event must be a JSON object with only the keys {', '.join(ALLOWED_KEYS)} "
+            f"(or the EventBridge scheduled event), got {type(event).__name__}"
+        )
+    problems: list[str] = []
+    scheduled = (
+        event.get("detail-type") == SCHEDULED_DETAIL_TYPE
+        and event.get("source") == SCHEDULED_SOURCE
+    )
+    if scheduled:
+        detail = event.get("detail") or {}
+        if not isinstance(detail, Mapping):
+            raise InvalidEvent("invalid event: the scheduled event's detail must be an object")
+        top = {k: v for k, v in event.items() if k not in EVENTBRIDGE_KEYS}
+        for keys, where in ((top, ""), (detail, " in detail")):
+            if message := _unknown(keys, frozenset(ALLOWED_KEYS), where):
+                problems.append(message)
+        clash = sorted(k for k in top.keys() & detail.keys() if top[k] != detail[k])
+        if clash:
+            problems.append(f"{', '.join(clash)} given twice with different values")
+        dry_run, period, allow_degraded = _run_keys({**detail, **top}, problems)
+        if problems:
+            raise InvalidEvent("invalid event: " + "; ".join(problems))
+        dry = _flag(env, "SCHEDULE_DRY_RUN") or dry_run is True
+        return Request("schedule", dry, period, allow_degraded)
+    if message := _unknown(event, frozenset(ALLOWED_KEYS), ""):
+        problems.append(message)
+    dry_run, period, allow_degraded = _run_keys(event, problems)
     if problems:
         raise InvalidEvent("invalid event: " + "; ".join(problems))
-    return Request("manual", bool(dry_run), period, bool(allow_degraded))
+    # A hand-made event never writes Salesforce by accident: dry unless it says dry_run: false.
+    return Request("manual", dry_run is not False, period, allow_degraded)
 
 
 def artifact_location(env: Mapping[str, str]) -> str:

@@ -305,7 +305,7 @@ def print_summary(summary: RunSummary) -> None:
             f"Salesforce write-back: {summary.writeback.get('status')}"
             + (f" ({reason})" if reason else "")
         )
-    print(f"Scores CSV: {summary.output}")
+    print(f"Scores CSV: {summary.output or f'not replaced (the run is {summary.status})'}")
     print(f"Run folder: {summary.run_location}")
 
 

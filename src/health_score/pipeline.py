@@ -419,6 +419,11 @@ def write_run_files(
         writer.write_bytes(f"config/{name}", data)
 
 
+def replaces_output(options: RunOptions, status: str) -> bool:
+    """Whether this run's scores replace ``--output``: ok, or degraded with --allow-degraded."""
+    return status == STATUS_OK or (status == STATUS_DEGRADED and options.allow_degraded)
+
+
 def writes_back(options: RunOptions, status: str) -> bool:
     """Whether this run will write to Salesforce (not dry, not failed, degraded only if allowed)."""
     if options.dry_run or status == STATUS_FAILED:
@@ -550,10 +555,21 @@ def _run(
     writer = (store or open_store(options.runs_dir)).create_run(run_id)
     batch = score_and_write(writer, inputs.accounts, model, keep=writes_back(options, status))
     write_run_files(writer, inputs, batch.rows, model)
-    output = write_csv_atomic(options.output, score_columns(model.config), batch.rows)
+    # The current results (--output) are replaced only by a run one may act on; a failed or
+    # degraded run keeps its scores in its own folder.
+    output: Path | None = None
+    if replaces_output(options, status):
+        output = write_csv_atomic(options.output, score_columns(model.config), batch.rows)
     writeback, exit_code, messages = _writeback(
         options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
     )
+    if output is None:
+        messages = [
+            *messages,
+            f"{options.output} was not replaced because the run is {status} (the current "
+            "results stay; this run's scores are in its run folder"
+            + (", or re-run with --allow-degraded)" if status == STATUS_DEGRADED else ")"),
+        ]
     if status == STATUS_FAILED:
         exit_code = EXIT_FAILED
         messages = [*messages, "every active source failed; no scores could be built from data"]
@@ -574,6 +590,7 @@ def _run(
         "tiers": tiers,
         "sources": {k: v.as_dict() for k, v in inputs.sources.items()},
         "writeback": writeback,
+        "output": str(output) if output is not None else None,
         "warnings": list(inputs.warnings),
         "config_sha256": inputs.config_sha256,
         "code_version": __version__,
@@ -593,7 +610,7 @@ def _run(
         accounts_scored=scored,
         tiers=tiers,
         sources=inputs.sources,
-        output=str(output),
+        output=str(output) if output is not None else None,
         run_location=writer.location,
         writeback=writeback,
         messages=(*inputs.warnings, *messages),

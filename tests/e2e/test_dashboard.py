@@ -426,8 +426,42 @@ def test_a_partial_run_folder_is_skipped_with_a_clear_message(
     assert not at.exception
     assert at.title[0].value == "Customer health scores — 2026-09"
     assert "2026-12_20261201T060000Z_aaaaaa is incomplete: it has no manifest.json" in texts(
-        at.markdown
+        at.text
     )
+
+
+def with_status(folder: Path, status: str, message: str) -> Path:
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    manifest.update(status=status, messages=[message], period=folder.name[:7])
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+def test_it_opens_on_the_latest_ok_run_and_lists_failed_runs_apart(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, latest = two_runs  # 2026-09 and 2026-10, both ok
+    runs = tmp_path / "runs"
+    copy_run(runs_dir / first, runs, first)
+    copy_run(runs_dir / latest, runs, latest)
+    newer = "2026-10_20261101T060000Z_dddddd"  # a later re-run of 2026-10 that degraded
+    with_status(copy_run(runs_dir / latest, runs, newer), "degraded", "jira: connection refused")
+    broken = "2026-11_20261201T060000Z_ffffff"  # next month's run, failed
+    with_status(copy_run(runs_dir / latest, runs, broken), "failed", "every source *failed*")
+    at = app(runs, monkeypatch).run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="run_id").value == latest  # not the degraded re-run
+    options = at.sidebar.selectbox(key="run_id").options
+    assert not [o for o in options if broken in o]  # failed runs are not offered…
+    assert any(newer in o for o in options)  # …degraded ones are, with a warning when chosen
+    # …but listed apart, their messages as plain text (the asterisks stay asterisks).
+    assert f"2026-11 · failed · {broken}: every source *failed*" in texts(at.text)
+    at.sidebar.radio(key="view").set_value("Trends").run()
+    assert not at.exception
+    # Trends plots the latest ok run per period: the failed month is not a bar.
+    assert table(at, index="period").index.tolist() == ["2026-09", "2026-10"]
+    at.sidebar.selectbox(key="run_id").set_value(newer).run()
+    assert "This run is degraded: jira: connection refused" in texts(at.warning)
 
 
 def test_only_partial_runs_give_a_clear_message_and_the_demo_offer(
@@ -488,7 +522,7 @@ def test_a_manifest_that_is_not_json_is_named_in_the_message(
     at = app(runs, monkeypatch).run()
     assert not at.exception
     assert at.title[0].value == "Customer health scores — 2026-09"
-    assert f"run {latest}: manifest.json is not valid JSON" in texts(at.markdown)
+    assert f"run {latest}: manifest.json is not valid JSON" in texts(at.text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -611,4 +645,4 @@ def test_an_s3_run_without_a_manifest_is_reported_as_incomplete(
     at = app(s3_runs, monkeypatch).run()
     assert not at.exception
     assert at.title[0].value == "Customer health scores — 2026-10"
-    assert "2026-12_x is incomplete" in texts(at.markdown)
+    assert "2026-12_x is incomplete" in texts(at.text)

@@ -131,6 +131,8 @@ def test_one_source_down_degrades_the_run_and_keeps_the_others(
     sandbox: Sandbox, config_dir: Path, tmp_path: Path
 ) -> None:
     jira = sandbox.servers["jira"]
+    current = tmp_path / "scores.csv"
+    current.write_text("the last ok run's scores\n", encoding="utf-8")
     jira.stop()
     try:
         sandbox.reset_stats()
@@ -152,7 +154,13 @@ def test_one_source_down_degrades_the_run_and_keeps_the_others(
     assert status[(some, "open_bugs_total")] == "unavailable"
     assert status[(some, "p1_p2_volume")] in {"scored", "missing"}
     assert manifest_of(summary)["status"] == "degraded"
-    assert (tmp_path / "scores.csv").exists()
+    # The current results stay: a degraded run never replaces them (its scores are in its folder).
+    assert current.read_text(encoding="utf-8") == "the last ok run's scores\n"
+    assert summary.output is None and manifest_of(summary)["output"] is None
+    assert any(
+        f"{current} was not replaced because the run is degraded" in m for m in summary.messages
+    )
+    assert (Path(summary.run_location or "") / "scores.csv").is_file()
 
 
 def test_allow_degraded_writes_what_it_has(
@@ -169,6 +177,8 @@ def test_allow_degraded_writes_what_it_has(
     assert summary.status == "degraded"
     assert summary.writeback is not None and summary.writeback["status"] == "ok"
     assert summary.exit_code == 0
+    assert summary.output == str(tmp_path / "scores.csv")  # --allow-degraded: acted on, replaced
+    assert (tmp_path / "scores.csv").is_file()
 
 
 def test_every_source_down_fails_the_run(

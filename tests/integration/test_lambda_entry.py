@@ -67,6 +67,33 @@ def test_scheduled_runs_are_dry_when_the_function_says_so() -> None:
         parse_event(SCHEDULED, {"SCHEDULE_DRY_RUN": "maybe"})
 
 
+def test_a_scheduled_event_honours_the_run_keys_it_carries() -> None:
+    """An explicit dry_run: true on a scheduled event is never turned into a live write."""
+    dry = parse_event({**SCHEDULED, "dry_run": True}, {})
+    assert (dry.trigger, dry.dry_run) == ("schedule", True)
+    in_detail = parse_event(
+        {**SCHEDULED, "detail": {"dry_run": True, "scoring_period": "2026-10"}}, {}
+    )
+    assert (in_detail.dry_run, in_detail.period) == (True, "2026-10")
+    degraded = parse_event({**SCHEDULED, "allow_degraded": True}, {})
+    assert (degraded.dry_run, degraded.allow_degraded) == (False, True)
+    # The function's own SCHEDULE_DRY_RUN=true wins over an event asking for a live run.
+    assert parse_event({**SCHEDULED, "dry_run": False}, {"SCHEDULE_DRY_RUN": "true"}).dry_run
+
+
+def test_a_scheduled_event_refuses_keys_it_cannot_honour() -> None:
+    with pytest.raises(InvalidEvent, match="unknown key\\(s\\) 'dryrun'; allowed keys are"):
+        parse_event({**SCHEDULED, "dryrun": True}, {})
+    with pytest.raises(InvalidEvent, match="'force' in detail"):
+        parse_event({**SCHEDULED, "detail": {"force": True}}, {})
+    with pytest.raises(InvalidEvent, match="dry_run must be true or false"):
+        parse_event({**SCHEDULED, "dry_run": "yes"}, {})
+    with pytest.raises(InvalidEvent, match="dry_run given twice with different values"):
+        parse_event({**SCHEDULED, "dry_run": True, "detail": {"dry_run": False}}, {})
+    with pytest.raises(InvalidEvent, match="detail must be an object"):
+        parse_event({**SCHEDULED, "detail": "run"}, {})
+
+
 def test_a_manual_event_takes_its_three_keys() -> None:
     request = parse_event(
         {"dry_run": False, "scoring_period": "2026-10", "allow_degraded": True}, {}

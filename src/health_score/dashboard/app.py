@@ -35,6 +35,8 @@ from health_score.dashboard.runs import (
     RunError,
     RunInfo,
     RunReader,
+    latest,
+    latest_ok_per_period,
     list_runs,
     open_runs,
     previous,
@@ -177,10 +179,14 @@ def tier_scale(order: list[str]) -> alt.Scale:
 def no_runs_page(location: str, runs: list[RunInfo]) -> None:
     st.title("Customer health scores")
     broken = [r for r in runs if not r.complete]
-    if broken:
+    failed = [r for r in runs if r.complete and not r.usable]
+    if broken or failed:
         st.error(
             f"No run in {location} can be shown. " + " ".join(r.problem or "" for r in broken[:5])
         )
+        for r in failed[-5:]:
+            reason = "; ".join(str(m) for m in r.manifest.get("messages", []))
+            st.text(f"{r.label}: {reason or 'every source failed'}")
     else:
         st.info(f"No runs yet in `{location}`.")
     what = "the built-in demo (a synthetic portfolio scored by the real pipeline)"
@@ -408,7 +414,8 @@ def drilldown_view(
             st.dataframe(missing, hide_index=True)
 
     st.subheader("History")
-    past = [(r.period, r.run_id, scores_of(location, r.run_id)) for r in runs if r.complete]
+    chosen = {**latest_ok_per_period(runs), run.period: run}
+    past = [(p, r.run_id, scores_of(location, r.run_id)) for p, r in sorted(chosen.items())]
     hist = frames.history(account_id, past)
     if len(hist) > 1:
         st.altair_chart(
@@ -556,13 +563,15 @@ def whatif_results(migration: Migration, scores: pd.DataFrame, order: list[str])
 
 def trends_view(location: str, run: RunInfo, runs: list[RunInfo], order: list[str]) -> None:
     st.header("Trends")
-    complete = [r for r in runs if r.complete]
-    per_period: dict[str, RunInfo] = {}
-    for r in complete:
-        per_period[r.period] = r  # oldest → newest, so the latest run of each period wins
-    mix = frames.tier_mix([(p, r.tiers) for p, r in sorted(per_period.items())], order)
+    complete = [r for r in runs if r.usable]
+    per_period = latest_ok_per_period(runs)
+    mix = frames.tier_mix([(p, r.tiers) for p, r in per_period.items()], order)
     st.subheader("Tier mix per period")
-    st.caption("The latest run of each period.")
+    skipped = sorted({r.period for r in complete} - set(per_period))
+    st.caption(
+        "The latest ok run of each period."
+        + (f" Periods without an ok run are left out: {', '.join(skipped)}." if skipped else "")
+    )
     st.altair_chart(
         alt.Chart(mix)
         .mark_bar()
@@ -671,15 +680,16 @@ def main() -> None:
     except Exception as exc:  # unreachable bucket, bad prefix, permissions: say so, no trace
         st.error(f"Cannot list runs in {location}: {type(exc).__name__}: {exc}")
         st.stop()
-    complete = [r for r in runs if r.complete]
-    if not complete:
+    complete = [r for r in runs if r.usable]
+    default = latest(runs)
+    if not complete or default is None:
         no_runs_page(location, runs)
         return
 
     by_id = {r.run_id: r for r in complete}
     newest_first = list(reversed(list(by_id)))
     if st.session_state.get("run_id") not in by_id:
-        st.session_state["run_id"] = newest_first[0]
+        st.session_state["run_id"] = default.run_id
     st.sidebar.title("Health scores")
     st.sidebar.caption(f"Runs: `{location}`")
     run_id = st.sidebar.selectbox(
@@ -707,11 +717,17 @@ def main() -> None:
                 f"This run is {run.status}: "
                 + ("; ".join(str(m) for m in manifest.get("messages", [])) or "a source failed")
             )
+        failed = [r for r in runs if r.complete and not r.usable]
+        if failed:
+            with st.expander(f"{len(failed)} failed run(s), not shown"):
+                for r in reversed(failed):
+                    reason = "; ".join(str(m) for m in r.manifest.get("messages", []))
+                    st.text(f"{r.label}: {reason or 'every source failed'}")
         broken = [r for r in runs if not r.complete]
         if broken:
             with st.expander(f"{len(broken)} run folder(s) cannot be shown"):
                 for r in broken:
-                    st.write(r.problem)
+                    st.text(r.problem)
         if view == "Portfolio":
             portfolio_view(scores, shown, order)
         elif view == "Accounts":

@@ -148,6 +148,15 @@ class RunInfo:
         return self.problem is None
 
     @property
+    def ok(self) -> bool:
+        return self.complete and self.status == "ok"
+
+    @property
+    def usable(self) -> bool:
+        """Complete and not failed: its scores can be shown (a degraded run with a warning)."""
+        return self.complete and self.status != "failed"
+
+    @property
     def period(self) -> str:
         return str(self.manifest.get("period", ""))
 
@@ -202,17 +211,32 @@ def list_runs(reader: RunReader) -> list[RunInfo]:
     return [*complete, *(i for i in infos if not i.complete)]
 
 
+def _newest_ok_else_usable(runs: list[RunInfo]) -> RunInfo | None:
+    ok = [r for r in runs if r.ok]
+    usable = [r for r in runs if r.usable]
+    return ok[-1] if ok else (usable[-1] if usable else None)
+
+
 def latest(runs: list[RunInfo]) -> RunInfo | None:
-    """The newest complete run: latest period, then latest start."""
-    complete = [r for r in runs if r.complete]
-    return complete[-1] if complete else None
+    """The run the dashboard opens on: the newest ``ok`` run (latest period, then latest start);
+    only when no run is ok, the newest degraded one. Failed runs are never the default."""
+    return _newest_ok_else_usable(runs)
 
 
 def previous(runs: list[RunInfo], current: RunInfo) -> RunInfo | None:
-    """The newest complete run of an earlier period than ``current`` (what "change since the
-    previous run" compares with: re-runs of the same period do not hide the month's change)."""
-    earlier = [r for r in runs if r.complete and r.period < current.period]
-    return earlier[-1] if earlier else None
+    """The run of an earlier period than ``current`` that "change since the previous run" compares
+    with: the newest ``ok`` one (else the newest degraded one). Re-runs of the same period do not
+    hide the month's change, and a failed run is never a baseline."""
+    return _newest_ok_else_usable([r for r in runs if r.period < current.period])
+
+
+def latest_ok_per_period(runs: list[RunInfo]) -> dict[str, RunInfo]:
+    """Period → its newest ``ok`` run, oldest period first (what Trends and History plot)."""
+    per_period: dict[str, RunInfo] = {}
+    for run in runs:  # oldest → newest, so the latest ok run of each period wins
+        if run.ok:
+            per_period[run.period] = run
+    return dict(sorted(per_period.items()))
 
 
 def require(reader: RunReader, run_id: str, name: str) -> bytes:
