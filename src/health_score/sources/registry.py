@@ -18,33 +18,11 @@ from typing import Any
 import pydantic
 
 from health_score.sources.base import Extractor
+from health_score.sources.http_policy import HttpSettings
+
+__all__ = ["SOURCES", "HttpSettings", "activate", "parse_sources", "source_module"]
 
 SOURCES = ("intercom", "jira", "looker", "salesforce")
-
-
-class HttpSettings(pydantic.BaseModel):
-    """Per-source HTTP pacing, shared by every section (``<source>.http`` in sources.yaml)."""
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-    connect_timeout_seconds: float = pydantic.Field(5.0, gt=0)
-    read_timeout_seconds: float = pydantic.Field(60.0, gt=0)
-    attempts: int = pydantic.Field(8, ge=1, le=20)
-    budget_seconds: float = pydantic.Field(300.0, gt=0)
-    requests_per_second: float | None = pydantic.Field(None, gt=0)
-    max_workers: int = pydantic.Field(4, ge=1, le=32)
-
-    def policy(self) -> Any:
-        from health_score.sources.http import HttpPolicy
-
-        return HttpPolicy(
-            connect_timeout=self.connect_timeout_seconds,
-            read_timeout=self.read_timeout_seconds,
-            attempts=self.attempts,
-            budget_seconds=self.budget_seconds,
-            requests_per_second=self.requests_per_second,
-            pool_size=max(self.max_workers, 4),
-        )
 
 
 def source_module(name: str) -> ModuleType:
