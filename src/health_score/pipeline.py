@@ -33,9 +33,7 @@ from health_score.config import (
     AppConfig,
     ConfigError,
     config_sha256,
-    load_config,
     load_scoring_config,
-    load_sources,
 )
 from health_score.loaders.artifacts import (
     MANIFEST,
@@ -50,7 +48,13 @@ from health_score.rawfile import raw_header, raw_rows, read_raw
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
 from health_score.scoring.composite import Model
 from health_score.sources.base import Extractor, SourceResult
-from health_score.sources.registry import SOURCES, activate
+from health_score.sources.registry import (
+    SOURCES,
+    SourceSettings,
+    activate,
+    load_run_config,
+    load_sources,
+)
 
 log = logging.getLogger("health_score")
 
@@ -302,21 +306,21 @@ def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]
             mapped=mapped,
             writeback=None
             if options.dry_run
-            else load_sources(options.config_dir, ("salesforce",), missing_ok=True)[
-                "salesforce"
-            ].writeback,
+            else load_sources(
+                options.config_dir, ("salesforce",), missing_ok=True
+            ).salesforce.writeback,
             warnings=raw.warnings,
             config_files=_config_files(options.config_dir, names),
             raw_bytes=raw.source_bytes,
         )
     env = os.environ if options.env is None else options.env
-    config = load_config(options.config_dir, mapping_path=options.mapping_path)
+    config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
     mode = "demo" if options.mapping_path is not None and options.demo else "live"
     return _gather_live(config, env, as_of, mode, progress)
 
 
 def _gather_live(
-    config: AppConfig,
+    config: AppConfig[SourceSettings],
     env: Mapping[str, str],
     as_of: datetime,
     mode: str,
@@ -351,7 +355,7 @@ def _gather_live(
         mode=mode,
         config_sha256=config.sha256,
         mapped={a.account_id: a for a in config.accounts},
-        writeback=config.sources["salesforce"].writeback,
+        writeback=config.sources.salesforce.writeback,
         config_files=_config_files(config.directory, names),
     )
 
@@ -635,7 +639,7 @@ def _print_summary(summary: RunSummary) -> None:
 
 def check_config(config_dir: Path) -> int:
     try:
-        config = load_config(config_dir)
+        config = load_run_config(config_dir)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

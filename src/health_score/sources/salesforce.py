@@ -35,7 +35,7 @@ from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts,
 from health_score.sources import salesforce_auth as auth
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceError
-from health_score.sources.registry import HttpSettings
+from health_score.sources.http_policy import HttpSettings
 
 log = logging.getLogger(__name__)
 
