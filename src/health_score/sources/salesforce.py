@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import calendar
 import logging
-import math
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,6 +30,7 @@ import pydantic
 import requests
 
 from health_score.loaders.salesforce_settings import WritebackSettings
+from health_score.numbers import to_decimal
 from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
 from health_score.sources import salesforce_auth as auth
 from health_score.sources.base import SourceResult
@@ -261,21 +261,7 @@ def months_before(day: date, months: int) -> date:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value)) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            parsed = Decimal(value)
-        except ArithmeticError:
-            return None
-        return parsed if parsed.is_finite() else None
-    return None
+    return to_decimal(value)
 
 
 def _date(value: Any) -> date | None:

@@ -39,6 +39,7 @@ from pydantic import SecretStr
 from simple_salesforce.api import Salesforce
 
 from health_score.sources.http import (
+    LOGIN_RETRYABLE_STATUS,
     AuthenticationError,
     HttpPolicy,
     RetriableHTTPError,
@@ -71,7 +72,7 @@ CREDENTIAL_VARS = (
     "SF_CA_BUNDLE",
 )
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,120}[A-Za-z0-9])?")
-_TRANSIENT_LOGIN_STATUS = frozenset({429, 502, 503, 504})
+_TRANSIENT_LOGIN_STATUS = LOGIN_RETRYABLE_STATUS  # 429, 502–504: a refused SOAP login is 500
 
 
 class SalesforceApiError(SourceError):
