@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from health_score.loaders.run_layout import MANIFEST as MANIFEST
-from health_score.loaders.run_layout import ArtifactExistsError as ArtifactExistsError
-from health_score.loaders.s3_store import S3RunStore
+MANIFEST = "manifest.json"
+
+
+class ArtifactExistsError(Exception):
+    """A run folder or file already exists: runs are immutable."""
 
 
 class RunWriter(Protocol):
@@ -119,5 +121,7 @@ class LocalRunStore:
 def open_store(runs_dir: str) -> RunStore:
     """A local folder, or ``s3://bucket/prefix``."""
     if runs_dir.startswith("s3://"):
+        from health_score.loaders.s3_store import S3RunStore
+
         return S3RunStore.from_url(runs_dir)
     return LocalRunStore(Path(runs_dir))

@@ -19,7 +19,7 @@ import hashlib
 import re
 from typing import Any
 
-from health_score.loaders.run_layout import MANIFEST, ArtifactExistsError
+from health_score.loaders.artifacts import MANIFEST, ArtifactExistsError
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
