@@ -1,47 +1,75 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LOCK := requirements/dev.txt
+LAMBDA_LOCK := requirements/lambda.txt
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+# A .venv made with a Python outside 3.11–3.13 (or broken) is rebuilt.
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
 
-.PHONY: setup demo test lint format bench package clean dashboard
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint format bench package clean dashboard lock check-python
 
-setup: $(STAMP)
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+check-python:
+	@$(PYTHON) -c '$(SUPPORTED)' 2>/dev/null || { \
+	  echo "error: $(PYTHON) is not Python 3.11–3.13; run e.g. make setup PYTHON=python3.12" >&2; \
+	  exit 2; }
+	@if [ -e $(VENV) ] && ! $(PY) -c '$(SUPPORTED)' 2>/dev/null; then \
+	  echo "note: $(VENV) was made with an unsupported or broken Python; rebuilding it" >&2; \
+	  rm -rf $(VENV); fi
+
+setup: check-python $(STAMP) ## make .venv from the committed lockfile (requirements/dev.txt)
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,dashboard]'
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-demo: setup
-	$(PY) -m health_score.pipeline --dry-run --demo
+demo: setup ## score the built-in demo portfolio against the sandbox (no credentials needed)
+	$(VENV)/bin/health-score run --dry-run --demo
 
-lint: setup
+lint: setup ## ruff (lint + format check) and mypy strict
 	$(PY) -m ruff check src tests benchmarks dashboard.py
 	$(PY) -m ruff format --check src tests benchmarks dashboard.py
 	$(PY) -m mypy
 
-format: setup
+format: setup ## apply ruff's formatting and fixes
 	$(PY) -m ruff format src tests benchmarks dashboard.py
 	$(PY) -m ruff check --fix src tests benchmarks dashboard.py
 
-test: lint
+test: lint ## lint, then the whole test suite on 2 processes
 	$(PY) -m pytest -n 2 -q
 
-bench: setup
+bench: setup ## the speed and size benchmarks (figures in the README)
 	$(PY) benchmarks/scoring.py
 	$(PY) benchmarks/sandbox.py
 	$(PY) benchmarks/extraction.py
 	$(PY) benchmarks/writeback.py
 	$(PY) benchmarks/dashboard.py
 	$(PY) benchmarks/lambda_bundle.py
+	$(PY) benchmarks/import_graph.py
 
-package: setup
+package: setup ## build the Lambda zip (build/lambda.zip) from requirements/lambda.txt
 	$(PY) -m health_score.lambda_package --output build/lambda.zip
 
-dashboard: setup
-	$(VENV)/bin/streamlit run dashboard.py --server.address 127.0.0.1
+dashboard: setup ## the dashboard on http://127.0.0.1:8501
+	$(VENV)/bin/health-score dashboard
 
-clean:
-	rm -rf $(VENV) output build dist *.egg-info
+lock: setup ## re-resolve both lockfiles from pyproject.toml (needs PyPI)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	  --extra dev --extra dashboard --extra sandbox --extra rollbar \
+	  --custom-compile-command "make lock" -q -o $(LOCK)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra rollbar --no-emit-package python-dotenv \
+	  --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command "make lock" -q -o $(LAMBDA_LOCK)
+
+clean: ## remove the venv and build files (never output/: run history stays)
+	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,7 @@
 """AWS Lambda: run the pipeline once per event and leave its record in S3.
 
-``health_score.pipeline.lambda_handler`` calls ``handle(event, context)``.
+The handler is ``health_score.aws_lambda.lambda_handler`` (template.yaml). No ``.env`` file is read
+here: on Lambda, credentials come from the environment and Secrets Manager only.
 
 Events
     - the EventBridge schedule (``"source": "aws.events"``, ``"detail-type": "Scheduled
@@ -14,8 +15,8 @@ Environment
     ``ARTIFACT_BUCKET`` (required) and ``ARTIFACT_PREFIX`` (default ``runs``): run folders go to
     ``s3://$ARTIFACT_BUCKET/$ARTIFACT_PREFIX/<run_id>/``. ``SECRETS_ID``: a Secrets Manager
     secret whose JSON object of variable name → value is merged into a copy of the environment
-    (never into ``os.environ``). ``CONFIG_DIR`` (default: ``config/`` beside ``src/`` in the
-    bundle), ``LOG_LEVEL``, ``ROLLBAR_ACCESS_TOKEN`` / ``ROLLBAR_ENVIRONMENT`` /
+    (never into ``os.environ``). ``CONFIG_DIR`` (default: the bundle's ``config/``, beside the
+    package), ``LOG_LEVEL``, ``ROLLBAR_ACCESS_TOKEN`` / ``ROLLBAR_ENVIRONMENT`` /
     ``ROLLBAR_ENDPOINT``. The scores CSV is written under the temporary directory (``/tmp``).
 
 Outcome
@@ -45,6 +46,7 @@ from health_score import __version__
 from health_score.logging_setup import Masker, Rollbar, configure, metrics_line
 from health_score.pipeline import EXIT_USAGE, PERIOD, STATUS_FAILED, RunOptions, RunSummary, run
 from health_score.secrets import SecretsError, run_environment, secret_values
+from health_score.sources.registry import SOURCES, source_module
 
 log = logging.getLogger("health_score.lambda")
 
@@ -146,8 +148,6 @@ def artifact_location(env: Mapping[str, str]) -> str:
 
 def _credential_names() -> frozenset[str]:
     """Every source's credential variable names (to mask their values in logs)."""
-    from health_score.sources.registry import SOURCES, source_module
-
     names: set[str] = set()
     for source in SOURCES:
         try:
@@ -167,8 +167,8 @@ def _masked(document: Mapping[str, Any], masker: Masker) -> dict[str, Any]:
     return masked
 
 
-def handle(event: object, context: object) -> dict[str, Any]:
-    """The Lambda handler body (``health_score.pipeline.lambda_handler`` delegates here)."""
+def lambda_handler(event: object, context: object) -> dict[str, Any]:
+    """AWS Lambda entry point (EventBridge schedule or a manual event)."""
     return invoke(event, context, os.environ)
 
 

@@ -18,13 +18,13 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from health_score.loaders.csv_output import DetailLines, score_row
 from health_score.records import AccountInput
-from health_score.scoring.composite import Model
+from health_score.scoring.composite import AccountScore, Model
 from health_score.scoring.spec import ScoringConfig
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,20 @@ class ScoredBatch:
     tiers: Counter[str] = field(default_factory=Counter)
     scored: int = 0  # accounts with a final score
     failures: list[dict[str, str]] = field(default_factory=list)
+    #: The full scores (with per-metric results), kept only when asked (for write-back).
+    scores: list[AccountScore] = field(default_factory=list)
 
     def extend(self, other: ScoredBatch) -> None:
         self.rows.extend(other.rows)
+        self.scores.extend(other.scores)
         self.tiers.update(other.tiers)
         self.scored += other.scored
         self.failures.extend(other.failures)
 
 
-def _score_into(accounts: Sequence[AccountInput], model: Model, detail: TextIO) -> ScoredBatch:
+def _score_into(
+    accounts: Sequence[AccountInput], model: Model, detail: TextIO, keep: bool
+) -> ScoredBatch:
     """Score in this process; one account's failure is listed and never stops the others."""
     batch = ScoredBatch()
     lines = DetailLines(model)
@@ -70,19 +75,21 @@ def _score_into(accounts: Sequence[AccountInput], model: Model, detail: TextIO) 
         batch.rows.append(score_row(score, config))
         batch.tiers[score.tier] += 1
         batch.scored += score.final is not None
+        if keep:
+            batch.scores.append(replace(score, metrics=model.explain(account, compact)))
     return batch
 
 
 # Set by the parent just before forking; the children read it (copy-on-write), never pickle it.
-_SHARED: tuple[Sequence[AccountInput], Model, Path] | None = None
+_SHARED: tuple[Sequence[AccountInput], Model, Path, bool] | None = None
 
 
 def _worker(part: tuple[int, int, int]) -> ScoredBatch:
     index, start, stop = part
     assert _SHARED is not None
-    accounts, model, folder = _SHARED
+    accounts, model, folder, keep = _SHARED
     with (folder / f"part-{index:03d}.csv").open("w", encoding="utf-8", newline="") as detail:
-        return _score_into(accounts[start:stop], model, detail)
+        return _score_into(accounts[start:stop], model, detail, keep)
 
 
 def processes_for(count: int) -> int:
@@ -100,17 +107,25 @@ def processes_for(count: int) -> int:
 
 
 def score_batch(
-    accounts: Sequence[AccountInput], model: Model, detail: TextIO, *, processes: int = 1
+    accounts: Sequence[AccountInput],
+    model: Model,
+    detail: TextIO,
+    *,
+    processes: int = 1,
+    keep: bool = False,
 ) -> ScoredBatch:
-    """Score ``accounts`` with ``model``, writing detail rows to ``detail`` in account order."""
+    """Score ``accounts`` with ``model``, writing detail rows to ``detail`` in account order.
+
+    With ``keep``, the batch also holds every account's full score (for write-back).
+    """
     global _SHARED
     if processes < 2:
-        return _score_into(accounts, model, detail)
+        return _score_into(accounts, model, detail, keep)
     size = -(-len(accounts) // processes)
     parts = [(i, i * size, min((i + 1) * size, len(accounts))) for i in range(processes)]
     with tempfile.TemporaryDirectory(prefix="hsm-score-") as tmp:
         folder = Path(tmp)
-        _SHARED = (accounts, model, folder)
+        _SHARED = (accounts, model, folder, keep)
         # Keep the collector from touching (and so copying) every shared object in the children.
         gc.freeze()
         try:
@@ -119,7 +134,7 @@ def score_batch(
                 results = pool.map(_worker, parts)
         except OSError as exc:  # e.g. no /dev/shm for the pool's semaphores
             log.info("scoring in-process (%s)", exc)
-            return _score_into(accounts, model, detail)
+            return _score_into(accounts, model, detail, keep)
         finally:
             _SHARED = None
             gc.unfreeze()

@@ -3,14 +3,16 @@
 ``python -m health_score.lambda_package`` (``make package``) writes ``build/lambda.zip``:
 
 1. the runtime requirements are the project's ``dependencies`` plus the ``rollbar`` extra, less
-   the demo-only packages (``trustme`` makes the sandbox's CA); the dashboard and dev extras —
-   Streamlit, pandas, pytest, moto, … — are never considered;
-2. every version is pinned to the one installed in the current virtualenv (a constraints file
-   generated from it, ``build/lambda/constraints.txt``), and pip installs binary wheels for the
+   what only a local command needs (``python-dotenv``: Lambda never reads a ``.env``); the
+   sandbox, dashboard and dev extras — trustme, Streamlit, pandas, pytest, moto, … — are never
+   considered;
+2. every version is pinned by the committed lockfile ``requirements/lambda.txt`` (``make lock``
+   resolves it for CPython 3.12 on manylinux x86_64), and pip installs binary wheels for the
    Lambda platform (``manylinux2014_x86_64``, CPython 3.12) with ``--target``, so the bundle is
    the same whatever machine builds it; ``build/lambda/requirements.lock`` records the result;
-3. ``src/`` is copied without the sandbox, the dashboard and this script (the Lambda never
-   imports them), and ``config/`` (weights, thresholds, sources, account mapping) beside it;
+3. ``src/health_score`` is copied without the dashboard, the command line, the default config
+   and this script (the Lambda never imports them), and ``config/`` (weights, thresholds,
+   sources, account mapping) beside it;
 4. when an interpreter of the target version is on ``PATH`` the bundle is byte-compiled with it
    (``unchecked-hash`` .pyc files: ``/var/task`` is read-only, so without them every cold start
    would compile every module again);
@@ -36,12 +38,14 @@ DEFAULT_OUTPUT = ROOT / "build" / "lambda.zip"
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_x86_64"
 PROJECT = "health-score-middleware"
-#: Runtime dependencies only the local demo needs (the sandbox's certificate authority).
-DEMO_ONLY = frozenset({"trustme"})
+#: Runtime dependencies only local commands need (the CLI and dashboard read ``.env``).
+LOCAL_ONLY = frozenset({"python-dotenv"})
+#: The committed pins the bundle installs from.
+LOCKFILE = ROOT / "requirements" / "lambda.txt"
 #: Optional extras the Lambda uses.
 EXTRAS = ("rollbar",)
 #: Parts of the product package the Lambda never imports.
-EXCLUDED_SOURCES = ("dashboard", "lambda_package.py")
+EXCLUDED_SOURCES = ("dashboard", "lambda_package.py", "cli.py", "__main__.py", "defaults")
 PACKAGE = "health_score"
 #: Folders of installed packages that are never needed at run time.
 PRUNED_DIRS = ("__pycache__", "bin")
@@ -87,18 +91,7 @@ def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]
     requirements = list(project.get("dependencies", []))
     for extra in EXTRAS:
         requirements += project.get("optional-dependencies", {}).get(extra, [])
-    return [r for r in requirements if _requirement_name(r) not in DEMO_ONLY]
-
-
-def venv_pins() -> list[str]:
-    """``name==version`` for every distribution installed in this interpreter's environment."""
-    pins: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if not name or canonical(name) in {PROJECT, "pip", "setuptools", "wheel"}:
-            continue
-        pins[canonical(name)] = f"{canonical(name)}=={dist.version}"
-    return [pins[name] for name in sorted(pins)]
+    return [r for r in requirements if _requirement_name(r) not in LOCAL_ONLY]
 
 
 def target_interpreter(python_version: str) -> str | None:
@@ -250,8 +243,10 @@ def build(
         shutil.rmtree(work)
     package = work / "package"
     package.mkdir(parents=True)
+    if not LOCKFILE.is_file():
+        raise PackageError(f"{LOCKFILE} is missing; `make lock` writes it")
     constraints = work / "constraints.txt"
-    constraints.write_text("\n".join(venv_pins()) + "\n", encoding="utf-8")
+    shutil.copyfile(LOCKFILE, constraints)
     install_dependencies(package, runtime_requirements(), constraints, python_version, platform)
     _prune(package)
     pins = _installed_pins(package)

@@ -1,12 +1,13 @@
-"""The one place that wires the stages: gather inputs → score → write outputs.
+"""The composition root: gather inputs → score → write the run's files → write back.
 
-``run(options)`` holds the logic; the command line (``python -m health_score.pipeline``) and
-``lambda_handler`` are thin wrappers around it.
+``run(options, *, extractors=None, loader=None, store=None)`` is the only place that wires the
+stages; tests pass fakes for the extractors, the Salesforce loader or the run store. The entry
+points (:mod:`health_score.cli`, :mod:`health_score.aws_lambda`) are thin wrappers around it and
+this module imports neither.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -18,9 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from health_score import __version__
 from health_score.batch import ScoredBatch, processes_for, score_batch
@@ -37,16 +37,18 @@ from health_score.config import (
 )
 from health_score.loaders.artifacts import (
     MANIFEST,
+    RunStore,
     RunWriter,
     csv_bytes,
     json_bytes,
-    open_store,
     open_text,
 )
 from health_score.loaders.csv_output import METRIC_COLUMNS, score_columns, write_csv_atomic
+from health_score.loaders.salesforce import LoadResult, SalesforceLoader
+from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows, read_raw
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
-from health_score.scoring.composite import Model
+from health_score.scoring.composite import AccountScore, Model
 from health_score.sources.base import Extractor, SourceResult
 from health_score.sources.registry import (
     SOURCES,
@@ -74,6 +76,21 @@ TIER_ORDER = ("Champion", "Healthy", "At Risk", "Critical", "Insufficient Data")
 
 class UsageError(Exception):
     """Bad command-line usage or input that is not a config file (exit 2)."""
+
+
+class WriteBack(Protocol):
+    """What the pipeline needs from a write-back loader (:class:`SalesforceLoader` in runs)."""
+
+    def load(
+        self,
+        scores: Sequence[AccountScore],
+        accounts: Mapping[str, Account],
+        *,
+        period: str,
+        scoring_date: date,
+        run_id: str,
+        config_hash: str,
+    ) -> LoadResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,8 +301,16 @@ def _extract_all(
     return results, reports
 
 
-def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]) -> Inputs:
-    """Config and extraction (or the raw file): everything scoring needs."""
+def gather(
+    options: RunOptions,
+    as_of: datetime,
+    progress: Callable[[str], None],
+    extractors: Sequence[Extractor] | None = None,
+) -> Inputs:
+    """Config and extraction (or the raw file): everything scoring needs.
+
+    ``extractors`` replaces the ones activated from the environment's credentials.
+    """
     if options.from_raw is not None:
         scoring = load_scoring_config(options.config_dir)
         raw = read_raw(options.from_raw, scoring)
@@ -316,23 +341,27 @@ def gather(options: RunOptions, as_of: datetime, progress: Callable[[str], None]
     env = os.environ if options.env is None else options.env
     config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
     mode = "demo" if options.mapping_path is not None and options.demo else "live"
-    return _gather_live(config, env, as_of, mode, progress)
+    if extractors is None:
+        active, inactive = activate(config.sources, env, as_of=as_of)
+    else:
+        active = list(extractors)
+        inactive = [name for name in SOURCES if name not in {e.name for e in active}]
+    return _gather_live(config, active, inactive, mode, progress)
 
 
 def _gather_live(
     config: AppConfig[SourceSettings],
-    env: Mapping[str, str],
-    as_of: datetime,
+    extractors: Sequence[Extractor],
+    inactive: Sequence[str],
     mode: str,
     progress: Callable[[str], None],
 ) -> Inputs:
-    extractors, inactive = activate(config.sources, env, as_of=as_of)
     if not extractors:
         raise UsageError(
             "no source has credentials in the environment, so there is nothing to extract. "
             "Set the variables in .env.example (e.g. INTERCOM_API_TOKEN, JIRA_BASE_URL/"
             "JIRA_EMAIL/JIRA_API_TOKEN, LOOKER_*, SF_*), score a file with --from-raw RAW.csv, "
-            "or try the built-in demo: python -m health_score.pipeline --dry-run --demo"
+            "or try the built-in demo: health-score run --dry-run --demo"
         )
     active_names = [e.name for e in extractors]
     log.info(
@@ -365,17 +394,20 @@ def _gather_live(
 
 
 def score_and_write(
-    writer: RunWriter, accounts: Sequence[AccountInput], model: Model
+    writer: RunWriter, accounts: Sequence[AccountInput], model: Model, *, keep: bool = False
 ) -> ScoredBatch:
     """Score every account, streaming its metric-level detail to the run's ``metrics.csv``.
 
     Only the scores' CSV rows and counts stay in memory, so a 100,000-account run stays small;
-    large runs use several processes (:mod:`health_score.batch`). One account's failure is
-    listed and never stops the others.
+    large runs use several processes (:mod:`health_score.batch`). With ``keep`` (a run that will
+    write back), the full scores are kept too, so write-back reuses them instead of scoring
+    again. One account's failure is listed and never stops the others.
     """
     with open_text(writer, "metrics.csv") as detail:
         detail.write(",".join(METRIC_COLUMNS) + "\n")
-        return score_batch(accounts, model, detail, processes=processes_for(len(accounts)))
+        return score_batch(
+            accounts, model, detail, processes=processes_for(len(accounts)), keep=keep
+        )
 
 
 def write_run_files(
@@ -394,14 +426,22 @@ def write_run_files(
         writer.write_bytes(f"config/{name}", data)
 
 
+def writes_back(options: RunOptions, status: str) -> bool:
+    """Whether this run will write to Salesforce (not dry, not failed, degraded only if allowed)."""
+    if options.dry_run or status == STATUS_FAILED:
+        return False
+    return status != STATUS_DEGRADED or options.allow_degraded
+
+
 def _writeback(
     options: RunOptions,
     inputs: Inputs,
-    model: Model,
+    scores: Sequence[AccountScore],
     period: str,
     run_id: str,
     status: str,
     scoring_date: date,
+    loader: WriteBack | None,
 ) -> tuple[dict[str, Any] | None, int, list[str]]:
     """Write to Salesforce when allowed; returns (manifest entry, exit code, messages)."""
     if options.dry_run:
@@ -415,10 +455,9 @@ def _writeback(
         )
         log.error(message)
         return {"status": "refused", "reason": message}, EXIT_FAILED, [message]
-    from health_score.loaders.salesforce import SalesforceLoader
-
-    env = os.environ if options.env is None else options.env
-    loader = SalesforceLoader.from_env(inputs.writeback, env)
+    if loader is None:
+        env = os.environ if options.env is None else options.env
+        loader = SalesforceLoader.from_env(inputs.writeback, env)
     if loader is None:
         message = (
             "write-back not possible: this is not a dry run but no Salesforce credentials "
@@ -426,9 +465,8 @@ def _writeback(
         )
         log.error(message)
         return {"status": "failed", "reason": message}, EXIT_FAILED, [message]
-    # Full explanations (per-metric scores) are rebuilt here; the loader skips (and lists) the
+    # The scores are the run's own (kept while scoring); the loader skips (and lists) the
     # accounts without a Salesforce id.
-    scores = [model.score(a) for a in inputs.accounts]
     result = loader.load(
         scores,
         inputs.mapped,
@@ -448,15 +486,32 @@ def _writeback(
     return {"status": status, **result.as_dict()}, (EXIT_OK if result.ok else EXIT_FAILED), messages
 
 
-def run(options: RunOptions) -> RunSummary:
+def run(
+    options: RunOptions,
+    *,
+    extractors: Sequence[Extractor] | None = None,
+    loader: WriteBack | None = None,
+    store: RunStore | None = None,
+) -> RunSummary:
     """Gather inputs, score, write the CSV, the run folder and (unless dry) Salesforce.
+
+    ``extractors``, ``loader`` and ``store`` replace the ones built from the environment and
+    ``options`` (the sources activated by credentials, the Salesforce loader, the runs folder).
 
     With ``demo``, the sandbox runs for the whole run (extraction and any write-back) and the
     pipeline is pointed at it exactly as at the real services.
     """
     if not options.demo:
-        return _run(options)
-    from health_score_sandbox.sandbox import Sandbox  # only the demo needs the sandbox
+        return _run(options, extractors, loader, store)
+    try:
+        # Only the demo needs the stand-ins (the 'sandbox' extra); the product never imports them.
+        from health_score_sandbox.sandbox import Sandbox
+    except ImportError as exc:
+        message = (
+            f"the demo needs the 'sandbox' extra ({exc.name or exc} is not installed): "
+            "pip install 'health-score-middleware[sandbox]'"
+        )
+        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(message,))
 
     today = (options.as_of or datetime.now(UTC)).date()
     _progress_printer(options.progress)(
@@ -473,17 +528,25 @@ def run(options: RunOptions) -> RunSummary:
                 env={**(options.env or {}), **sandbox.env()},
                 mapping_path=sandbox.write_mapping(sandbox.workdir / MAPPING_FILE),
                 as_of=datetime(today.year, today.month, today.day, tzinfo=UTC),
-            )
+            ),
+            extractors,
+            loader,
+            store,
         )
 
 
-def _run(options: RunOptions) -> RunSummary:
+def _run(
+    options: RunOptions,
+    extractors: Sequence[Extractor] | None,
+    loader: WriteBack | None,
+    store: RunStore | None,
+) -> RunSummary:
     started = datetime.now(UTC)
     progress = _progress_printer(options.progress)
     try:
         period = check_period(options.period or current_period(started))
         as_of = options.as_of or started
-        inputs = gather(options, as_of, progress)
+        inputs = gather(options, as_of, progress, extractors)
     except (ConfigError, UsageError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
 
@@ -491,13 +554,12 @@ def _run(options: RunOptions) -> RunSummary:
     model = Model(load_scoring_config(options.config_dir))
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
-    store = open_store(options.runs_dir)
-    writer = store.create_run(run_id)
-    batch = score_and_write(writer, inputs.accounts, model)
+    writer = (store or open_store(options.runs_dir)).create_run(run_id)
+    batch = score_and_write(writer, inputs.accounts, model, keep=writes_back(options, status))
     write_run_files(writer, inputs, batch.rows, model)
     output = write_csv_atomic(options.output, score_columns(model.config), batch.rows)
     writeback, exit_code, messages = _writeback(
-        options, inputs, model, period, run_id, status, as_of.date()
+        options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
     )
     if status == STATUS_FAILED:
         exit_code = EXIT_FAILED
@@ -555,137 +617,9 @@ class HealthScoreOrchestrator:
         return run(self.options)
 
 
-def lambda_handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    """AWS Lambda entry point (EventBridge schedule or a manual event)."""
-    from health_score.aws_lambda import handle
-
-    return handle(event, context)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
 def _progress_printer(enabled: bool) -> Callable[[str], None]:
     def emit(message: str) -> None:
         if enabled:
             print(f"  … {message}", file=sys.stderr, flush=True)
 
     return emit
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m health_score.pipeline",
-        description="Score every customer account: extract → score → load.",
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="score and write files, but never write to Salesforce",
-    )
-    parser.add_argument(
-        "--demo", action="store_true", help="run the real pipeline against the built-in sandbox"
-    )
-    parser.add_argument(
-        "--accounts",
-        type=int,
-        default=None,
-        help="number of demo accounts (with --demo; default 250)",
-    )
-    parser.add_argument(
-        "--from-raw", type=Path, metavar="RAW.csv", help="skip extraction; score a raw-metrics file"
-    )
-    parser.add_argument("--config-dir", type=Path, default=Path("config"), metavar="DIR")
-    parser.add_argument("--period", metavar="YYYY-MM", help="scoring period (default: this month)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="FILE")
-    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, metavar="DIR|s3://bucket/prefix")
-    parser.add_argument(
-        "--allow-degraded",
-        action="store_true",
-        help="write to Salesforce even when a source failed",
-    )
-    parser.add_argument(
-        "--check-config", action="store_true", help="only validate the config folder"
-    )
-    return parser
-
-
-def _print_summary(summary: RunSummary) -> None:
-    print(f"Run {summary.run_id} — period {summary.period} — status {summary.status}")
-    print(f"Accounts: {summary.accounts_scored} scored of {summary.accounts_total}")
-    if summary.tiers:
-        total = sum(summary.tiers.values()) or 1
-        for tier, count in summary.tiers.items():
-            print(f"  {tier:<18} {count:>6}  ({Decimal(100 * count) / total:.1f}%)")
-    for name, report in summary.sources.items():
-        line = f"  source {name:<11} {report.status:<8}"
-        if report.status != "inactive":
-            line += (
-                f" {report.accounts_with_data} accounts with data, "
-                f"{report.requests} requests, {report.seconds:.1f}s"
-            )
-        if report.error:
-            line += f" — {report.error}"
-        print(line)
-    if summary.writeback:
-        print(
-            f"Salesforce write-back: {summary.writeback.get('status')}"
-            + (f" ({summary.writeback.get('reason')})" if summary.writeback.get("reason") else "")
-        )
-    print(f"Scores CSV: {summary.output}")
-    print(f"Run folder: {summary.run_location}")
-
-
-def check_config(config_dir: Path) -> int:
-    try:
-        config = load_run_config(config_dir)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    print(
-        f"config OK ({len(config.accounts)} accounts, "
-        f"{len(config.scoring.metric_names)} metrics, sha256 {config.sha256[:12]})"
-    )
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if args.check_config:
-        return check_config(args.config_dir)
-    if args.accounts is not None and not args.demo:
-        parser.error("--accounts only applies with --demo")
-    if args.demo and args.from_raw:
-        parser.error("--demo and --from-raw are alternatives; choose one")
-    if args.accounts is not None and args.accounts < 1:
-        parser.error("--accounts must be at least 1")
-    options = RunOptions(
-        config_dir=args.config_dir,
-        from_raw=args.from_raw,
-        demo=args.demo,
-        demo_accounts=args.accounts or 250,
-        dry_run=args.dry_run,
-        period=args.period,
-        output=args.output,
-        runs_dir=args.runs_dir,
-        allow_degraded=args.allow_degraded,
-        progress=sys.stderr.isatty(),
-    )
-    summary = run(options)
-    if summary.run_id is None:
-        for message in summary.messages:
-            print(f"error: {message}", file=sys.stderr)
-        return summary.exit_code
-    for message in summary.messages:
-        print(f"note: {message}", file=sys.stderr)
-    _print_summary(summary)
-    return summary.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

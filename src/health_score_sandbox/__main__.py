@@ -42,8 +42,8 @@ def parse_fault(text: str, faults: dict[str, Faults]) -> None:
         raise argparse.ArgumentTypeError(f"--fault {text!r}: bad value {value!r}") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m health_score_sandbox", description=__doc__)
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m health_score_sandbox") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start all four stand-ins on loopback")
     serve.add_argument("--accounts", type=int, default=DEFAULT_ACCOUNTS)
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, value in sandbox.env().items():
             print(f"export {key}={shlex.quote(value)}")
         print(
-            f"# then: python -m health_score.pipeline --dry-run --config-dir {config_dir}",
+            f"# then: health-score run --dry-run --config-dir {config_dir}",
             flush=True,
         )
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from health_score.cli import main as cli_main
 from health_score.config import load_scoring_config
-from health_score.pipeline import main
 from tests.conftest import IDENTITY_METRICS, REPO
 
 SIGNALS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
@@ -56,6 +56,11 @@ def examples_raw(tmp_path: Path) -> Path:
             example("M", ("85", "95", "88", "92", "82"), moderate_count="1"),
         ],
     )
+
+
+def main(argv: list[str]) -> int:
+    """``health-score run ARGS``."""
+    return cli_main(["run", *argv])
 
 
 def run_cli(tmp_path: Path, *args: str) -> int:
@@ -298,7 +303,8 @@ def test_example_file_runs_as_a_subprocess(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "health_score.pipeline",
+            "health_score",
+            "run",
             "--dry-run",
             "--from-raw",
             "examples/raw_metrics.csv",
@@ -330,7 +336,8 @@ def test_scoring_in_several_processes_writes_the_same_files(tmp_path: Path) -> N
             [
                 sys.executable,
                 "-m",
-                "health_score.pipeline",
+                "health_score",
+                "run",
                 "--dry-run",
                 "--from-raw",
                 "examples/raw_metrics.csv",

@@ -53,14 +53,14 @@ modules = sorted(m.name for m in pkgutil.walk_packages(health_score.__path__, "h
 for name in modules:
     importlib.import_module(name)
 try:
-    health_score.pipeline.lambda_handler({"not": "allowed"}, None)
+    health_score.aws_lambda.lambda_handler({"not": "allowed"}, None)
 except health_score.aws_lambda.RunFailed as exc:
     outcome = str(exc)
 else:
     outcome = "no error"
 print(json.dumps({
     "version": "%d.%d" % sys.version_info[:2],
-    "handler": callable(health_score.pipeline.lambda_handler),
+    "handler": callable(health_score.aws_lambda.lambda_handler),
     "modules": modules,
     "loaded": sorted(
         m for m in sys.modules if m.split(".")[0] in NEVER or m.startswith("health_score_sandbox")
@@ -105,7 +105,9 @@ def test_the_bundle_carries_no_dashboard_demo_or_dev_packages(built: Built) -> N
         for n in built.names
         if n.startswith(("health_score_sandbox/", "health_score/dashboard/", "src/"))
     ]
-    assert "health_score/lambda_package.py" not in built.names
+    for name in ("lambda_package.py", "cli.py", "__main__.py", "defaults/weights.yaml"):
+        assert f"health_score/{name}" not in built.names
+    assert not [n for n in built.names if n.startswith("dotenv/")]  # Lambda never reads .env
 
 
 def test_the_bundle_carries_the_code_and_the_config_it_runs_with(built: Built) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from health_score.pipeline import RunOptions, RunSummary, main, run, score_and_write
+from health_score.cli import main as cli_main
+from health_score.pipeline import RunOptions, RunSummary, run, score_and_write
 from health_score.records import AccountInput
 from health_score.scoring.composite import CompactScore, Model
 from health_score_sandbox.sandbox import Sandbox
@@ -61,9 +62,10 @@ def go(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **options: Any) -> Ru
 
 
 def dry_run_cli(config_dir: Path, tmp_path: Path) -> int:
-    """``python -m health_score.pipeline --dry-run`` on a config folder, outputs under tmp_path."""
-    return main(
+    """``health-score run --dry-run`` on a config folder, outputs under tmp_path."""
+    return cli_main(
         [
+            "run",
             "--dry-run",
             "--config-dir",
             str(config_dir),
@@ -215,7 +217,7 @@ def test_no_credentials_exits_2_and_points_at_the_demo(
         monkeypatch.delenv(name, raising=False)
     code = dry_run_cli(config_dir, tmp_path)
     assert code == 2
-    assert "python -m health_score.pipeline --dry-run --demo" in capsys.readouterr().err
+    assert "health-score run --dry-run --demo" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 
@@ -262,8 +264,9 @@ def test_one_account_failing_never_stops_the_others(tmp_path: Path) -> None:
 def test_the_demo_command_runs_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
+    code = cli_main(
         [
+            "run",
             "--dry-run",
             "--demo",
             "--accounts",

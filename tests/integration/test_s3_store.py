@@ -11,8 +11,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from health_score.loaders.artifacts import MANIFEST, ArtifactExistsError, open_store
+from health_score.loaders.artifacts import MANIFEST, ArtifactExistsError
 from health_score.loaders.s3_store import S3RunStore, S3StoreError
+from health_score.loaders.stores import open_store
 from health_score.pipeline import RunOptions, run
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from health_score.cli import main
 from health_score.config import ConfigError, load_config, load_scoring_config, parse_condition
 from health_score.records import SignalCounts
 from health_score.scoring.qualitative import matching_rule
@@ -288,11 +289,9 @@ def test_injection_attempts_in_ids_are_refused(config_copy: Path, row: str, colu
 def test_check_config_command_reports_ok_and_problems(
     config_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from health_score.pipeline import main
-
     with_mapping(config_copy)
-    assert main(["--check-config", "--config-dir", str(config_copy)]) == 0
+    assert main(["check-config", "--config-dir", str(config_copy)]) == 0
     assert "config OK" in capsys.readouterr().out
     edit(config_copy / "weights.yaml", "  days_to_renewal: 0.20\n", "  days_to_renewal: -0.20\n")
-    assert main(["--check-config", "--config-dir", str(config_copy)]) == 2
+    assert main(["check-config", "--config-dir", str(config_copy)]) == 2
     assert "financial_contract.days_to_renewal" in capsys.readouterr().err

@@ -34,10 +34,6 @@ ALLOWED_UPWARD = {
         "config.load_sources, a compatibility function imported only when called, while "
         "health_score_sandbox.sandbox still imports it by that name"
     ),
-    ("health_score.pipeline", "health_score.aws_lambda"): (
-        "pipeline.lambda_handler, the seed's Lambda entry name, until the entry points move "
-        "out of pipeline.py"
-    ),
 }
 
 HEAVY = ("requests", "boto3", "botocore", "simple_salesforce", "stamina", "urllib3")

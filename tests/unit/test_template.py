@@ -37,7 +37,7 @@ def test_cfn_lint_finds_no_errors_or_warnings() -> None:
 def test_the_function_runs_the_main_handler_on_python_3_12_for_15_minutes(
     function: dict[str, Any],
 ) -> None:
-    assert function["Handler"] == "health_score.pipeline.lambda_handler"
+    assert function["Handler"] == "health_score.aws_lambda.lambda_handler"
     assert function["Runtime"] == "python3.12"
     assert function["Timeout"] == 900
     assert function["CodeUri"] == "build/lambda.zip"

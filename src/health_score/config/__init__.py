@@ -714,7 +714,7 @@ def load_config(
                 mp.add(
                     "",
                     "no accounts: the mapping has a header but no rows. Add one row per "
-                    "customer account, or try the built-in demo: python -m health_score.pipeline "
+                    "customer account, or try the built-in demo: health-score run "
                     "--dry-run --demo",
                 )
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from health_score.loaders.artifacts import MANIFEST
+from health_score.loaders.s3_store import S3RunStore
 
 RAW = "raw.csv"
 SCORES = "scores.csv"
@@ -74,9 +75,7 @@ class S3Runs:
     AWS chain; ``AWS_ENDPOINT_URL`` points it at an S3-compatible store)."""
 
     def __init__(self, url: str, *, client: Any = None) -> None:
-        from health_score.loaders.s3_store import S3RunStore  # validates the bucket and prefix
-
-        store = S3RunStore.from_url(url, client=client)
+        store = S3RunStore.from_url(url, client=client)  # validates the bucket and prefix
         self.bucket = store.bucket
         self.prefix = store.prefix
         self.location = store.location

@@ -116,12 +116,3 @@ class LocalRunStore:
         except FileExistsError:
             raise ArtifactExistsError(f"run folder {folder} already exists") from None
         return LocalRunWriter(folder)
-
-
-def open_store(runs_dir: str) -> RunStore:
-    """A local folder, or ``s3://bucket/prefix``."""
-    if runs_dir.startswith("s3://"):
-        from health_score.loaders.s3_store import S3RunStore
-
-        return S3RunStore.from_url(runs_dir)
-    return LocalRunStore(Path(runs_dir))

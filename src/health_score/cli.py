@@ -1,0 +1,483 @@
+"""The ``health-score`` command (also ``python -m health_score``).
+
+Subcommands: ``run`` (score every account: extract → score → load), ``check-config``,
+``sandbox serve`` (the vendor stand-ins), ``dashboard`` (Streamlit on 127.0.0.1) and ``init``
+(a starter config folder). Exit codes: 0 success; 1 the run failed, or write-back was refused or
+failed; 2 bad usage or config (nothing was written).
+
+A local ``.env`` file is loaded first (values already in the environment win); AWS Lambda never
+reads one (its entry point is :mod:`health_score.aws_lambda`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from health_score import __version__
+from health_score.config import (
+    MAPPING_FILE,
+    SOURCES_FILE,
+    THRESHOLDS_FILE,
+    WEIGHTS_FILE,
+    ConfigError,
+)
+from health_score.pipeline import (
+    DEFAULT_OUTPUT,
+    DEFAULT_RUNS_DIR,
+    EXIT_OK,
+    EXIT_USAGE,
+    RunOptions,
+    RunSummary,
+    run,
+)
+from health_score.sources.registry import load_run_config
+
+log = logging.getLogger("health_score")
+
+PROG = "health-score"
+DEFAULT_CONFIG_DIR = Path("config")
+DEFAULT_DEMO_ACCOUNTS = 250
+DASHBOARD_PORT = 8501
+STARTER_FILES = (WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE, MAPPING_FILE)
+
+EXIT_CODES = """\
+exit codes:
+  0  success (a dry run, or a run whose write-back succeeded)
+  1  the run failed, or Salesforce write-back was refused (degraded run) or failed
+  2  bad usage or config: nothing was scored or written"""
+
+RUN_EXAMPLES = """\
+examples:
+  health-score run --dry-run --demo                  the built-in sandbox, no credentials needed
+  health-score run --dry-run --demo --accounts 2000  a bigger demo portfolio
+  health-score run --dry-run --from-raw examples/raw_metrics.csv
+  health-score run --dry-run --config-dir myconfig   extract with the credentials in .env
+  health-score run --config-dir myconfig --period 2026-11   … and write back to Salesforce
+"""
+
+
+def defaults_dir() -> Path:
+    """The default config folder shipped inside the package."""
+    return Path(str(resources.files("health_score") / "defaults"))
+
+
+def _config_dir(given: Path | None) -> tuple[Path, bool]:
+    """The folder to read (``--config-dir``, else ``./config``, else the built-in defaults)."""
+    if given is not None:
+        return given, False
+    if DEFAULT_CONFIG_DIR.is_dir():
+        return DEFAULT_CONFIG_DIR, False
+    return defaults_dir(), True
+
+
+def _no_config_folder() -> str:
+    return (
+        f"no config folder: {DEFAULT_CONFIG_DIR}/ does not exist here and no --config-dir was "
+        f"given. Write a starter folder with `{PROG} init config`, map your accounts in "
+        f"config/{MAPPING_FILE}, or try the demo: {PROG} run --dry-run --demo"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' layout."""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    noise = common.add_mutually_exclusive_group()
+    noise.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log more (DEBUG), e.g. every source's paging",
+    )
+    noise.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log only warnings and errors; the summary is still printed",
+    )
+    return common
+
+
+def _config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="config folder (weights.yaml, thresholds.yaml, sources.yaml, account_mapping.csv); "
+        "default: ./config, else the built-in defaults for --demo and --from-raw",
+    )
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` (shared with the legacy ``python -m src.main``)."""
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="score and write the files, but never write to Salesforce",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the built-in sandbox (synthetic vendors on loopback) and run the real "
+        "pipeline against it; needs the 'sandbox' extra",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"number of demo accounts (with --demo; default {DEFAULT_DEMO_ACCOUNTS})",
+    )
+    parser.add_argument(
+        "--from-raw",
+        type=Path,
+        metavar="RAW.csv",
+        help="skip extraction and score a raw-metrics file (a run's raw.csv or your own)",
+    )
+    _config_flag(parser)
+    parser.add_argument(
+        "--period",
+        metavar="YYYY-MM",
+        help="scoring period, the key of the Salesforce records (default: this month)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        metavar="FILE",
+        help="the scores CSV, replaced atomically (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default=DEFAULT_RUNS_DIR,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="where each run's folder (manifest, scores, metrics, raw, config) is kept "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-degraded",
+        action="store_true",
+        help="write to Salesforce even when a source failed (the run is 'degraded')",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Monthly, explainable customer health scores from Intercom, Jira, Looker "
+        "and Salesforce: extract → score → load.",
+        epilog=f"{RUN_EXAMPLES}\n{EXIT_CODES}",
+        formatter_class=_Formatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run_parser = sub.add_parser(
+        "run",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="score every account (extract → score → write files → Salesforce)",
+        description="Score every mapped account and write the run's files; unless --dry-run, "
+        "upsert the scores to Salesforce.",
+        epilog=f"{RUN_EXAMPLES}\n{EXIT_CODES}",
+    )
+    add_run_flags(run_parser)
+
+    check = sub.add_parser(
+        "check-config",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="validate a config folder and exit",
+        description="Validate every file of a config folder; every problem is listed with its "
+        "file, key or row.",
+        epilog="examples:\n  health-score check-config\n  health-score check-config "
+        "--config-dir myconfig\n\nexit codes:\n  0  the folder is valid\n  2  it is not (each "
+        "problem is printed)",
+    )
+    _config_flag(check)
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        parents=[common],
+        formatter_class=_Formatter,
+        add_help=False,
+        help="the vendor stand-ins: `health-score sandbox serve --help`",
+        description="Run the four vendor stand-ins on loopback (needs the 'sandbox' extra).",
+    )
+    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    dashboard = sub.add_parser(
+        "dashboard",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="open the dashboard (Streamlit, bound to 127.0.0.1)",
+        description="Start the Streamlit dashboard on 127.0.0.1 (needs the 'dashboard' extra). "
+        "Set DASHBOARD_PASSWORD to require a password.",
+        epilog="examples:\n  health-score dashboard\n  health-score dashboard --runs-dir "
+        "s3://my-bucket/runs --port 8600",
+    )
+    dashboard.add_argument(
+        "--runs-dir",
+        default=None,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help=f"the runs to show (default: $HSM_RUNS_DIR, else {DEFAULT_RUNS_DIR})",
+    )
+    dashboard.add_argument(
+        "--port", type=int, default=DASHBOARD_PORT, help="port on 127.0.0.1 (default: %(default)s)"
+    )
+
+    init = sub.add_parser(
+        "init",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="write a starter config folder",
+        description="Copy the default config (weights, thresholds, sources, an empty account "
+        "mapping) and .env.example into DIR.",
+        epilog="examples:\n  health-score init config\n  health-score check-config "
+        "--config-dir config",
+    )
+    init.add_argument("directory", type=Path, metavar="DIR", help="folder to create or fill")
+    init.add_argument("--force", action="store_true", help="overwrite files that already exist")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    if getattr(args, "quiet", False):
+        return logging.WARNING
+    if getattr(args, "verbose", False):
+        return logging.DEBUG
+    return logging.INFO
+
+
+def _configure_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+    # Third-party chatter stays at WARNING unless -v.
+    for name in ("urllib3", "botocore", "boto3", "s3transfer"):
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)
+
+
+def print_summary(summary: RunSummary) -> None:
+    print(f"Run {summary.run_id} — period {summary.period} — status {summary.status}")
+    print(f"Accounts: {summary.accounts_scored} scored of {summary.accounts_total}")
+    if summary.tiers:
+        total = sum(summary.tiers.values()) or 1
+        for tier, count in summary.tiers.items():
+            print(f"  {tier:<18} {count:>6}  ({Decimal(100 * count) / total:.1f}%)")
+    for name, report in summary.sources.items():
+        line = f"  source {name:<11} {report.status:<8}"
+        if report.status != "inactive":
+            line += (
+                f" {report.accounts_with_data} accounts with data, "
+                f"{report.requests} requests, {report.seconds:.1f}s"
+            )
+        if report.error:
+            line += f" — {report.error}"
+        print(line)
+    if summary.writeback:
+        reason = summary.writeback.get("reason")
+        print(
+            f"Salesforce write-back: {summary.writeback.get('status')}"
+            + (f" ({reason})" if reason else "")
+        )
+    print(f"Scores CSV: {summary.output}")
+    print(f"Run folder: {summary.run_location}")
+
+
+def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.accounts is not None and not args.demo:
+        parser.error("--accounts only applies with --demo")
+    if args.demo and args.from_raw:
+        parser.error("--demo and --from-raw are alternatives; choose one")
+    if args.accounts is not None and args.accounts < 1:
+        parser.error("--accounts must be at least 1")
+    config_dir, builtin = _config_dir(args.config_dir)
+    if builtin and not (args.demo or args.from_raw):
+        print(f"error: {_no_config_folder()}", file=sys.stderr)
+        return EXIT_USAGE
+    if builtin:
+        log.info("using the built-in default config (%s init DIR writes a copy to edit)", PROG)
+    options = RunOptions(
+        config_dir=config_dir,
+        from_raw=args.from_raw,
+        demo=args.demo,
+        demo_accounts=args.accounts or DEFAULT_DEMO_ACCOUNTS,
+        dry_run=args.dry_run,
+        period=args.period,
+        output=args.output,
+        runs_dir=args.runs_dir,
+        allow_degraded=args.allow_degraded,
+        progress=sys.stderr.isatty(),
+    )
+    summary = run(options)
+    if summary.run_id is None:
+        for message in summary.messages:
+            print(f"error: {message}", file=sys.stderr)
+        return summary.exit_code
+    for message in summary.messages:
+        print(f"note: {message}", file=sys.stderr)
+    print_summary(summary)
+    return summary.exit_code
+
+
+def check_config(config_dir: Path | None) -> int:
+    directory, builtin = _config_dir(config_dir)
+    if builtin:
+        print(f"error: {_no_config_folder()}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_run_config(directory)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"config OK: {directory} ({len(config.accounts)} accounts, "
+        f"{len(config.scoring.metric_names)} metrics, sha256 {config.sha256[:12]})"
+    )
+    return EXIT_OK
+
+
+def sandbox_command(argv: Sequence[str]) -> int:
+    try:
+        from health_score_sandbox.__main__ import main as sandbox_main
+    except ImportError as exc:
+        print(f"error: {_extra_missing('sandbox', exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    return sandbox_main(list(argv), prog=f"{PROG} sandbox")
+
+
+def _extra_missing(extra: str, exc: ImportError) -> str:
+    return (
+        f"this command needs the '{extra}' extra ({exc.name or exc} is not installed): "
+        f"pip install 'health-score-middleware[{extra}]'"
+    )
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    try:
+        import streamlit  # noqa: F401  (only to tell whether the extra is installed)
+    except ImportError as exc:
+        print(f"error: {_extra_missing('dashboard', exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    app = Path(str(resources.files("health_score.dashboard") / "app.py"))
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    if args.runs_dir:
+        command += ["--", "--runs-dir", str(args.runs_dir)]
+    try:
+        return subprocess.call(command)  # noqa: S603 - our own interpreter and app, no shell
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def init_command(directory: Path, *, force: bool) -> int:
+    source = defaults_dir()
+    wanted = [*STARTER_FILES, ".env.example"]
+    existing = [name for name in wanted if (directory / name).exists()]
+    if existing and not force:
+        print(
+            f"error: {directory} already has {', '.join(existing)}; nothing was written "
+            "(use --force to overwrite)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in STARTER_FILES:
+            shutil.copyfile(source / name, directory / name)
+        shutil.copyfile(source / "env.example", directory / ".env.example")
+    except OSError as exc:
+        print(f"error: cannot write {directory}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"Wrote a starter config to {directory}/:")
+    for name in wanted:
+        print(f"  {directory / name}")
+    print(
+        "Next: map your accounts in "
+        f"{directory / MAPPING_FILE}, copy .env.example to .env and fill in credentials, then\n"
+        f"  {PROG} check-config --config-dir {directory}\n"
+        f"  {PROG} run --dry-run --config-dir {directory}"
+    )
+    return EXIT_OK
+
+
+def load_local_env(path: Path = Path(".env")) -> bool:
+    """Load ``.env`` from the working folder, never overriding the environment."""
+    return path.is_file() and load_dotenv(path, override=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(_log_level(args))
+    if args.command == "sandbox":
+        return sandbox_command(args.sandbox_args)
+    load_local_env()
+    if args.command == "run":
+        return run_command(args, parser)
+    if args.command == "check-config":
+        return check_config(args.config_dir)
+    if args.command == "dashboard":
+        return dashboard_command(args)
+    return init_command(args.directory, force=args.force)  # argparse allows no other command
+
+
+# --------------------------------------------------------------------------------------------
+# The seed document's command: python3 -m src.main --dry-run [...]
+
+
+def legacy_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m src.main`` with the first wave's flags (``--check-config`` included)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m src.main",
+        description=f"Legacy form of `{PROG} run` (and `{PROG} check-config` with --check-config).",
+        epilog=EXIT_CODES,
+        formatter_class=_Formatter,
+    )
+    add_run_flags(parser)
+    parser.add_argument(
+        "--check-config", action="store_true", help="only validate the config folder"
+    )
+    args = parser.parse_args(argv)
+    _configure_logging(logging.INFO)
+    load_local_env()
+    if args.check_config:
+        return check_config(args.config_dir)
+    return run_command(args, parser)

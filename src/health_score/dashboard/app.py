@@ -1,0 +1,732 @@
+"""Health Score dashboard: why each score is what it is, and what new weights would do.
+
+    health-score dashboard [--runs-dir output/runs | s3://bucket/prefix]
+    streamlit run dashboard.py [-- --runs-dir output/runs | s3://bucket/prefix]   (a checkout)
+
+The runs folder comes from ``--runs-dir``, else ``HSM_RUNS_DIR``, else ``output/runs``. Set
+``DASHBOARD_PASSWORD`` (or ``DASHBOARD_PASSWORD`` in Streamlit secrets) to require a password.
+
+A local ``.env`` is loaded first (never overriding the environment). This module is only the
+view: run folders are read by ``health_score.dashboard.runs``, shaped by
+``health_score.dashboard.frames``, and what-if scores come from ``health_score.scoring`` via
+``health_score.dashboard.whatif``. No scoring rule lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+import sys
+from decimal import Decimal
+
+import altair as alt
+import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
+import streamlit as st
+
+from health_score.config import ConfigError, load_scoring_config
+from health_score.dashboard import frames
+from health_score.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
+from health_score.dashboard.runs import (
+    CONFIG_FILES,
+    METRICS,
+    RAW,
+    SCORES,
+    RunError,
+    RunInfo,
+    RunReader,
+    list_runs,
+    open_runs,
+    previous,
+    require,
+)
+from health_score.dashboard.whatif import (
+    Migration,
+    WeightSet,
+    WhatIf,
+    sections_from_entered,
+)
+from health_score.scoring.spec import ScoringConfig
+
+DEFAULT_RUNS_DIR = "output/runs"
+VIEWS = ("Portfolio", "Accounts", "Account drill-down", "What-if", "Trends")
+TIER_COLOURS = {
+    "Champion": "#1a9850",
+    "Healthy": "#91cf60",
+    "At Risk": "#fdae61",
+    "Critical": "#d73027",
+    "Insufficient Data": "#9e9e9e",
+}
+PRETTY = {
+    "health_score": "Health Score components",
+    "churn_risk": "Churn Risk dimensions",
+    "support_health": "Support Health",
+    "financial_contract": "Financial & Contract",
+    "adoption_engagement": "Adoption & Engagement",
+    "relationship_expansion": "Relationship & Expansion",
+    "platform_value": "Platform Value",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and the password gate
+
+
+def runs_location() -> str:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--runs-dir")
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return str(args.runs_dir or os.environ.get("HSM_RUNS_DIR") or DEFAULT_RUNS_DIR)
+
+
+def expected_password() -> str | None:
+    from_env = os.environ.get("DASHBOARD_PASSWORD")
+    if from_env:
+        return from_env
+    try:
+        for key in ("DASHBOARD_PASSWORD", "dashboard_password"):
+            if key in st.secrets:
+                return str(st.secrets[key])
+    except FileNotFoundError:  # no secrets.toml: no password from there
+        return None
+    return None
+
+
+def password_gate() -> None:
+    """Stop the script here until the right password was given in this session."""
+    expected = expected_password()
+    if not expected or st.session_state.get("signed_in"):
+        return
+    st.title("Customer health scores")
+    with st.form("sign-in"):
+        given = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            st.session_state["signed_in"] = True
+            st.rerun()
+        st.error("Wrong password.")
+    st.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Cached loading (run folders are immutable, so a run's files are cached for good)
+
+
+@st.cache_resource(show_spinner=False)
+def reader_for(location: str) -> RunReader:
+    return open_runs(location)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def runs_in(location: str) -> list[RunInfo]:
+    return list_runs(reader_for(location))
+
+
+@st.cache_data(show_spinner="Reading scores…", max_entries=64)
+def scores_of(location: str, run_id: str) -> pd.DataFrame:
+    return frames.parse_scores(run_id, require(reader_for(location), run_id, SCORES))
+
+
+@st.cache_data(show_spinner="Reading metric detail…", max_entries=16)
+def metrics_of(location: str, run_id: str) -> pd.DataFrame:
+    return frames.parse_metrics(run_id, require(reader_for(location), run_id, METRICS))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def dimension_points_of(location: str, run_id: str) -> pd.DataFrame:
+    return frames.dimension_points(metrics_of(location, run_id))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def config_of(location: str, run_id: str) -> ScoringConfig | str:
+    """The scoring config the run used, or why it cannot be read."""
+    folder = reader_for(location).local_folder(run_id, (RAW, *CONFIG_FILES))
+    try:
+        return load_scoring_config(folder / "config")
+    except ConfigError as exc:
+        return f"run {run_id}: its config/ folder cannot be loaded: {exc}"
+
+
+@st.cache_resource(show_spinner="Reading the run's raw inputs…", max_entries=4)
+def whatif_of(location: str, run_id: str) -> WhatIf | str:
+    reader = reader_for(location)
+    folder = reader.local_folder(run_id, (RAW, *CONFIG_FILES))
+    if not (folder / RAW).is_file():
+        return f"run {run_id} has no {RAW}, so its accounts cannot be re-scored"
+    try:
+        return WhatIf(folder / RAW, folder / "config")
+    except (ConfigError, OSError) as exc:
+        return f"run {run_id}: cannot re-score its inputs: {exc}"
+
+
+def tier_order_for(config: ScoringConfig | str, seen: pd.Series) -> list[str]:
+    labels = [t.label for t in config.tiers] if isinstance(config, ScoringConfig) else []
+    return frames.tier_order(labels, seen.dropna().unique())
+
+
+def tier_scale(order: list[str]) -> alt.Scale:
+    return alt.Scale(domain=order, range=[TIER_COLOURS.get(t, "#5e81ac") for t in order])
+
+
+# --------------------------------------------------------------------------------------------
+# Fresh machine
+
+
+def no_runs_page(location: str, runs: list[RunInfo]) -> None:
+    st.title("Customer health scores")
+    broken = [r for r in runs if not r.complete]
+    if broken:
+        st.error(
+            f"No run in {location} can be shown. " + " ".join(r.problem or "" for r in broken[:5])
+        )
+    else:
+        st.info(f"No runs yet in `{location}`.")
+    what = "the built-in demo (a synthetic portfolio scored by the real pipeline)"
+    if not demo_available():
+        what = "the example raw-metrics file (the demo's sandbox is not complete yet)"
+    st.write(f"Start with {what}. It is a dry run: nothing is written to Salesforce.")
+    if st.button("Run the demo", type="primary", key="run-demo"):
+        accounts = int(os.environ.get("HSM_DEMO_ACCOUNTS", DEFAULT_DEMO_ACCOUNTS))
+        with st.spinner("Running the pipeline…"):
+            result = first_run(location, accounts=accounts)
+        if result.note:
+            st.warning(result.note)
+        if result.summary.run_id is None:
+            st.error("The first run failed: " + "; ".join(result.summary.messages))
+            return
+        runs_in.clear()
+        st.session_state["run_id"] = result.summary.run_id
+        st.rerun()
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+
+
+def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) -> None:
+    st.header("Portfolio")
+    scored = shown["final_score"].dropna()
+    cols = st.columns(4)
+    cols[0].metric("Accounts", f"{len(shown):,}", help=f"of {len(scores):,} in the run")
+    cols[1].metric("Median score", f"{scored.median():.1f}" if len(scored) else "—")
+    cols[2].metric("Capped by signals", f"{int(shown['modifier_applied'].sum()):,}")
+    cols[3].metric(
+        "Median coverage", f"{shown['coverage_pct'].median():.0f}%" if len(shown) else "—"
+    )
+
+    counts = frames.tier_counts(shown, order)
+    left, right = st.columns([2, 3])
+    left.subheader("Tiers")
+    left.dataframe(
+        counts,
+        hide_index=True,
+        column_config={"share_pct": st.column_config.NumberColumn("share %", format="%.1f")},
+    )
+    right.altair_chart(
+        alt.Chart(counts)
+        .mark_bar()
+        .encode(
+            x=alt.X("tier:N", sort=order, title=None),
+            y=alt.Y("accounts:Q"),
+            color=alt.Color("tier:N", scale=tier_scale(order), legend=None),
+            tooltip=["tier", "accounts", "share_pct"],
+        )
+        .properties(height=260),
+    )
+
+    left, right = st.columns(2)
+    left.subheader("Score distribution")
+    hist = frames.histogram(shown, "final_score", 5, by="health_tier")
+    left.altair_chart(
+        alt.Chart(hist)
+        .mark_bar()
+        .encode(
+            x=alt.X("bin_start:Q", bin=alt.Bin(step=5, extent=[0, 100]), title="final score"),
+            x2="bin_end:Q",
+            y=alt.Y("sum(accounts):Q", title="accounts"),
+            color=alt.Color("health_tier:N", scale=tier_scale(order), title="tier"),
+            tooltip=["bin_start", "bin_end", "health_tier", "accounts"],
+        )
+        .properties(height=260),
+    )
+    right.subheader("Coverage distribution")
+    cover = frames.histogram(shown, "coverage_pct", 10)
+    right.altair_chart(
+        alt.Chart(cover)
+        .mark_bar(color="#5e81ac")
+        .encode(
+            x=alt.X("bin_start:Q", bin=alt.Bin(step=10, extent=[0, 100]), title="coverage %"),
+            x2="bin_end:Q",
+            y=alt.Y("accounts:Q"),
+            tooltip=["bin_start", "bin_end", "accounts"],
+        )
+        .properties(height=260),
+    )
+
+
+def accounts_view(shown: pd.DataFrame, earlier: RunInfo | None) -> None:
+    st.header("Accounts")
+    if earlier is not None:
+        st.caption(f"Change is against run {earlier.run_id} (period {earlier.period}).")
+    else:
+        st.caption("No earlier period to compare with, so there is no change column yet.")
+    search = st.text_input("Search name or id", key="account-search")
+    table = frames.account_table(frames.filter_scores(shown, search=search))
+    left, right = st.columns([3, 1])
+    sort_by = left.selectbox("Sort by", list(table.columns), index=3, key="sort-by")
+    descending = right.toggle("Descending", value=True, key="sort-desc")
+    table = table.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
+    st.dataframe(
+        table,
+        hide_index=True,
+        height=520,
+        column_config={
+            "change": st.column_config.NumberColumn(format="%+.1f"),
+            "modifier_applied": st.column_config.CheckboxColumn("capped"),
+        },
+    )
+    st.download_button(
+        "Download CSV",
+        table.to_csv(index=False).encode("utf-8"),
+        file_name="accounts.csv",
+        mime="text/csv",
+        key="download-accounts",
+    )
+
+
+def drilldown_view(
+    location: str, run: RunInfo, runs: list[RunInfo], scores: pd.DataFrame, order: list[str]
+) -> None:
+    st.header("Account drill-down")
+    ordered = scores.sort_values(["account_name", "account_id"])
+    labels = dict(
+        zip(
+            ordered["account_id"],
+            ordered["account_name"] + " — " + ordered["account_id"],
+            strict=True,
+        )
+    )
+    account_id = st.selectbox(
+        "Account", list(labels), format_func=labels.__getitem__, key="account"
+    )
+    if account_id is None:
+        return
+    row = scores[scores["account_id"] == account_id].iloc[0]
+    rows = frames.account_metrics(metrics_of(location, run.run_id), account_id)
+
+    cols = st.columns(5)
+    final = row["final_score"]
+    cols[0].metric("Final score", "—" if pd.isna(final) else f"{final:.1f}")
+    cols[1].metric("Tier", row["health_tier"])
+    quantitative = row.get("quantitative_score")
+    cols[2].metric("Before cap", "—" if pd.isna(quantitative) else f"{quantitative:.1f}")
+    cols[3].metric("Coverage", f"{row['coverage_pct']:.1f}%")
+    cols[4].metric("Segment", row["segment"])
+
+    st.subheader("Every metric")
+    st.caption(
+        f"Thresholds are those of the {row['segment']} segment. Effective weight is the metric's "
+        "share of the Health Score after missing data is redistributed; points = effective "
+        "weight × normalised score."
+    )
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_config={
+            "normalised_score": st.column_config.NumberColumn(format="%.1f"),
+            "effective_weight": st.column_config.NumberColumn(format="%.4f"),
+            "points": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
+
+    st.subheader("What makes up the score")
+    if pd.isna(final):
+        st.info("This account has no score: no metric had data.")
+    else:
+        parts = frames.contributions(rows, row.to_dict())
+        total = float(parts["points"].sum())
+        st.metric("Sum of the parts", f"{total:.1f}", help="equals the final score")
+        st.altair_chart(
+            alt.Chart(parts)
+            .mark_bar()
+            .encode(
+                y=alt.Y("part:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
+                x=alt.X("points:Q", title="points"),
+                color=alt.Color("dimension:N"),
+                tooltip=["part", "dimension", alt.Tooltip("points:Q", format=".2f")],
+            )
+            .properties(height=max(220, 22 * len(parts))),
+        )
+        st.dataframe(parts, hide_index=True)
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Churn signals and cap")
+        signals = (
+            f"Critical {int(row['critical_count'])} (confirmed "
+            f"{int(row['critical_confirmed'])}), Moderate {int(row['moderate_count'])}, "
+            f"Watch {int(row['watch_count'])}"
+        )
+        st.write(f"Active signals: {signals}.")
+        rule = row.get("cap_rule") or ""
+        if rule:
+            applied = "lowered the score" if row["modifier_applied"] else "did not lower it"
+            st.write(
+                f"Rule **{rule}** matched: cap {row['qualitative_override']:g}, which {applied}."
+            )
+        else:
+            st.write("No cap rule matched.")
+        config = config_of(location, run.run_id)
+        if isinstance(config, ScoringConfig) and config.cap_rules:
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "order": i + 1,
+                            "condition": r.condition,
+                            "cap": float(r.value),
+                            "matched": r.condition == rule,
+                        }
+                        for i, r in enumerate(config.cap_rules)
+                    ]
+                ),
+                hide_index=True,
+            )
+    with right:
+        st.subheader("Coverage")
+        missing = rows[rows["status"] != "scored"][["dimension", "metric", "status"]]
+        st.write(
+            f"{row['coverage_pct']:.1f}% of the model's weight is backed by data "
+            f"({len(rows) - len(missing)} of {len(rows)} metrics)."
+        )
+        if missing.empty:
+            st.write("Nothing is missing.")
+        else:
+            st.caption("Missing (no data) or unavailable (the source failed):")
+            st.dataframe(missing, hide_index=True)
+
+    st.subheader("History")
+    past = [(r.period, r.run_id, scores_of(location, r.run_id)) for r in runs if r.complete]
+    hist = frames.history(account_id, past)
+    if len(hist) > 1:
+        st.altair_chart(
+            alt.Chart(hist)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("period:N"),
+                y=alt.Y("final_score:Q", scale=alt.Scale(domain=[0, 100])),
+                tooltip=["period", "run_id", "final_score", "health_tier"],
+            )
+            .properties(height=220),
+        )
+    st.dataframe(hist, hide_index=True)
+
+
+def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
+    """One slider per weight, grouped as in weights.yaml; returns the re-normalised set."""
+
+    def reset() -> None:
+        for key in [k for k in st.session_state if str(k).startswith("w|")]:
+            del st.session_state[key]
+
+    st.button("Reset to the run's weights", on_click=reset, key="reset-weights")
+    entered: dict[str, list[tuple[str, Decimal]]] = {}
+    for section, items in engine.weights:
+        with st.expander(PRETTY.get(section, section), expanded=section == "health_score"):
+            values = []
+            for key, weight in items:
+                value = st.slider(
+                    key, 0.0, 1.0, float(weight), 0.01, key=f"w|{section}|{key}", format="%.2f"
+                )
+                values.append((key, Decimal(repr(round(value, 4)))))
+            entered[section] = values
+    sections, problems = sections_from_entered(entered)
+    used = dict(sections)
+    for section, items in engine.weights:
+        if section not in used:  # all zero: keep the run's own weights for this group
+            used[section] = items
+    return tuple((s, used[s]) for s, _ in engine.weights), problems
+
+
+def whatif_view(location: str, run: RunInfo, scores: pd.DataFrame, order: list[str]) -> None:
+    st.header("What-if: new weights")
+    engine = whatif_of(location, run.run_id)
+    if isinstance(engine, str):
+        st.error(engine)
+        return
+    st.caption(
+        "Re-scores this run's own raw inputs with the scoring package, using its config with "
+        "your weights. Each group is re-normalised to sum to 1; the table shows the weights used."
+    )
+    left, right = st.columns([2, 3])
+    with left:
+        weights, problems = weight_inputs(engine)
+        for section, message in problems.items():
+            st.error(f"{PRETTY.get(section, section)}: {message}; using the run's weights.")
+        original = dict(engine.weights)
+        used_rows = [
+            {
+                "group": section,
+                "weight": key,
+                "run": float(original[section][i][1]),
+                "used": float(w),
+            }
+            for section, items in weights
+            for i, (key, w) in enumerate(items)
+        ]
+        st.dataframe(pd.DataFrame(used_rows), hide_index=True, height=300)
+        st.download_button(
+            "Download candidate weights.yaml",
+            engine.candidate_yaml(weights).encode("utf-8"),
+            file_name="weights.yaml",
+            mime="application/yaml",
+            key="download-weights",
+        )
+    with right:
+        with st.spinner("Re-scoring…"):
+            migration = engine.migration(weights)
+        whatif_results(migration, scores, order)
+
+
+def whatif_results(migration: Migration, scores: pd.DataFrame, order: list[str]) -> None:
+    before = pd.DataFrame(migration.before, columns=["account_id", "score", "tier"])
+    after = pd.DataFrame(migration.after, columns=["account_id", "score", "tier"])
+    for frame in (before, after):
+        frame["score"] = pd.to_numeric(frame["score"].astype("object"), errors="coerce")
+    recorded = scores.set_index("account_id")["health_tier"]
+    drift = int(
+        (before.set_index("account_id")["tier"] != recorded.reindex(before["account_id"])).sum()
+    )
+    if drift:
+        st.warning(
+            f"{drift} account(s) get a different tier when re-scored with the run's own weights "
+            "than the run recorded (the scoring code changed since); the matrix compares "
+            "re-scored with re-scored."
+        )
+    changed = migration.changed()
+    cols = st.columns(3)
+    cols[0].metric("Accounts changing tier", f"{len(changed):,}")
+    cols[1].metric("Share", f"{100 * len(changed) / len(before):.1f}%" if len(before) else "—")
+    delta = (after["score"] - before["score"]).mean()
+    cols[2].metric("Mean score change", "—" if pd.isna(delta) else f"{delta:+.2f}")
+
+    st.subheader("Tier migration (from × to)")
+    matrix = frames.migration_matrix(
+        before.set_index("account_id")["tier"], after.set_index("account_id")["tier"], order
+    )
+    st.dataframe(matrix)
+
+    st.subheader("Score distribution before and after")
+    hist = pd.concat(
+        [
+            frames.histogram(before.rename(columns={"score": "s"}), "s", 5).assign(
+                weights="run's weights"
+            ),
+            frames.histogram(after.rename(columns={"score": "s"}), "s", 5).assign(
+                weights="candidate"
+            ),
+        ]
+    )
+    st.altair_chart(
+        alt.Chart(hist)
+        .mark_bar(opacity=0.85)
+        .encode(
+            x=alt.X("bin_start:O", title="final score (5-point bins)"),
+            xOffset="weights:N",
+            y=alt.Y("accounts:Q"),
+            color=alt.Color("weights:N", title=None),
+            tooltip=["weights", "bin_start", "bin_end", "accounts"],
+        )
+        .properties(height=260),
+    )
+
+    st.subheader("Accounts that change tier")
+    names = scores.set_index("account_id")["account_name"]
+    table = pd.DataFrame(
+        changed, columns=["account_id", "score_before", "tier_before", "score_after", "tier_after"]
+    )
+    table.insert(1, "account_name", names.reindex(table["account_id"]).to_numpy())
+    for column in ("score_before", "score_after"):
+        table[column] = pd.to_numeric(table[column].astype("object"), errors="coerce")
+    table["change"] = (table["score_after"] - table["score_before"]).round(1)
+    st.dataframe(table, hide_index=True)
+
+
+def trends_view(location: str, run: RunInfo, runs: list[RunInfo], order: list[str]) -> None:
+    st.header("Trends")
+    complete = [r for r in runs if r.complete]
+    per_period: dict[str, RunInfo] = {}
+    for r in complete:
+        per_period[r.period] = r  # oldest → newest, so the latest run of each period wins
+    mix = frames.tier_mix([(p, r.tiers) for p, r in sorted(per_period.items())], order)
+    st.subheader("Tier mix per period")
+    st.caption("The latest run of each period.")
+    st.altair_chart(
+        alt.Chart(mix)
+        .mark_bar()
+        .encode(
+            x=alt.X("period:N"),
+            y=alt.Y("share_pct:Q", title="share %", stack="zero"),
+            color=alt.Color("tier:N", scale=tier_scale(order), sort=order),
+            order=alt.Order("tier_rank:Q"),
+            tooltip=["period", "tier", "accounts", "share_pct"],
+        )
+        .transform_calculate(tier_rank=f"indexof({order!r}, datum.tier)")
+        .properties(height=260),
+    )
+    st.dataframe(
+        mix.pivot_table(index="period", columns="tier", values="accounts", fill_value=0)
+        .reindex(columns=[t for t in order if t in set(mix["tier"])])
+        .astype("int64"),
+    )
+
+    st.subheader("Biggest movers")
+    if len(complete) < 2:
+        st.info("Movers need two runs; run the pipeline for another period.")
+        return
+    labels = {r.run_id: r.label for r in complete}
+    ids = list(reversed(list(labels)))
+    earlier = previous(runs, run) or next((r for r in reversed(complete) if r is not run), None)
+    cols = st.columns([2, 2, 1])
+    to_id = cols[1].selectbox(
+        "To run", ids, index=ids.index(run.run_id), format_func=labels.__getitem__, key="to-run"
+    )
+    from_default = earlier.run_id if earlier is not None and earlier.run_id != to_id else ids[-1]
+    from_id = cols[0].selectbox(
+        "From run",
+        ids,
+        index=ids.index(from_default),
+        format_func=labels.__getitem__,
+        key="from-run",
+    )
+    top = cols[2].number_input("How many", 1, 500, 20, key="movers-top")
+    if from_id == to_id:
+        st.info("Pick two different runs.")
+        return
+    table = frames.movers(
+        scores_of(location, from_id),
+        scores_of(location, to_id),
+        dimension_points_of(location, from_id),
+        dimension_points_of(location, to_id),
+        int(top),
+    )
+    if table.empty:
+        st.info("No account's final score changed between these two runs.")
+        return
+    st.caption(
+        "Each Δ column is the change in the points that dimension (or the cap) contributes; "
+        "they add up to the change, up to one-decimal rounding."
+    )
+    st.dataframe(table, hide_index=True)
+    parts = [c for c in table.columns if c.startswith("Δ ")]
+    if parts:
+        long = table.head(15).melt(
+            id_vars=["account_name"], value_vars=parts, var_name="part", value_name="points"
+        )
+        st.altair_chart(
+            alt.Chart(long)
+            .mark_bar()
+            .encode(
+                y=alt.Y("account_name:N", sort=None, title=None),
+                x=alt.X("sum(points):Q", title="change in points"),
+                color=alt.Color("part:N"),
+                tooltip=["account_name", "part", alt.Tooltip("points:Q", format="+.1f")],
+            )
+            .properties(height=max(200, 24 * min(15, len(table)))),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Page
+
+
+def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    st.sidebar.subheader("Filters")
+    segments = sorted(scores["segment"].unique())
+    chosen_segments = st.sidebar.multiselect("Segment", segments, default=segments, key="f-seg")
+    present = [t for t in order if t in set(scores["health_tier"])]
+    chosen_tiers = st.sidebar.multiselect("Tier", present, default=present, key="f-tier")
+    coverage = st.sidebar.slider("Coverage %", 0.0, 100.0, (0.0, 100.0), 5.0, key="f-cov")
+    capped = st.sidebar.radio(
+        "Capped by signals", ("all", "capped", "not capped"), horizontal=True, key="f-cap"
+    )
+    return frames.filter_scores(
+        scores,
+        segments=chosen_segments,
+        tiers=chosen_tiers,
+        coverage=coverage,
+        capped=None if capped == "all" else capped == "capped",
+    )
+
+
+def main() -> None:
+    st.set_page_config(page_title="Customer health scores", layout="wide")
+    password_gate()
+    location = runs_location()
+    try:
+        runs = runs_in(location)
+    except Exception as exc:  # unreachable bucket, bad prefix, permissions: say so, no trace
+        st.error(f"Cannot list runs in {location}: {type(exc).__name__}: {exc}")
+        st.stop()
+    complete = [r for r in runs if r.complete]
+    if not complete:
+        no_runs_page(location, runs)
+        return
+
+    by_id = {r.run_id: r for r in complete}
+    newest_first = list(reversed(list(by_id)))
+    if st.session_state.get("run_id") not in by_id:
+        st.session_state["run_id"] = newest_first[0]
+    st.sidebar.title("Health scores")
+    st.sidebar.caption(f"Runs: `{location}`")
+    run_id = st.sidebar.selectbox(
+        "Period / run", newest_first, format_func=lambda i: by_id[i].label, key="run_id"
+    )
+    view = st.sidebar.radio("View", VIEWS, key="view")
+    run = by_id[run_id]
+
+    try:
+        scores = scores_of(location, run.run_id)
+        earlier = previous(runs, run)
+        config = config_of(location, run.run_id)
+        order = tier_order_for(config, scores["health_tier"])
+        if view in ("Portfolio", "Accounts"):
+            shown = sidebar_filters(scores, order)
+        st.title(f"Customer health scores — {run.period}")
+        manifest = run.manifest
+        st.caption(
+            f"Run {run.run_id} · status {run.status} · mode {manifest.get('mode', '?')} · "
+            f"{manifest.get('accounts_scored', '?')} of {manifest.get('accounts_total', '?')} "
+            f"accounts scored · finished {manifest.get('finished_at', '?')}"
+        )
+        if run.status != "ok":
+            st.warning(
+                f"This run is {run.status}: "
+                + ("; ".join(str(m) for m in manifest.get("messages", [])) or "a source failed")
+            )
+        broken = [r for r in runs if not r.complete]
+        if broken:
+            with st.expander(f"{len(broken)} run folder(s) cannot be shown"):
+                for r in broken:
+                    st.write(r.problem)
+        if view == "Portfolio":
+            portfolio_view(scores, shown, order)
+        elif view == "Accounts":
+            with_change = frames.with_change(
+                shown, scores_of(location, earlier.run_id) if earlier else None
+            )
+            accounts_view(with_change, earlier)
+        elif view == "Account drill-down":
+            drilldown_view(location, run, runs, scores, order)
+        elif view == "What-if":
+            whatif_view(location, run, scores, order)
+        else:
+            trends_view(location, run, runs, order)
+    except RunError as exc:
+        st.error(str(exc))
+
+
+if __name__ == "__main__":  # AppTest and `streamlit run` run the script as __main__; a
+    # spawned what-if worker imports it as __mp_main__ and must not draw the page.
+    main()
