@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d'
 SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint format bench package clean dashboard lock check-python
+.PHONY: help setup demo test lint format bench package clean dashboard lock check-python test-pythons
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 check-python:
 	@$(PYTHON) -c '$(SUPPORTED)' 2>/dev/null || { \
@@ -46,6 +46,18 @@ format: setup ## apply ruff's formatting and fixes
 
 test: lint ## lint, then the whole test suite on 2 processes
 	$(PY) -m pytest -n 2 -q
+
+# Other supported interpreters, e.g. make test-pythons PYTHONS="python3.12 python3.13"
+PYTHONS ?= python3.12 python3.13
+test-pythons: ## the suite on other Pythons (PYTHONS="python3.12 python3.13")
+	@for py in $(PYTHONS); do \
+	  v=build/venv-$$py; echo "== $$py ($$v)"; \
+	  test -x $$v/bin/python || $$py -m venv $$v || exit 1; \
+	  $$v/bin/python -m pip install --quiet -r $(LOCK) && \
+	  $$v/bin/python -m pip install --quiet --no-deps -e . && \
+	  $$v/bin/python -m pytest -n 2 -q -p no:cacheprovider -m "not browser" \
+	    --deselect tests/e2e/test_lambda_bundle.py || exit 1; \
+	done
 
 bench: setup ## the speed and size benchmarks (figures in the README)
 	$(PY) benchmarks/scoring.py

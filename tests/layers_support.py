@@ -18,7 +18,15 @@ PACKAGE = "health_score"
 #: Lowest first: a module may import its own layer and the layers below, never one above.
 #: A module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("records", ("health_score", "health_score.records", "health_score.numbers")),
+    (
+        "records",
+        (
+            "health_score",
+            "health_score.records",
+            "health_score.numbers",
+            "health_score.salesforce_ids",
+        ),
+    ),
     ("scoring", ("health_score.scoring",)),
     ("config", ("health_score.config",)),
     (
@@ -28,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.loaders",
             "health_score.rawfile",
             "health_score.secrets",
+            "health_score.envfile",
             "health_score.logging_setup",
         ),
     ),

@@ -18,11 +18,11 @@ from health_score.records import Account, AccountInput
 from health_score.scoring.composite import AccountScore, score_accounts
 from health_score.scoring.spec import ScoringConfig
 from health_score.sources.http import HttpPolicy
-from health_score.sources.salesforce import Settings
 from health_score_sandbox.portfolio import build_portfolio
 from health_score_sandbox.salesforce import (
     App,
     Data,
+    Settings,
     environment,
     generate,
     login,

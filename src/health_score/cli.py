@@ -21,8 +21,6 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
-from dotenv import load_dotenv
-
 from health_score import __version__
 from health_score.config import (
     MAPPING_FILE,
@@ -31,6 +29,7 @@ from health_score.config import (
     WEIGHTS_FILE,
     ConfigError,
 )
+from health_score.envfile import load_local_env
 from health_score.pipeline import (
     DEFAULT_OUTPUT,
     DEFAULT_RUNS_DIR,
@@ -436,11 +435,6 @@ def init_command(directory: Path, *, force: bool) -> int:
         f"  {PROG} run --dry-run --config-dir {directory}"
     )
     return EXIT_OK
-
-
-def load_local_env(path: Path = Path(".env")) -> bool:
-    """Load ``.env`` from the working folder, never overriding the environment."""
-    return path.is_file() and load_dotenv(path, override=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,14 @@ LOCKFILE = ROOT / "requirements" / "lambda.txt"
 #: Optional extras the Lambda uses.
 EXTRAS = ("rollbar",)
 #: Parts of the product package the Lambda never imports.
-EXCLUDED_SOURCES = ("dashboard", "lambda_package.py", "cli.py", "__main__.py", "defaults")
+EXCLUDED_SOURCES = (
+    "dashboard",
+    "lambda_package.py",
+    "cli.py",
+    "__main__.py",
+    "envfile.py",
+    "defaults",
+)
 PACKAGE = "health_score"
 #: Folders of installed packages that are never needed at run time.
 PRUNED_DIRS = ("__pycache__", "bin")

@@ -71,7 +71,6 @@ STATUS_FAILED = "failed"
 PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>0[1-9]|1[0-2])")
 DEFAULT_OUTPUT = Path("output/health_scores.csv")
 DEFAULT_RUNS_DIR = "output/runs"
-TIER_ORDER = ("Champion", "Healthy", "At Risk", "Critical", "Insufficient Data")
 
 
 class UsageError(Exception):
@@ -225,9 +224,9 @@ def merge_sources(
     return tuple(merged)
 
 
-def tier_counts(counts: Mapping[str, int]) -> dict[str, int]:
-    """Tier → accounts, in the order of the tiers (best first)."""
-    ordered = {t: counts[t] for t in TIER_ORDER if counts.get(t)}
+def tier_counts(counts: Mapping[str, int], labels: Sequence[str]) -> dict[str, int]:
+    """Tier → accounts, in the order of the config's tiers (best first)."""
+    ordered = {t: counts[t] for t in labels if counts.get(t)}
     ordered.update({t: c for t, c in counts.items() if t not in ordered})
     return ordered
 
@@ -331,9 +330,7 @@ def gather(
             mapped=mapped,
             writeback=None
             if options.dry_run
-            else load_sources(
-                options.config_dir, ("salesforce",), missing_ok=True
-            ).salesforce.writeback,
+            else load_sources(options.config_dir, ("salesforce",), missing_ok=True).writeback,
             warnings=raw.warnings,
             config_files=_config_files(options.config_dir, names),
             raw_bytes=raw.source_bytes,
@@ -384,7 +381,7 @@ def _gather_live(
         mode=mode,
         config_sha256=config.sha256,
         mapped={a.account_id: a for a in config.accounts},
-        writeback=config.sources.salesforce.writeback,
+        writeback=config.sources.writeback,
         config_files=_config_files(config.directory, names),
     )
 
@@ -565,7 +562,7 @@ def _run(
         exit_code = EXIT_FAILED
         messages = [*messages, "every active source failed; no scores could be built from data"]
 
-    tiers = tier_counts(batch.tiers)
+    tiers = tier_counts(batch.tiers, model.config.tier_labels)
     scored = batch.scored
     finished = datetime.now(UTC)
     manifest = {

@@ -32,10 +32,10 @@ from datetime import time as clock
 from decimal import Decimal
 from typing import Any
 
-from health_score.records import MetricValue, metric_value
-from health_score.sources.intercom import METRICS, Settings
+from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.portfolio import Portfolio
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+from health_score_sandbox.truth import Metric, median, percent, rounded
 
 TOKEN = "sandbox-intercom-token"  # noqa: S105 - a fake credential for the stand-in
 APP_ID = "hsmsbx01"
@@ -68,6 +68,41 @@ _BUILTIN_PRIORITY = {"P1": "urgent", "P2": "high", "P3": "medium", "P4": "low"}
 _FIRST = ("Ana", "Ben", "Chloe", "Dev", "Ema", "Finn", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
 _LAST = ("Ito", "Khan", "Lopez", "Meyer", "Nowak", "Okafor", "Park", "Rossi", "Silva", "Tan")
 _INDUSTRIES = ("Software", "Retail", "Healthcare", "Logistics", "Finance", "Media")
+
+METRICS = (
+    "p1_p2_volume",
+    "first_response_minutes",
+    "close_time_hours",
+    "reopen_rate_pct",
+    "escalation_rate_pct",
+)
+CLOSE_STATISTICS = ("time_to_last_close", "time_to_first_close")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The ``intercom:`` keys of sources.yaml this stand-in reads (defaults as documented).
+
+    ``priority_attribute`` and ``escalation_attribute`` are ``priority`` (Intercom's own field)
+    or ``custom_attributes.<Name>``; values and tags compare case-insensitively.
+    """
+
+    lookback_days: int = 30
+    priority_attribute: str = "custom_attributes.Priority"
+    p1_p2_values: tuple[str, ...] = ("P1", "P2")
+    escalation_tags: tuple[str, ...] = ("Escalated",)
+    escalation_attribute: str | None = None
+    escalation_values: tuple[str, ...] = ()
+    close_time_statistic: str = "time_to_last_close"
+
+    def __post_init__(self) -> None:
+        if self.close_time_statistic not in CLOSE_STATISTICS:
+            raise ValueError(f"close_time_statistic must be one of {CLOSE_STATISTICS}")
+
+    @classmethod
+    def of(cls, source: SectionLike = None) -> Settings:
+        """This stand-in's settings from a sources.yaml section (see :func:`read_settings`)."""
+        return read_settings(cls, {} if source is None else source)
 
 
 # ------------------------------------------------------------------------------------------
@@ -549,8 +584,9 @@ class _Builder:
             self.conversation(company, contact, plan)
 
 
-def generate(portfolio: Portfolio, settings: Settings) -> Data:
+def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     """Companies, contacts and conversations for the portfolio, and the metrics they imply."""
+    settings = Settings.of(section)
     builder = _Builder(portfolio, settings)
     rng = builder.rng
     forced_fallback = False
@@ -586,15 +622,7 @@ def generate(portfolio: Portfolio, settings: Settings) -> Data:
 # Expected metrics: a plain recount of the records
 
 
-def _median(values: Sequence[int]) -> Decimal:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return Decimal(ordered[middle])
-    return (Decimal(ordered[middle - 1]) + Decimal(ordered[middle])) / 2
-
-
-def _recount(conversations: Sequence[Conversation], settings: Settings) -> dict[str, MetricValue]:
+def _recount(conversations: Sequence[Conversation], settings: Settings) -> dict[str, Metric]:
     p1_p2 = {value.casefold() for value in settings.p1_p2_values}
     tags = {tag.casefold() for tag in settings.escalation_tags}
     levels = {value.casefold() for value in settings.escalation_values}
@@ -618,21 +646,16 @@ def _recount(conversations: Sequence[Conversation], settings: Settings) -> dict[
         if c.state == "closed" and getattr(c, settings.close_time_statistic) is not None
     ]
     closed_once = [c for c in conversations if c.time_to_first_close is not None]
-    total = len(conversations)
     return {
         "p1_p2_volume": Decimal(sum(1 for c in conversations if priority(c) in p1_p2)),
-        "first_response_minutes": metric_value(_median(replies) / 60) if replies else None,
-        "close_time_hours": metric_value(_median(closes) / 3600) if closes else None,
-        "reopen_rate_pct": metric_value(
-            Decimal(100 * sum(1 for c in closed_once if c.count_reopens > 0)) / len(closed_once)
-        )
-        if closed_once
-        else None,
-        "escalation_rate_pct": metric_value(
-            Decimal(100 * sum(1 for c in conversations if escalated(c))) / total
-        )
-        if total
-        else None,
+        "first_response_minutes": rounded(median(replies) / 60) if replies else None,
+        "close_time_hours": rounded(median(closes) / 3600) if closes else None,
+        "reopen_rate_pct": percent(
+            sum(1 for c in closed_once if c.count_reopens > 0), len(closed_once)
+        ),
+        "escalation_rate_pct": percent(
+            sum(1 for c in conversations if escalated(c)), len(conversations)
+        ),
     }
 
 
@@ -648,9 +671,7 @@ def _attribution(data: Data) -> Callable[[Conversation], str | None]:
     return company_id
 
 
-def _expected(
-    portfolio: Portfolio, data: Data, settings: Settings
-) -> dict[str, dict[str, MetricValue]]:
+def _expected(portfolio: Portfolio, data: Data, settings: Settings) -> dict[str, dict[str, Metric]]:
     start, end = window_of(portfolio.as_of, settings.lookback_days)
     attribute = _attribution(data)
     groups: dict[str, list[Conversation]] = defaultdict(list)
@@ -658,7 +679,7 @@ def _expected(
         company_id = attribute(conversation)
         if start <= conversation.created_at < end and company_id is not None:
             groups[company_id].append(conversation)
-    expected: dict[str, dict[str, MetricValue]] = {}
+    expected: dict[str, dict[str, Metric]] = {}
     for profile in portfolio.profiles:
         company_id = profile.account.intercom_company_id
         expected[profile.account_id] = (
@@ -675,12 +696,12 @@ class Data:
     companies: tuple[Company, ...]
     contacts: tuple[Contact, ...]
     conversations: tuple[Conversation, ...]  # sorted by (created_at, id)
-    expected: dict[str, dict[str, MetricValue]] = field(default_factory=dict)
+    expected: dict[str, dict[str, Metric]] = field(default_factory=dict)
 
-    def minimum_requests(self, settings: Settings) -> int:
+    def minimum_requests(self, section: SectionLike = None) -> int:
         """Search pages for the window at 150 a page, contact pages for the fallback, and a
         look-up (or the company scroll) for fallback companies no conversation names."""
-        start, end = window_of(self.as_of, settings.lookback_days)
+        start, end = window_of(self.as_of, Settings.of(section).lookback_days)
         window = [c for c in self.conversations if start <= c.created_at < end]
         requests = max(1, math.ceil(len(window) / MAX_PER_PAGE))
         orphans = [c for c in window if c.company is None]
@@ -951,10 +972,10 @@ class App(VendorApp):
 
     name = "intercom"
 
-    def __init__(self, data: Data, settings: Settings) -> None:
+    def __init__(self, data: Data, section: SectionLike = None) -> None:
         super().__init__()
         self.data = data
-        self.settings = settings
+        self.settings = Settings.of(section)
         self._companies = {c.id: c.to_json() for c in data.companies}
         self._references = {c.id: c.reference() for c in data.companies}
         self._contacts = {c.id: c for c in data.contacts}

@@ -29,15 +29,41 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from health_score.sources.jira import (
-    COMPONENT,
-    OPEN_BUGS_P1_P2,
-    OPEN_BUGS_TOTAL,
-    Settings,
-)
+from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.jql import UNBOUNDED, Index, JqlError, SortKey, parse
 from health_score_sandbox.portfolio import Portfolio
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+
+OPEN_BUGS_TOTAL = "open_bugs_total"
+OPEN_BUGS_P1_P2 = "open_bugs_p1_p2"
+METRICS = (OPEN_BUGS_TOTAL, OPEN_BUGS_P1_P2)
+COMPONENT = "component"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The ``jira:`` keys of sources.yaml this stand-in reads (defaults as documented).
+
+    ``customer_field`` is ``component`` (customers are components of the support project) or a
+    select-list custom field id such as ``customfield_10042``.
+    """
+
+    bug_jql: str = "issuetype = Bug AND statusCategory != Done"
+    customer_field: str = COMPONENT
+    p1_p2_priorities: tuple[str, ...] = ("Highest", "High")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bug_jql", self.bug_jql.strip())
+        field_id = self.customer_field.strip()
+        object.__setattr__(
+            self, "customer_field", COMPONENT if field_id.lower() == COMPONENT else field_id
+        )
+
+    @classmethod
+    def of(cls, source: SectionLike = None) -> Settings:
+        """This stand-in's settings from a sources.yaml section (see :func:`read_settings`)."""
+        return read_settings(cls, {} if source is None else source)
+
 
 SANDBOX_EMAIL = "sandbox-bot@example.com"
 SANDBOX_API_TOKEN = "sandbox-jira-api-token"  # noqa: S105 - a fake credential for the stand-in
@@ -143,17 +169,18 @@ class Data:
     index: Index
     expected: dict[str, dict[str, Decimal | None]] = field(default_factory=dict)
 
-    def bug_indices(self, settings: Settings) -> list[int]:
+    def bug_indices(self, section: SectionLike = None) -> list[int]:
         """Issues matching the organisation's bug definition (evaluated by the stand-in)."""
-        return self.index.search(parse(settings.bug_jql))
+        return self.index.search(parse(Settings.of(section).bug_jql))
 
-    def customers(self, issue: Issue, settings: Settings) -> tuple[str, ...]:
-        if settings.customer_field == COMPONENT:
+    def customers(self, issue: Issue, section: SectionLike = None) -> tuple[str, ...]:
+        if Settings.of(section).customer_field == COMPONENT:
             return issue.components
         return (issue.customer,) if issue.customer is not None else ()
 
-    def attributed_bugs(self, settings: Settings) -> int:
+    def attributed_bugs(self, section: SectionLike = None) -> int:
         """Bugs naming at least one mapped customer of their project."""
+        settings = Settings.of(section)
         return sum(
             1
             for i in self.bug_indices(settings)
@@ -163,7 +190,7 @@ class Data:
             )
         )
 
-    def minimum_requests(self, settings: Settings) -> int:
+    def minimum_requests(self, section: SectionLike = None) -> int:
         """Pages of 100 (Jira's cap when fields are requested) over the attributed bugs.
 
         An ideal extractor needs the project, priority and customer of each such bug and nothing
@@ -171,7 +198,7 @@ class Data:
         """
         if not self.mapped:
             return 0
-        return max(1, math.ceil(self.attributed_bugs(settings) / PAGE_CAP_FIELDS))
+        return max(1, math.ceil(self.attributed_bugs(section) / PAGE_CAP_FIELDS))
 
 
 @dataclass
@@ -186,8 +213,9 @@ class _Draft:
     summary: str
 
 
-def generate(portfolio: Portfolio, settings: Settings) -> Data:
+def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     """Issues for ``portfolio``, deterministic for its seed."""
+    settings = Settings.of(section)
     rng = portfolio.rng("jira")
     custom = settings.customer_field != COMPONENT
     custom_field = settings.customer_field if custom else DEFAULT_CUSTOM_FIELD
@@ -423,14 +451,14 @@ class App(VendorApp):
     def __init__(
         self,
         data: Data,
-        settings: Settings | None = None,
+        section: SectionLike = None,
         *,
         email: str = SANDBOX_EMAIL,
         api_token: str = SANDBOX_API_TOKEN,
     ) -> None:
         super().__init__()
         self.data = data
-        self.settings = settings or Settings.model_validate({})
+        self.settings = Settings.of(section)
         basic = base64.b64encode(f"{email}:{api_token}".encode()).decode("ascii")
         self._authorization = f"Basic {basic}"
         self._cache: OrderedDict[str, list[int]] = OrderedDict()

@@ -32,10 +32,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from health_score.records import MetricValue, metric_value
-from health_score.sources.looker import Settings
+from health_score_sandbox.config import SectionLike, value_of
 from health_score_sandbox.portfolio import AccountProfile, Portfolio
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+from health_score_sandbox.truth import Metric, exact, rounded
 
 CLIENT_ID = "sandbox-looker-client-id"
 CLIENT_SECRET = "sandbox-looker-client-secret"  # noqa: S105 - a fake credential for the stand-in
@@ -84,19 +84,51 @@ VIEW_METRICS: Mapping[str, tuple[str, ...]] = {
 Row = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Look:
+    """A configured Look: its id, and the ``view.field`` that names the customer."""
+
+    id: str
+    customer_id_field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The ``looker:`` keys of sources.yaml this stand-in reads: which Looks to serve under which
+    id (each metric's transform is the extractor's business; the stand-in knows its views)."""
+
+    looks: tuple[Look, ...] = ()
+
+    @classmethod
+    def of(cls, source: SectionLike = None) -> Settings:
+        """From a sources.yaml section: a mapping, or an object with a ``looks`` attribute."""
+        if isinstance(source, cls):
+            return source
+        looks = value_of(source, "looks") or ()
+        if not isinstance(looks, list | tuple):
+            raise TypeError(f"looker.looks must be a list, got {looks!r}")
+        return cls(
+            tuple(
+                Look(str(value_of(look, "id")), str(value_of(look, "customer_id_field")))
+                for look in looks
+            )
+        )
+
+
 @dataclass
 class Data:
     """The rows of every Look served (by Look id) and the metrics a correct extractor derives."""
 
     looks: dict[str, list[Row]]
-    expected: dict[str, dict[str, MetricValue]]
+    expected: dict[str, dict[str, Metric]]
     views: dict[str, str] = field(default_factory=dict)  # Look id → view it serves
     client_id: str = CLIENT_ID
     client_secret: str = CLIENT_SECRET
 
-    def minimum_requests(self, settings: Settings) -> int:
+    def minimum_requests(self, section: SectionLike = None) -> int:
         """One login, then one run per configured Look (``limit=-1`` needs no paging)."""
-        return 1 + len(settings.looks) if settings.looks else 0
+        looks = Settings.of(section).looks
+        return 1 + len(looks) if looks else 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,13 +243,11 @@ _GENERATORS: Mapping[str, Callable[[AccountProfile, Any], list[Row]]] = {
 def _number(value: object) -> Fraction | None:
     if value is None:
         return None
-    return Fraction(Decimal(repr(value))) if isinstance(value, float) else Fraction(int(str(value)))
+    return exact(value) if isinstance(value, float) else Fraction(int(str(value)))
 
 
-def _decimal(value: Fraction | None) -> MetricValue:
-    if value is None:
-        return None
-    return metric_value(Decimal(value.numerator) / Decimal(value.denominator))
+def _decimal(value: Fraction | None) -> Metric:
+    return None if value is None else rounded(value)
 
 
 def _share(part: object, whole: object, scale: int = 1) -> Fraction | None:
@@ -227,7 +257,7 @@ def _share(part: object, whole: object, scale: int = 1) -> Fraction | None:
     return top * scale / bottom
 
 
-def _expected_usage(row: Row) -> dict[str, MetricValue]:
+def _expected_usage(row: Row) -> dict[str, Metric]:
     now = _share(row["account_usage.sessions_30d"], row["account_usage.active_users_30d"])
     before = _share(
         row["account_usage.sessions_prior_30d"], row["account_usage.active_users_prior_30d"]
@@ -248,8 +278,8 @@ def _expected_usage(row: Row) -> dict[str, MetricValue]:
     }
 
 
-def _expected_value(row: Row) -> dict[str, MetricValue]:
-    def pct(name: str) -> MetricValue:
+def _expected_value(row: Row) -> dict[str, Metric]:
+    def pct(name: str) -> Metric:
         fraction = _number(row[name])
         return None if fraction is None else _decimal(fraction * 100)
 
@@ -261,7 +291,7 @@ def _expected_value(row: Row) -> dict[str, MetricValue]:
     }
 
 
-def _expected(view: str, rows: list[Row]) -> dict[str, MetricValue]:
+def _expected(view: str, rows: list[Row]) -> dict[str, Metric]:
     """A known customer's metrics from its rows in one view."""
     if view == "account_usage":
         return _expected_usage(rows[0]) if rows else dict.fromkeys(USAGE_METRICS)
@@ -283,8 +313,9 @@ def _served_views(settings: Settings) -> dict[str, str]:
     return served
 
 
-def generate(portfolio: Portfolio, settings: Settings) -> Data:
+def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     """Look rows for every account Looker knows, deterministically for the portfolio's seed."""
+    settings = Settings.of(section)
     rng = portfolio.rng("looker")
     rows_by_view: dict[str, list[Row]] = {view: [] for view in VIEW_METRICS}
     per_customer: dict[str, dict[str, list[Row]]] = {}
@@ -299,11 +330,11 @@ def generate(portfolio: Portfolio, settings: Settings) -> Data:
         per_customer[profile.account_id] = mine
 
     views = _served_views(settings)
-    expected: dict[str, dict[str, MetricValue]] = {}
+    expected: dict[str, dict[str, Metric]] = {}
     for profile in portfolio.profiles:
         mine = per_customer.get(profile.account_id, {})
         known = any(mine.get(view) for view in views.values())
-        metrics: dict[str, MetricValue] = {}
+        metrics: dict[str, Metric] = {}
         for view in views.values():
             if known:
                 metrics.update(_expected(view, mine.get(view, [])))
@@ -323,10 +354,10 @@ class App(VendorApp):
 
     name = "looker"
 
-    def __init__(self, data: Data, settings: Settings) -> None:
+    def __init__(self, data: Data, section: SectionLike = None) -> None:
         super().__init__()
         self.data = data
-        self.settings = settings
+        self.settings = Settings.of(section)
         self._lock = threading.Lock()
         self._tokens: dict[str, int] = {}  # token → authorised calls made with it
         self.logins = 0

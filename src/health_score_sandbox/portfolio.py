@@ -2,9 +2,13 @@
 
 Each account gets a latent health (drawn so that every tier has accounts), a segment, ids in each
 system, and which sources know it. Every metric of the scoring config gets a *target* raw value
-near the account's latent health; the vendor generators (``src/sandbox/<vendor>.py``) then draw raw
-records (conversations, bugs, Look rows, Salesforce rows) around those targets, and compute the
-*expected* raw metrics back from the records with a simple, independent definition.
+near the account's latent health; the vendor generators (``health_score_sandbox.<vendor>``) then
+draw raw records (conversations, bugs, Look rows, Salesforce rows) around those targets, and compute
+the *expected* raw metrics back from the records with a simple, independent definition
+(:mod:`health_score_sandbox.truth`).
+
+Accounts are the sandbox's own records of the mapping file's columns; the scoring model is read
+from ``weights.yaml`` and ``thresholds.yaml`` by :mod:`health_score_sandbox.config`.
 """
 
 from __future__ import annotations
@@ -19,14 +23,27 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from health_score.config import MAPPING_COLUMNS, load_scoring_config
-from health_score.records import Account
-from health_score.scoring.spec import Band, ScoringConfig
+from health_score_sandbox.config import (
+    DEFAULT_CONFIG_DIR,
+    Band,
+    ScoringModel,
+    load_scoring_model,
+)
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 DEFAULT_SEED = 7
 DEFAULT_ACCOUNTS = 250
 SOURCES = ("intercom", "jira", "looker", "salesforce")
+
+#: The columns of account_mapping.csv, in the documented order.
+MAPPING_COLUMNS = (
+    "sf_account_id",
+    "intercom_company_id",
+    "looker_customer_id",
+    "account_name",
+    "segment",
+    "jira_project_key",
+    "jira_component",
+)
 
 # Latent health bands (score ranges) and their shares, so every tier is represented.
 _HEALTH_MIX = (
@@ -99,6 +116,24 @@ def target_raw(band: Band, lower_is_better: bool, score: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class Account:
+    """One synthetic customer as a row of account_mapping.csv describes it.
+
+    ``account_id`` is the key the pipeline reports under: the Salesforce id when the row has one,
+    otherwise ``intercom:<company id>`` (such rows always carry an Intercom company id here).
+    """
+
+    account_id: str
+    account_name: str
+    segment: str
+    sf_account_id: str | None = None
+    intercom_company_id: str | None = None
+    looker_customer_id: str | None = None
+    jira_project_key: str | None = None
+    jira_component: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AccountProfile:
     """One synthetic account and what the generators should aim for."""
 
@@ -122,7 +157,7 @@ class Portfolio:
 
     seed: int
     as_of: date
-    scoring: ScoringConfig
+    scoring: ScoringModel
     profiles: tuple[AccountProfile, ...]
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -159,14 +194,6 @@ class Portfolio:
         return path
 
 
-def _metric_bands(scoring: ScoringConfig) -> dict[str, tuple[Mapping[str, Band], bool]]:
-    bands: dict[str, tuple[Mapping[str, Band], bool]] = {}
-    for dim in scoring.dimensions.values():
-        for metric in dim.metrics:
-            bands.setdefault(metric.name, (metric.bands, metric.lower_is_better))
-    return bands
-
-
 def _signals(rng: random.Random, health: float) -> tuple[tuple[str, str, str], ...]:
     """About 10% of accounts carry churn signals, more often the unhealthy ones."""
     chance = 0.04 if health >= 76 else (0.12 if health >= 60 else 0.25)
@@ -189,9 +216,8 @@ def build_portfolio(
     config_dir: Path = DEFAULT_CONFIG_DIR,
 ) -> Portfolio:
     """Generate ``accounts`` synthetic accounts, deterministically for ``seed``."""
-    scoring = load_scoring_config(config_dir)
+    scoring = load_scoring_model(config_dir)
     rng = random.Random(seed)
-    bands = _metric_bands(scoring)
     segments = sorted(scoring.segments)
     paid = "paid" if "paid" in segments else segments[0]
     others = [s for s in segments if s != paid] or [paid]
@@ -223,9 +249,9 @@ def build_portfolio(
             jira_component=f"cust-{index + 1:05d}" if keep_id["jira"] else None,
         )
         targets: dict[str, float] = {}
-        for metric, (metric_bands, lower) in bands.items():
+        for metric in scoring.metrics.values():
             score = health + rng.gauss(0, 12)
-            targets[metric] = target_raw(metric_bands[segment], lower, score)
+            targets[metric.name] = target_raw(metric.bands[segment], metric.lower_is_better, score)
         signals = _signals(rng, health)
         profiles.append(AccountProfile(account, health, present, targets, signals))
     return Portfolio(seed=seed, as_of=as_of, scoring=scoring, profiles=tuple(profiles))

@@ -36,12 +36,12 @@ from urllib.parse import urlencode
 
 import requests
 
-from health_score.records import SignalCounts, metric_value
-from health_score.sources.salesforce import Settings
+from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.portfolio import Portfolio, expected_signal_counts, salesforce_id
 from health_score_sandbox.salesforce_write import WriteApi
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
 from health_score_sandbox.soql import FieldDef, Org, SObject, SoqlError, execute, to_id18
+from health_score_sandbox.truth import Metric, exact, percent, rounded
 
 PAGE_SIZE = 2000  # records per query page (Sforce-Query-Options batchSize may lower it)
 MIN_BATCH_SIZE = 200
@@ -79,6 +79,119 @@ OBJECTS_READ = 5
 
 
 # --------------------------------------------------------------------------------------------
+# What the stand-in reads from the ``salesforce:`` section of sources.yaml (defaults as documented)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFields:
+    object_name: str = "Account"
+    renewal_date_field: str = "Renewal_Date__c"
+    arr_field: str = "ARR__c"
+    prior_year_arr_field: str = "Prior_Year_ARR__c"
+    support_tier_field: str = "Support_Tier__c"
+    champion_changed_date_field: str = "Champion_Changed_Date__c"
+    avg_response_hours_field: str = "Avg_Response_Hours__c"
+
+
+@dataclass(frozen=True, slots=True)
+class OpportunityFields:
+    object_name: str = "Opportunity"
+    account_field: str = "AccountId"
+    type_field: str = "Type"
+    close_date_field: str = "CloseDate"
+    is_won_field: str = "IsWon"
+    is_closed_field: str = "IsClosed"
+    contraction_types: tuple[str, ...] = ("Downgrade", "Contraction")
+    expansion_types: tuple[str, ...] = ("Expansion", "Upsell")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFields:
+    object_name: str = "Payment__c"
+    account_field: str = "Account__c"
+    status_field: str = "Status__c"
+    date_field: str = "Payment_Date__c"
+    failed_values: tuple[str, ...] = ("Failed",)
+
+
+@dataclass(frozen=True, slots=True)
+class EventFields:
+    object_name: str = "Event"
+    account_field: str = "AccountId"
+    type_field: str = "Type"
+    date_field: str = "ActivityDate"
+    attended_field: str = "Attended__c"
+    qbr_types: tuple[str, ...] = ("QBR",)
+    exec_types: tuple[str, ...] = ("Executive Meeting",)
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnSignalFields:
+    object_name: str = "Churn_Signal__c"
+    account_field: str = "Account__c"
+    severity_field: str = "Severity__c"
+    confidence_field: str = "Confidence__c"
+    status_field: str = "Status__c"
+    critical_values: tuple[str, ...] = ("Critical",)
+    moderate_values: tuple[str, ...] = ("Moderate",)
+    watch_values: tuple[str, ...] = ("Watch",)
+    confirmed_values: tuple[str, ...] = ("Confirmed",)
+    active_values: tuple[str, ...] = ("Active",)
+    monitoring_values: tuple[str, ...] = ("Monitoring",)
+
+
+@dataclass(frozen=True, slots=True)
+class TierAlignment:
+    """Misaligned (1) when ARR is above the threshold on one of the standard support tiers."""
+
+    standard_tiers: tuple[str, ...] = ("Standard",)
+    arr_threshold: Decimal = Decimal(200000)
+
+
+@dataclass(frozen=True, slots=True)
+class Responsiveness:
+    """Average response hours → 1 (below fast), 2 (fast … slow inclusive), 3 (above slow)."""
+
+    fast_below_hours: Decimal = Decimal(24)
+    slow_above_hours: Decimal = Decimal(48)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Object and field API names of the org, picklist values, and the look-back window."""
+
+    lookback_months: int = 12
+    account: AccountFields = field(default_factory=AccountFields)
+    opportunity: OpportunityFields = field(default_factory=OpportunityFields)
+    payment: PaymentFields = field(default_factory=PaymentFields)
+    event: EventFields = field(default_factory=EventFields)
+    churn_signal: ChurnSignalFields = field(default_factory=ChurnSignalFields)
+    tier_alignment: TierAlignment = field(default_factory=TierAlignment)
+    responsiveness: Responsiveness = field(default_factory=Responsiveness)
+
+    @classmethod
+    def of(cls, source: SectionLike = None) -> Settings:
+        """This stand-in's settings from a sources.yaml section (see :func:`read_settings`)."""
+        return read_settings(cls, {} if source is None else source)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCounts:
+    """Active churn signals of one account as a correct extractor counts them: Monitoring ones
+    one severity lower (a Monitoring Watch is not counted)."""
+
+    critical: int = 0
+    moderate: int = 0
+    watch: int = 0
+    critical_confirmed: int = 0
+    moderate_confirmed: int = 0
+    watch_confirmed: int = 0
+
+
+NO_SIGNALS = SignalCounts()
+
+
+# --------------------------------------------------------------------------------------------
 # The org's schema
 
 
@@ -93,8 +206,9 @@ def _lookup(name: str, target: str) -> FieldDef:
     return FieldDef(name, "reference", target, relationship_name(name))
 
 
-def build_schema(settings: Settings) -> Org:
-    """Objects and fields named as ``settings`` expects them (plus a few standard ones)."""
+def build_schema(section: SectionLike = None) -> Org:
+    """Objects and fields named as the settings expect them (plus a few standard ones)."""
+    settings = Settings.of(section)
     a, o, p = settings.account, settings.opportunity, settings.payment
     e, c = settings.event, settings.churn_signal
     base = (
@@ -187,18 +301,18 @@ class Data:
     org: Org
     as_of: date
     mapped_ids: tuple[str, ...]  # 18-character ids of mapped accounts, in mapping order
-    expected: dict[str, dict[str, Decimal | None]]
+    expected: dict[str, dict[str, Metric]]
     expected_signals: dict[str, SignalCounts]
     record_counts: dict[str, int] = field(default_factory=dict)
 
-    def minimum_requests(self, settings: Settings) -> int:
+    def minimum_requests(self, section: SectionLike = None) -> int:
         """One login, then each object once per id list the URI limit allows (one page each).
 
         Every such list holds at most :data:`MAX_IDS_PER_QUERY` accounts, so its Account page
         (one record per account) and its aggregates (a handful of groups per account) each fit
         in one response.
         """
-        del settings  # the caps are Salesforce's, not the configuration's
+        del section  # the caps are Salesforce's, not the configuration's
         if not self.mapped_ids:
             return 0
         return 1 + OBJECTS_READ * math.ceil(len(self.mapped_ids) / MAX_IDS_PER_QUERY)
@@ -230,8 +344,9 @@ def _money(value: float) -> float:
     return round(value, 2)
 
 
-def generate(portfolio: Portfolio, settings: Settings) -> Data:
+def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     """The org for ``portfolio`` (deterministic for its seed) and the expected metrics."""
+    settings = Settings.of(section)
     rng = portfolio.rng("salesforce")
     org = build_schema(settings)
     as_of = portfolio.as_of
@@ -247,7 +362,7 @@ def generate(portfolio: Portfolio, settings: Settings) -> Data:
     assert accounts and opps and payments and events and signals
     ids = _Ids()
     created = datetime(as_of.year - 3, 1, 15, 9, tzinfo=UTC)
-    expected: dict[str, dict[str, Decimal | None]] = {}
+    expected: dict[str, dict[str, Metric]] = {}
     expected_signals: dict[str, SignalCounts] = {}
     mapped: list[str] = []
 
@@ -432,7 +547,7 @@ def generate(portfolio: Portfolio, settings: Settings) -> Data:
 
     for profile in portfolio.profiles:
         account = profile.account
-        values: dict[str, Decimal | None] = dict.fromkeys(METRICS)
+        values: dict[str, Metric] = dict.fromkeys(METRICS)
         expected[account.account_id] = values
         if account.sf_account_id is None:
             continue
@@ -469,7 +584,7 @@ def generate(portfolio: Portfolio, settings: Settings) -> Data:
 
 def _expected(
     org: Org, settings: Settings, as_of: date, mapped: set[str]
-) -> dict[str, dict[str, Decimal | None]]:
+) -> dict[str, dict[str, Metric]]:
     """Raw metrics per account id, straight from the records (the definitions, plainly)."""
     a, o, p = settings.account, settings.opportunity, settings.payment
     e = settings.event
@@ -483,7 +598,7 @@ def _expected(
         assert sobject is not None
         return (r for r in sobject.records if not r.get("IsDeleted"))
 
-    out: dict[str, dict[str, Decimal | None]] = {}
+    out: dict[str, dict[str, Metric]] = {}
     for record in live(a.object_name):
         if record["Id"] not in mapped:
             continue
@@ -494,24 +609,22 @@ def _expected(
         hours = record[a.avg_response_hours_field]
         tiers = settings.tier_alignment
         fast, slow = (
-            settings.responsiveness.fast_below_hours,
-            settings.responsiveness.slow_above_hours,
+            exact(settings.responsiveness.fast_below_hours),
+            exact(settings.responsiveness.slow_above_hours),
         )
         category = None
         if hours is not None:
-            exact = Decimal(repr(hours))
-            category = 1 if exact < fast else (2 if exact <= slow else 3)
+            average = exact(hours)
+            category = 1 if average < fast else (2 if average <= slow else 3)
         out[record["Id"]] = {
             "days_to_renewal": Decimal((renewal - as_of).days) if renewal else None,
-            "arr_trajectory_pct": metric_value(
-                (Decimal(repr(arr)) - Decimal(repr(prior))) / Decimal(repr(prior)) * 100
-            )
+            "arr_trajectory_pct": rounded((exact(arr) - exact(prior)) / exact(prior) * 100)
             if arr is not None and prior
             else None,
             "tier_alignment": None
             if tier is None or arr is None
             else Decimal(
-                int(tier in tiers.standard_tiers and Decimal(repr(arr)) > tiers.arr_threshold)
+                int(tier in tiers.standard_tiers and exact(arr) > exact(tiers.arr_threshold))
             ),
             "champion_stability": Decimal((as_of - champion).days) if champion else None,
             "responsiveness": Decimal(category) if category is not None else None,
@@ -549,7 +662,7 @@ def _expected(
     for account_id, values in out.items():
         held = qbrs.get(account_id)
         if held:
-            values["qbr_attendance_pct"] = metric_value(Decimal(sum(held)) / len(held) * 100)
+            values["qbr_attendance_pct"] = percent(sum(held), len(held))
         if account_id in last_exec:
             values["exec_engagement"] = Decimal((as_of - last_exec[account_id]).days)
     return out
@@ -593,10 +706,10 @@ class App(VendorApp):
 
     name = "salesforce"
 
-    def __init__(self, data: Data, settings: Settings) -> None:
+    def __init__(self, data: Data, section: SectionLike = None) -> None:
         super().__init__()
         self.data = data
-        self.settings = settings
+        self.settings = Settings.of(section)
         self.org = data.org
         self.daily_api_limit = DEFAULT_DAILY_API_LIMIT
         self.api_usage = 0
@@ -947,7 +1060,7 @@ def login(
     """Log in to this stand-in with its fake client credentials: (instance_url, access token).
 
     For tests and benchmarks that talk to the stand-in directly rather than through the
-    extractor or loader (which use :mod:`health_score.sources.salesforce_auth`).
+    extractor or loader (which have authentication code of their own).
     """
     answer = session.post(
         f"{url}/services/oauth2/token",

@@ -14,10 +14,9 @@ from typing import Any
 
 import trustme
 
-from health_score.config import load_sources
+from health_score_sandbox.config import DEFAULT_CONFIG_DIR, source_section
 from health_score_sandbox.portfolio import (
     DEFAULT_ACCOUNTS,
-    DEFAULT_CONFIG_DIR,
     DEFAULT_SEED,
     SOURCES,
     Portfolio,
@@ -33,8 +32,14 @@ def vendor_module(name: str) -> ModuleType:
 def load_source_settings(
     config_dir: Path = DEFAULT_CONFIG_DIR, only: tuple[str, ...] = SOURCES
 ) -> dict[str, Any]:
-    """The validated sources.yaml sections (only some vendors' when ``only`` is given)."""
-    return load_sources(config_dir, only)
+    """Each stand-in's own settings (``<vendor>.Settings``) read from ``sources.yaml``.
+
+    Only the vendors in ``only``; keys a stand-in does not need are ignored, absent ones take
+    their documented defaults.
+    """
+    return {
+        name: vendor_module(name).Settings.of(source_section(config_dir, name)) for name in only
+    }
 
 
 class Sandbox:
@@ -114,7 +119,8 @@ class Sandbox:
         return self.portfolio.write_mapping(path)
 
     def expected_metrics(self) -> dict[str, dict[str, Decimal | None]]:
-        """account_id → metric → the value a correct extractor must produce."""
+        """account_id → metric → the value a correct extractor must produce (the stand-ins'
+        own recount of their records, rounded by :func:`health_score_sandbox.truth.rounded`)."""
         merged: dict[str, dict[str, Decimal | None]] = {
             p.account_id: {} for p in self.portfolio.profiles
         }

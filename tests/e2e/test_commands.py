@@ -310,36 +310,41 @@ def test_dashboard_command_serves_on_loopback(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "health_score",
-            "dashboard",
-            "--port",
-            str(port),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src"), "STREAMLIT_SERVER_HEADLESS": "true"},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "the dashboard did not start in 60 s"
-                time.sleep(0.3)
-        assert health.status_code == 200 and health.text == "ok"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    log = tmp_path / "dashboard.log"
+    with (
+        log.open("wb") as output,
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "health_score",
+                "dashboard",
+                "--port",
+                str(port),
+                "--runs-dir",
+                str(tmp_path / "runs"),
+            ],
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src"), "STREAMLIT_SERVER_HEADLESS": "1"},
+        ) as process,
+    ):
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    health = requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                    break
+                except requests.ConnectionError:
+                    assert process.poll() is None, log.read_text(encoding="utf-8")
+                    assert time.monotonic() < deadline, "the dashboard did not start in 60 s"
+                    time.sleep(0.3)
+            assert health.status_code == 200 and health.text == "ok"
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert f"127.0.0.1:{port}" in log.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

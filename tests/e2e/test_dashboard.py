@@ -523,6 +523,23 @@ def test_the_password_can_come_from_streamlit_secrets(
     assert at.header[0].value == "Portfolio"
 
 
+def test_the_password_can_come_from_a_dot_env_in_the_working_folder(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "here"
+    folder.mkdir()
+    (folder / ".env").write_text("DASHBOARD_PASSWORD=from-dotenv\n", encoding="utf-8")
+    monkeypatch.chdir(folder)
+    # Unset now, and restored to unset afterwards (the .env sets os.environ itself).
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "placeholder")
+    monkeypatch.delenv("DASHBOARD_PASSWORD")
+    at = app(runs_dir, monkeypatch).run()
+    assert not at.header
+    at.text_input[0].input("from-dotenv")
+    at.button[0].click().run()
+    assert at.header[0].value == "Portfolio"
+
+
 def test_without_a_password_the_dashboard_opens_directly(
     runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

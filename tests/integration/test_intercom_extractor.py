@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from datetime import time as clock
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -25,8 +24,9 @@ from health_score.sources.http import AuthenticationError, HttpPolicy, SourceCli
 from health_score_sandbox import intercom
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, Knobs, Request, VendorServer
+from tests.conftest import SHARED, shared_file
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "intercom"
+SPEC = SHARED / "contracts" / "intercom"
 SPEC_FILE = SPEC / "api.intercom.io.2.16.yaml"
 FAST = HttpPolicy(wait_initial=0.02, wait_max=0.1, wait_jitter=0.02)
 
@@ -137,8 +137,7 @@ def test_intercoms_own_priority_field_can_define_p1_p2(
 
 @pytest.fixture(scope="module")
 def contract() -> OpenAPI:
-    if not SPEC_FILE.exists():
-        pytest.skip("../shared/contracts not present")
+    shared_file(SPEC_FILE)
     with SPEC_FILE.open(encoding="utf-8") as handle:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe, and fast on 1.3 MB
         document = yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -33,8 +32,9 @@ from health_score_sandbox.jira import SANDBOX_API_TOKEN, App, Data, environment,
 from health_score_sandbox.jql import BoolOp, Clause, Node, parse
 from health_score_sandbox.portfolio import Portfolio
 from health_score_sandbox.server import Faults, Request, Response, VendorApp, VendorServer
+from tests.conftest import SHARED, shared_file
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts"
+CONTRACTS = SHARED / "contracts"
 JIRA_SPEC = CONTRACTS / "jira" / "swagger-v3.v3.json"
 HOSTILE = (
     'Quote "Inc"',
@@ -196,8 +196,7 @@ def test_bugs_naming_no_mapped_customer_are_reported_once(run: Run) -> None:
 
 @pytest.fixture(scope="module")
 def contract() -> Any:
-    if not CONTRACTS.is_dir():
-        pytest.skip("../shared/contracts not present")
+    shared_file(CONTRACTS)
     from openapi_core import Config, OpenAPI
 
     spec = json.loads(JIRA_SPEC.read_text(encoding="utf-8"))

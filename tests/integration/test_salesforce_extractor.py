@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,11 @@ from health_score.records import NO_SIGNALS, Account
 from health_score.sources import salesforce as ext
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
+from health_score.sources.registry import load_sources
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
-from health_score_sandbox.sandbox import load_source_settings
 from health_score_sandbox.server import Faults, VendorServer
+from tests.conftest import DEFAULT_CONFIG
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)  # the portfolio's reference date, 00:00 UTC
 
@@ -59,7 +60,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
 
 @pytest.fixture(scope="module")
 def settings() -> ext.Settings:
-    loaded: ext.Settings = load_source_settings(only=("salesforce",))["salesforce"]
+    loaded: ext.Settings = load_sources(DEFAULT_CONFIG, ("salesforce",))["salesforce"]
     # Fast retries: the stand-in's 429s ask for one second.
     return loaded.model_copy(
         update={"http": loaded.http.model_copy(update={"attempts": 4, "budget_seconds": 20})}
@@ -109,7 +110,8 @@ def test_every_account_of_250_gets_the_expected_signal_counts(
     expected = portfolio_250.data.expected_signals
     for profile in portfolio_250.portfolio.profiles:
         got = extracted_250.signals.get(profile.account_id, NO_SIGNALS)
-        assert got == expected.get(profile.account_id, NO_SIGNALS), profile.account_id
+        wanted = expected.get(profile.account_id, sfs.NO_SIGNALS)
+        assert asdict(got) == asdict(wanted), profile.account_id
     assert sum(1 for s in extracted_250.signals.values() if s.total) >= 10
 
 
@@ -145,8 +147,10 @@ def test_soql_literals_escape_quotes_backslashes_and_newlines() -> None:
 def test_ids_are_validated_and_widened_to_eighteen_characters() -> None:
     assert ext.salesforce_id18("001Sb0000000001") == "001Sb0000000001IAA"
     assert ext.salesforce_id18("001Sb0000000001IAA") == "001Sb0000000001IAA"
+    # "001Sb": S at 3 → 8 → I. A lowercased suffix says the same; a different one does not.
+    assert ext.salesforce_id18("001Sb0000000001iaa") == "001Sb0000000001IAA"
     for bad in ("001Sb0000000001AAA", "001' OR Name != '", "001Sb00000000", "001Sb000000000!"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a Salesforce id"):
             ext.salesforce_id18(bad)
     assert ext.soql_id_list(["001Sb0000000001"]) == "('001Sb0000000001IAA')"
 

@@ -17,10 +17,10 @@ from health_score.loaders.salesforce import (
     Prepared,
     SalesforceLoader,
     external_key,
-    salesforce_id_18,
 )
 from health_score.loaders.salesforce_settings import WritebackSettings
 from health_score.records import Account, AccountInput, SignalCounts
+from health_score.salesforce_ids import salesforce_id18, salesforce_id18_or_none
 from health_score.scoring.composite import score_accounts
 from health_score_sandbox.salesforce import FAKE_CLIENT_SECRET
 from health_score_sandbox.salesforce_write import id18
@@ -55,14 +55,14 @@ def load_run(loader, inputs, *, period=PERIOD, run_id="run-1", config=CONFIG, ac
 def test_external_key_is_the_18_character_account_id_and_the_period() -> None:
     # The documented example: 001D000000IRFma is 001D000000IRFmaIAH in its 18-character form.
     assert external_key("001D000000IRFma", "2026-11") == "001D000000IRFmaIAH-2026-11"
-    assert salesforce_id_18("001D000000IRFmaIAH") == "001D000000IRFmaIAH"
-    assert salesforce_id_18("001D000000IRFmaAAA") is None  # wrong checksum
-    assert salesforce_id_18("not-an-id") is None
+    assert external_key("001D000000IRFmaIAH", "2026-11") == "001D000000IRFmaIAH-2026-11"
+    assert salesforce_id18_or_none("001D000000IRFmaAAA") is None  # wrong checksum
+    assert salesforce_id18_or_none("not-an-id") is None
 
 
 def test_loader_and_stand_in_agree_on_the_18_character_form() -> None:
     for number in (1, 42, 9_999_999):
-        assert salesforce_id_18(sf_id(number)) == id18(sf_id(number))
+        assert salesforce_id18(sf_id(number)) == id18(sf_id(number))
 
 
 # -- idempotent upsert ----------------------------------------------------------------------------
@@ -159,6 +159,30 @@ def test_accounts_without_a_salesforce_id_are_skipped_and_never_written() -> Non
     assert result.ok
 
 
+def test_a_lowercased_suffix_is_written_under_the_canonical_key_and_a_wrong_one_fails_locally() -> (
+    None
+):
+    inputs = metric_inputs(4)
+    accounts = accounts_for(inputs)
+    # 0015g0000000002 has no uppercase letter: its suffix is AAA; "aaa" says the same, "QAA" not.
+    accounts[2] = dataclasses.replace(accounts[2], sf_account_id=sf_id(2) + "aaa")
+    accounts[3] = dataclasses.replace(accounts[3], sf_account_id=sf_id(3) + "QAA")
+    with org() as sf:
+        result = load_run(sf.loader(), inputs, accounts=accounts)
+        records = sf.api.records[OBJECT]
+    assert f"0015g0000000002AAA-{PERIOD}" in records
+    assert records[f"0015g0000000002AAA-{PERIOD}"]["Account__c"] == "0015g0000000002AAA"
+    assert not any(k.startswith("0015g0000000003") for k in records)
+    (failure,) = result.failures
+    assert (failure.account_id, failure.key, failure.error_code) == (
+        sf_id(3),
+        "0015g0000000003QAA",
+        "INVALID_ACCOUNT_ID",
+    )
+    assert "expected 'AAA'" in failure.message
+    assert (result.written, result.not_written) == (3, (sf_id(3),))
+
+
 # -- volume ---------------------------------------------------------------------------------------
 
 
@@ -180,10 +204,15 @@ def test_ten_thousand_records_go_through_one_bulk_job_in_seven_write_requests() 
 def test_small_runs_use_composite_calls_of_at_most_200_records() -> None:
     inputs = metric_inputs(450)
     with org() as sf:
+        sf.app.daily_api_limit = 5000
+        usage_before = sf.app.api_usage
         result = load_run(sf.loader(bulk_threshold=500), inputs)
         calls = sf.write_requests()
     assert (result.path, result.written, calls, result.requests) == (COMPOSITE, 450, 3, 3 + 1)
     assert not sf.api.jobs
+    # Sforce-Limit-Info of the last answer: the three composite calls were charged.
+    assert result.api_usage == f"{usage_before + 3}/5000"
+    assert result.as_dict()["api_usage"] == result.api_usage
 
 
 # -- per-record failures --------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +17,10 @@ import requests
 import yaml
 
 from health_score_sandbox.salesforce_write import WriteApi, id18
+from tests.conftest import SHARED, shared_file
 from tests.salesforce_write_support import Org, org, sf_id
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "salesforce"
+CONTRACTS = SHARED / "contracts" / "salesforce"
 API = "/services/data/v62.0"
 KEY = "External_Key__c"
 
@@ -28,9 +28,7 @@ KEY = "External_Key__c"
 def contract(name: str) -> Any:
     from openapi_core import OpenAPI
 
-    path = CONTRACTS / name
-    if not path.is_file():
-        pytest.skip("../shared/contracts not present")
+    path = shared_file(CONTRACTS / name)
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     # The stand-in listens on a loopback port, not https://{instance}.salesforce.com.
     spec["servers"] = [

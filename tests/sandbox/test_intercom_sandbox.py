@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +14,14 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
 
-from health_score.sources.intercom import METRICS, Settings
 from health_score_sandbox import intercom
+from health_score_sandbox.intercom import METRICS, Settings
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.sandbox import load_source_settings
 from health_score_sandbox.server import Faults, Knobs, VendorServer
+from tests.conftest import SHARED, shared_file
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts"
+CONTRACTS = SHARED / "contracts"
 SPEC = CONTRACTS / "intercom" / "api.intercom.io.2.16.yaml"
 HEADERS = {"Authorization": f"Bearer {intercom.TOKEN}", "Intercom-Version": "2.16"}
 EVERYTHING = {"field": "created_at", "operator": ">", "value": 0}
@@ -36,8 +36,7 @@ def contract() -> tuple[OpenAPI, dict[str, Any]]:
     The file itself fails openapi-spec-validator (an unresolved path parameter elsewhere), so
     spec validation is off; request and response validation are unaffected.
     """
-    if not SPEC.exists():
-        pytest.skip("../shared/contracts not present")
+    shared_file(SPEC)
     with SPEC.open(encoding="utf-8") as handle:
         # The C loader is safe too and reads the 1.3 MB file about five times faster.
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

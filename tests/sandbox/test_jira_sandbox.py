@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import requests
 
-from health_score.sources.jira import OPEN_BUGS_P1_P2, OPEN_BUGS_TOTAL, Settings
 from health_score_sandbox.jira import (
+    OPEN_BUGS_P1_P2,
+    OPEN_BUGS_TOTAL,
     PAGE_CAP_FIELDS,
     PAGE_CAP_IDS,
     REMOVED_MESSAGE,
@@ -21,14 +21,16 @@ from health_score_sandbox.jira import (
     SANDBOX_EMAIL,
     App,
     Data,
+    Settings,
     environment,
     generate,
 )
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, Knobs, VendorServer
+from tests.conftest import SHARED, shared_file
 from tests.jira_support import authenticated_session
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts"
+CONTRACTS = SHARED / "contracts"
 JIRA_SPEC = CONTRACTS / "jira" / "swagger-v3.v3.json"
 SEARCH = "/rest/api/3/search/jql"
 COUNT = "/rest/api/3/search/approximate-count"
@@ -68,8 +70,7 @@ class Contract:
 
 @pytest.fixture(scope="module")
 def contract() -> Contract:
-    if not CONTRACTS.is_dir():
-        pytest.skip("../shared/contracts not present")
+    shared_file(CONTRACTS)
     return Contract()
 
 

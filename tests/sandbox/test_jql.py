@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from health_score.sources.jira import Settings
 from health_score_sandbox.jira import (
     Data,
     Issue,
+    Settings,
     generate,
 )
 from health_score_sandbox.jql import UNBOUNDED, BoolOp, Clause, Index, JqlError, mask_indices, parse

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from health_score.sources.looker import Settings
 from health_score_sandbox import looker as sandbox_looker
-from health_score_sandbox.looker import CLIENT_ID, CLIENT_SECRET, App, Data, generate
+from health_score_sandbox.looker import CLIENT_ID, CLIENT_SECRET, App, Data, Settings, generate
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, Knobs, VendorServer
+from tests.conftest import SHARED, shared_file
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts"
+CONTRACTS = SHARED / "contracts"
 LOOKER_SPEC = CONTRACTS / "looker" / "Looker.4.0.oas.json"
 RUN_LOOK = "/looks/{look_id}/run/{result_format}"
 
@@ -118,9 +118,8 @@ def test_minimum_requests_is_one_login_plus_one_run_per_look(
 def test_looks_are_served_under_the_ids_configured_in_sources_yaml(
     portfolio: Portfolio, settings: Settings
 ) -> None:
-    raw = settings.model_dump(mode="python")
-    raw["looks"] = [raw["looks"][2] | {"id": "integrations_v2"}]
-    renumbered = generate(portfolio, Settings.model_validate(raw))
+    integrations = dataclasses.replace(settings.looks[2], id="integrations_v2")
+    renumbered = generate(portfolio, dataclasses.replace(settings, looks=(integrations,)))
     assert list(renumbered.looks) == ["integrations_v2"]
     assert set(next(iter(renumbered.expected.values()))) == {"active_integrations"}
 
@@ -132,8 +131,7 @@ def test_looks_are_served_under_the_ids_configured_in_sources_yaml(
 @pytest.fixture(scope="module")
 def contract() -> Any:
     """The Looker 4.0 description, loaded once for this module (it is ~2 MB)."""
-    if not LOOKER_SPEC.is_file():
-        pytest.skip("../shared/contracts not present (Looker 4.0 OpenAPI description)")
+    shared_file(LOOKER_SPEC, "the Looker 4.0 OpenAPI description")
     from openapi_core import Config, OpenAPI
 
     spec = json.loads(LOOKER_SPEC.read_text(encoding="utf-8"))
@@ -238,8 +236,7 @@ def test_rate_limited_requests_get_429_as_the_contract_says(
 def test_requests_without_a_valid_token_get_401_with_lookers_error_body(
     data: Data, settings: Settings, session: requests.Session
 ) -> None:
-    if not LOOKER_SPEC.is_file():
-        pytest.skip("../shared/contracts not present (Looker 4.0 OpenAPI description)")
+    shared_file(LOOKER_SPEC, "the Looker 4.0 OpenAPI description")
     from openapi_schema_validator import OAS30Validator
 
     # run_look lists no 401 response, though Looker sends one; check the body against the

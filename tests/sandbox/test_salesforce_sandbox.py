@@ -7,7 +7,6 @@ import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,13 +15,14 @@ import requests
 import trustme
 import yaml
 
-from health_score.sources.salesforce import Settings
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import build_portfolio
+from health_score_sandbox.salesforce import Settings
 from health_score_sandbox.sandbox import load_source_settings
 from health_score_sandbox.server import Faults, VendorServer
+from tests.conftest import SHARED, shared_file
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts"
+CONTRACTS = SHARED / "contracts"
 REST_SPEC = CONTRACTS / "salesforce" / "restapi.openapi.yaml"
 SPEC_HOST = "https://yourinstance.salesforce.com"  # matches the spec's server template
 V = "/services/data/v62.0"
@@ -123,8 +123,7 @@ def small(tls: tuple[ssl.SSLContext, str], settings: Settings) -> Iterator[Serve
 
 @pytest.fixture(scope="module")
 def error_schema() -> dict[str, Any]:
-    if not REST_SPEC.exists():
-        pytest.skip("../shared/contracts not present")
+    shared_file(REST_SPEC)
     spec = yaml.safe_load(REST_SPEC.read_text(encoding="utf-8"))
     return {"$ref": "#/components/schemas/ErrorResponse", "components": spec["components"]}
 
@@ -398,8 +397,7 @@ def test_write_routes_are_handed_to_the_write_api_after_auth(small: Served) -> N
 
 @pytest.fixture(scope="module")
 def openapi() -> Any:
-    if not REST_SPEC.exists():
-        pytest.skip("../shared/contracts not present")
+    shared_file(REST_SPEC)
     from openapi_core import OpenAPI
 
     return OpenAPI.from_file_path(str(REST_SPEC))

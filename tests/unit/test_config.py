@@ -16,11 +16,10 @@ from health_score.config import (
     load_scoring_config,
     parse_condition,
 )
-from health_score.config import load_sources as compat_load_sources
 from health_score.records import SignalCounts
 from health_score.scoring.qualitative import matching_rule
 from health_score.sources.registry import SourceSettings, load_run_config, load_sources
-from tests.conftest import DEFAULT_CONFIG, SHARED
+from tests.conftest import SHARED, shared_file
 
 HEADER = (
     "sf_account_id,intercom_company_id,looker_customer_id,account_name,segment,"
@@ -53,9 +52,7 @@ def test_default_config_loads() -> None:
 
 
 def test_original_system_config_loads_unchanged() -> None:
-    folder = SHARED / "reference" / "original-config"
-    if not folder.is_dir():
-        pytest.skip("../shared/reference/original-config is not present in this checkout")
+    folder = shared_file(SHARED / "reference" / "original-config", "the original system's config")
     config = load_scoring_config(folder)
     assert config.component_weights["churn_risk"] == Decimal("0.60")
     assert [r.condition for r in config.cap_rules] == [
@@ -307,7 +304,7 @@ def test_check_config_command_reports_ok_and_problems(
 
 def test_sources_yaml_is_read_as_sections(config_copy: Path) -> None:
     config = load_config(with_mapping(config_copy))
-    assert tuple(config.sources) == SOURCE_NAMES
+    assert tuple(config.sources) == (*SOURCE_NAMES, "writeback")
     assert config.sources["jira"]["page_size"] == 100
     assert isinstance(config.sources["looker"]["looks"], list)
 
@@ -361,12 +358,6 @@ def test_load_sources_reports_file_and_key_path(config_copy: Path) -> None:
     assert load_sources(config_copy, missing_ok=True) == SourceSettings()
     with pytest.raises(ConfigError, match=r"sources\.yaml: file not found"):
         load_sources(config_copy)
-
-
-def test_the_compatibility_load_sources_returns_sections_by_name() -> None:
-    found = compat_load_sources(DEFAULT_CONFIG, ("intercom", "salesforce"))
-    assert list(found) == ["intercom", "salesforce"]
-    assert found["intercom"] == load_sources(DEFAULT_CONFIG).intercom
 
 
 def test_check_config_validates_every_vendor_section(

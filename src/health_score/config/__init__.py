@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ import yaml
 from health_score.numbers import parse_decimal
 from health_score.numbers import to_decimal as to_decimal  # re-exported: config callers use it
 from health_score.records import Account
+from health_score.salesforce_ids import id_problem as salesforce_id_problem
 from health_score.scoring.spec import (
     CHURN_RISK,
     DEFAULT_MIN_COVERAGE_PCT,
@@ -48,6 +48,9 @@ MAPPING_FILE = "account_mapping.csv"
 
 #: The sources, in the order runs report them; each has one section in sources.yaml.
 SOURCE_NAMES = ("intercom", "jira", "looker", "salesforce")
+#: sources.yaml's one other top-level section: the Salesforce write-back (the loader's settings).
+WRITEBACK_SECTION = "writeback"
+SOURCES_FILE_SECTIONS = (*SOURCE_NAMES, WRITEBACK_SECTION)
 
 HEALTH_SCORE = "health_score"
 COMPONENT_KEYS = {"churn_risk_weight": CHURN_RISK, "platform_value_weight": PLATFORM_VALUE}
@@ -512,11 +515,12 @@ def parse_mapping(
         ok = True
         sf_id = row.get("sf_account_id", "")
         if sf_id:
-            if not SALESFORCE_ID.fullmatch(sf_id):
+            id_problem = salesforce_id_problem(sf_id)
+            if id_problem is not None:
                 mp.add(
                     loc,
-                    f"sf_account_id {sf_id!r} is not a 15- or 18-character "
-                    "alphanumeric Salesforce id",
+                    f"sf_account_id {sf_id!r} is not a 15- or 18-character Salesforce id "
+                    f"({id_problem})",
                 )
                 ok = False
             else:
@@ -618,21 +622,21 @@ def load_scoring_config(directory: Path) -> ScoringConfig:
 
 
 def source_sections(raw: object, add_problem: AddProblem) -> dict[str, Mapping[str, object]]:
-    """sources.yaml as data: each known source's section (``{}`` when absent or empty).
+    """sources.yaml as data: each known section (``{}`` when absent or empty).
 
-    Reports a document that is not a mapping, unknown top-level sources and sections that are
-    not mappings; what is inside a section is checked by the source it belongs to.
+    Reports a document that is not a mapping, unknown top-level names and sections that are not
+    mappings; what is inside a section is checked by the source (or loader) it belongs to.
     """
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         add_problem("", "expected a mapping with one section per source")
-        return {name: {} for name in SOURCE_NAMES}
+        return {name: {} for name in SOURCES_FILE_SECTIONS}
     for name in raw:
-        if name not in SOURCE_NAMES:
+        if name not in SOURCES_FILE_SECTIONS:
             add_problem(str(name), f"unknown source (expected one of {list(SOURCE_NAMES)})")
     sections: dict[str, Mapping[str, object]] = {}
-    for name in SOURCE_NAMES:
+    for name in SOURCES_FILE_SECTIONS:
         section = raw.get(name)
         if section is None:
             sections[name] = {}
@@ -655,20 +659,6 @@ def read_source_sections(
     path = directory / SOURCES_FILE
     raw = None if missing_ok and not path.is_file() else load_yaml(path, where)
     return source_sections(raw, where.add)
-
-
-def load_sources(
-    directory: Path, only: tuple[str, ...] | None = None, *, missing_ok: bool = False
-) -> dict[str, object]:
-    """Compatibility only: the typed sections of ``sources.yaml`` by name (``only`` these).
-
-    Use :func:`health_score.sources.registry.load_sources`. This stays, importing the sources
-    layer only when called, while ``health_score_sandbox.sandbox`` still calls it by this name;
-    delete it once the sandbox reads its settings itself.
-    """
-    registry = importlib.import_module("health_score.sources.registry")
-    settings = registry.load_sources(directory, only, missing_ok=missing_ok)
-    return {name: settings[name] for name in only or SOURCE_NAMES}
 
 
 def load_config(

@@ -46,6 +46,7 @@ from health_score.dashboard.whatif import (
     WhatIf,
     sections_from_entered,
 )
+from health_score.envfile import load_local_env
 from health_score.scoring.spec import ScoringConfig
 
 DEFAULT_RUNS_DIR = "output/runs"
@@ -661,6 +662,7 @@ def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
 
 
 def main() -> None:
+    load_local_env()  # DASHBOARD_PASSWORD, HSM_RUNS_DIR, AWS_* for S3 runs
     st.set_page_config(page_title="Customer health scores", layout="wide")
     password_gate()
     location = runs_location()

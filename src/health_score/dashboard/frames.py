@@ -14,10 +14,9 @@ import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type info
 
 from health_score.dashboard.runs import METRICS, SCORES, RunError
 from health_score.loaders.csv_output import METRIC_COLUMNS, SCORE_COLUMNS_HEAD, SCORE_COLUMNS_TAIL
-from health_score.scoring.spec import INSUFFICIENT_DATA
+from health_score.scoring.spec import DEFAULT_TIER_LABELS, INSUFFICIENT_DATA
 
 #: The pipeline's tier order when a run's config cannot tell (labels of the default config).
-DEFAULT_TIER_ORDER = ("Champion", "Healthy", "At Risk", "Critical", INSUFFICIENT_DATA)
 TEXT_SCORE_COLUMNS = ("account_id", "account_name", "segment", "health_tier", "cap_rule")
 COUNT_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
 REQUIRED_SCORE_COLUMNS = ("account_id", "segment", "final_score", "health_tier", "coverage_pct")
@@ -106,7 +105,7 @@ def parse_metrics(run_id: str, data: bytes) -> pd.DataFrame:
 
 def tier_order(config_labels: Sequence[str], seen: Iterable[str]) -> list[str]:
     """Config tiers highest first, then Insufficient Data, then any other label seen."""
-    order = list(config_labels) or list(DEFAULT_TIER_ORDER[:-1])
+    order = list(config_labels) or list(DEFAULT_TIER_LABELS)
     order.append(INSUFFICIENT_DATA)
     order.extend(sorted({s for s in seen if s and s not in order}))
     return order

@@ -28,8 +28,10 @@ import requests
 
 from health_score.loaders.salesforce_settings import WritebackSettings, is_api_name
 from health_score.records import Account
+from health_score.salesforce_ids import id_problem, salesforce_id18
 from health_score.scoring.composite import AccountScore, publish
-from health_score.sources.http import HttpPolicy, SourceClient, SourceError
+from health_score.sources.http import HttpPolicy, SourceError
+from health_score.sources.salesforce_client import Authenticate, SalesforceClient
 
 log = logging.getLogger(__name__)
 
@@ -76,30 +78,11 @@ def _title(snake: str) -> str:
 
 # -- ids ----------------------------------------------------------------------------------------
 
-_ID_SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-
-
-def salesforce_id_18(value: str) -> str | None:
-    """The 18-character form of a 15- or 18-character Salesforce id; None if it is not one."""
-    value = value.strip()
-    if len(value) not in (15, 18) or not value.isascii() or not value.isalnum():
-        return None
-    base = value[:15]
-    suffix = ""
-    for start in range(0, 15, 5):
-        bits = sum(1 << i for i, ch in enumerate(base[start : start + 5]) if ch.isupper())
-        suffix += _ID_SUFFIX_CHARS[bits]
-    if len(value) == 18 and value[15:].upper() != suffix:
-        return None
-    return base + suffix
-
 
 def external_key(sf_account_id: str, period: str) -> str:
-    """``<18-char account id>-<YYYY-MM>``; raises ValueError for a malformed id."""
-    full = salesforce_id_18(sf_account_id)
-    if full is None:
-        raise ValueError(f"not a Salesforce id: {sf_account_id!r}")
-    return f"{full}-{period}"
+    """``<18-char account id>-<YYYY-MM>``; raises ValueError (InvalidSalesforceId) for a malformed
+    id (see :mod:`health_score.salesforce_ids` for the rule)."""
+    return f"{salesforce_id18(sf_account_id)}-{period}"
 
 
 def _check_period(period: str) -> None:
@@ -152,7 +135,7 @@ class FieldMap:
         bad = sorted(f"{k} → {v}" for k, v in names.items() if v and not is_api_name(v))
         if bad:
             raise ValueError(
-                "field API names too long or malformed (set them in salesforce.writeback.fields): "
+                "field API names too long or malformed (set them in writeback.fields): "
                 + ", ".join(bad)
             )
         return cls(names)
@@ -278,6 +261,8 @@ class LoadResult:
     stopped_reason: str | None = None
     mirror_written: int = 0
     bulk_jobs: tuple[str, ...] = ()
+    #: ``Sforce-Limit-Info`` after the write: the org's API calls in 24 hours / its allowance.
+    api_usage: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -304,6 +289,7 @@ class LoadResult:
             "stopped_reason": self.stopped_reason,
             "mirror_written": self.mirror_written,
             "bulk_jobs": list(self.bulk_jobs),
+            "api_usage": self.api_usage,
             "failures": [f.as_dict() for f in self.failures],
         }
 
@@ -375,45 +361,40 @@ def parse_bulk_error(text: str) -> tuple[str, str, tuple[str, ...]]:
 
 
 class SalesforceLoader:
-    """Writes scores to Salesforce with the shared HTTP policy.
+    """Writes scores to Salesforce through the shared :class:`SalesforceClient`.
 
-    Give it either a ready session (``instance_url`` + ``session_id``) or an ``authenticate``
-    callable returning ``(instance_url, session_id)`` — the latter is called lazily and again once
-    when Salesforce answers 401 (an expired session).
+    Give it a ``client``, or what makes one: a ready session (``instance_url`` + ``session_id``)
+    or an ``authenticate`` callable returning ``(instance_url, session_id)`` — the latter is
+    called lazily and again once when Salesforce answers 401 ``INVALID_SESSION_ID``. The write
+    calls use ``settings.api_version`` (a given ``client`` keeps its own version).
     """
 
     def __init__(
         self,
         settings: WritebackSettings | None = None,
         *,
+        client: SalesforceClient | None = None,
         instance_url: str | None = None,
         session_id: str | None = None,
-        authenticate: Callable[[], tuple[str, str]] | None = None,
+        authenticate: Authenticate | None = None,
         session: requests.Session | None = None,
         policy: HttpPolicy | None = None,
         verify: str | bool | None = None,
         credential_hint: str = "SF_CLIENT_ID / SF_CLIENT_SECRET (or SF_USERNAME / SF_PASSWORD)",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if authenticate is None and not (instance_url and session_id):
-            raise ValueError("give instance_url and session_id, or authenticate")
         self.settings = settings or WritebackSettings.model_validate({})
-        self._login = authenticate
-        self._instance_url = instance_url
-        self._session_id = session_id
         self._sleep = sleep
-        self._verify = verify
-        self.client = SourceClient(
-            SOURCE,
-            instance_url or "https://login.invalid",
+        self.client = client or SalesforceClient(
+            authenticate,
+            instance_url=instance_url,
+            session_id=session_id,
+            version=self.settings.api_version,
             session=session,
             policy=policy,
-            authenticate=self._headers,
-            credential_hint=credential_hint,
-            reauthenticate_on_401=authenticate is not None,
             verify=verify,
+            credential_hint=credential_hint,
         )
-        self._issued = False  # whether the current session id was handed out already
 
     @classmethod
     def from_env(
@@ -426,61 +407,22 @@ class SalesforceLoader:
     ) -> SalesforceLoader | None:
         """A loader that logs in with the Salesforce credentials in ``env`` (the same variables
         and flows as the extractor: ``health_score.sources.salesforce_auth``); None without them."""
-        from health_score.sources import salesforce_auth
-
-        credentials = salesforce_auth.credentials_from_env(env)
-        if credentials is None:
-            return None
         settings = settings or WritebackSettings.model_validate({})
-        version = settings.api_version
-
-        def authenticate() -> tuple[str, str]:
-            client = loader.client
-            token, instance = salesforce_auth.login(
-                credentials, client.session, client.policy, client.count_request, version
-            )
-            return instance, token
-
-        loader = cls(
-            settings,
-            authenticate=authenticate,
-            session=session,
-            policy=policy,
-            verify=credentials.verify,
-            credential_hint=", ".join(credentials.variables),
+        client = SalesforceClient.from_env(
+            env, version=settings.api_version, session=session, policy=policy
         )
-        return loader
+        return None if client is None else cls(settings, client=client)
 
     # -- auth -----------------------------------------------------------------------------------
 
-    def _refresh_login(self) -> None:
-        if self._login is None:
-            return
-        instance_url, session_id = self._login()
-        self._instance_url, self._session_id = instance_url, session_id
-        self.client.base_url = instance_url.rstrip("/")
-
-    def _headers(self) -> Mapping[str, str]:
-        """Bearer header; asked for again only after a 401, which calls for a fresh login."""
-        if self._session_id is None or self._issued:
-            self._refresh_login()
-        self._issued = True
-        return {"Authorization": f"Bearer {self._session_id}"}
-
     def _connect(self) -> None:
-        """Log in before the first call when no session was given (failures stop the write)."""
-        if self._instance_url is None:
-            try:
-                self._refresh_login()
-            except SourceError as exc:
-                raise _Stop(_stop_reason(exc)) from None
-            except requests.RequestException as exc:
-                raise _Stop(f"{SOURCE}: login failed: {type(exc).__name__}") from None
-            self._issued = False
-
-    @property
-    def base(self) -> str:
-        return f"/services/data/v{self.settings.api_version}"
+        """Log in before the first call unless a session is in use (failures stop the write)."""
+        try:
+            self.client.connect()
+        except SourceError as exc:
+            raise _Stop(_stop_reason(exc)) from None
+        except requests.RequestException as exc:
+            raise _Stop(f"{SOURCE}: login failed: {type(exc).__name__}") from None
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -514,19 +456,20 @@ class SalesforceLoader:
             if not sf_id:
                 skipped.append(score.account_id)
                 continue
-            full_id = salesforce_id_18(sf_id)
-            if full_id is None:
+            problem = id_problem(sf_id)
+            if problem is not None:
                 local.append(
                     RecordFailure(
                         score.account_id,
                         sf_id,
                         LOCAL_ERROR,
-                        "the mapping's Salesforce account id is not a 15- or 18-character id",
+                        f"the mapping's Salesforce account id is not a Salesforce id: {problem}",
                         (settings.account_lookup_field,),
                         settings.object_name,
                     )
                 )
                 continue
+            full_id = salesforce_id18(sf_id)
             values = health_score_values(
                 score,
                 full_id,
@@ -587,6 +530,7 @@ class SalesforceLoader:
             stopped_reason=outcome.stopped_reason,
             mirror_written=mirror_written,
             bulk_jobs=tuple(outcome.jobs),
+            api_usage=None if self.client.api_usage is None else str(self.client.api_usage),
         )
         self._log(result)
         return result
@@ -639,11 +583,9 @@ class SalesforceLoader:
                 self._composite(object_name, records[start : start + size], external_id, outcome)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        if self._verify is not None:
-            # Per call: requests lets REQUESTS_CA_BUNDLE override ``session.verify`` otherwise.
-            kwargs.setdefault("verify", self._verify)
+        """One call to the data API (``path`` is relative to ``/services/data/vNN.0``)."""
         try:
-            return self.client.request(method, f"{self.base}{path}", **kwargs)
+            return self.client.request(method, path, **kwargs)
         except SourceError as exc:
             raise _Stop(_stop_reason(exc)) from None
         except requests.RequestException as exc:  # a fresh login after a 401 failed
@@ -838,6 +780,7 @@ class SalesforceLoader:
             result.path,
             result.requests,
         )
+        self.client.log_usage(f"{result.object_name} write done")
         for failure in result.failures:
             log.warning(
                 "salesforce: %s %s (account %s) not written: %s %s",

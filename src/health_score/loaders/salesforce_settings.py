@@ -1,8 +1,21 @@
-"""Settings for writing scores back to Salesforce (``salesforce.writeback`` in sources.yaml)."""
+"""Settings for writing scores back to Salesforce: the top-level ``writeback:`` section of
+sources.yaml (it used to be ``salesforce.writeback``, which is now refused with a message saying
+where it went). No source module is imported here: the loader's settings stand on their own.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import pydantic
+
+#: The top-level section of sources.yaml these settings come from.
+SECTION = "writeback"
+#: Why ``salesforce.writeback`` is refused.
+MOVED = (
+    "salesforce.writeback has moved: put the write-back settings in the top-level `writeback:` "
+    "section of sources.yaml (same keys), not under `salesforce:`"
+)
 
 #: Logical names of the loader's fixed fields (``health_score.loaders.salesforce.FIXED_FIELDS``).
 FIXED_FIELD_KEYS = frozenset(
@@ -112,3 +125,24 @@ class WritebackSettings(pydantic.BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return value
+
+
+def parse_writeback(
+    raw_section: object, add_problem: Callable[[str, str], None]
+) -> WritebackSettings | None:
+    """The ``writeback:`` section (absent or empty: the defaults); None after reporting problems
+    as (key path, message), e.g. ``("writeback.bulk_threshold", "…")``."""
+    if raw_section is None:
+        raw_section = {}
+    if not isinstance(raw_section, Mapping):
+        add_problem(SECTION, "expected a mapping of write-back settings")
+        return None
+    try:
+        return WritebackSettings.model_validate(raw_section)
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            where = "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+            )
+            add_problem(f"{SECTION}{where}", error["msg"])
+        return None

@@ -15,6 +15,8 @@ CHURN_RISK = "churn_risk"
 PLATFORM_VALUE = "platform_value"
 DEFAULT_MIN_COVERAGE_PCT = Decimal(50)
 INSUFFICIENT_DATA = "Insufficient Data"
+#: The default config's tier labels, best first: the fallback where a run's config is unreadable.
+DEFAULT_TIER_LABELS = ("Champion", "Healthy", "At Risk", "Critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,11 @@ class ScoringConfig:
     cap_rules: tuple[CapRule, ...]
     min_coverage_pct: Decimal = DEFAULT_MIN_COVERAGE_PCT
     segments: frozenset[str] = frozenset()
+
+    @property
+    def tier_labels(self) -> tuple[str, ...]:
+        """Every tier a score can get, best first: the configured tiers, then Insufficient Data."""
+        return (*(t.label for t in self.tiers), INSUFFICIENT_DATA)
 
     @property
     def metric_names(self) -> tuple[str, ...]:

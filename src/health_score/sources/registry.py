@@ -35,6 +35,8 @@ from health_score.config import (
     load_yaml,
     source_sections,
 )
+from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
+from health_score.loaders.salesforce_settings import WritebackSettings, parse_writeback
 from health_score.sources.base import Extractor
 from health_score.sources.http_policy import HttpSettings
 from health_score.sources.intercom import Settings as IntercomSettings
@@ -60,7 +62,10 @@ _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class SourceSettings:
-    """Every source's validated section of sources.yaml (defaults where a section is absent)."""
+    """sources.yaml validated: one field per source, and the write-back section.
+
+    Defaults stand where a section is absent.
+    """
 
     intercom: IntercomSettings = field(default_factory=lambda: IntercomSettings.model_validate({}))
     jira: JiraSettings = field(default_factory=lambda: JiraSettings.model_validate({}))
@@ -68,10 +73,14 @@ class SourceSettings:
     salesforce: SalesforceSettings = field(
         default_factory=lambda: SalesforceSettings.model_validate({})
     )
+    #: The top-level ``writeback:`` section: the Salesforce loader's settings, not a source's.
+    writeback: WritebackSettings = field(
+        default_factory=lambda: WritebackSettings.model_validate({})
+    )
 
     def __getitem__(self, name: str) -> pydantic.BaseModel:
-        """One source's settings by name (for code that iterates over :data:`SOURCES`)."""
-        if name not in SOURCES:
+        """One section's settings by name (for code that iterates over :data:`SOURCES`)."""
+        if name not in (*SOURCES, WRITEBACK):
             raise KeyError(name)
         section: pydantic.BaseModel = getattr(self, name)
         return section
@@ -112,6 +121,9 @@ def parse_sources(
         jira=section("jira", JiraSettings),
         looker=section("looker", LookerSettings),
         salesforce=section("salesforce", SalesforceSettings),
+        # Not a source: the Salesforce loader's section, read whatever ``only`` names.
+        writeback=parse_writeback(sections[WRITEBACK], add_problem)
+        or WritebackSettings.model_validate({}),
     )
 
 

@@ -1,6 +1,7 @@
 """Salesforce: financial and relationship metrics and churn signals, read with SOQL.
 
-One pass over all mapped accounts: the account ids are validated (15/18 characters, checksum) and
+One pass over all mapped accounts: the account ids are validated and widened to 18 characters
+(:mod:`health_score.salesforce_ids`, the rule the mapping check and the loader use too) and
 split into id lists of ``id_chunk_size``; for each list five queries run concurrently — Account
 fields, an Opportunity aggregate (contract changes, open expansions), a payment aggregate (failed
 payments), an Event aggregate (QBR attendance, last executive touch) and a ``Churn_Signal__c``
@@ -11,6 +12,9 @@ An object or field the org does not have (``INVALID_TYPE`` / ``INVALID_FIELD``) 
 that need it into *missing* for every account — said once in the result and the log — and the
 query is rebuilt without it. The first id list of each query settles this before the others run,
 so a missing field costs one extra request, not one per list.
+
+Logins, an expired session, errors, API usage and ``nextRecordsUrl`` paging are the shared
+:class:`~health_score.sources.salesforce_client.SalesforceClient`'s (the loader uses it too).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import calendar
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,13 +33,19 @@ from typing import Annotated, Any
 import pydantic
 import requests
 
-from health_score.loaders.salesforce_settings import WritebackSettings
+from health_score.loaders.salesforce_settings import MOVED as WRITEBACK_MOVED
 from health_score.numbers import to_decimal
 from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
+from health_score.salesforce_ids import salesforce_id18
 from health_score.sources import salesforce_auth as auth
 from health_score.sources.base import SourceResult
-from health_score.sources.http import SourceError
+from health_score.sources.http import AuthenticationError, SourceError
 from health_score.sources.http_policy import HttpSettings
+from health_score.sources.salesforce_client import (
+    NO_CREDENTIALS,
+    SalesforceApiError,
+    SalesforceClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +156,7 @@ class Responsiveness(pydantic.BaseModel):
 
 
 class Settings(pydantic.BaseModel):
-    """The ``salesforce:`` section of sources.yaml."""
+    """The ``salesforce:`` section of sources.yaml (the write-back has its own, ``writeback:``)."""
 
     model_config = _MODEL
 
@@ -163,7 +173,14 @@ class Settings(pydantic.BaseModel):
     tier_alignment: TierAlignment = TierAlignment.model_validate({})
     responsiveness: Responsiveness = Responsiveness.model_validate({})
     http: HttpSettings = HttpSettings.model_validate({})
-    writeback: WritebackSettings = WritebackSettings.model_validate({})
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _writeback_moved(cls, data: Any) -> Any:
+        """The write-back settings are the top-level ``writeback:`` section now."""
+        if isinstance(data, Mapping) and "writeback" in data:
+            raise ValueError(WRITEBACK_MOVED)
+        return data
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,8 +213,6 @@ CREDENTIAL_VARS = auth.CREDENTIAL_VARS
 # --------------------------------------------------------------------------------------------
 # SOQL text: validated ids and escaped literals only
 
-_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
-_ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ESCAPES = {
     "\\": "\\\\",
     "'": "\\'",
@@ -208,22 +223,6 @@ _ESCAPES = {
     "\b": "\\b",
     "\f": "\\f",
 }
-
-
-def salesforce_id18(value: str) -> str:
-    """The 18-character form of a 15/18-character Salesforce id; ValueError if it is not one.
-
-    An 18-character id must carry the checksum of its first 15 characters.
-    """
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ValueError("not a 15- or 18-character Salesforce id")
-    suffix = ""
-    for start in (0, 5, 10):
-        bits = sum(1 << i for i, ch in enumerate(value[start : start + 5]) if ch.isupper())
-        suffix += _ID_SUFFIX[bits]
-    if len(value) == 18 and value[15:] != suffix:
-        raise ValueError("18-character Salesforce id with a wrong checksum")
-    return value[:15] + suffix
 
 
 def soql_literal(value: str) -> str:
@@ -573,7 +572,7 @@ _MISSING_PATTERNS = (
 )
 
 
-def _missing_field(error: auth.SalesforceApiError) -> str | None:
+def _missing_field(error: SalesforceApiError) -> str | None:
     for pattern in _MISSING_PATTERNS:
         match = pattern.search(error.api_message)
         if match:
@@ -606,7 +605,7 @@ class SalesforceExtractor:
         self.env = dict(env)
         self.session = session
         self.as_of = as_of
-        self._client: auth.SalesforceClient | None = None
+        self._client: SalesforceClient | None = None
 
     @property
     def provides(self) -> frozenset[str]:
@@ -638,55 +637,44 @@ class SalesforceExtractor:
                     "nothing was sent to Salesforce",
                 ) from None
         window = self._window()
-        sf, client = auth.connect(
+        client = SalesforceClient.from_env(
             self.env,
+            version=self.settings.api_version,
             session=self.session,
             policy=self.settings.http.policy(),
-            version=self.settings.api_version,
-            parse_float=Decimal,
         )
+        if client is None:
+            raise AuthenticationError(self.name, "login", NO_CREDENTIALS)
         self._client = client
         try:
-            states, notes, missing = self._run(sf, sorted(ids), window)
+            client.connect()
+            states, notes, missing = self._run(client, sorted(ids), window)
         finally:
-            sf.session.close()
+            client.log_usage(f"{client.requests} requests for {len(ids)} accounts")
+            client.close()
         return self._result(accounts, states, notes, missing, client.requests)
 
     # -- querying -------------------------------------------------------------------------------
 
-    def _rows(self, sf: Any, soql: str) -> Iterator[Mapping[str, Any]]:
-        """Every record of a query, following ``nextRecordsUrl`` (and refusing a loop)."""
-        result = sf.query(soql)
-        seen: set[str] = set()
-        while True:
-            yield from result.get("records") or ()
-            if result.get("done", True):
-                return
-            next_url = result.get("nextRecordsUrl")
-            if not next_url or next_url in seen:
-                raise SourceError(
-                    self.name, "GET query", "nextRecordsUrl missing or repeated: loop detected"
-                )
-            seen.add(next_url)
-            result = sf.query_more(next_url, identifier_is_url=True)
-
-    def _query_chunk(self, sf: Any, state: _PlanState, chunk: Sequence[str]) -> dict[str, Any]:
+    def _query_chunk(
+        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str]
+    ) -> dict[str, Any]:
         """Run one plan over one id list; split the list when an aggregate has too many groups."""
         soql = state.plan.build(chunk, state.metrics)
         try:
-            return state.plan.parse(self._rows(sf, soql), state.metrics)
-        except auth.SalesforceApiError as exc:
+            return state.plan.parse(client.query(soql), state.metrics)
+        except SalesforceApiError as exc:
             too_many_groups = exc.error_code == "MALFORMED_QUERY" and "queryMore" in exc.api_message
             if not (too_many_groups and len(chunk) > 1):
                 raise
         half = len(chunk) // 2
         return {
-            **self._query_chunk(sf, state, chunk[:half]),
-            **self._query_chunk(sf, state, chunk[half:]),
+            **self._query_chunk(client, state, chunk[:half]),
+            **self._query_chunk(client, state, chunk[half:]),
         }
 
     def _settle(
-        self, sf: Any, state: _PlanState, chunk: Sequence[str], notes: list[str]
+        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], notes: list[str]
     ) -> dict[str, Any] | None:
         """The first id list: drop metrics whose fields or object the org lacks, then run."""
         plan = state.plan
@@ -694,8 +682,8 @@ class SalesforceExtractor:
             if not state.metrics and not isinstance(plan, AccountPlan):
                 return None
             try:
-                return self._query_chunk(sf, state, chunk)
-            except auth.SalesforceApiError as exc:
+                return self._query_chunk(client, state, chunk)
+            except SalesforceApiError as exc:
                 if exc.error_code == "INVALID_TYPE" and not isinstance(plan, AccountPlan):
                     notes.append(
                         f"{plan.object_name} is not in the org: "
@@ -718,7 +706,7 @@ class SalesforceExtractor:
                 state.metrics -= lost
 
     def _run(
-        self, sf: Any, ids: Sequence[str], window: Window
+        self, client: SalesforceClient, ids: Sequence[str], window: Window
     ) -> tuple[list[_PlanState], list[str], set[str]]:
         settings = self.settings
         plans: list[Plan] = [
@@ -735,13 +723,13 @@ class SalesforceExtractor:
         if not chunks:
             return states, notes, set()
         with ThreadPoolExecutor(max_workers=settings.http.max_workers) as pool:
-            first = [pool.submit(self._settle, sf, s, chunks[0], notes) for s in states]
+            first = [pool.submit(self._settle, client, s, chunks[0], notes) for s in states]
             for state, future in zip(states, first, strict=True):
                 result = future.result()
                 if result is not None:
                     state.results.update(result)
             rest = [
-                (state, pool.submit(self._query_chunk, sf, state, chunk))
+                (state, pool.submit(self._query_chunk, client, state, chunk))
                 for chunk in chunks[1:]
                 for state in states
                 if state.metrics or isinstance(state.plan, AccountPlan)

@@ -1,12 +1,9 @@
-"""Logging in to Salesforce, and a simple-salesforce client that follows the one HTTP policy.
+"""Logging in to Salesforce: the login flows, their variables, and one login call.
 
-simple-salesforce builds ``https://{domain}.salesforce.com`` URLs for its own logins, which cannot
-point at a My Domain URL with a port or at the stand-in on loopback, so the login is done here
-with requests and simple-salesforce is handed the result (``instance_url``, ``session_id``) and a
-session whose every call goes through :class:`SalesforceClient` — a :class:`SourceClient` with
-Salesforce's error shapes: retries on 429/5xx, a fresh login once on 401 ``INVALID_SESSION_ID``,
-``REQUEST_LIMIT_EXCEEDED`` reported as a spent daily allowance, and query errors raised as
-:class:`SalesforceApiError` carrying Salesforce's ``errorCode``.
+The login is a plain POST with requests to the configured login host, which can be any My Domain
+URL (a port included) or the stand-in on loopback; retries cover connection errors, 429 and
+502–504 only. :mod:`health_score.sources.salesforce_client` calls :func:`login` lazily and again
+once when a session expires; the extractor and the loader both use that client.
 
 Flows, in order of preference (the first whose variables are all set is used):
 
@@ -33,17 +30,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import requests
 import stamina
 from pydantic import SecretStr
-from simple_salesforce.api import Salesforce
 
 from health_score.sources.http import (
     LOGIN_RETRYABLE_STATUS,
     AuthenticationError,
     HttpPolicy,
     RetriableHTTPError,
-    SourceClient,
     SourceError,
     _backoff_hook,
     _retry_after_seconds,
@@ -73,20 +69,6 @@ CREDENTIAL_VARS = (
 )
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,120}[A-Za-z0-9])?")
 _TRANSIENT_LOGIN_STATUS = LOGIN_RETRYABLE_STATUS  # 429, 502–504: a refused SOAP login is 500
-
-
-class SalesforceApiError(SourceError):
-    """Salesforce refused a call with an error body: ``error_code`` and its ``api_message``."""
-
-    def __init__(
-        self, endpoint: str, status: int, error_code: str, api_message: str, fields: list[str]
-    ) -> None:
-        self.error_code = error_code
-        self.api_message = api_message
-        self.fields = fields
-        # The message's first lines echo the query; its last line says what is wrong.
-        detail = api_message.strip().splitlines()[-1] if api_message.strip() else ""
-        super().__init__(SOURCE, endpoint, f"HTTP {status} {error_code}: {detail}", status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +225,6 @@ def _oauth(
 
 
 def _jwt_assertion(credentials: Credentials) -> str:
-    import jwt  # PyJWT (with cryptography) is a simple-salesforce dependency
-
     try:
         key = Path(credentials.jwt_key_file).read_bytes()
     except OSError as exc:
@@ -340,156 +320,3 @@ def login(
         token, instance = _oauth(credentials, session, policy, count)
     log.info("salesforce: logged in (%s) to %s", credentials.flow, urlsplit(instance).netloc)
     return token, instance
-
-
-# --------------------------------------------------------------------------------------------
-# The client
-
-
-class SalesforceClient(SourceClient):
-    """The HTTP policy for Salesforce's REST API, logging in lazily and again once on 401."""
-
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        session: requests.Session | None = None,
-        policy: HttpPolicy | None = None,
-        version: str = DEFAULT_API_VERSION,
-    ) -> None:
-        self.credentials = credentials
-        self.version = version
-        self.instance_url = ""
-        self.session_id = ""
-        super().__init__(
-            SOURCE,
-            credentials.login_url,
-            session=session,
-            policy=policy,
-            authenticate=self._authenticate_headers,
-            credential_hint=", ".join(credentials.variables),
-            reauthenticate_on_401=True,
-            verify=credentials.verify,
-        )
-
-    def _authenticate_headers(self) -> Mapping[str, str]:
-        token, instance = login(
-            self.credentials, self.session, self.policy, self.count_request, self.version
-        )
-        self.session_id, self.instance_url = token, instance
-        self.base_url = f"{instance}/services/data/v{self.version}"
-        return {"Authorization": f"Bearer {token}"}
-
-    def login(self) -> str:
-        """Log in now (a fresh session); return the session id."""
-        self._headers(refresh=True)
-        return self.session_id
-
-    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
-        # Per call, so REQUESTS_CA_BUNDLE in the process environment cannot override
-        # SF_CA_BUNDLE (requests prefers the environment over ``session.verify``).
-        kwargs.setdefault("verify", self.credentials.verify)
-        if not self.instance_url:
-            self._headers()
-        return super().request(method, path_or_url, **kwargs)
-
-    def check(self, response: requests.Response, endpoint: str) -> requests.Response:
-        status = response.status_code
-        if status < 400 or status == 401:
-            return super().check(response, endpoint)
-        errors = _error_list(response)
-        if status == 403 and any(e[0] == "REQUEST_LIMIT_EXCEEDED" for e in errors):
-            raise SourceError(
-                SOURCE,
-                endpoint,
-                "the org's daily API request allowance is spent (403 REQUEST_LIMIT_EXCEEDED); "
-                "wait for it to reset or raise the org's limit",
-                status,
-            )
-        if errors:
-            code, message, fields = errors[0]
-            raise SalesforceApiError(endpoint, status, code, message, fields)
-        return super().check(response, endpoint)
-
-
-def _error_list(response: requests.Response) -> list[tuple[str, str, list[str]]]:
-    """Salesforce's ``[{"errorCode","message","fields"}]`` body, or [] when it is not one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return []
-    if isinstance(body, dict):
-        body = [body]
-    if not isinstance(body, list):
-        return []
-    out: list[tuple[str, str, list[str]]] = []
-    for item in body:
-        if isinstance(item, dict) and isinstance(item.get("errorCode"), str):
-            fields = item.get("fields")
-            out.append(
-                (
-                    item["errorCode"],
-                    str(item.get("message") or ""),
-                    [str(f) for f in fields] if isinstance(fields, list) else [],
-                )
-            )
-    return out
-
-
-class PolicySession(requests.Session):
-    """A requests session for simple-salesforce whose every call goes through the client."""
-
-    def __init__(self, client: SalesforceClient) -> None:
-        super().__init__()
-        self.client = client
-
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        if args:
-            raise TypeError("PolicySession.request takes keyword arguments only")
-        return self.client.request(method, url, **kwargs)
-
-    def close(self) -> None:
-        self.client.session.close()
-        super().close()
-
-
-def connect(
-    env: Mapping[str, str],
-    *,
-    session: requests.Session | None = None,
-    policy: HttpPolicy | None = None,
-    version: str = DEFAULT_API_VERSION,
-    parse_float: Callable[[str], Any] | None = None,
-) -> tuple[Salesforce, SalesforceClient]:
-    """Log in from ``env`` and return simple-salesforce on our policy, and the client itself.
-
-    The client (``client.base_url`` = ``{instance}/services/data/v{version}``) serves calls
-    simple-salesforce does not wrap; ``client.requests`` counts every call, logins included.
-    Raises AuthenticationError naming the variables when credentials are absent or refused.
-    """
-    credentials = credentials_from_env(env)
-    if credentials is None:
-        raise AuthenticationError(
-            SOURCE,
-            "login",
-            "no complete Salesforce credentials: set SF_CLIENT_ID and SF_CLIENT_SECRET "
-            "(or SF_CLIENT_ID, SF_USERNAME and SF_JWT_KEY_FILE; or SF_USERNAME, SF_PASSWORD and "
-            "SF_SECURITY_TOKEN)",
-        )
-    client = SalesforceClient(credentials, session=session, policy=policy, version=version)
-    try:
-        token = client.login()
-    except BaseException:
-        if session is None:
-            client.session.close()  # ours to close; a caller's session stays the caller's
-        raise
-    sf = Salesforce(
-        instance_url=client.instance_url,
-        session_id=token,
-        session=PolicySession(client),
-        version=version,
-        parse_float=parse_float,
-    )
-    return sf, client
