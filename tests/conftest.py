@@ -138,7 +138,7 @@ def _vendor(request: pytest.FixtureRequest) -> str:
 def settings(request: pytest.FixtureRequest) -> Any:
     """The vendor's validated section of the default sources.yaml (the extractor's settings; the
     stand-ins read the same attributes from it)."""
-    from health_score.config import load_sources
+    from health_score.sources.registry import load_sources
 
     vendor = _vendor(request)
     return load_sources(DEFAULT_CONFIG, (vendor,))[vendor]

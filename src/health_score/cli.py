@@ -28,7 +28,6 @@ from health_score.config import (
     THRESHOLDS_FILE,
     WEIGHTS_FILE,
     ConfigError,
-    load_config,
 )
 from health_score.envfile import load_local_env
 from health_score.pipeline import (
@@ -40,6 +39,7 @@ from health_score.pipeline import (
     RunSummary,
     run,
 )
+from health_score.sources.registry import load_run_config
 
 log = logging.getLogger("health_score")
 
@@ -351,7 +351,7 @@ def check_config(config_dir: Path | None) -> int:
         print(f"error: {_no_config_folder()}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        config = load_config(directory)
+        config = load_run_config(directory)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

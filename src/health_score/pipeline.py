@@ -33,9 +33,7 @@ from health_score.config import (
     AppConfig,
     ConfigError,
     config_sha256,
-    load_config,
     load_scoring_config,
-    load_sources,
 )
 from health_score.loaders.artifacts import (
     MANIFEST,
@@ -52,7 +50,13 @@ from health_score.rawfile import raw_header, raw_rows, read_raw
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
 from health_score.scoring.composite import AccountScore, Model
 from health_score.sources.base import Extractor, SourceResult
-from health_score.sources.registry import SOURCES, activate
+from health_score.sources.registry import (
+    SOURCES,
+    SourceSettings,
+    activate,
+    load_run_config,
+    load_sources,
+)
 
 log = logging.getLogger("health_score")
 
@@ -326,13 +330,13 @@ def gather(
             mapped=mapped,
             writeback=None
             if options.dry_run
-            else load_sources(options.config_dir, ("salesforce",), missing_ok=True)["writeback"],
+            else load_sources(options.config_dir, ("salesforce",), missing_ok=True).writeback,
             warnings=raw.warnings,
             config_files=_config_files(options.config_dir, names),
             raw_bytes=raw.source_bytes,
         )
     env = os.environ if options.env is None else options.env
-    config = load_config(options.config_dir, mapping_path=options.mapping_path)
+    config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
     mode = "demo" if options.mapping_path is not None and options.demo else "live"
     if extractors is None:
         active, inactive = activate(config.sources, env, as_of=as_of)
@@ -343,7 +347,7 @@ def gather(
 
 
 def _gather_live(
-    config: AppConfig,
+    config: AppConfig[SourceSettings],
     extractors: Sequence[Extractor],
     inactive: Sequence[str],
     mode: str,
@@ -377,7 +381,7 @@ def _gather_live(
         mode=mode,
         config_sha256=config.sha256,
         mapped={a.account_id: a for a in config.accounts},
-        writeback=config.sources["writeback"],
+        writeback=config.sources.writeback,
         config_files=_config_files(config.directory, names),
     )
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from health_score.config import ConfigError, ConfigProblem, _Problems
+from health_score.config import ConfigError, ConfigProblem, Problems
+from health_score.numbers import parse_decimal
 from health_score.records import NO_SIGNALS, AccountInput, SignalCounts
 from health_score.scoring.spec import ScoringConfig
 
@@ -40,12 +41,11 @@ def parse_cell(text: str) -> Decimal | None:
     """A metric cell: Decimal from the literal as written, or None when missing."""
     if not text:
         return None
-    try:
-        value = Decimal(text)  # the common case first: a plain number
-    except InvalidOperation:
+    value = parse_decimal(text)  # the common case first: a plain number
+    if value is None:
         if text.strip().lower() in MISSING_TOKENS:
             return None
-        raise
+        raise InvalidOperation(text)
     if value.is_finite():
         return value
     if value.is_nan():
@@ -65,7 +65,7 @@ def _count(text: str) -> int:
 def read_raw(path: Path, config: ScoringConfig) -> RawFile:
     """Read and validate a raw-metrics file; every problem is reported at once."""
     problems: list[ConfigProblem] = []
-    rp = _Problems(str(path), problems)
+    rp = Problems(str(path), problems)
     try:
         data = path.read_bytes()
         text = data.decode("utf-8-sig")

@@ -15,11 +15,11 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from health_score.config import load_sources
 from health_score.records import NO_SIGNALS, Account
 from health_score.sources import salesforce as ext
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
+from health_score.sources.registry import load_sources
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, VendorServer

@@ -6,8 +6,7 @@ import importlib
 
 import pytest
 
-from health_score.config import load_sources
-from health_score.sources.registry import parse_sources
+from health_score.sources.registry import load_sources, parse_sources
 from health_score_sandbox.config import source_section
 from health_score_sandbox.portfolio import SOURCES
 from tests.conftest import DEFAULT_CONFIG

@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from health_score.cli import main
-from health_score.config import ConfigError, load_config, load_scoring_config, parse_condition
+from health_score.config import (
+    SOURCE_NAMES,
+    ConfigError,
+    load_config,
+    load_scoring_config,
+    parse_condition,
+)
 from health_score.records import SignalCounts
 from health_score.scoring.qualitative import matching_rule
+from health_score.sources.registry import SourceSettings, load_run_config, load_sources
 from tests.conftest import SHARED, shared_file
 
 HEADER = (
@@ -293,3 +300,70 @@ def test_check_config_command_reports_ok_and_problems(
     edit(config_copy / "weights.yaml", "  days_to_renewal: 0.20\n", "  days_to_renewal: -0.20\n")
     assert main(["check-config", "--config-dir", str(config_copy)]) == 2
     assert "financial_contract.days_to_renewal" in capsys.readouterr().err
+
+
+def test_sources_yaml_is_read_as_sections(config_copy: Path) -> None:
+    config = load_config(with_mapping(config_copy))
+    assert tuple(config.sources) == (*SOURCE_NAMES, "writeback")
+    assert config.sources["jira"]["page_size"] == 100
+    assert isinstance(config.sources["looker"]["looks"], list)
+
+
+def test_unknown_sources_and_non_mapping_sections_are_named(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    sources = config_copy / "sources.yaml"
+    sources.write_text(
+        sources.read_text(encoding="utf-8") + "zendesk:\n  token: x\n", encoding="utf-8"
+    )
+    edit(sources, "jira:\n", "jira: 5\nunused:\n")
+    found = problems_of(config_copy)
+    for name in ("unused", "zendesk"):
+        assert any(p.startswith(f"sources.yaml: {name}: unknown source (expected") for p in found)
+    assert "sources.yaml: jira: expected a mapping of settings, got int" in found
+
+
+def test_vendor_settings_are_checked_with_the_rest_of_the_folder(config_copy: Path) -> None:
+    with_mapping(config_copy, body=ROW + "001BAD,cmp_2,C2,Bad,gold,SUP,cust-2\n")
+    edit(config_copy / "weights.yaml", "  days_to_renewal: 0.20\n", "  days_to_renewal: -0.20\n")
+    edit(config_copy / "sources.yaml", "lookback_days: 30", "lookback_days: 0")
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(config_copy)
+    found = [str(p) for p in caught.value.problems]
+    files = [p.split(":")[0] for p in found]
+    assert files == sorted(files, key=["weights.yaml", "sources.yaml", "account_mapping.csv"].index)
+    assert set(files) == {"weights.yaml", "sources.yaml", "account_mapping.csv"}
+    assert any(p.startswith("sources.yaml: intercom.lookback_days: ") for p in found)
+    # config alone reads sources.yaml as data: the vendor's own rule is not its business.
+    assert not any(p.startswith("sources.yaml") for p in problems_of(config_copy))
+
+
+def test_the_run_config_carries_typed_settings(config_copy: Path) -> None:
+    config = load_run_config(with_mapping(config_copy))
+    assert isinstance(config.sources, SourceSettings)
+    assert config.sources.intercom.lookback_days == 30
+    assert config.sources.jira.http.max_workers == 8
+    assert config.accounts[0].account_name == "Acme"
+
+
+def test_load_sources_reports_file_and_key_path(config_copy: Path) -> None:
+    edit(config_copy / "sources.yaml", "page_size: 100", "page_size: 0")
+    with pytest.raises(ConfigError) as caught:
+        load_sources(config_copy)
+    assert [str(p).split(": ")[:2] for p in caught.value.problems] == [
+        ["sources.yaml", "jira.page_size"]
+    ]
+    # Only the sections asked for are checked (the rest hold their defaults).
+    assert load_sources(config_copy, ("intercom",)).jira.page_size == 100
+    (config_copy / "sources.yaml").unlink()
+    assert load_sources(config_copy, missing_ok=True) == SourceSettings()
+    with pytest.raises(ConfigError, match=r"sources\.yaml: file not found"):
+        load_sources(config_copy)
+
+
+def test_check_config_validates_every_vendor_section(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "sources.yaml", "lookback_days: 30", "lookback_days: 0")
+    assert main(["check-config", "--config-dir", str(config_copy)]) == 2
+    assert "sources.yaml: intercom.lookback_days" in capsys.readouterr().err

@@ -20,11 +20,11 @@ import pytest
 import requests
 import trustme
 
-from health_score.config import load_sources
 from health_score.records import Account, metric_value
 from health_score.sources import intercom as intercom_source
 from health_score.sources import looker as looker_source
 from health_score.sources import salesforce as salesforce_source
+from health_score.sources.registry import load_sources
 from health_score_sandbox import intercom, looker
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import build_portfolio

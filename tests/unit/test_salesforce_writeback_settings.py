@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from health_score.config import ConfigError, load_config, load_sources
+from health_score.config import ConfigError
 from health_score.loaders.salesforce_settings import WritebackSettings, parse_writeback
+from health_score.sources.registry import load_run_config, load_sources
 
 DEFAULT_SOURCES = Path(__file__).resolve().parents[2] / "config" / "sources.yaml"
 
@@ -35,7 +36,7 @@ def problems_of(folder: Path) -> list[str]:
 
 def test_the_top_level_section_is_what_the_pipeline_gets(config_copy: Path) -> None:
     with_sources(config_copy, writeback={"bulk_threshold": 50, "account_tier_field": "Tier__c"})
-    config = load_config(config_copy, need_mapping=False)
+    config = load_run_config(config_copy, need_mapping=False)
     writeback = config.sources["writeback"]
     assert isinstance(writeback, WritebackSettings)
     assert (writeback.bulk_threshold, writeback.account_tier_field) == (50, "Tier__c")

@@ -3,6 +3,11 @@
 Every problem is collected and reported at once, each naming its file and key path (and line for
 CSV), so an operator fixes the whole folder in one pass. Numbers are read as ``Decimal`` from the
 literals as written in YAML, never through binary floats.
+
+``sources.yaml`` is read here as data only: a mapping with one section (itself a mapping) per
+known source. What each section means belongs to that source, so the typed per-vendor parsing
+is :func:`health_score.sources.registry.parse_sources`, one layer up; this package imports
+nothing from ``health_score.sources`` or ``health_score.loaders``.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
 
+from health_score.numbers import parse_decimal
+from health_score.numbers import to_decimal as to_decimal  # re-exported: config callers use it
 from health_score.records import Account
 from health_score.salesforce_ids import id_problem as salesforce_id_problem
 from health_score.scoring.spec import (
@@ -38,6 +45,12 @@ WEIGHTS_FILE = "weights.yaml"
 THRESHOLDS_FILE = "thresholds.yaml"
 SOURCES_FILE = "sources.yaml"
 MAPPING_FILE = "account_mapping.csv"
+
+#: The sources, in the order runs report them; each has one section in sources.yaml.
+SOURCE_NAMES = ("intercom", "jira", "looker", "salesforce")
+#: sources.yaml's one other top-level section: the Salesforce write-back (the loader's settings).
+WRITEBACK_SECTION = "writeback"
+SOURCES_FILE_SECTIONS = (*SOURCE_NAMES, WRITEBACK_SECTION)
 
 HEALTH_SCORE = "health_score"
 COMPONENT_KEYS = {"churn_risk_weight": CHURN_RISK, "platform_value_weight": PLATFORM_VALUE}
@@ -89,7 +102,11 @@ class ConfigError(Exception):
         super().__init__(f"{len(self.problems)} configuration problem(s):\n{lines}")
 
 
-class _Problems:
+#: Reports one problem: (key path, message).
+AddProblem = Callable[[str, str], None]
+
+
+class Problems:
     """Collects problems for one file."""
 
     def __init__(self, file: str, sink: list[ConfigProblem]) -> None:
@@ -98,6 +115,9 @@ class _Problems:
 
     def add(self, location: str, message: str) -> None:
         self.sink.append(ConfigProblem(self.file, location, message))
+
+
+_Problems = Problems  # the former name
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,18 +130,15 @@ class _DecimalLoader(yaml.SafeLoader):
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal | str:
     text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
-    cleaned = text.replace("_", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        return text  # .inf / .nan: let validation report "not a finite number"
-    return value if value.is_finite() else text
+    value = parse_decimal(text.replace("_", ""))
+    # .inf / .nan: let validation report "not a finite number"
+    return value if value is not None and value.is_finite() else text
 
 
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
-def load_yaml(path: Path, problems: _Problems) -> Any:
+def load_yaml(path: Path, problems: Problems) -> Any:
     """Parse a YAML file; a syntax error becomes a problem naming the line."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -140,37 +157,26 @@ def load_yaml(path: Path, problems: _Problems) -> Any:
         return None
 
 
-def to_decimal(value: object) -> Decimal | None:
-    """A finite Decimal from a YAML/CSV scalar, or None if it is not a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return to_decimal(repr(value))
-    if isinstance(value, str):
-        try:
-            parsed = Decimal(value.strip())
-        except InvalidOperation:
-            return None
-        return parsed if parsed.is_finite() else None
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # Typed configuration
 
 
+#: sources.yaml as data: source name → its section's keys and values (an absent section is {}).
+SourceSections = Mapping[str, Mapping[str, object]]
+
+#: What ``AppConfig.sources`` holds: the sections as data here; the sources layer's
+#: ``load_run_config`` gives the typed ``SourceSettings``.
+S = TypeVar("S")
+
+
 @dataclass(frozen=True, slots=True)
-class AppConfig:
+class AppConfig(Generic[S]):
     """The whole config folder."""
 
     directory: Path
     scoring: ScoringConfig
-    accounts: tuple[Account, ...] = ()
-    sources: Mapping[str, Any] = field(default_factory=dict)
+    accounts: tuple[Account, ...]
+    sources: S
     sha256: str = ""
 
 
@@ -179,7 +185,7 @@ class AppConfig:
 
 
 def _check_group(
-    problems: _Problems, location: str, raw: object, *, expect_keys: Iterable[str] | None = None
+    problems: Problems, location: str, raw: object, *, expect_keys: Iterable[str] | None = None
 ) -> dict[str, Decimal]:
     """Validate one weight group: a mapping of name → non-negative number summing to 1."""
     if not isinstance(raw, Mapping):
@@ -210,7 +216,7 @@ def _check_group(
 
 
 def _parse_band(
-    problems: _Problems, location: str, raw: object, lower_is_better: bool
+    problems: Problems, location: str, raw: object, lower_is_better: bool
 ) -> Band | None:
     if not isinstance(raw, Mapping):
         problems.add(location, "expected a mapping with green, yellow and red")
@@ -250,7 +256,7 @@ def _tier_label(key: str) -> str:
     return " ".join(part.capitalize() for part in key.split("_"))
 
 
-def _parse_tiers(problems: _Problems, raw: object) -> tuple[Tier, ...]:
+def _parse_tiers(problems: Problems, raw: object) -> tuple[Tier, ...]:
     if not isinstance(raw, Mapping) or not raw:
         problems.add("tiers", "expected a mapping of tier → {min: …}")
         return ()
@@ -299,7 +305,7 @@ def parse_condition(condition: str) -> tuple[str, int, bool] | None:
     return match["severity"], count, bool(match["confirmed"])
 
 
-def _parse_rules(problems: _Problems, raw: object) -> tuple[CapRule, ...]:
+def _parse_rules(problems: Problems, raw: object) -> tuple[CapRule, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, Mapping) or not isinstance(raw.get("rules", []), list):
@@ -355,8 +361,8 @@ def parse_scoring(
     weights_raw: object, thresholds_raw: object, problems: list[ConfigProblem]
 ) -> ScoringConfig | None:
     """Build the scoring config from the two parsed YAML documents, collecting problems."""
-    wp = _Problems(WEIGHTS_FILE, problems)
-    tp = _Problems(THRESHOLDS_FILE, problems)
+    wp = Problems(WEIGHTS_FILE, problems)
+    tp = Problems(THRESHOLDS_FILE, problems)
     before = len(problems)
     if not isinstance(weights_raw, Mapping):
         wp.add("", "expected a mapping at the top level")
@@ -466,7 +472,7 @@ def parse_scoring(
 
 
 def read_csv_rows(
-    text: str, problems: _Problems, required: Sequence[str]
+    text: str, problems: Problems, required: Sequence[str]
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, row) for each non-blank data row; a missing column is one problem."""
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
@@ -500,7 +506,7 @@ def parse_mapping(
     text: str, segments: frozenset[str], problems: list[ConfigProblem], file: str = MAPPING_FILE
 ) -> tuple[Account, ...]:
     """Parse and validate the account mapping CSV."""
-    mp = _Problems(file, problems)
+    mp = Problems(file, problems)
     accounts: list[Account] = []
     seen_sf: dict[str, int] = {}
     seen_ids: dict[str, int] = {}
@@ -605,8 +611,8 @@ def config_sha256(directory: Path, names: Iterable[str]) -> str:
 def load_scoring_config(directory: Path) -> ScoringConfig:
     """Load only weights.yaml + thresholds.yaml (all that scoring a raw file needs)."""
     problems: list[ConfigProblem] = []
-    weights = load_yaml(directory / WEIGHTS_FILE, _Problems(WEIGHTS_FILE, problems))
-    thresholds = load_yaml(directory / THRESHOLDS_FILE, _Problems(THRESHOLDS_FILE, problems))
+    weights = load_yaml(directory / WEIGHTS_FILE, Problems(WEIGHTS_FILE, problems))
+    thresholds = load_yaml(directory / THRESHOLDS_FILE, Problems(THRESHOLDS_FILE, problems))
     if problems:
         raise ConfigError(problems)
     scoring = parse_scoring(weights, thresholds, problems)
@@ -615,23 +621,44 @@ def load_scoring_config(directory: Path) -> ScoringConfig:
     return scoring
 
 
-def load_sources(
-    directory: Path, only: tuple[str, ...] | None = None, *, missing_ok: bool = False
-) -> dict[str, Any]:
-    """The validated sections of ``sources.yaml`` (all sources, or ``only`` these).
+def source_sections(raw: object, add_problem: AddProblem) -> dict[str, Mapping[str, object]]:
+    """sources.yaml as data: each known section (``{}`` when absent or empty).
 
-    With ``missing_ok``, an absent file means every section takes its defaults.
+    Reports a document that is not a mapping, unknown top-level names and sections that are not
+    mappings; what is inside a section is checked by the source (or loader) it belongs to.
     """
-    from health_score.sources.registry import SOURCES, parse_sources
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        add_problem("", "expected a mapping with one section per source")
+        return {name: {} for name in SOURCES_FILE_SECTIONS}
+    for name in raw:
+        if name not in SOURCES_FILE_SECTIONS:
+            add_problem(str(name), f"unknown source (expected one of {list(SOURCE_NAMES)})")
+    sections: dict[str, Mapping[str, object]] = {}
+    for name in SOURCES_FILE_SECTIONS:
+        section = raw.get(name)
+        if section is None:
+            sections[name] = {}
+        elif isinstance(section, Mapping):
+            sections[name] = {str(key): value for key, value in section.items()}
+        else:
+            add_problem(name, f"expected a mapping of settings, got {type(section).__name__}")
+            sections[name] = {}
+    return sections
 
-    problems: list[ConfigProblem] = []
-    where = _Problems(SOURCES_FILE, problems)
+
+def read_source_sections(
+    directory: Path, problems: list[ConfigProblem], *, missing_ok: bool = False
+) -> dict[str, Mapping[str, object]]:
+    """Read ``sources.yaml`` from the folder as data, adding its problems to ``problems``.
+
+    With ``missing_ok``, an absent file means every section is empty (takes its defaults).
+    """
+    where = Problems(SOURCES_FILE, problems)
     path = directory / SOURCES_FILE
-    raw = {} if missing_ok and not path.is_file() else load_yaml(path, where)
-    settings = parse_sources(raw, where.add, only or SOURCES)
-    if problems:
-        raise ConfigError(problems)
-    return settings
+    raw = None if missing_ok and not path.is_file() else load_yaml(path, where)
+    return source_sections(raw, where.add)
 
 
 def load_config(
@@ -640,31 +667,28 @@ def load_config(
     need_mapping: bool = True,
     need_sources: bool = True,
     mapping_path: Path | None = None,
-) -> AppConfig:
+) -> AppConfig[SourceSections]:
     """Load and validate the whole folder; raise ConfigError listing every problem.
 
     ``mapping_path`` replaces the folder's account_mapping.csv (the demo's sandbox writes its own).
+    sources.yaml is checked as data only (see :func:`source_sections`); for the typed settings
+    of every source use :func:`health_score.sources.registry.load_run_config`.
     """
     problems: list[ConfigProblem] = []
-    weights = load_yaml(directory / WEIGHTS_FILE, _Problems(WEIGHTS_FILE, problems))
-    thresholds = load_yaml(directory / THRESHOLDS_FILE, _Problems(THRESHOLDS_FILE, problems))
+    weights = load_yaml(directory / WEIGHTS_FILE, Problems(WEIGHTS_FILE, problems))
+    thresholds = load_yaml(directory / THRESHOLDS_FILE, Problems(THRESHOLDS_FILE, problems))
     scoring = None
     if weights is not None and thresholds is not None:
         scoring = parse_scoring(weights, thresholds, problems)
 
-    sources: Mapping[str, Any] = {}
+    sources: SourceSections = {}
     if need_sources:
-        from health_score.sources.registry import parse_sources
-
-        sp = _Problems(SOURCES_FILE, problems)
-        raw_sources = load_yaml(directory / SOURCES_FILE, sp)
-        if raw_sources is not None:
-            sources = parse_sources(raw_sources, sp.add)
+        sources = read_source_sections(directory, problems)
 
     accounts: tuple[Account, ...] = ()
     if need_mapping:
         path = mapping_path or directory / MAPPING_FILE
-        mp = _Problems(MAPPING_FILE if mapping_path is None else str(path), problems)
+        mp = Problems(MAPPING_FILE if mapping_path is None else str(path), problems)
         try:
             text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:

@@ -14,17 +14,52 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import stamina
 
+from health_score.sources.http_policy import MAX_SERVER_DELAY, HttpPolicy, HttpSettings
+
+__all__ = [
+    "AUTH_STATUS",
+    "LOGIN_RETRYABLE_STATUS",
+    "MAX_SERVER_DELAY",
+    "RATE_LIMITED",
+    "RETRIABLE_STATUS",
+    "RETRYABLE_STATUS",
+    "AuthenticationError",
+    "HttpPolicy",
+    "HttpSettings",
+    "RateLimiter",
+    "RetriableHTTPError",
+    "SourceClient",
+    "SourceError",
+    "endpoint_of",
+    "retry_after_seconds",
+]
+
 log = logging.getLogger(__name__)
 
-RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-MAX_SERVER_DELAY = 120.0  # never sleep longer than this on a server's say-so
+# --------------------------------------------------------------------------------------------
+# Which statuses are retried and which are fatal: the one table every source and loader uses.
+#
+#   < 400                      success, returned
+#   429, 500, 502, 503, 504    retried with backoff inside the budget (RETRYABLE_STATUS);
+#                              429 and 503 may say how long to wait (Retry-After, X-RateLimit-Reset)
+#   401, 403                   credentials rejected (AUTH_STATUS; a 403 about a limit is not)
+#   any other ≥ 400            fatal at once, naming source and endpoint
+#
+# A login is retried on the same statuses except 500, which is how Salesforce's SOAP login
+# refuses credentials (LOGIN_RETRYABLE_STATUS).
+
+RATE_LIMITED = 429
+RETRYABLE_STATUS = frozenset({RATE_LIMITED, 500, 502, 503, 504})
+LOGIN_RETRYABLE_STATUS = RETRYABLE_STATUS - {500}
+AUTH_STATUS = frozenset({401, 403})
+#: The former name of RETRYABLE_STATUS.
+RETRIABLE_STATUS = RETRYABLE_STATUS
 
 
 class SourceError(Exception):
@@ -50,45 +85,48 @@ class RetriableHTTPError(Exception):
         super().__init__(f"HTTP {response.status_code}")
 
 
-@dataclass(frozen=True, slots=True)
-class HttpPolicy:
-    """Timeouts, retries and pacing for one source."""
+def retry_after_seconds(
+    headers: Mapping[str, str],
+    status: int,
+    *,
+    now: float,
+    cap: float = MAX_SERVER_DELAY,
+) -> float | None:
+    """The delay a 429/503 asks for, in seconds, at most ``cap``; None when it names none.
 
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    attempts: int = 8
-    budget_seconds: float = 300.0  # total time one call may spend retrying
-    wait_initial: float = 0.5
-    wait_max: float = 30.0
-    wait_jitter: float = 1.0
-    requests_per_second: float | None = None  # client-side rate limit; None = unlimited
-    pool_size: int = 8
-
-
-def _retry_after_seconds(response: requests.Response, now: float | None = None) -> float | None:
-    """The delay a 429/503 asks for: ``Retry-After`` (seconds or HTTP date) or a reset epoch."""
-    now = time.time() if now is None else now
-    header = response.headers.get("Retry-After")
+    ``Retry-After`` is delta-seconds or an HTTP date (one in the past means now); on a 429,
+    ``X-RateLimit-Reset`` is an epoch second (as Intercom sends it) or, from some APIs, the
+    seconds remaining. A negative or unreadable value is ignored. ``now`` is epoch seconds.
+    """
+    header = headers.get("Retry-After")
     if header:
         header = header.strip()
         if header.replace(".", "", 1).isdigit():
-            return min(float(header), MAX_SERVER_DELAY)
+            return min(float(header), cap)
         try:
             when = email.utils.parsedate_to_datetime(header).timestamp()
         except (TypeError, ValueError):
             when = None
         if when is not None:
-            return min(max(when - now, 0.0), MAX_SERVER_DELAY)
-    reset = response.headers.get("X-RateLimit-Reset") or response.headers.get("X-Ratelimit-Reset")
-    if reset and response.status_code == 429:
+            return min(max(when - now, 0.0), cap)
+    reset = headers.get("X-RateLimit-Reset") or headers.get("X-Ratelimit-Reset")
+    if reset and status == RATE_LIMITED:
         try:
             value = float(reset)
         except ValueError:
             return None
-        # Epoch seconds (Intercom) or, from some APIs, seconds remaining.
         delay = value - now if value > 1_000_000_000 else value
-        return min(max(delay, 0.0), MAX_SERVER_DELAY)
+        return min(max(delay, 0.0), cap)
     return None
+
+
+def _retry_after_seconds(
+    response: requests.Response, now: float | None = None, cap: float = MAX_SERVER_DELAY
+) -> float | None:
+    """:func:`retry_after_seconds` for a response, now by the wall clock unless given."""
+    return retry_after_seconds(
+        response.headers, response.status_code, now=time.time() if now is None else now, cap=cap
+    )
 
 
 def _backoff_hook(exc: Exception) -> bool | float:
@@ -99,12 +137,23 @@ def _backoff_hook(exc: Exception) -> bool | float:
 
 
 class RateLimiter:
-    """A thread-safe token bucket: at most ``rate`` calls a second, bursts up to ``rate``."""
+    """A thread-safe token bucket: at most ``rate`` calls a second, bursts up to ``rate``.
 
-    def __init__(self, rate: float | None) -> None:
+    ``clock`` (monotonic seconds) and ``sleep`` are the real ones unless a test injects fakes.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
         self._tokens = rate or 0.0
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
@@ -112,14 +161,14 @@ class RateLimiter:
             return
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
                 self._stamp = now
                 if self._tokens >= 1:
                     self._tokens -= 1
                     return
                 wait = (1 - self._tokens) / self.rate
-            time.sleep(wait)
+            self._sleep(wait)
 
 
 def endpoint_of(url: str) -> str:
@@ -230,8 +279,11 @@ class SourceClient:
                         refreshed = True
                         log.info("%s: token rejected, authenticating again", self.source)
                         response = self._send(method, url, True, dict(kwargs))
-                    if response.status_code in RETRIABLE_STATUS:
-                        raise RetriableHTTPError(response, _retry_after_seconds(response))
+                    if response.status_code in RETRYABLE_STATUS:
+                        raise RetriableHTTPError(
+                            response,
+                            _retry_after_seconds(response, cap=self.policy.max_server_delay),
+                        )
         except RetriableHTTPError as exc:
             raise SourceError(
                 self.source,
@@ -250,7 +302,7 @@ class SourceClient:
         status = response.status_code
         if status < 400:
             return response
-        if status in (401, 403) and _looks_like_auth(response):
+        if status in AUTH_STATUS and _looks_like_auth(response):
             hint = f"; check {self.credential_hint}" if self.credential_hint else ""
             raise AuthenticationError(
                 self.source, endpoint, f"credentials rejected (HTTP {status}){hint}", status

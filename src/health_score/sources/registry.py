@@ -1,52 +1,89 @@
-"""The list of sources, their ``sources.yaml`` sections and their activation from credentials.
+"""The list of sources, their typed ``sources.yaml`` settings and their activation.
 
-Each source module ``src/extractors/<name>.py`` defines:
+Each source module ``health_score.sources.<name>`` defines:
 
 - ``Settings``: a pydantic model (``extra="forbid"``) for its section of ``sources.yaml``;
-- ``from_env(settings, env, *, session=None) -> Extractor | None``: the extractor when its
-  credentials are present in ``env``, else None (the source is simply not activated);
+- ``from_env(settings, env, *, session=None, as_of=None) -> Extractor | None``: the extractor
+  when its credentials are present in ``env``, else None (the source is simply not activated);
 - ``CREDENTIAL_VARS``: the environment variable names it reads (for messages, never values).
+
+:mod:`health_score.config` reads sources.yaml as data; the typed per-vendor parsing is here.
+Validating the settings imports each source's settings only: the Intercom, Jira and Looker
+packages load their extractors on first use (Salesforce's module is still one piece).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 
+from health_score.config import (
+    SOURCE_NAMES,
+    SOURCES_FILE,
+    AddProblem,
+    AppConfig,
+    ConfigError,
+    ConfigProblem,
+    Problems,
+    load_config,
+    load_yaml,
+    source_sections,
+)
 from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
-from health_score.loaders.salesforce_settings import parse_writeback
+from health_score.loaders.salesforce_settings import WritebackSettings, parse_writeback
 from health_score.sources.base import Extractor
+from health_score.sources.http_policy import HttpSettings
+from health_score.sources.intercom import Settings as IntercomSettings
+from health_score.sources.jira import Settings as JiraSettings
+from health_score.sources.looker import Settings as LookerSettings
+from health_score.sources.salesforce import Settings as SalesforceSettings
 
-SOURCES = ("intercom", "jira", "looker", "salesforce")
+__all__ = [
+    "SOURCES",
+    "HttpSettings",
+    "SourceSettings",
+    "activate",
+    "load_run_config",
+    "load_sources",
+    "parse_sources",
+    "source_module",
+]
+
+SOURCES = SOURCE_NAMES
+
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 
-class HttpSettings(pydantic.BaseModel):
-    """Per-source HTTP pacing, shared by every section (``<source>.http`` in sources.yaml)."""
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """sources.yaml validated: one field per source, and the write-back section.
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    Defaults stand where a section is absent.
+    """
 
-    connect_timeout_seconds: float = pydantic.Field(5.0, gt=0)
-    read_timeout_seconds: float = pydantic.Field(60.0, gt=0)
-    attempts: int = pydantic.Field(8, ge=1, le=20)
-    budget_seconds: float = pydantic.Field(300.0, gt=0)
-    requests_per_second: float | None = pydantic.Field(None, gt=0)
-    max_workers: int = pydantic.Field(4, ge=1, le=32)
+    intercom: IntercomSettings = field(default_factory=lambda: IntercomSettings.model_validate({}))
+    jira: JiraSettings = field(default_factory=lambda: JiraSettings.model_validate({}))
+    looker: LookerSettings = field(default_factory=lambda: LookerSettings.model_validate({}))
+    salesforce: SalesforceSettings = field(
+        default_factory=lambda: SalesforceSettings.model_validate({})
+    )
+    #: The top-level ``writeback:`` section: the Salesforce loader's settings, not a source's.
+    writeback: WritebackSettings = field(
+        default_factory=lambda: WritebackSettings.model_validate({})
+    )
 
-    def policy(self) -> Any:
-        from health_score.sources.http import HttpPolicy
-
-        return HttpPolicy(
-            connect_timeout=self.connect_timeout_seconds,
-            read_timeout=self.read_timeout_seconds,
-            attempts=self.attempts,
-            budget_seconds=self.budget_seconds,
-            requests_per_second=self.requests_per_second,
-            pool_size=max(self.max_workers, 4),
-        )
+    def __getitem__(self, name: str) -> pydantic.BaseModel:
+        """One section's settings by name (for code that iterates over :data:`SOURCES`)."""
+        if name not in (*SOURCES, WRITEBACK):
+            raise KeyError(name)
+        section: pydantic.BaseModel = getattr(self, name)
+        return section
 
 
 def source_module(name: str) -> ModuleType:
@@ -61,38 +98,82 @@ def _loc(parts: tuple[int | str, ...]) -> str:
 
 
 def parse_sources(
-    raw: object,
-    add_problem: Callable[[str, str], None],
-    only: tuple[str, ...] = SOURCES,
-) -> dict[str, Any]:
-    """Validate the sections of sources.yaml; report problems as (key path, message)."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        add_problem("", "expected a mapping with one section per source")
-        return {}
-    for name in raw:
-        if name not in SOURCES and name != WRITEBACK:
-            add_problem(str(name), f"unknown source (expected one of {list(SOURCES)})")
-    settings: dict[str, Any] = {}
-    for name in only:
-        model: type[pydantic.BaseModel] = source_module(name).Settings
-        section = raw.get(name)
-        if section is None:
-            section = {}
-        try:
-            settings[name] = model.model_validate(section)
-        except pydantic.ValidationError as exc:
-            for error in exc.errors():
-                add_problem(f"{name}{_loc(tuple(error['loc']))}", error["msg"])
-    writeback = parse_writeback(raw.get(WRITEBACK), add_problem)  # not a source: the loader's
-    if writeback is not None:
-        settings[WRITEBACK] = writeback
+    raw: object, add_problem: AddProblem, only: tuple[str, ...] = SOURCES
+) -> SourceSettings:
+    """Validate sources.yaml (as parsed YAML); report problems as (key path, message).
+
+    Sections not in ``only`` are neither read nor checked, and neither is a section that has
+    problems: they hold their defaults (a caller raises when any problem was reported).
+    """
+    sections = source_sections(raw, add_problem)
+
+    def section(name: str, model: type[_Model]) -> _Model:
+        if name in only:
+            try:
+                return model.model_validate(sections[name])
+            except pydantic.ValidationError as exc:
+                for error in exc.errors():
+                    add_problem(f"{name}{_loc(tuple(error['loc']))}", error["msg"])
+        return model.model_validate({})
+
+    return SourceSettings(
+        intercom=section("intercom", IntercomSettings),
+        jira=section("jira", JiraSettings),
+        looker=section("looker", LookerSettings),
+        salesforce=section("salesforce", SalesforceSettings),
+        # Not a source: the Salesforce loader's section, read whatever ``only`` names.
+        writeback=parse_writeback(sections[WRITEBACK], add_problem)
+        or WritebackSettings.model_validate({}),
+    )
+
+
+def load_sources(
+    directory: Path, only: tuple[str, ...] | None = None, *, missing_ok: bool = False
+) -> SourceSettings:
+    """The validated ``sources.yaml`` of a config folder (every source, or ``only`` these).
+
+    With ``missing_ok``, an absent file means every section takes its defaults. Raises
+    ConfigError listing every problem, each with the file and key path.
+    """
+    problems: list[ConfigProblem] = []
+    where = Problems(SOURCES_FILE, problems)
+    path = directory / SOURCES_FILE
+    raw = None if missing_ok and not path.is_file() else load_yaml(path, where)
+    settings = parse_sources(raw, where.add, only or SOURCES)
+    if problems:
+        raise ConfigError(problems)
     return settings
 
 
+def _file_order(problem: ConfigProblem) -> int:
+    order = ("weights.yaml", "thresholds.yaml", SOURCES_FILE)
+    return order.index(problem.file) if problem.file in order else len(order)
+
+
+def load_run_config(
+    directory: Path, *, need_mapping: bool = True, mapping_path: Path | None = None
+) -> AppConfig[SourceSettings]:
+    """The whole config folder with every source's typed settings: what a live run needs.
+
+    Every problem of every file is reported at once, as :func:`health_score.config.load_config`
+    does (whose arguments these are).
+    """
+    problems: list[ConfigProblem] = []
+    where = Problems(SOURCES_FILE, problems)
+    settings = parse_sources(load_yaml(directory / SOURCES_FILE, where), where.add)
+    try:
+        config = load_config(
+            directory, need_mapping=need_mapping, need_sources=False, mapping_path=mapping_path
+        )
+    except ConfigError as exc:
+        raise ConfigError(sorted([*exc.problems, *problems], key=_file_order)) from None
+    if problems:
+        raise ConfigError(problems)
+    return AppConfig(config.directory, config.scoring, config.accounts, settings, config.sha256)
+
+
 def activate(
-    settings: Mapping[str, Any], env: Mapping[str, str], **kwargs: Any
+    settings: SourceSettings, env: Mapping[str, str], **kwargs: Any
 ) -> tuple[list[Extractor], list[str]]:
     """The extractors whose credentials are present, and the names of those left inactive."""
     active: list[Extractor] = []

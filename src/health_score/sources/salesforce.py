@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import calendar
 import logging
-import math
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,12 +34,13 @@ import pydantic
 import requests
 
 from health_score.loaders.salesforce_settings import MOVED as WRITEBACK_MOVED
+from health_score.numbers import to_decimal
 from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources import salesforce_auth as auth
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
-from health_score.sources.registry import HttpSettings
+from health_score.sources.http_policy import HttpSettings
 from health_score.sources.salesforce_client import (
     NO_CREDENTIALS,
     SalesforceApiError,
@@ -260,21 +260,7 @@ def months_before(day: date, months: int) -> date:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value)) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            parsed = Decimal(value)
-        except ArithmeticError:
-            return None
-        return parsed if parsed.is_finite() else None
-    return None
+    return to_decimal(value)
 
 
 def _date(value: Any) -> date | None:

@@ -36,6 +36,7 @@ import stamina
 from pydantic import SecretStr
 
 from health_score.sources.http import (
+    LOGIN_RETRYABLE_STATUS,
     AuthenticationError,
     HttpPolicy,
     RetriableHTTPError,
@@ -67,7 +68,7 @@ CREDENTIAL_VARS = (
     "SF_CA_BUNDLE",
 )
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,120}[A-Za-z0-9])?")
-_TRANSIENT_LOGIN_STATUS = frozenset({429, 502, 503, 504})
+_TRANSIENT_LOGIN_STATUS = LOGIN_RETRYABLE_STATUS  # 429, 502–504: a refused SOAP login is 500
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Jira Cloud: open bugs per customer from one bounded JQL search over all mapped customers.
+"""Jira Cloud extraction: open bugs per customer from one bounded JQL search.
 
 Only ``/rest/api/3/search/jql`` is used (the old ``/rest/api/3/search`` answers 410 Gone). The
 search is restricted to the mapped projects and the organisation's bug definition from
@@ -13,35 +13,29 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-import pydantic
 import requests
 
-from health_score.records import Account, MetricValue
+from health_score.records import Account
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceClient, SourceError
-from health_score.sources.registry import HttpSettings
+from health_score.sources.jira.metrics import (
+    METRICS,
+    Bug,
+    customer_owners,
+    customer_values,
+    open_bug_metrics,
+)
+from health_score.sources.jira.settings import CREDENTIAL_VARS, NAME, Settings
 
 log = logging.getLogger(__name__)
 
-NAME = "jira"
-CREDENTIAL_VARS = ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN")
 SEARCH_PATH = "/rest/api/3/search/jql"
 COUNT_PATH = "/rest/api/3/search/approximate-count"
-OPEN_BUGS_TOTAL = "open_bugs_total"
-OPEN_BUGS_P1_P2 = "open_bugs_p1_p2"
-METRICS = (OPEN_BUGS_TOTAL, OPEN_BUGS_P1_P2)
-COMPONENT = "component"
-CUSTOM_FIELD = re.compile(r"customfield_(\d{1,10})")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
 
 def jql_string(value: str) -> str:
@@ -66,103 +60,6 @@ def jql_string(value: str) -> str:
 
 def jql_list(values: Sequence[str]) -> str:
     return "(" + ", ".join(jql_string(v) for v in values) + ")"
-
-
-class Settings(pydantic.BaseModel):
-    """The ``jira`` section of sources.yaml."""
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-    #: What counts as an open bug (a JQL condition without ORDER BY); the extractor adds the
-    #: project (and, when chunking, customer) restriction around it.
-    bug_jql: str = "issuetype = Bug AND statusCategory != Done"
-    #: How an issue names its customer: ``component`` (the mapping's jira_component is a component
-    #: of jira_project_key) or a select-list custom field such as ``customfield_10042``.
-    customer_field: str = COMPONENT
-    #: Priority names counted in open_bugs_p1_p2 (compared case-insensitively).
-    p1_p2_priorities: tuple[str, ...] = ("Highest", "High")
-    #: maxResults sent with each page. Jira returns at most 100 issues a page when fields other
-    #: than id/key are requested (5,000 for ids only); larger values are capped by the server.
-    page_size: int = pydantic.Field(100, ge=1, le=5000)
-    #: When one project-restricted query would need more pages than this, customers are split
-    #: into chunks listed in the JQL and the chunks are fetched concurrently (http.max_workers).
-    pages_per_query: int = pydantic.Field(20, ge=1)
-    #: Upper bound on the length of a chunk's JQL.
-    max_jql_chars: int = pydantic.Field(6000, ge=1000, le=100_000)
-    http: HttpSettings = HttpSettings.model_validate({})
-
-    @pydantic.field_validator("bug_jql")
-    @classmethod
-    def _check_bug_jql(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError(
-                "must be a JQL condition, e.g. 'issuetype = Bug AND statusCategory != Done'"
-            )
-        if _ORDER_BY.search(value):
-            raise ValueError("must not contain ORDER BY (it is wrapped in a larger query)")
-        if _CONTROL.search(value):
-            raise ValueError("must not contain control characters")
-        if len(value) > 2000:
-            raise ValueError("is longer than 2000 characters")
-        return value
-
-    @pydantic.field_validator("customer_field")
-    @classmethod
-    def _check_customer_field(cls, value: str) -> str:
-        value = value.strip()
-        if value.lower() == COMPONENT:
-            return COMPONENT
-        if not CUSTOM_FIELD.fullmatch(value):
-            raise ValueError("must be 'component' or a custom field id such as 'customfield_10042'")
-        return value
-
-    @pydantic.field_validator("p1_p2_priorities")
-    @classmethod
-    def _check_priorities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        names = tuple(v.strip() for v in value)
-        if not names or any(not n for n in names):
-            raise ValueError("must list at least one non-empty priority name")
-        return names
-
-    @property
-    def customer_jql_field(self) -> str:
-        """The customer field as JQL names it: ``component`` or ``cf[10042]``."""
-        match = CUSTOM_FIELD.fullmatch(self.customer_field)
-        return f"cf[{match.group(1)}]" if match else COMPONENT
-
-    @property
-    def customer_issue_field(self) -> str:
-        """The key under an issue's ``fields`` that names its customer(s)."""
-        return "components" if self.customer_field == COMPONENT else self.customer_field
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The issue fields the extractor asks for (nothing else)."""
-        return ("project", "priority", self.customer_issue_field)
-
-
-@dataclass(frozen=True, slots=True)
-class Bug:
-    """What the extractor keeps of one issue."""
-
-    project: str
-    customers: tuple[str, ...]
-    priority: str | None
-
-
-def _customer_values(raw: object) -> tuple[str, ...]:
-    """Customer names from a component list or a custom field (text, option or list of them)."""
-    items = raw if isinstance(raw, list) else [raw]
-    out: list[str] = []
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, Mapping):
-            name = item.get("value", item.get("name"))
-            if isinstance(name, str):
-                out.append(name)
-    return tuple(out)
 
 
 class JiraExtractor:
@@ -205,38 +102,14 @@ class JiraExtractor:
     # -- the pass ----------------------------------------------------------------------------
 
     def extract(self, accounts: Sequence[Account]) -> SourceResult:
-        owners: dict[tuple[str, str], list[str]] = {}
-        for account in accounts:
-            if account.jira_project_key and account.jira_component:
-                key = (account.jira_project_key.casefold(), account.jira_component.casefold())
-                owners.setdefault(key, []).append(account.account_id)
+        owners = customer_owners(accounts)
         notes: list[str] = []
         bugs = self._fetch(accounts, notes) if owners else {}
-        counts = {account_id: [0, 0] for ids in owners.values() for account_id in ids}
-        unattributed = 0
-        for bug in bugs.values():
-            holders = {
-                account_id
-                for customer in bug.customers
-                for account_id in owners.get((bug.project.casefold(), customer.casefold()), ())
-            }
-            if not holders:
-                unattributed += 1
-            p1_p2 = bug.priority is not None and bug.priority.casefold() in self._priorities
-            for account_id in holders:
-                counts[account_id][0] += 1
-                counts[account_id][1] += int(p1_p2)
+        metrics, unattributed = open_bug_metrics(accounts, owners, bugs.values(), self._priorities)
         if unattributed:
             notes.append(
                 f"{unattributed} open bug(s) in the mapped projects name no mapped customer"
             )
-        metrics: dict[str, dict[str, MetricValue]] = {}
-        for account in accounts:
-            found = counts.get(account.account_id)
-            metrics[account.account_id] = {
-                OPEN_BUGS_TOTAL: Decimal(found[0]) if found else None,
-                OPEN_BUGS_P1_P2: Decimal(found[1]) if found else None,
-            }
         return SourceResult(NAME, metrics, self.client.requests, notes=tuple(notes))
 
     def _fetch(self, accounts: Sequence[Account], notes: list[str]) -> dict[str, Bug]:
@@ -359,7 +232,7 @@ class JiraExtractor:
         project_key = project.get("key") if isinstance(project, Mapping) else None
         if not isinstance(issue_id, str) or not isinstance(project_key, str):
             raise SourceError(NAME, endpoint, "an issue lacks its id or fields.project.key")
-        customers = _customer_values(fields.get(self.settings.customer_issue_field))
+        customers = customer_values(fields.get(self.settings.customer_issue_field))
         priority = fields.get("priority")
         name = priority.get("name") if isinstance(priority, Mapping) else None
         return issue_id, Bug(project_key, customers, name if isinstance(name, str) else None)

@@ -1,0 +1,162 @@
+"""Intercom's metrics from conversations: the facts kept of each, and the pure computation.
+
+Raw conversation JSON is read here into :class:`Conversation` and goes no further; nothing here
+makes a request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from health_score.records import MetricValue, metric_value
+from health_score.sources.intercom.settings import Settings
+
+METRICS = (
+    "p1_p2_volume",
+    "first_response_minutes",
+    "close_time_hours",
+    "reopen_rate_pct",
+    "escalation_rate_pct",
+)
+
+
+# ------------------------------------------------------------------------------------------
+# Records (raw JSON stays in this package)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The few facts of one conversation the metrics need."""
+
+    id: str
+    created_at: int
+    company_id: str | None  # the organisation's company_id, when the conversation carries one
+    contact_id: str | None  # first contact, for the fallback attribution
+    p1_p2: bool
+    escalated: bool
+    first_response_seconds: int | None
+    close_seconds: int | None  # only for conversations closed now
+    closed_once: bool
+    reopened: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    priority: str
+    p1_p2: frozenset[str]
+    tags: frozenset[str]
+    escalation_attribute: str | None
+    escalation_values: frozenset[str]
+    close_statistic: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Rules:
+        return cls(
+            priority=settings.priority_attribute,
+            p1_p2=frozenset(v.casefold() for v in settings.p1_p2_values),
+            tags=frozenset(t.casefold() for t in settings.escalation_tags),
+            escalation_attribute=settings.escalation_attribute,
+            escalation_values=frozenset(v.casefold() for v in settings.escalation_values),
+            close_statistic=settings.close_time_statistic,
+        )
+
+
+def _attribute(conversation: Mapping[str, Any], path: str) -> str | None:
+    if path.startswith("custom_attributes."):
+        value = (conversation.get("custom_attributes") or {}).get(path.partition(".")[2])
+    else:
+        value = conversation.get(path)
+    return None if value is None else str(value)
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return int(value)
+
+
+def parse_conversation(raw: Mapping[str, Any], rules: Rules) -> tuple[Conversation, str | None]:
+    """The conversation's facts, and Intercom's internal id of its company (if it has one)."""
+    company = raw.get("company")
+    company_id: str | None = None
+    internal_id: str | None = None
+    if isinstance(company, Mapping):
+        company_id = None if company.get("company_id") is None else str(company["company_id"])
+        internal_id = None if company.get("id") is None else str(company["id"])
+    contacts = (raw.get("contacts") or {}).get("contacts") or []
+    contact_id = str(contacts[0]["id"]) if contacts else None
+    priority = _attribute(raw, rules.priority)
+    tags = {str(t.get("name", "")).casefold() for t in (raw.get("tags") or {}).get("tags") or []}
+    level = _attribute(raw, rules.escalation_attribute) if rules.escalation_attribute else None
+    stats = raw.get("statistics") or {}
+    closed = raw.get("state") == "closed"
+    conversation = Conversation(
+        id=str(raw["id"]),
+        created_at=int(raw["created_at"]),
+        company_id=company_id,
+        contact_id=contact_id,
+        p1_p2=priority is not None and priority.casefold() in rules.p1_p2,
+        escalated=bool(tags & rules.tags)
+        or (level is not None and level.casefold() in rules.escalation_values),
+        first_response_seconds=_optional_int(stats.get("time_to_admin_reply")),
+        close_seconds=_optional_int(stats.get(rules.close_statistic)) if closed else None,
+        closed_once=stats.get("first_close_at") is not None
+        or stats.get("time_to_first_close") is not None,
+        reopened=(_optional_int(stats.get("count_reopens")) or 0) > 0,
+    )
+    return conversation, internal_id
+
+
+# ------------------------------------------------------------------------------------------
+# Metrics (pure)
+
+
+def _median(values: Sequence[int]) -> Decimal | None:
+    if not values:
+        return None
+    return Decimal(statistics.median(Decimal(v) for v in values))
+
+
+def _rate(part: int, whole: int) -> MetricValue:
+    return metric_value(Decimal(100) * part / whole) if whole else None
+
+
+def company_metrics(conversations: Sequence[Conversation]) -> dict[str, MetricValue]:
+    """The five metrics for one company's conversations in the window.
+
+    With no conversations the volume is 0 and every time or rate is missing, never 0 (a zero
+    response time would score as perfect).
+    """
+    replies = [
+        c.first_response_seconds for c in conversations if c.first_response_seconds is not None
+    ]
+    closes = [c.close_seconds for c in conversations if c.close_seconds is not None]
+    first = _median(replies)
+    close = _median(closes)
+    closed_once = [c for c in conversations if c.closed_once]
+    return {
+        "p1_p2_volume": Decimal(sum(1 for c in conversations if c.p1_p2)),
+        "first_response_minutes": None if first is None else metric_value(first / 60),
+        "close_time_hours": None if close is None else metric_value(close / 3600),
+        "reopen_rate_pct": _rate(sum(1 for c in closed_once if c.reopened), len(closed_once)),
+        "escalation_rate_pct": _rate(
+            sum(1 for c in conversations if c.escalated), len(conversations)
+        ),
+    }
+
+
+def time_slices(start: int, end: int, slice_days: int | None) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into equal, contiguous slices no longer than ``slice_days``."""
+    if slice_days is None or end - start <= slice_days * 86_400:
+        return [(start, end)]
+    count = math.ceil((end - start) / (slice_days * 86_400))
+    bounds = [start + (end - start) * i // count for i in range(count + 1)]
+    return list(itertools.pairwise(bounds))

@@ -1,0 +1,148 @@
+"""The ``looker:`` section of sources.yaml: the saved Looks, and what each metric is made of."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import pydantic
+
+from health_score.sources.http_policy import HttpSettings
+
+SOURCE = "looker"
+CREDENTIAL_VARS = ("LOOKER_BASE_URL", "LOOKER_CLIENT_ID", "LOOKER_CLIENT_SECRET")
+CREDENTIAL_HINT = "LOOKER_CLIENT_ID / LOOKER_CLIENT_SECRET"
+
+
+#: ``view.field`` as Looker keys JSON rows (a table calculation has no view part).
+FieldName = Annotated[
+    str, pydantic.StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+]
+MetricName = Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class Ratio(_Model):
+    """numerator / denominator of two fields of the same row."""
+
+    numerator: FieldName
+    denominator: FieldName
+
+
+class FieldTransform(_Model):
+    transform: Literal["field"]
+    field: FieldName
+
+
+class RatioTransform(_Model):
+    transform: Literal["ratio"]
+    numerator: FieldName
+    denominator: FieldName
+
+
+class PercentTransform(_Model):
+    """A fraction field × 100, or numerator / denominator × 100."""
+
+    transform: Literal["percent"]
+    field: FieldName | None = None
+    numerator: FieldName | None = None
+    denominator: FieldName | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_form(self) -> PercentTransform:
+        ratio = self.numerator is not None or self.denominator is not None
+        if self.field is not None and ratio:
+            raise ValueError("give either field, or numerator and denominator, not both")
+        if self.field is None and (self.numerator is None or self.denominator is None):
+            raise ValueError("needs field (a fraction), or numerator and denominator")
+        return self
+
+
+class ChangeTransform(_Model):
+    """(current − previous) / previous × 100; each side a field or a ratio of two fields."""
+
+    transform: Literal["change_pct"]
+    current: FieldName | Ratio
+    previous: FieldName | Ratio
+
+
+class PresenceTransform(_Model):
+    transform: Literal["presence"]
+    field: FieldName
+
+
+class SumTransform(_Model):
+    transform: Literal["sum"]
+    field: FieldName
+
+
+Transform = Annotated[
+    FieldTransform
+    | RatioTransform
+    | PercentTransform
+    | ChangeTransform
+    | PresenceTransform
+    | SumTransform,
+    pydantic.Field(discriminator="transform"),
+]
+
+
+def _look_id(value: object) -> object:
+    # YAML reads `id: 101` as an int; Looker 4.0 ids are strings.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class LookSettings(_Model):
+    """One saved Look: its id, the field naming the customer, and the metrics it yields."""
+
+    id: Annotated[
+        str,
+        pydantic.BeforeValidator(_look_id),
+        pydantic.StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+    ]
+    name: str = ""
+    customer_id_field: FieldName
+    limit: int = -1  # -1 = all rows; a positive limit that is reached is reported as truncation
+    metrics: dict[MetricName, Transform] = pydantic.Field(min_length=1)
+
+    @pydantic.field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if value != -1 and value < 1:
+            raise ValueError("must be -1 (no row cap) or a positive number of rows")
+        return value
+
+    @property
+    def label(self) -> str:
+        return f"Look {self.id}" + (f" ({self.name})" if self.name else "")
+
+
+class Settings(_Model):
+    """The ``looker:`` section of sources.yaml."""
+
+    looks: tuple[LookSettings, ...] = ()
+    http: HttpSettings = HttpSettings.model_validate({})
+
+    @pydantic.field_validator("looks")
+    @classmethod
+    def _unique(cls, looks: tuple[LookSettings, ...]) -> tuple[LookSettings, ...]:
+        seen_ids: set[str] = set()
+        seen_metrics: dict[str, str] = {}
+        for look in looks:
+            if look.id in seen_ids:
+                raise ValueError(f"Look {look.id} is listed twice (each Look is run once)")
+            seen_ids.add(look.id)
+            for metric in look.metrics:
+                if metric in seen_metrics:
+                    raise ValueError(
+                        f"metric {metric} comes from both Look {seen_metrics[metric]} "
+                        f"and Look {look.id}"
+                    )
+                seen_metrics[metric] = look.id
+        return looks
+
+    @property
+    def metric_names(self) -> frozenset[str]:
+        return frozenset(m for look in self.looks for m in look.metrics)

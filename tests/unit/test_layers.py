@@ -1,0 +1,139 @@
+"""Layers, one direction: records ← scoring ← config ← sources & loaders ← pipeline ← entry points.
+
+The order is read from the source (``tests/layers_support.py``); what importing a module really
+loads is checked in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from health_score.config import WRITEBACK_SECTION
+from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
+from health_score.sources import intercom, jira, looker
+from health_score.sources.intercom import extractor as intercom_extractor
+from health_score.sources.registry import SOURCES, SourceSettings
+from tests.layers_support import (
+    LAYERS,
+    REPO,
+    SRC,
+    Import,
+    cycles,
+    imports,
+    layer_of,
+    package_modules,
+)
+
+#: Imports that go up a layer, each with the reason it is still there. Every entry must still
+#: exist (the test below fails when one is gone, so the list only shrinks).
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
+
+HEAVY = ("requests", "boto3", "botocore", "simple_salesforce", "stamina", "urllib3")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code`` from the repository root."""
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def of_package(modules: set[str], *prefixes: str) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import health_score.config",
+        "from pathlib import Path\nfrom health_score.config import load_config\n"
+        "load_config(Path('config'), need_mapping=False)",
+    ],
+    ids=["import", "load-config-folder"],
+)
+def test_config_loads_no_source_loader_or_http_stack(code: str) -> None:
+    loaded = loaded_after(code)
+    assert of_package(loaded, *HEAVY) == []
+    assert of_package(loaded, "health_score.sources", "health_score.loaders") == []
+
+
+def test_validating_sources_yaml_loads_no_extractor() -> None:
+    loaded = loaded_after(
+        "from pathlib import Path\nfrom health_score.sources.registry import load_sources\n"
+        "load_sources(Path('config'))"
+    )
+    assert "health_score.sources.intercom.settings" in loaded
+    extractors = [
+        f"health_score.sources.{name}.extractor" for name in ("intercom", "jira", "looker")
+    ]
+    assert sorted(loaded & set(extractors)) == []
+
+
+def test_the_vendor_packages_keep_their_names() -> None:
+    assert intercom.from_env is intercom_extractor.from_env
+    assert intercom.IntercomExtractor.__module__ == "health_score.sources.intercom.extractor"
+    assert jira.JiraExtractor.__module__ == "health_score.sources.jira.extractor"
+    assert looker.LookerExtractor.__module__ == "health_score.sources.looker.extractor"
+    assert jira.jql_string('a"b') == '"a\\"b"'
+    assert intercom.Settings.__module__ == "health_score.sources.intercom.settings"
+    assert looker.customer_value.__module__ == "health_score.sources.looker.metrics"
+    for package in (intercom, jira, looker):
+        assert all(hasattr(package, name) for name in package.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = intercom.nope  # type: ignore[attr-defined]
+
+
+def test_source_settings_has_one_field_per_source() -> None:
+    settings = SourceSettings()
+    assert tuple(f for f in SourceSettings.__dataclass_fields__) == (*SOURCES, WRITEBACK)
+    assert WRITEBACK == WRITEBACK_SECTION
+    assert settings["writeback"] is settings.writeback
+    assert settings["jira"] is settings.jira
+    with pytest.raises(KeyError):
+        settings["zendesk"]
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in package_modules() if layer_of(m) < 0] == []
+
+
+def upward(found: list[Import]) -> list[Import]:
+    return [i for i in found if layer_of(i.target) > layer_of(i.source)]
+
+
+def test_imports_go_down_the_layers_only() -> None:
+    found = imports()
+    unexpected = [i for i in upward(found) if (i.source, i.target) not in ALLOWED_UPWARD]
+    names = [name for name, _ in LAYERS]
+    assert [
+        f"{i} ({names[layer_of(i.source)]} → {names[layer_of(i.target)]})" for i in unexpected
+    ] == []
+
+
+def test_every_allowed_upward_import_still_exists() -> None:
+    present = {(i.source, i.target) for i in upward(imports())}
+    assert sorted(set(ALLOWED_UPWARD) - present) == []
+
+
+def test_no_import_cycles() -> None:
+    edges = [(i.source, i.target) for i in imports() if (i.source, i.target) not in ALLOWED_UPWARD]
+    assert cycles(edges) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert cycles([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]) == [["a", "b", "c"]]
+    assert cycles([("a", "b"), ("b", "c")]) == []
