@@ -48,7 +48,7 @@ from health_score import __version__
 from health_score.logging_setup import Masker, Rollbar, configure, metrics_line
 from health_score.pipeline import EXIT_USAGE, PERIOD, STATUS_FAILED, RunOptions, RunSummary, run
 from health_score.secrets import SecretsError, run_environment, secret_values
-from health_score.sources.registry import SOURCES, source_module
+from health_score.sources.registry import CREDENTIAL_VARS
 
 log = logging.getLogger("health_score.lambda")
 
@@ -191,14 +191,7 @@ def artifact_location(env: Mapping[str, str]) -> str:
 
 def _credential_names() -> frozenset[str]:
     """Every source's credential variable names (to mask their values in logs)."""
-    names: set[str] = set()
-    for source in SOURCES:
-        try:
-            module = source_module(source)
-        except ImportError:
-            continue
-        names.update(getattr(module, "CREDENTIAL_VARS", ()))
-    return frozenset(names)
+    return frozenset(name for names in CREDENTIAL_VARS.values() for name in names)
 
 
 def _failure(message: str) -> dict[str, Any]:

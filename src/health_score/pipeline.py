@@ -50,10 +50,10 @@ from health_score.rawfile import raw_header, raw_rows, read_raw
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
 from health_score.scoring.composite import AccountScore, Model
 from health_score.sources.base import Extractor, SourceResult
+from health_score.sources.extractors import activate
 from health_score.sources.registry import (
     SOURCES,
     SourceSettings,
-    activate,
     load_run_config,
     load_sources,
 )

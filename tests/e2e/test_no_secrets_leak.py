@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from health_score.aws_lambda import RunFailed, invoke
-from health_score.sources.registry import SOURCES, source_module
+from health_score.sources.registry import CREDENTIAL_VARS
 from health_score_sandbox.sandbox import Sandbox
 from tests.integration.test_lambda_sandbox import ACCOUNTS, AS_OF, base, config_dir
 from tests.lambda_support import BUCKET, Aws, Context, RollbarServer
@@ -28,7 +28,7 @@ ROLLBAR_TOKEN = "rollbar-sentinel-token-5d1e"
 
 
 def credential_names() -> set[str]:
-    names = {name for source in SOURCES for name in source_module(source).CREDENTIAL_VARS}
+    names = {name for names in CREDENTIAL_VARS.values() for name in names}
     names |= {"SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_USERNAME", "SF_PASSWORD"}
     names |= {"SF_SECURITY_TOKEN"}
     return {n for n in names if not n.endswith(("_URL", "_BUNDLE"))}

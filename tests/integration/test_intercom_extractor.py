@@ -21,6 +21,7 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from health_score.sources import intercom as extractor
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, HttpPolicy, SourceClient, SourceError
+from health_score.sources.intercom import extractor as intercom_http
 from health_score_sandbox import intercom
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, Knobs, Request, VendorServer
@@ -62,7 +63,7 @@ def extract(
 ) -> SourceResult:
     env = intercom.environment(server.url, "")
     if policy is None:
-        found = extractor.from_env(settings, env, session=session, as_of=as_of(portfolio))
+        found = intercom_http.from_env(settings, env, session=session, as_of=as_of(portfolio))
         assert found is not None
         return found.extract(portfolio.accounts)
     client = SourceClient(
@@ -76,7 +77,7 @@ def extract(
         },
         credential_hint="INTERCOM_API_TOKEN",
     )
-    chosen = extractor.IntercomExtractor(client, settings, as_of=as_of(portfolio))
+    chosen = intercom_http.IntercomExtractor(client, settings, as_of=as_of(portfolio))
     return chosen.extract(portfolio.accounts)
 
 
@@ -339,9 +340,9 @@ def test_a_page_without_the_conversations_list_is_a_source_error(
 
 
 def test_the_source_is_inactive_without_a_token(settings: extractor.Settings) -> None:
-    assert extractor.from_env(settings, {}) is None
-    assert extractor.from_env(settings, {"INTERCOM_API_TOKEN": "  "}) is None
-    active = extractor.from_env(settings, {"INTERCOM_API_TOKEN": "t"}, as_of=datetime.now(UTC))
+    assert intercom_http.from_env(settings, {}) is None
+    assert intercom_http.from_env(settings, {"INTERCOM_API_TOKEN": "  "}) is None
+    active = intercom_http.from_env(settings, {"INTERCOM_API_TOKEN": "t"}, as_of=datetime.now(UTC))
     assert active is not None
     assert active.client.base_url == "https://api.intercom.io"
     assert active.provides == frozenset(extractor.METRICS)
@@ -363,8 +364,8 @@ def test_an_empty_section_is_valid_and_bad_rules_are_refused() -> None:
 
 def test_the_window_ends_at_as_of_and_needs_a_timezone(settings: extractor.Settings) -> None:
     instant = datetime(2026, 11, 1, tzinfo=UTC)
-    found = extractor.from_env(settings, {"INTERCOM_API_TOKEN": "t"}, as_of=instant)
+    found = intercom_http.from_env(settings, {"INTERCOM_API_TOKEN": "t"}, as_of=instant)
     assert found is not None
     assert found.window == (int(instant.timestamp()) - 30 * 86_400, int(instant.timestamp()))
     with pytest.raises(ValueError, match="timezone"):
-        extractor.from_env(settings, {"INTERCOM_API_TOKEN": "t"}, as_of=datetime(2026, 11, 1))
+        intercom_http.from_env(settings, {"INTERCOM_API_TOKEN": "t"}, as_of=datetime(2026, 11, 1))

@@ -19,12 +19,14 @@ from health_score.records import Account
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
 from health_score.sources.jira import (
-    COUNT_PATH,
     OPEN_BUGS_P1_P2,
     OPEN_BUGS_TOTAL,
+    Settings,
+)
+from health_score.sources.jira.extractor import (
+    COUNT_PATH,
     SEARCH_PATH,
     JiraExtractor,
-    Settings,
     from_env,
     jql_string,
 )

@@ -15,11 +15,13 @@ import requests
 from health_score.config import ConfigProblem
 from health_score.sources.http import AuthenticationError, SourceError
 from health_score.sources.looker import (
-    LookerExtractor,
     PresenceTransform,
     Settings,
     SumTransform,
     customer_value,
+)
+from health_score.sources.looker.extractor import (
+    LookerExtractor,
     from_env,
 )
 from health_score.sources.registry import parse_sources

@@ -18,7 +18,7 @@ import requests
 from requests.adapters import BaseAdapter
 
 from health_score.sources.http import AuthenticationError, HttpPolicy, SourceError
-from health_score.sources.salesforce_client import (
+from health_score.sources.salesforce.client import (
     ApiUsage,
     SalesforceApiError,
     SalesforceClient,

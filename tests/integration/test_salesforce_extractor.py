@@ -20,6 +20,7 @@ from health_score.sources import salesforce as ext
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
 from health_score.sources.registry import load_sources
+from health_score.sources.salesforce import extractor as sf_extractor
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, VendorServer
@@ -43,7 +44,9 @@ class Org:
     def extract(self, env: dict[str, str] | None = None, **changes: Any) -> SourceResult:
         settings = self.settings.model_copy(update=changes)
         with requests.Session() as session:
-            extractor = ext.from_env(settings, env or self.env(), session=session, as_of=AS_OF)
+            extractor = sf_extractor.from_env(
+                settings, env or self.env(), session=session, as_of=AS_OF
+            )
             assert extractor is not None
             return extractor.extract(self.portfolio.accounts)
 
@@ -129,7 +132,7 @@ def test_requests_stay_within_the_minimum_and_every_one_is_counted(
 def test_an_injection_attempt_in_an_id_is_refused_before_any_request(small: Org) -> None:
     evil = Account("x", "Evil Corp", "paid", sf_account_id="001' OR Name != '")
     with requests.Session() as session:
-        extractor = ext.from_env(small.settings, small.env(), session=session, as_of=AS_OF)
+        extractor = sf_extractor.from_env(small.settings, small.env(), session=session, as_of=AS_OF)
         assert extractor is not None
         with pytest.raises(SourceError, match="sf_account_id refused"):
             extractor.extract([*small.portfolio.accounts, evil])
@@ -160,7 +163,7 @@ def test_ids_are_validated_and_widened_to_eighteen_characters() -> None:
 
 def test_without_credentials_the_source_is_not_activated(small: Org) -> None:
     env = {"SF_LOGIN_URL": small.server.url, "SF_CLIENT_ID": "only-an-id"}
-    assert ext.from_env(small.settings, env) is None
+    assert sf_extractor.from_env(small.settings, env) is None
     assert small.server.total_requests == 0
 
 

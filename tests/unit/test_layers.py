@@ -15,7 +15,7 @@ import pytest
 
 from health_score.config import WRITEBACK_SECTION
 from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
-from health_score.sources import intercom, jira, looker
+from health_score.sources import intercom, jira, looker, salesforce
 from health_score.sources.intercom import extractor as intercom_extractor
 from health_score.sources.registry import SOURCES, SourceSettings
 from tests.layers_support import (
@@ -71,30 +71,32 @@ def test_config_loads_no_source_loader_or_http_stack(code: str) -> None:
     assert of_package(loaded, "health_score.sources", "health_score.loaders") == []
 
 
-def test_validating_sources_yaml_loads_no_extractor() -> None:
+def test_validating_sources_yaml_loads_no_extractor_and_no_http_stack() -> None:
     loaded = loaded_after(
         "from pathlib import Path\nfrom health_score.sources.registry import load_sources\n"
         "load_sources(Path('config'))"
     )
     assert "health_score.sources.intercom.settings" in loaded
+    assert "health_score.sources.salesforce.settings" in loaded
+    assert of_package(loaded, *HEAVY) == []
     extractors = [
-        f"health_score.sources.{name}.extractor" for name in ("intercom", "jira", "looker")
+        f"health_score.sources.{name}.{part}"
+        for name in SOURCES
+        for part in ("extractor", "client", "auth")
     ]
     assert sorted(loaded & set(extractors)) == []
 
 
-def test_the_vendor_packages_keep_their_names() -> None:
-    assert intercom.from_env is intercom_extractor.from_env
-    assert intercom.IntercomExtractor.__module__ == "health_score.sources.intercom.extractor"
-    assert jira.JiraExtractor.__module__ == "health_score.sources.jira.extractor"
-    assert looker.LookerExtractor.__module__ == "health_score.sources.looker.extractor"
-    assert jira.jql_string('a"b') == '"a\\"b"'
+def test_the_vendor_packages_export_settings_and_pure_metrics_only() -> None:
+    """Extraction is imported from ``<vendor>.extractor``; the package holds no HTTP names."""
     assert intercom.Settings.__module__ == "health_score.sources.intercom.settings"
     assert looker.customer_value.__module__ == "health_score.sources.looker.metrics"
-    for package in (intercom, jira, looker):
+    assert salesforce.Settings.__module__ == "health_score.sources.salesforce.settings"
+    assert intercom_extractor.IntercomExtractor.__module__ == intercom_extractor.__name__
+    for package in (intercom, jira, looker, salesforce):
         assert all(hasattr(package, name) for name in package.__all__)
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = intercom.nope  # type: ignore[attr-defined]
+        assert not hasattr(package, "from_env")
+        assert not [n for n in package.__all__ if n.endswith("Extractor")]
 
 
 def test_source_settings_has_one_field_per_source() -> None:

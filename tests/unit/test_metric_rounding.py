@@ -21,10 +21,10 @@ import requests
 import trustme
 
 from health_score.records import Account, metric_value
-from health_score.sources import intercom as intercom_source
-from health_score.sources import looker as looker_source
-from health_score.sources import salesforce as salesforce_source
+from health_score.sources.intercom import extractor as intercom_source
+from health_score.sources.looker import extractor as looker_source
 from health_score.sources.registry import load_sources
+from health_score.sources.salesforce import extractor as sf_extractor
 from health_score_sandbox import intercom, looker
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import build_portfolio
@@ -257,7 +257,7 @@ def test_salesforce_arr_trajectory_on_a_half_is_published_rounded_half_up(
     records[shrunk][arr], records[shrunk][prior] = 1_999_975.0, 2_000_000.0  # −0.00125 %
     accounts = [Account(**dataclasses.asdict(p.account)) for p in portfolio.profiles]
     with VendorServer(sfs.App(data, settings), tls=tls[0]) as server, requests.Session() as session:
-        extractor = salesforce_source.from_env(
+        extractor = sf_extractor.from_env(
             settings, sfs.environment(server.url, tls[1]), session=session, as_of=AS_OF_UTC
         )
         assert extractor is not None

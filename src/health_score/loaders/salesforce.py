@@ -31,7 +31,7 @@ from health_score.records import Account
 from health_score.salesforce_ids import id_problem, salesforce_id18
 from health_score.scoring.composite import AccountScore, publish
 from health_score.sources.http import HttpPolicy, SourceError
-from health_score.sources.salesforce_client import Authenticate, SalesforceClient
+from health_score.sources.salesforce.client import Authenticate, SalesforceClient
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,7 @@ class SalesforceLoader:
         policy: HttpPolicy | None = None,
     ) -> SalesforceLoader | None:
         """A loader that logs in with the Salesforce credentials in ``env`` (the same variables
-        and flows as the extractor: ``health_score.sources.salesforce_auth``); None without them."""
+        and flows as the extractor: ``health_score.sources.salesforce.auth``); None without them."""
         settings = settings or WritebackSettings.model_validate({})
         client = SalesforceClient.from_env(
             env, version=settings.api_version, session=session, policy=policy

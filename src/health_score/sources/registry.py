@@ -1,25 +1,20 @@
-"""The list of sources, their typed ``sources.yaml`` settings and their activation.
+"""The list of sources, their typed ``sources.yaml`` settings and their credential names.
 
-Each source module ``health_score.sources.<name>`` defines:
-
-- ``Settings``: a pydantic model (``extra="forbid"``) for its section of ``sources.yaml``;
-- ``from_env(settings, env, *, session=None, as_of=None) -> Extractor | None``: the extractor
-  when its credentials are present in ``env``, else None (the source is simply not activated);
-- ``CREDENTIAL_VARS``: the environment variable names it reads (for messages, never values).
+Each source package ``health_score.sources.<name>`` has ``settings`` (``Settings``, a pydantic
+model with ``extra="forbid"`` for its section, and ``CREDENTIAL_VARS``, the environment variable
+names it reads), ``metrics`` (pure) and ``extractor`` (HTTP, ``from_env``). This module imports
+only the settings, so validating sources.yaml never loads the HTTP stack; activation from
+credentials is :func:`health_score.sources.extractors.activate`.
 
 :mod:`health_score.config` reads sources.yaml as data; the typed per-vendor parsing is here.
-Validating the settings imports each source's settings only: the Intercom, Jira and Looker
-packages load their extractors on first use (Salesforce's module is still one piece).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pydantic
 
@@ -37,22 +32,24 @@ from health_score.config import (
 )
 from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
 from health_score.loaders.salesforce_settings import WritebackSettings, parse_writeback
-from health_score.sources.base import Extractor
 from health_score.sources.http_policy import HttpSettings
-from health_score.sources.intercom import Settings as IntercomSettings
-from health_score.sources.jira import Settings as JiraSettings
-from health_score.sources.looker import Settings as LookerSettings
-from health_score.sources.salesforce import Settings as SalesforceSettings
+from health_score.sources.intercom import settings as intercom
+from health_score.sources.intercom.settings import Settings as IntercomSettings
+from health_score.sources.jira import settings as jira
+from health_score.sources.jira.settings import Settings as JiraSettings
+from health_score.sources.looker import settings as looker
+from health_score.sources.looker.settings import Settings as LookerSettings
+from health_score.sources.salesforce import settings as salesforce
+from health_score.sources.salesforce.settings import Settings as SalesforceSettings
 
 __all__ = [
+    "CREDENTIAL_VARS",
     "SOURCES",
     "HttpSettings",
     "SourceSettings",
-    "activate",
     "load_run_config",
     "load_sources",
     "parse_sources",
-    "source_module",
 ]
 
 SOURCES = SOURCE_NAMES
@@ -86,8 +83,13 @@ class SourceSettings:
         return section
 
 
-def source_module(name: str) -> ModuleType:
-    return importlib.import_module(f"health_score.sources.{name}")
+#: Source → the environment variable names it reads (names only: for messages and masking).
+CREDENTIAL_VARS: Mapping[str, tuple[str, ...]] = {
+    "intercom": intercom.CREDENTIAL_VARS,
+    "jira": jira.CREDENTIAL_VARS,
+    "looker": looker.CREDENTIAL_VARS,
+    "salesforce": salesforce.CREDENTIAL_VARS,
+}
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -170,18 +172,3 @@ def load_run_config(
     if problems:
         raise ConfigError(problems)
     return AppConfig(config.directory, config.scoring, config.accounts, settings, config.sha256)
-
-
-def activate(
-    settings: SourceSettings, env: Mapping[str, str], **kwargs: Any
-) -> tuple[list[Extractor], list[str]]:
-    """The extractors whose credentials are present, and the names of those left inactive."""
-    active: list[Extractor] = []
-    inactive: list[str] = []
-    for name in SOURCES:
-        extractor = source_module(name).from_env(settings[name], env, **kwargs)
-        if extractor is None:
-            inactive.append(name)
-        else:
-            active.append(extractor)
-    return active, inactive

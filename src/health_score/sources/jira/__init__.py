@@ -1,14 +1,11 @@
 """Jira Cloud: open bugs per customer from one bounded JQL search over all mapped customers.
 
-``settings`` (the sources.yaml section) and ``metrics`` (the pure counting) are imported with the
-package; ``extractor`` (HTTP) only when one of its names is first used, so reading sources.yaml
-never loads the HTTP stack.
+The package exports ``settings`` (the sources.yaml section; pydantic only) and ``metrics``
+(pure); import the HTTP extraction (``from_env`` and the extractor) from ``.extractor``, so
+reading sources.yaml never loads the HTTP stack.
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING
 
 from health_score.sources.jira.metrics import (
     METRICS,
@@ -27,44 +24,17 @@ from health_score.sources.jira.settings import (
     Settings,
 )
 
-if TYPE_CHECKING:
-    from health_score.sources.jira.extractor import (
-        COUNT_PATH,
-        SEARCH_PATH,
-        JiraExtractor,
-        from_env,
-        jql_list,
-        jql_string,
-    )
-
-_EXTRACTOR_NAMES = frozenset(
-    {"COUNT_PATH", "SEARCH_PATH", "JiraExtractor", "from_env", "jql_list", "jql_string"}
-)
-
 __all__ = [
     "COMPONENT",
-    "COUNT_PATH",
     "CREDENTIAL_VARS",
     "CUSTOM_FIELD",
     "METRICS",
     "NAME",
     "OPEN_BUGS_P1_P2",
     "OPEN_BUGS_TOTAL",
-    "SEARCH_PATH",
     "Bug",
-    "JiraExtractor",
     "Settings",
     "customer_owners",
     "customer_values",
-    "from_env",
-    "jql_list",
-    "jql_string",
     "open_bug_metrics",
 ]
-
-
-def __getattr__(name: str) -> object:
-    """The extractor's names, loaded on first use (PEP 562)."""
-    if name in _EXTRACTOR_NAMES:
-        return getattr(importlib.import_module(f"{__name__}.extractor"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

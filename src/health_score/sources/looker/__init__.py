@@ -21,15 +21,12 @@ A customer is *known to Looker* when it appears in any configured Look. Looker c
 Looks compute their own look-back windows inside Looker (``run_look`` takes no filters), so
 ``as_of`` is accepted for the common interface only.
 
-``settings`` (the sources.yaml section) and ``metrics`` (the pure transforms) are imported with
-the package; ``extractor`` (HTTP) only when one of its names is first used, so reading
-sources.yaml never loads the HTTP stack.
+The package exports ``settings`` (the sources.yaml section; pydantic only) and ``metrics``
+(pure); import the HTTP extraction (``from_env`` and the extractor) from ``.extractor``, so
+reading sources.yaml never loads the HTTP stack.
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING
 
 from health_score.sources.looker.metrics import (
     IndexedLook,
@@ -60,32 +57,15 @@ from health_score.sources.looker.settings import (
     Transform,
 )
 
-if TYPE_CHECKING:
-    from health_score.sources.looker.extractor import (
-        API_PATH,
-        DEFAULT_ROW_CAP,
-        TOKEN_MARGIN_SECONDS,
-        LookerExtractor,
-        from_env,
-    )
-
-_EXTRACTOR_NAMES = frozenset(
-    {"API_PATH", "DEFAULT_ROW_CAP", "TOKEN_MARGIN_SECONDS", "LookerExtractor", "from_env"}
-)
-
 __all__ = [
-    "API_PATH",
     "CREDENTIAL_HINT",
     "CREDENTIAL_VARS",
-    "DEFAULT_ROW_CAP",
     "SOURCE",
-    "TOKEN_MARGIN_SECONDS",
     "ChangeTransform",
     "FieldName",
     "FieldTransform",
     "IndexedLook",
     "LookSettings",
-    "LookerExtractor",
     "MetricName",
     "PercentTransform",
     "PresenceTransform",
@@ -98,16 +78,8 @@ __all__ = [
     "account_metrics",
     "customer_value",
     "exact_number",
-    "from_env",
     "is_multi_row",
     "row_value",
     "to_metric",
     "transform_fields",
 ]
-
-
-def __getattr__(name: str) -> object:
-    """The extractor's names, loaded on first use (PEP 562)."""
-    if name in _EXTRACTOR_NAMES:
-        return getattr(importlib.import_module(f"{__name__}.extractor"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

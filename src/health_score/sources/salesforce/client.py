@@ -3,7 +3,7 @@
 :class:`SalesforceClient` is a :class:`SourceClient` (the one HTTP policy: timeouts, retries on
 429/5xx with backoff, pacing, a request counter) with what is particular to Salesforce:
 
-- the session: it logs in lazily with a login flow of :mod:`salesforce_auth` (or a caller's
+- the session: it logs in lazily with a login flow of :mod:`.auth` (or a caller's
   ``authenticate`` callable, or uses a session id it was given), learns the org's instance URL
   from the login, and talks to ``{instance}/services/data/v{version}`` (``base_url``);
 - an expired session: a 401 ``INVALID_SESSION_ID`` logs in again once and repeats the call (when
@@ -30,7 +30,6 @@ from typing import Any, NamedTuple
 
 import requests
 
-from health_score.sources import salesforce_auth as auth
 from health_score.sources.http import (
     AuthenticationError,
     HttpPolicy,
@@ -38,6 +37,7 @@ from health_score.sources.http import (
     SourceError,
     endpoint_of,
 )
+from health_score.sources.salesforce import auth
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class SalesforceClient(SourceClient):
         session: requests.Session | None = None,
         policy: HttpPolicy | None = None,
     ) -> SalesforceClient:
-        """A client that logs in with one of :mod:`salesforce_auth`'s flows (logins counted)."""
+        """A client that logs in with a flow of :mod:`.auth` (logins counted)."""
 
         def authenticate() -> tuple[str, str]:
             token, instance = auth.login(

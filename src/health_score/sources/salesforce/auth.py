@@ -2,7 +2,7 @@
 
 The login is a plain POST with requests to the configured login host, which can be any My Domain
 URL (a port included) or the stand-in on loopback; retries cover connection errors, 429 and
-502–504 only. :mod:`health_score.sources.salesforce_client` calls :func:`login` lazily and again
+502–504 only. :mod:`health_score.sources.salesforce.client` calls :func:`login` lazily and again
 once when a session expires; the extractor and the loader both use that client.
 
 Flows, in order of preference (the first whose variables are all set is used):
@@ -44,6 +44,11 @@ from health_score.sources.http import (
     _backoff_hook,
     _retry_after_seconds,
 )
+from health_score.sources.salesforce.settings import (
+    CLIENT_CREDENTIALS_VARS,
+    JWT_VARS,
+    PASSWORD_VARS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +57,6 @@ DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 DEFAULT_API_VERSION = "62.0"
 TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 - a URL path, not a secret
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-CLIENT_CREDENTIALS_VARS = ("SF_CLIENT_ID", "SF_CLIENT_SECRET")
-JWT_VARS = ("SF_CLIENT_ID", "SF_USERNAME", "SF_JWT_KEY_FILE")
-PASSWORD_VARS = ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN")
-#: Every variable this module reads (names only, for messages and activation).
-CREDENTIAL_VARS = (
-    "SF_CLIENT_ID",
-    "SF_CLIENT_SECRET",
-    "SF_USERNAME",
-    "SF_PASSWORD",
-    "SF_SECURITY_TOKEN",
-    "SF_JWT_KEY_FILE",
-    "SF_LOGIN_URL",
-    "SF_DOMAIN",
-    "SF_CA_BUNDLE",
-)
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,120}[A-Za-z0-9])?")
 _TRANSIENT_LOGIN_STATUS = LOGIN_RETRYABLE_STATUS  # 429, 502–504: a refused SOAP login is 500
 

@@ -1,0 +1,315 @@
+"""Salesforce: financial and relationship metrics and churn signals, read with SOQL.
+
+One pass over all mapped accounts: the account ids are validated and widened to 18 characters
+(:mod:`health_score.salesforce_ids`, the rule the mapping check and the loader use too) and
+split into id lists of ``id_chunk_size``; for each list five queries run concurrently — Account
+fields, an Opportunity aggregate (contract changes, open expansions), a payment aggregate (failed
+payments), an Event aggregate (QBR attendance, last executive touch) and a ``Churn_Signal__c``
+aggregate. Object and field names come from ``sources.yaml``; every literal in a query is escaped
+(:func:`soql_literal`, :func:`soql_id_list`) and identifiers are validated API names.
+
+An object or field the org does not have (``INVALID_TYPE`` / ``INVALID_FIELD``) turns the metrics
+that need it into *missing* for every account — said once in the result and the log — and the
+query is rebuilt without it. The first id list of each query settles this before the others run,
+so a missing field costs one extra request, not one per list.
+
+Logins, an expired session, errors, API usage and ``nextRecordsUrl`` paging are the shared
+:class:`~health_score.sources.salesforce.client.SalesforceClient`'s (the loader uses it too).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import requests
+
+from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
+from health_score.salesforce_ids import salesforce_id18
+from health_score.sources.base import SourceResult
+from health_score.sources.http import AuthenticationError, SourceError
+from health_score.sources.salesforce import auth
+from health_score.sources.salesforce.client import (
+    NO_CREDENTIALS,
+    SalesforceApiError,
+    SalesforceClient,
+)
+from health_score.sources.salesforce.metrics import (
+    AccountPlan,
+    EventPlan,
+    OpportunityPlan,
+    PaymentPlan,
+    Plan,
+    SignalPlan,
+    Window,
+    months_before,
+)
+from health_score.sources.salesforce.settings import (
+    EXEC_ENGAGEMENT,
+    METRICS,
+    PAYMENT_HEALTH,
+    QBR_ATTENDANCE_PCT,
+    SIGNALS,
+    Settings,
+)
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# The extractor
+
+
+_MISSING_PATTERNS = (
+    re.compile(r"No such column '([A-Za-z0-9_]+)'"),
+    re.compile(r"Didn't understand relationship '([A-Za-z0-9_]+)'"),
+    re.compile(r"field '([A-Za-z0-9_]+)' must be of type"),
+)
+
+
+def _missing_field(error: SalesforceApiError) -> str | None:
+    for pattern in _MISSING_PATTERNS:
+        match = pattern.search(error.api_message)
+        if match:
+            return match.group(1)
+    return None
+
+
+@dataclass
+class _PlanState:
+    plan: Plan
+    metrics: frozenset[str]
+    results: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SalesforceExtractor:
+    """Financial and relationship metrics and churn signals for all mapped accounts."""
+
+    name = "salesforce"
+
+    def __init__(
+        self,
+        settings: Settings,
+        env: Mapping[str, str],
+        *,
+        session: requests.Session | None = None,
+        as_of: datetime | None = None,
+    ) -> None:
+        self.settings = settings
+        self.env = dict(env)
+        self.session = session
+        self.as_of = as_of
+        self._client: SalesforceClient | None = None
+
+    @property
+    def provides(self) -> frozenset[str]:
+        return frozenset(METRICS)
+
+    @property
+    def requests_made(self) -> int:
+        return self._client.requests if self._client is not None else 0
+
+    def _window(self) -> Window:
+        instant = self.as_of or datetime.now(UTC)
+        end = instant.astimezone(UTC).date()
+        return Window(months_before(end, self.settings.lookback_months), end)
+
+    def extract(self, accounts: Sequence[Account]) -> SourceResult:
+        ids: dict[str, list[str]] = {}  # 18-character id → account_ids mapped to it
+        for account in accounts:
+            if account.sf_account_id is None:
+                continue
+            try:
+                ids.setdefault(salesforce_id18(account.sf_account_id), []).append(
+                    account.account_id
+                )
+            except ValueError as exc:
+                raise SourceError(
+                    self.name,
+                    "SOQL",
+                    f"account {account.account_name[:60]!r}: sf_account_id refused ({exc}); "
+                    "nothing was sent to Salesforce",
+                ) from None
+        window = self._window()
+        client = SalesforceClient.from_env(
+            self.env,
+            version=self.settings.api_version,
+            session=self.session,
+            policy=self.settings.http.policy(),
+        )
+        if client is None:
+            raise AuthenticationError(self.name, "login", NO_CREDENTIALS)
+        self._client = client
+        try:
+            client.connect()
+            states, notes, missing = self._run(client, sorted(ids), window)
+        finally:
+            client.log_usage(f"{client.requests} requests for {len(ids)} accounts")
+            client.close()
+        return self._result(accounts, states, notes, missing, client.requests)
+
+    # -- querying -------------------------------------------------------------------------------
+
+    def _query_chunk(
+        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str]
+    ) -> dict[str, Any]:
+        """Run one plan over one id list; split the list when an aggregate has too many groups."""
+        soql = state.plan.build(chunk, state.metrics)
+        try:
+            return state.plan.parse(client.query(soql), state.metrics)
+        except SalesforceApiError as exc:
+            too_many_groups = exc.error_code == "MALFORMED_QUERY" and "queryMore" in exc.api_message
+            if not (too_many_groups and len(chunk) > 1):
+                raise
+        half = len(chunk) // 2
+        return {
+            **self._query_chunk(client, state, chunk[:half]),
+            **self._query_chunk(client, state, chunk[half:]),
+        }
+
+    def _settle(
+        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], notes: list[str]
+    ) -> dict[str, Any] | None:
+        """The first id list: drop metrics whose fields or object the org lacks, then run."""
+        plan = state.plan
+        while True:
+            if not state.metrics and not isinstance(plan, AccountPlan):
+                return None
+            try:
+                return self._query_chunk(client, state, chunk)
+            except SalesforceApiError as exc:
+                if exc.error_code == "INVALID_TYPE" and not isinstance(plan, AccountPlan):
+                    notes.append(
+                        f"{plan.object_name} is not in the org: "
+                        f"{', '.join(sorted(state.metrics))} missing"
+                    )
+                    state.metrics = frozenset()
+                    return None
+                name = _missing_field(exc) if exc.error_code == "INVALID_FIELD" else None
+                lost = frozenset(
+                    m
+                    for m in state.metrics
+                    if name and name.lower() in (n.lower() for n in plan.needs.get(m, ()))
+                )
+                if not lost:
+                    raise
+                notes.append(
+                    f"{plan.object_name}.{name} is not in the org (or has another type): "
+                    f"{', '.join(sorted(lost))} missing"
+                )
+                state.metrics -= lost
+
+    def _run(
+        self, client: SalesforceClient, ids: Sequence[str], window: Window
+    ) -> tuple[list[_PlanState], list[str], set[str]]:
+        settings = self.settings
+        plans: list[Plan] = [
+            AccountPlan(settings, window),
+            OpportunityPlan(settings, window),
+            PaymentPlan(settings, window),
+            EventPlan(settings, window),
+            SignalPlan(settings),
+        ]
+        states = [_PlanState(plan, frozenset(plan.needs)) for plan in plans]
+        size = settings.id_chunk_size
+        chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+        notes: list[str] = []
+        if not chunks:
+            return states, notes, set()
+        with ThreadPoolExecutor(max_workers=settings.http.max_workers) as pool:
+            first = [pool.submit(self._settle, client, s, chunks[0], notes) for s in states]
+            for state, future in zip(states, first, strict=True):
+                result = future.result()
+                if result is not None:
+                    state.results.update(result)
+            rest = [
+                (state, pool.submit(self._query_chunk, client, state, chunk))
+                for chunk in chunks[1:]
+                for state in states
+                if state.metrics or isinstance(state.plan, AccountPlan)
+            ]
+            for state, later in rest:
+                state.results.update(later.result())
+        initial = {m for plan in plans for m in plan.needs}
+        missing = initial - {m for s in states for m in s.metrics}
+        for note in notes:
+            log.warning("salesforce: %s", note)
+        signal_plan = plans[-1]
+        assert isinstance(signal_plan, SignalPlan)
+        if signal_plan.unknown_severities:
+            unknown = ", ".join(sorted(signal_plan.unknown_severities))
+            notes.append(f"churn signals with unknown severity ignored: {unknown}")
+            log.warning("salesforce: %s", notes[-1])
+        return states, notes, missing
+
+    # -- the result -----------------------------------------------------------------------------
+
+    def _result(
+        self,
+        accounts: Sequence[Account],
+        states: list[_PlanState],
+        notes: list[str],
+        missing: set[str],
+        requests_made: int,
+    ) -> SourceResult:
+        found, opportunities, payments, events, signals = (s.results for s in states)
+        by_plan = {type(s.plan): s.metrics for s in states}
+        window_end = self._window().end
+        metrics: dict[str, dict[str, MetricValue]] = {}
+        signal_counts: dict[str, SignalCounts] = {}
+        for account in accounts:
+            values: dict[str, MetricValue] = dict.fromkeys(METRICS)
+            metrics[account.account_id] = values
+            sf_id = salesforce_id18(account.sf_account_id) if account.sf_account_id else None
+            if sf_id is None or sf_id not in found:
+                continue  # not in the org: no data
+            values.update(found[sf_id])
+            for metric in by_plan[OpportunityPlan]:
+                values[metric] = Decimal(opportunities.get(sf_id, {}).get(metric, 0))
+            if PAYMENT_HEALTH in by_plan[PaymentPlan]:
+                values[PAYMENT_HEALTH] = Decimal(payments.get(sf_id, {}).get(PAYMENT_HEALTH, 0))
+            seen = events.get(sf_id, {})
+            if QBR_ATTENDANCE_PCT in by_plan[EventPlan] and seen.get("held"):
+                values[QBR_ATTENDANCE_PCT] = metric_value(
+                    Decimal(seen["attended"]) / seen["held"] * 100
+                )
+            if EXEC_ENGAGEMENT in by_plan[EventPlan] and seen.get("last") is not None:
+                values[EXEC_ENGAGEMENT] = Decimal((window_end - seen["last"]).days)
+            if by_plan[SignalPlan]:
+                signal_counts[account.account_id] = signals.get(sf_id, NO_SIGNALS)
+        return SourceResult(
+            source=self.name,
+            metrics=metrics,
+            requests=requests_made,
+            signals=signal_counts,
+            missing_metrics=frozenset(missing - {SIGNALS}),
+            notes=tuple(notes),
+        )
+
+
+def has_credentials(env: Mapping[str, str]) -> bool:
+    """Whether one login flow's variables are all present (nothing is checked remotely)."""
+    try:
+        return auth.credentials_from_env(env) is not None
+    except SourceError:
+        return True  # present but malformed: activate, and let extract() say what is wrong
+
+
+def from_env(
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    session: requests.Session | None = None,
+    as_of: datetime | None = None,
+) -> SalesforceExtractor | None:
+    """The Salesforce extractor when credentials are in ``env``, else None."""
+    if not has_credentials(env):
+        return None
+    return SalesforceExtractor(settings, env, session=session, as_of=as_of)

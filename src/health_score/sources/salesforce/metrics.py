@@ -1,0 +1,383 @@
+"""Salesforce SOQL from validated identifiers and escaped literals, and the pure query plans:
+one per object, built from the metrics still available, turning result rows into metrics.
+
+No HTTP here: :mod:`health_score.sources.salesforce.extractor` runs the plans.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from health_score.numbers import to_decimal
+from health_score.records import NO_SIGNALS, SignalCounts, metric_value
+from health_score.salesforce_ids import salesforce_id18
+from health_score.sources.salesforce.settings import (
+    ARR_TRAJECTORY_PCT,
+    CHAMPION_STABILITY,
+    CONTRACT_CHANGES,
+    DAYS_TO_RENEWAL,
+    EXEC_ENGAGEMENT,
+    EXPANSION_SIGNALS,
+    PAYMENT_HEALTH,
+    QBR_ATTENDANCE_PCT,
+    RESPONSIVENESS,
+    SIGNALS,
+    TIER_ALIGNMENT,
+    Settings,
+)
+
+# --------------------------------------------------------------------------------------------
+# SOQL text: validated ids and escaped literals only
+
+_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    '"': '\\"',
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+
+
+def soql_literal(value: str) -> str:
+    """A SOQL string literal: quoted, with quotes, backslashes and control characters escaped."""
+    if any((ord(ch) < 32 and ch not in _ESCAPES) or ch == "\x7f" for ch in value):
+        raise ValueError("control characters cannot appear in a SOQL literal")
+    return "'" + "".join(_ESCAPES.get(ch, ch) for ch in value) + "'"
+
+
+def soql_list(values: Iterable[str]) -> str:
+    """``('a','b')`` from escaped literals."""
+    return "(" + ",".join(soql_literal(v) for v in values) + ")"
+
+
+def soql_id_list(ids: Iterable[str]) -> str:
+    """``('001…','001…')`` from ids that pass :func:`salesforce_id18` (refused otherwise)."""
+    return "(" + ",".join(soql_literal(salesforce_id18(v)) for v in ids) + ")"
+
+
+def _api_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,79}", name):
+        raise ValueError(f"not an API name: {name[:40]!r}")
+    return name
+
+
+def months_before(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    year, month0 = divmod(index, 12)
+    last = calendar.monthrange(year, month0 + 1)[1]
+    return date(year, month0 + 1, min(day.day, last))
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return to_decimal(value)
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _field(row: Mapping[str, Any], name: str) -> Any:
+    """A column of a result row, matched case-insensitively (Salesforce answers canonical names)."""
+    if name in row:
+        return row[name]
+    lowered = name.lower()
+    for key, value in row.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def _folded(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(v.casefold() for v in values)
+
+
+# --------------------------------------------------------------------------------------------
+# Query plans: one per object, built from the metrics still available
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The look-back window for date fields: ``start`` inclusive to ``end`` exclusive."""
+
+    start: date
+    end: date
+
+
+class Plan:
+    """One object's query for an id list, and how its rows become per-account values."""
+
+    object_name: str
+    aggregate = True
+    #: metric → the fields it needs (a missing one makes the metric missing).
+    needs: dict[str, tuple[str, ...]]
+
+    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
+        raise NotImplementedError
+
+    def parse(self, rows: Iterable[Mapping[str, Any]], metrics: frozenset[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class AccountPlan(Plan):
+    aggregate = False
+
+    def __init__(self, settings: Settings, window: Window) -> None:
+        f = settings.account
+        self.settings = settings
+        self.window = window
+        self.object_name = f.object_name
+        self.needs = {
+            DAYS_TO_RENEWAL: (f.renewal_date_field,),
+            ARR_TRAJECTORY_PCT: (f.arr_field, f.prior_year_arr_field),
+            TIER_ALIGNMENT: (f.support_tier_field, f.arr_field),
+            CHAMPION_STABILITY: (f.champion_changed_date_field,),
+            RESPONSIVENESS: (f.avg_response_hours_field,),
+        }
+
+    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
+        fields = ["Id"]
+        for metric, needed in self.needs.items():
+            if metric in metrics:
+                fields.extend(n for n in needed if n not in fields)
+        columns = ", ".join(_api_name(f) for f in fields)
+        return (
+            f"SELECT {columns} FROM {_api_name(self.object_name)} WHERE Id IN {soql_id_list(ids)}"  # noqa: S608 - API names and escaped literals
+        )
+
+    def parse(self, rows: Iterable[Mapping[str, Any]], metrics: frozenset[str]) -> dict[str, Any]:
+        f, today = self.settings.account, self.window.end
+        tiers = self.settings.tier_alignment
+        standard = _folded(tiers.standard_tiers)
+        fast = self.settings.responsiveness.fast_below_hours
+        slow = self.settings.responsiveness.slow_above_hours
+        out: dict[str, dict[str, Decimal | None]] = {}
+        for row in rows:
+            values: dict[str, Decimal | None] = {}
+            if DAYS_TO_RENEWAL in metrics:
+                renewal = _date(_field(row, f.renewal_date_field))
+                values[DAYS_TO_RENEWAL] = Decimal((renewal - today).days) if renewal else None
+            arr = _decimal(_field(row, f.arr_field))
+            if ARR_TRAJECTORY_PCT in metrics:
+                prior = _decimal(_field(row, f.prior_year_arr_field))
+                values[ARR_TRAJECTORY_PCT] = (
+                    metric_value((arr - prior) / prior * 100) if arr is not None and prior else None
+                )
+            if TIER_ALIGNMENT in metrics:
+                tier = _field(row, f.support_tier_field)
+                values[TIER_ALIGNMENT] = (
+                    None
+                    if not isinstance(tier, str) or arr is None
+                    else Decimal(int(tier.casefold() in standard and arr > tiers.arr_threshold))
+                )
+            if CHAMPION_STABILITY in metrics:
+                changed = _date(_field(row, f.champion_changed_date_field))
+                values[CHAMPION_STABILITY] = Decimal((today - changed).days) if changed else None
+            if RESPONSIVENESS in metrics:
+                hours = _decimal(_field(row, f.avg_response_hours_field))
+                values[RESPONSIVENESS] = (
+                    None
+                    if hours is None
+                    else Decimal(1 if hours < fast else 2 if hours <= slow else 3)
+                )
+            out[salesforce_id18(str(row["Id"]))] = values
+        return out
+
+
+class OpportunityPlan(Plan):
+    """Closed-won contractions in the window and open expansions, grouped by account and
+    ``IsClosed`` (contractions are closed, expansions open, so the flag tells them apart)."""
+
+    def __init__(self, settings: Settings, window: Window) -> None:
+        f = settings.opportunity
+        self.f, self.window = f, window
+        self.object_name = f.object_name
+        self.needs = {
+            CONTRACT_CHANGES: (
+                f.account_field,
+                f.type_field,
+                f.is_won_field,
+                f.close_date_field,
+                f.is_closed_field,
+            ),
+            EXPANSION_SIGNALS: (f.account_field, f.type_field, f.is_closed_field),
+        }
+
+    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
+        f, w = self.f, self.window
+        account, kind, closed = (
+            _api_name(n) for n in (f.account_field, f.type_field, f.is_closed_field)
+        )
+        branches = []
+        if CONTRACT_CHANGES in metrics:
+            won, close = _api_name(f.is_won_field), _api_name(f.close_date_field)
+            branches.append(
+                f"({kind} IN {soql_list(f.contraction_types)} AND {won} = TRUE"
+                f" AND {close} >= {w.start.isoformat()} AND {close} < {w.end.isoformat()})"
+            )
+        if EXPANSION_SIGNALS in metrics:
+            branches.append(f"({kind} IN {soql_list(f.expansion_types)} AND {closed} = FALSE)")
+        return (
+            f"SELECT {account}, {closed}, COUNT(Id) n FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
+            f" WHERE {account} IN {soql_id_list(ids)} AND ({' OR '.join(branches)})"
+            f" GROUP BY {account}, {closed}"
+        )
+
+    def parse(self, rows: Iterable[Mapping[str, Any]], metrics: frozenset[str]) -> dict[str, Any]:
+        out: dict[str, dict[str, int]] = {}
+        for row in rows:
+            account_id = salesforce_id18(str(_field(row, self.f.account_field)))
+            metric = CONTRACT_CHANGES if _field(row, self.f.is_closed_field) else EXPANSION_SIGNALS
+            counts = out.setdefault(account_id, {})
+            counts[metric] = counts.get(metric, 0) + int(_field(row, "n") or 0)
+        return out
+
+
+class PaymentPlan(Plan):
+    """Failed payments in the window, counted per account."""
+
+    def __init__(self, settings: Settings, window: Window) -> None:
+        f = settings.payment
+        self.f, self.window = f, window
+        self.object_name = f.object_name
+        self.needs = {PAYMENT_HEALTH: (f.account_field, f.status_field, f.date_field)}
+
+    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
+        f, w = self.f, self.window
+        account, status, day = (
+            _api_name(n) for n in (f.account_field, f.status_field, f.date_field)
+        )
+        return (
+            f"SELECT {account}, COUNT(Id) n FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
+            f" WHERE {account} IN {soql_id_list(ids)} AND {status} IN {soql_list(f.failed_values)}"
+            f" AND {day} >= {w.start.isoformat()} AND {day} < {w.end.isoformat()}"
+            f" GROUP BY {account}"
+        )
+
+    def parse(self, rows: Iterable[Mapping[str, Any]], metrics: frozenset[str]) -> dict[str, Any]:
+        return {
+            salesforce_id18(str(_field(row, self.f.account_field))): {
+                PAYMENT_HEALTH: int(_field(row, "n") or 0)
+            }
+            for row in rows
+        }
+
+
+class EventPlan(Plan):
+    """QBRs in the window (held and attended) and the last executive meeting before the end."""
+
+    def __init__(self, settings: Settings, window: Window) -> None:
+        f = settings.event
+        self.f, self.window = f, window
+        self.object_name = f.object_name
+        self.needs = {
+            QBR_ATTENDANCE_PCT: (f.account_field, f.type_field, f.date_field, f.attended_field),
+            EXEC_ENGAGEMENT: (f.account_field, f.type_field, f.date_field),
+        }
+        self.qbr, self.exec = _folded(f.qbr_types), _folded(f.exec_types)
+
+    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
+        f, w = self.f, self.window
+        account, kind, day = (_api_name(n) for n in (f.account_field, f.type_field, f.date_field))
+        groups = [account, kind]
+        branches = []
+        if QBR_ATTENDANCE_PCT in metrics:
+            groups.append(_api_name(f.attended_field))
+            branches.append(
+                f"({kind} IN {soql_list(f.qbr_types)} AND {day} >= {w.start.isoformat()})"
+            )
+        if EXEC_ENGAGEMENT in metrics:
+            branches.append(f"{kind} IN {soql_list(f.exec_types)}")
+        grouped = ", ".join(groups)
+        return (
+            f"SELECT {grouped}, COUNT(Id) n, MAX({day}) latest FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
+            f" WHERE {account} IN {soql_id_list(ids)} AND {day} < {w.end.isoformat()}"
+            f" AND ({' OR '.join(branches)}) GROUP BY {grouped}"
+        )
+
+    def parse(self, rows: Iterable[Mapping[str, Any]], metrics: frozenset[str]) -> dict[str, Any]:
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            account_id = salesforce_id18(str(_field(row, self.f.account_field)))
+            kind = str(_field(row, self.f.type_field) or "").casefold()
+            values = out.setdefault(account_id, {"held": 0, "attended": 0, "last": None})
+            count = int(_field(row, "n") or 0)
+            if QBR_ATTENDANCE_PCT in metrics and kind in self.qbr:
+                values["held"] += count
+                if _field(row, self.f.attended_field) is True:
+                    values["attended"] += count
+            last = _date(_field(row, "latest"))
+            if EXEC_ENGAGEMENT in metrics and kind in self.exec and last is not None:
+                values["last"] = max(last, values["last"] or last)
+        return out
+
+
+class SignalPlan(Plan):
+    """Active and Monitoring churn signals per account, severity, confidence and status."""
+
+    def __init__(self, settings: Settings) -> None:
+        f = settings.churn_signal
+        self.f = f
+        self.object_name = f.object_name
+        self.needs = {
+            SIGNALS: (f.account_field, f.severity_field, f.confidence_field, f.status_field)
+        }
+        self.levels = {
+            **dict.fromkeys(_folded(f.watch_values), 0),
+            **dict.fromkeys(_folded(f.moderate_values), 1),
+            **dict.fromkeys(_folded(f.critical_values), 2),
+        }
+        self.active, self.monitoring = _folded(f.active_values), _folded(f.monitoring_values)
+        self.confirmed = _folded(f.confirmed_values)
+        self.unknown_severities: set[str] = set()
+
+    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
+        f = self.f
+        names = (f.account_field, f.severity_field, f.confidence_field, f.status_field)
+        account, severity, confidence, status = (_api_name(n) for n in names)
+        statuses = soql_list((*f.active_values, *f.monitoring_values))
+        return (
+            f"SELECT {account}, {severity}, {confidence}, {status}, COUNT(Id) n"  # noqa: S608 - API names and escaped literals
+            f" FROM {_api_name(self.object_name)}"
+            f" WHERE {account} IN {soql_id_list(ids)} AND {status} IN {statuses}"
+            f" GROUP BY {account}, {severity}, {confidence}, {status}"
+        )
+
+    def parse(self, rows: Iterable[Mapping[str, Any]], metrics: frozenset[str]) -> dict[str, Any]:
+        names = ("watch", "moderate", "critical")
+        out: dict[str, SignalCounts] = {}
+        for row in rows:
+            account_id = salesforce_id18(str(_field(row, self.f.account_field)))
+            severity = str(_field(row, self.f.severity_field) or "")
+            status = str(_field(row, self.f.status_field) or "").casefold()
+            level = self.levels.get(severity.casefold())
+            if level is None:
+                self.unknown_severities.add(severity[:40])
+                continue
+            if status in self.monitoring and status not in self.active:
+                level -= 1  # Monitoring counts one severity lower; Watch + Monitoring drops
+            if level < 0:
+                continue
+            count = int(_field(row, "n") or 0)
+            confirmed = str(_field(row, self.f.confidence_field) or "").casefold() in self.confirmed
+            name = names[level]
+            counts = {name: count, f"{name}_confirmed": count if confirmed else 0}
+            out[account_id] = out.get(account_id, NO_SIGNALS) + SignalCounts(**counts)
+        return out

@@ -1,0 +1,191 @@
+"""The ``salesforce:`` section of sources.yaml, the metric names and the credential variables.
+
+Pure data (pydantic and the standard library): reading sources.yaml never loads the HTTP stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any
+
+import pydantic
+
+from health_score.loaders.salesforce_settings import MOVED as WRITEBACK_MOVED
+from health_score.sources.http_policy import HttpSettings
+
+#: An object or field API name: the only identifiers ever placed in SOQL.
+ApiName = Annotated[str, pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")]
+#: A picklist value used as a SOQL literal (escaped when the query is built).
+PicklistValue = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=255)]
+Values = Annotated[tuple[PicklistValue, ...], pydantic.Field(min_length=1)]
+
+_MODEL = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountFields(pydantic.BaseModel):
+    """Account fields: renewal, ARR, support tier and the relationship fields."""
+
+    model_config = _MODEL
+
+    object_name: ApiName = "Account"
+    renewal_date_field: ApiName = "Renewal_Date__c"
+    arr_field: ApiName = "ARR__c"
+    prior_year_arr_field: ApiName = "Prior_Year_ARR__c"
+    support_tier_field: ApiName = "Support_Tier__c"
+    champion_changed_date_field: ApiName = "Champion_Changed_Date__c"
+    avg_response_hours_field: ApiName = "Avg_Response_Hours__c"
+
+
+class OpportunityFields(pydantic.BaseModel):
+    """Opportunities: closed-won contractions in the look-back window, open expansions."""
+
+    model_config = _MODEL
+
+    object_name: ApiName = "Opportunity"
+    account_field: ApiName = "AccountId"
+    type_field: ApiName = "Type"
+    close_date_field: ApiName = "CloseDate"
+    is_won_field: ApiName = "IsWon"
+    is_closed_field: ApiName = "IsClosed"
+    contraction_types: Values = ("Downgrade", "Contraction")
+    expansion_types: Values = ("Expansion", "Upsell")
+
+
+class PaymentFields(pydantic.BaseModel):
+    """The payment object: failed payments in the look-back window."""
+
+    model_config = _MODEL
+
+    object_name: ApiName = "Payment__c"
+    account_field: ApiName = "Account__c"
+    status_field: ApiName = "Status__c"
+    date_field: ApiName = "Payment_Date__c"
+    failed_values: Values = ("Failed",)
+
+
+class EventFields(pydantic.BaseModel):
+    """Events: QBRs (attended or not) in the look-back window, executive meetings."""
+
+    model_config = _MODEL
+
+    object_name: ApiName = "Event"
+    account_field: ApiName = "AccountId"
+    type_field: ApiName = "Type"
+    date_field: ApiName = "ActivityDate"
+    attended_field: ApiName = "Attended__c"
+    qbr_types: Values = ("QBR",)
+    exec_types: Values = ("Executive Meeting",)
+
+
+class ChurnSignalFields(pydantic.BaseModel):
+    """``Churn_Signal__c``: severity, confidence and status picklists and their values."""
+
+    model_config = _MODEL
+
+    object_name: ApiName = "Churn_Signal__c"
+    account_field: ApiName = "Account__c"
+    severity_field: ApiName = "Severity__c"
+    confidence_field: ApiName = "Confidence__c"
+    status_field: ApiName = "Status__c"
+    critical_values: Values = ("Critical",)
+    moderate_values: Values = ("Moderate",)
+    watch_values: Values = ("Watch",)
+    confirmed_values: Values = ("Confirmed",)
+    active_values: Values = ("Active",)
+    monitoring_values: Values = ("Monitoring",)  # count one severity lower
+
+
+class TierAlignment(pydantic.BaseModel):
+    """Misaligned (1) when ARR is above the threshold on one of the standard support tiers."""
+
+    model_config = _MODEL
+
+    standard_tiers: Values = ("Standard",)
+    arr_threshold: Decimal = pydantic.Field(Decimal(200000), ge=0)
+
+
+class Responsiveness(pydantic.BaseModel):
+    """Average response hours → category 1 (< fast), 2 (fast … slow inclusive), 3 (> slow)."""
+
+    model_config = _MODEL
+
+    fast_below_hours: Decimal = pydantic.Field(Decimal(24), gt=0)
+    slow_above_hours: Decimal = pydantic.Field(Decimal(48), gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> Responsiveness:
+        if self.slow_above_hours < self.fast_below_hours:
+            raise ValueError("slow_above_hours must not be below fast_below_hours")
+        return self
+
+
+class Settings(pydantic.BaseModel):
+    """The ``salesforce:`` section of sources.yaml (the write-back has its own, ``writeback:``)."""
+
+    model_config = _MODEL
+
+    api_version: str = pydantic.Field("62.0", pattern=r"^\d{2,3}\.0$")
+    lookback_months: int = pydantic.Field(12, ge=1, le=60)
+    #: Ids per query: bounded by Salesforce's 16,384-byte URI limit (an 18-character id costs
+    #: 27 bytes URL-encoded as ``'…',``), so at most 550.
+    id_chunk_size: int = pydantic.Field(500, ge=1, le=550)
+    account: AccountFields = AccountFields.model_validate({})
+    opportunity: OpportunityFields = OpportunityFields.model_validate({})
+    payment: PaymentFields = PaymentFields.model_validate({})
+    event: EventFields = EventFields.model_validate({})
+    churn_signal: ChurnSignalFields = ChurnSignalFields.model_validate({})
+    tier_alignment: TierAlignment = TierAlignment.model_validate({})
+    responsiveness: Responsiveness = Responsiveness.model_validate({})
+    http: HttpSettings = HttpSettings.model_validate({})
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _writeback_moved(cls, data: Any) -> Any:
+        """The write-back settings are the top-level ``writeback:`` section now."""
+        if isinstance(data, Mapping) and "writeback" in data:
+            raise ValueError(WRITEBACK_MOVED)
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Metric names and credentials
+
+DAYS_TO_RENEWAL = "days_to_renewal"
+PAYMENT_HEALTH = "payment_health"
+CONTRACT_CHANGES = "contract_changes"
+ARR_TRAJECTORY_PCT = "arr_trajectory_pct"
+TIER_ALIGNMENT = "tier_alignment"
+QBR_ATTENDANCE_PCT = "qbr_attendance_pct"
+RESPONSIVENESS = "responsiveness"
+CHAMPION_STABILITY = "champion_stability"
+EXEC_ENGAGEMENT = "exec_engagement"
+EXPANSION_SIGNALS = "expansion_signals"
+FINANCIAL = (DAYS_TO_RENEWAL, PAYMENT_HEALTH, CONTRACT_CHANGES, ARR_TRAJECTORY_PCT, TIER_ALIGNMENT)
+RELATIONSHIP = (
+    QBR_ATTENDANCE_PCT,
+    RESPONSIVENESS,
+    CHAMPION_STABILITY,
+    EXEC_ENGAGEMENT,
+    EXPANSION_SIGNALS,
+)
+METRICS = FINANCIAL + RELATIONSHIP
+SIGNALS = "churn_signals"  # the signal query's pseudo-metric (not a scored metric)
+
+
+# Credentials: the variables of each login flow (names only, for messages and activation).
+CLIENT_CREDENTIALS_VARS = ("SF_CLIENT_ID", "SF_CLIENT_SECRET")
+JWT_VARS = ("SF_CLIENT_ID", "SF_USERNAME", "SF_JWT_KEY_FILE")
+PASSWORD_VARS = ("SF_USERNAME", "SF_PASSWORD", "SF_SECURITY_TOKEN")
+#: Every variable this module reads (names only, for messages and activation).
+CREDENTIAL_VARS = (
+    "SF_CLIENT_ID",
+    "SF_CLIENT_SECRET",
+    "SF_USERNAME",
+    "SF_PASSWORD",
+    "SF_SECURITY_TOKEN",
+    "SF_JWT_KEY_FILE",
+    "SF_LOGIN_URL",
+    "SF_DOMAIN",
+    "SF_CA_BUNDLE",
+)
