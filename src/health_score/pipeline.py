@@ -26,14 +26,13 @@ from health_score import __version__
 from health_score.batch import ScoredBatch, processes_for, score_batch
 from health_score.config import (
     MAPPING_FILE,
-    SALESFORCE_ID,
     SOURCES_FILE,
     THRESHOLDS_FILE,
     WEIGHTS_FILE,
     AppConfig,
     ConfigError,
-    config_sha256,
-    load_scoring_config,
+    read_config_files,
+    scoring_from,
 )
 from health_score.loaders.artifacts import (
     MANIFEST,
@@ -48,7 +47,9 @@ from health_score.loaders.salesforce import LoadResult, SalesforceLoader
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows, read_raw
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
+from health_score.salesforce_ids import is_salesforce_id
 from health_score.scoring.composite import AccountScore, Model
+from health_score.scoring.spec import ScoringConfig
 from health_score.sources.base import Extractor, SourceResult
 from health_score.sources.extractors import activate
 from health_score.sources.registry import (
@@ -140,6 +141,7 @@ class Inputs:
     accounts: tuple[AccountInput, ...]
     sources: Mapping[str, SourceReport]
     mode: str  # from_raw | demo | live
+    scoring: ScoringConfig
     config_sha256: str
     mapped: Mapping[str, Account] = field(default_factory=dict)  # account_id → mapping row
     writeback: Any = None  # WritebackSettings from sources.yaml (live and demo runs)
@@ -243,10 +245,6 @@ def run_status(sources: Mapping[str, SourceReport]) -> str:
 # Gathering inputs (the imperative shell before scoring)
 
 
-def _config_files(directory: Path, names: Sequence[str]) -> dict[str, bytes]:
-    return {n: (directory / n).read_bytes() for n in names if (directory / n).is_file()}
-
-
 def _extract_all(
     extractors: Sequence[Extractor],
     accounts: Sequence[Account],
@@ -311,28 +309,33 @@ def gather(
     ``extractors`` replaces the ones activated from the environment's credentials.
     """
     if options.from_raw is not None:
-        scoring = load_scoring_config(options.config_dir)
-        raw = read_raw(options.from_raw, scoring)
+        # Each config file is read once: what is parsed is what is hashed and copied.
         names = [WEIGHTS_FILE, THRESHOLDS_FILE]
+        files = read_config_files(options.config_dir, [*names, SOURCES_FILE])
+        scoring = scoring_from(files)
+        raw = read_raw(options.from_raw, scoring)
         # Scores of a raw file can be written back too: rows whose account_id is a Salesforce id.
         mapped = {
             a.account_id: Account(
                 a.account_id, a.account_name, a.segment, sf_account_id=a.account_id
             )
             for a in raw.accounts
-            if SALESFORCE_ID.fullmatch(a.account_id)
+            if is_salesforce_id(a.account_id)
         }
         return Inputs(
             accounts=raw.accounts,
             sources={},
             mode="from_raw",
-            config_sha256=config_sha256(options.config_dir, names),
+            scoring=scoring,
+            config_sha256=files.sha256(names),
             mapped=mapped,
             writeback=None
             if options.dry_run
-            else load_sources(options.config_dir, ("salesforce",), missing_ok=True).writeback,
+            else load_sources(
+                options.config_dir, ("salesforce",), missing_ok=True, files=files
+            ).writeback,
             warnings=raw.warnings,
-            config_files=_config_files(options.config_dir, names),
+            config_files=files.only(names),
             raw_bytes=raw.source_bytes,
         )
     env = os.environ if options.env is None else options.env
@@ -379,10 +382,11 @@ def _gather_live(
         accounts=merge_sources(config.accounts, results, frozenset(unavailable)),
         sources=ordered,
         mode=mode,
+        scoring=config.scoring,
         config_sha256=config.sha256,
         mapped={a.account_id: a for a in config.accounts},
         writeback=config.sources.writeback,
-        config_files=_config_files(config.directory, names),
+        config_files={n: config.files[n] for n in names if n in config.files},
     )
 
 
@@ -552,8 +556,8 @@ def _run(
     except (ConfigError, UsageError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
 
-    # Scoring config comes from the same folder the inputs were validated against.
-    model = Model(load_scoring_config(options.config_dir))
+    # The scoring config parsed while gathering (the same bytes the manifest hashes).
+    model = Model(inputs.scoring)
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
     writer = (store or open_store(options.runs_dir)).create_run(run_id)

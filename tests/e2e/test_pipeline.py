@@ -6,6 +6,7 @@ One sandbox (120 accounts) serves the module; tests that break a vendor restore 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -363,3 +364,36 @@ def test_an_empty_mapping_stops_with_exit_2(
     code = dry_run_cli(config_dir, tmp_path)
     assert code == 2
     assert "account_mapping.csv: no accounts" in capsys.readouterr().err
+
+
+def test_each_config_file_is_read_once_and_the_manifest_hashes_the_copied_bytes(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes parsed are the bytes hashed into the manifest and copied into the run folder."""
+    reads: dict[str, int] = {}
+    real_open = Path.open
+
+    def count(path: Path) -> None:
+        if path.parent == config_dir:
+            reads[path.name] = reads.get(path.name, 0) + 1
+
+    def open_(self: Path, *args: Any, **kwargs: Any) -> Any:
+        count(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)  # read_bytes and read_text open through it
+    summary = go(sandbox, config_dir, tmp_path, dry_run=True)
+    monkeypatch.undo()
+    assert summary.exit_code == 0
+    assert reads == {
+        "weights.yaml": 1,
+        "thresholds.yaml": 1,
+        "sources.yaml": 1,
+        "account_mapping.csv": 1,
+    }
+    folder = Path(summary.run_location or "")
+    digest = hashlib.sha256()
+    for name in ("weights.yaml", "thresholds.yaml", "sources.yaml", "account_mapping.csv"):
+        data = (folder / "config" / name) if name != "account_mapping.csv" else config_dir / name
+        digest.update(name.encode() + b"\0" + data.read_bytes() + b"\0")
+    assert manifest_of(summary)["config_sha256"] == digest.hexdigest()

@@ -17,7 +17,7 @@ import hashlib
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -45,6 +45,8 @@ WEIGHTS_FILE = "weights.yaml"
 THRESHOLDS_FILE = "thresholds.yaml"
 SOURCES_FILE = "sources.yaml"
 MAPPING_FILE = "account_mapping.csv"
+#: The folder's files, in the order the manifest's ``config_sha256`` hashes them.
+CONFIG_FILES = (WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE, MAPPING_FILE)
 
 #: The sources, in the order runs report them; each has one section in sources.yaml.
 SOURCE_NAMES = ("intercom", "jira", "looker", "salesforce")
@@ -69,7 +71,6 @@ MAPPING_COLUMNS = (
     "jira_component",
 )
 
-SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 JIRA_PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,19}")
 # Names and ids from other systems: printable, no quotes or backslashes that could escape a query
 # literal, bounded length. Extractors still escape; this refuses obvious garbage early.
@@ -138,16 +139,66 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal | st
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
-def load_yaml(path: Path, problems: Problems) -> Any:
-    """Parse a YAML file; a syntax error becomes a problem naming the line."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        problems.add("", f"file not found (looked in {path.parent})")
+@dataclass(frozen=True, slots=True)
+class ConfigFiles:
+    """A config folder's files, each read exactly once: the bytes that are parsed are the bytes
+    that are hashed into the manifest and copied into the run folder."""
+
+    directory: Path
+    names: tuple[str, ...]  # in hashing order
+    contents: Mapping[str, bytes]  # the files that could be read
+    unreadable: Mapping[str, str] = field(default_factory=dict)  # name → why (not "missing")
+
+    def sha256(self, names: Iterable[str] | None = None) -> str:
+        """Hash of ``names`` (default: all) as ``name NUL bytes NUL`` each; absent ones skipped."""
+        digest = hashlib.sha256()
+        for name in self.names if names is None else names:
+            data = self.contents.get(name)
+            if data is not None:
+                digest.update(name.encode() + b"\0" + data + b"\0")
+        return digest.hexdigest()
+
+    def only(self, names: Iterable[str]) -> dict[str, bytes]:
+        return {n: self.contents[n] for n in names if n in self.contents}
+
+
+def read_config_files(directory: Path, names: Sequence[str] = CONFIG_FILES) -> ConfigFiles:
+    """Read each of ``names`` from ``directory`` once (an absent file is simply not there)."""
+    contents: dict[str, bytes] = {}
+    unreadable: dict[str, str] = {}
+    for name in names:
+        try:
+            contents[name] = (directory / name).read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            unreadable[name] = str(exc)
+    return ConfigFiles(directory, tuple(names), contents, unreadable)
+
+
+def parse_yaml(files: ConfigFiles, name: str, problems: Problems) -> Any:
+    """Parse one of ``files``; a missing file or a syntax error becomes a problem."""
+    if name in files.unreadable:
+        problems.add("", f"cannot read file: {files.unreadable[name]}")
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    data = files.contents.get(name)
+    if data is None:
+        problems.add("", f"file not found (looked in {files.directory})")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         problems.add("", f"cannot read file: {exc}")
         return None
+    return _parse_yaml_text(text, problems)
+
+
+def load_yaml(path: Path, problems: Problems) -> Any:
+    """Read and parse one YAML file; a syntax error becomes a problem naming the line."""
+    return parse_yaml(read_config_files(path.parent, (path.name,)), path.name, problems)
+
+
+def _parse_yaml_text(text: str, problems: Problems) -> Any:
     try:
         return yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -178,6 +229,8 @@ class AppConfig(Generic[S]):
     accounts: tuple[Account, ...]
     sources: S
     sha256: str = ""
+    #: The files as read (name → bytes): what the run folder's ``config/`` receives.
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,25 +647,21 @@ def parse_mapping(
 # The folder
 
 
-def _file_bytes(directory: Path, names: Iterable[str]) -> bytes:
-    digest_input = b""
-    for name in names:
-        path = directory / name
-        if path.is_file():
-            digest_input += name.encode() + b"\0" + path.read_bytes() + b"\0"
-    return digest_input
-
-
-def config_sha256(directory: Path, names: Iterable[str]) -> str:
+def config_sha256(directory: Path, names: Sequence[str]) -> str:
     """Hash of the config files that shaped a run (recorded in the manifest)."""
-    return hashlib.sha256(_file_bytes(directory, names)).hexdigest()
+    return read_config_files(directory, names).sha256()
 
 
 def load_scoring_config(directory: Path) -> ScoringConfig:
     """Load only weights.yaml + thresholds.yaml (all that scoring a raw file needs)."""
+    return scoring_from(read_config_files(directory, (WEIGHTS_FILE, THRESHOLDS_FILE)))
+
+
+def scoring_from(files: ConfigFiles) -> ScoringConfig:
+    """The scoring config from weights.yaml + thresholds.yaml as already read."""
     problems: list[ConfigProblem] = []
-    weights = load_yaml(directory / WEIGHTS_FILE, Problems(WEIGHTS_FILE, problems))
-    thresholds = load_yaml(directory / THRESHOLDS_FILE, Problems(THRESHOLDS_FILE, problems))
+    weights = parse_yaml(files, WEIGHTS_FILE, Problems(WEIGHTS_FILE, problems))
+    thresholds = parse_yaml(files, THRESHOLDS_FILE, Problems(THRESHOLDS_FILE, problems))
     if problems:
         raise ConfigError(problems)
     scoring = parse_scoring(weights, thresholds, problems)
@@ -649,15 +698,15 @@ def source_sections(raw: object, add_problem: AddProblem) -> dict[str, Mapping[s
 
 
 def read_source_sections(
-    directory: Path, problems: list[ConfigProblem], *, missing_ok: bool = False
+    files: ConfigFiles, problems: list[ConfigProblem], *, missing_ok: bool = False
 ) -> dict[str, Mapping[str, object]]:
-    """Read ``sources.yaml`` from the folder as data, adding its problems to ``problems``.
+    """``sources.yaml`` (as read into ``files``) as data, adding its problems to ``problems``.
 
     With ``missing_ok``, an absent file means every section is empty (takes its defaults).
     """
     where = Problems(SOURCES_FILE, problems)
-    path = directory / SOURCES_FILE
-    raw = None if missing_ok and not path.is_file() else load_yaml(path, where)
+    absent = SOURCES_FILE not in files.contents and SOURCES_FILE not in files.unreadable
+    raw = None if missing_ok and absent else parse_yaml(files, SOURCES_FILE, where)
     return source_sections(raw, where.add)
 
 
@@ -667,36 +716,34 @@ def load_config(
     need_mapping: bool = True,
     need_sources: bool = True,
     mapping_path: Path | None = None,
+    files: ConfigFiles | None = None,
 ) -> AppConfig[SourceSections]:
     """Load and validate the whole folder; raise ConfigError listing every problem.
 
     ``mapping_path`` replaces the folder's account_mapping.csv (the demo's sandbox writes its own).
     sources.yaml is checked as data only (see :func:`source_sections`); for the typed settings
-    of every source use :func:`health_score.sources.registry.load_run_config`.
+    of every source use :func:`health_score.sources.registry.load_run_config`. Each file is
+    read once (``files``, when the caller already read them).
     """
+    files = files or read_config_files(directory)
     problems: list[ConfigProblem] = []
-    weights = load_yaml(directory / WEIGHTS_FILE, Problems(WEIGHTS_FILE, problems))
-    thresholds = load_yaml(directory / THRESHOLDS_FILE, Problems(THRESHOLDS_FILE, problems))
+    weights = parse_yaml(files, WEIGHTS_FILE, Problems(WEIGHTS_FILE, problems))
+    thresholds = parse_yaml(files, THRESHOLDS_FILE, Problems(THRESHOLDS_FILE, problems))
     scoring = None
     if weights is not None and thresholds is not None:
         scoring = parse_scoring(weights, thresholds, problems)
 
     sources: SourceSections = {}
     if need_sources:
-        sources = read_source_sections(directory, problems)
+        sources = read_source_sections(files, problems)
 
     accounts: tuple[Account, ...] = ()
     if need_mapping:
-        path = mapping_path or directory / MAPPING_FILE
-        mp = Problems(MAPPING_FILE if mapping_path is None else str(path), problems)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            mp.add("", f"file not found (looked in {directory})")
-            text = None
-        except (OSError, UnicodeDecodeError) as exc:
-            mp.add("", f"cannot read file: {exc}")
-            text = None
+        mp = Problems(MAPPING_FILE if mapping_path is None else str(mapping_path), problems)
+        mapping = files  # the demo's own mapping lies outside the folder:
+        if mapping_path is not None:
+            mapping = read_config_files(mapping_path.parent, (mapping_path.name,))
+        text = _mapping_text(mapping, mapping_path.name if mapping_path else MAPPING_FILE, mp)
         if text is not None:
             segments = scoring.segments if scoring else frozenset()
             accounts = parse_mapping(text, segments, problems, mp.file)
@@ -710,5 +757,19 @@ def load_config(
 
     if problems or scoring is None:
         raise ConfigError(problems)
-    names = [WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE, MAPPING_FILE]
-    return AppConfig(directory, scoring, accounts, sources, config_sha256(directory, names))
+    return AppConfig(directory, scoring, accounts, sources, files.sha256(), files.contents)
+
+
+def _mapping_text(files: ConfigFiles, name: str, problems: Problems) -> str | None:
+    if name in files.unreadable:
+        problems.add("", f"cannot read file: {files.unreadable[name]}")
+        return None
+    data = files.contents.get(name)
+    if data is None:
+        problems.add("", f"file not found (looked in {files.directory})")
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.add("", f"cannot read file: {exc}")
+        return None

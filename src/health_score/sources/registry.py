@@ -24,10 +24,12 @@ from health_score.config import (
     AddProblem,
     AppConfig,
     ConfigError,
+    ConfigFiles,
     ConfigProblem,
     Problems,
     load_config,
-    load_yaml,
+    parse_yaml,
+    read_config_files,
     source_sections,
 )
 from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
@@ -130,17 +132,22 @@ def parse_sources(
 
 
 def load_sources(
-    directory: Path, only: tuple[str, ...] | None = None, *, missing_ok: bool = False
+    directory: Path,
+    only: tuple[str, ...] | None = None,
+    *,
+    missing_ok: bool = False,
+    files: ConfigFiles | None = None,
 ) -> SourceSettings:
     """The validated ``sources.yaml`` of a config folder (every source, or ``only`` these).
 
-    With ``missing_ok``, an absent file means every section takes its defaults. Raises
-    ConfigError listing every problem, each with the file and key path.
+    With ``missing_ok``, an absent file means every section takes its defaults; ``files`` is the
+    folder as already read. Raises ConfigError listing every problem, with file and key path.
     """
+    files = files or read_config_files(directory, (SOURCES_FILE,))
     problems: list[ConfigProblem] = []
     where = Problems(SOURCES_FILE, problems)
-    path = directory / SOURCES_FILE
-    raw = None if missing_ok and not path.is_file() else load_yaml(path, where)
+    absent = SOURCES_FILE not in files.contents and SOURCES_FILE not in files.unreadable
+    raw = None if missing_ok and absent else parse_yaml(files, SOURCES_FILE, where)
     settings = parse_sources(raw, where.add, only or SOURCES)
     if problems:
         raise ConfigError(problems)
@@ -160,15 +167,22 @@ def load_run_config(
     Every problem of every file is reported at once, as :func:`health_score.config.load_config`
     does (whose arguments these are).
     """
+    files = read_config_files(directory)  # each file once: parsed, hashed and copied
     problems: list[ConfigProblem] = []
     where = Problems(SOURCES_FILE, problems)
-    settings = parse_sources(load_yaml(directory / SOURCES_FILE, where), where.add)
+    settings = parse_sources(parse_yaml(files, SOURCES_FILE, where), where.add)
     try:
         config = load_config(
-            directory, need_mapping=need_mapping, need_sources=False, mapping_path=mapping_path
+            directory,
+            need_mapping=need_mapping,
+            need_sources=False,
+            mapping_path=mapping_path,
+            files=files,
         )
     except ConfigError as exc:
         raise ConfigError(sorted([*exc.problems, *problems], key=_file_order)) from None
     if problems:
         raise ConfigError(problems)
-    return AppConfig(config.directory, config.scoring, config.accounts, settings, config.sha256)
+    return AppConfig(
+        config.directory, config.scoring, config.accounts, settings, config.sha256, config.files
+    )
