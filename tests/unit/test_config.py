@@ -367,3 +367,101 @@ def test_check_config_validates_every_vendor_section(
     edit(config_copy / "sources.yaml", "lookback_days: 30", "lookback_days: 0")
     assert main(["check-config", "--config-dir", str(config_copy)]) == 2
     assert "sources.yaml: intercom.lookback_days" in capsys.readouterr().err
+
+
+# A weighted metric must have exactly one source (issue: "ok" is a promise).
+
+
+def test_a_weighted_metric_renamed_in_sources_yaml_is_a_config_error_naming_both_files(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "sources.yaml", "        automation_active:", "        automations_on:")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(config_copy)
+    (problem,) = raised.value.problems
+    assert (problem.file, problem.location) == ("weights.yaml", "platform_value.automation_active")
+    assert problem.message.startswith("weighted 0.10 but no source in sources.yaml produces it")
+    assert main(["check-config", "--config-dir", str(config_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "weights.yaml: platform_value.automation_active: weighted 0.10" in err
+
+
+def test_a_metric_produced_by_two_sources_is_a_config_error(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "sources.yaml", "        automation_active:", "        payment_health:")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(config_copy)
+    messages = {(p.location, p.message) for p in raised.value.problems}
+    assert (
+        "financial_contract.payment_health",
+        "produced by looker and salesforce (per sources.yaml); a metric must come from "
+        "exactly one source",
+    ) in messages
+    assert any(location == "platform_value.automation_active" for location, _ in messages)
+
+
+def test_a_metric_weighted_zero_needs_no_source(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(config_copy / "sources.yaml", "        automation_active:", "        automations_on:")
+    edit(config_copy / "weights.yaml", "  automation_active: 0.10", "  automation_active: 0")
+    edit(config_copy / "weights.yaml", "  scheduled_reports: 0.10", "  scheduled_reports: 0.20")
+    assert load_run_config(config_copy).scoring is not None
+
+
+@pytest.mark.parametrize("name", ["weights.yaml", "thresholds.yaml", "sources.yaml"])
+def test_a_key_given_twice_in_a_yaml_file_is_an_error_naming_its_line(
+    config_copy: Path, name: str
+) -> None:
+    with_mapping(config_copy)
+    path = config_copy / name
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    # Repeat the file's first top-level key at the end (YAML would keep the second silently).
+    first = next(i for i, line in enumerate(lines) if line[:1].isalpha())
+    key = lines[first].split(":")[0]
+    path.write_text("".join(lines) + f"{key}: {{}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(config_copy)
+    (problem,) = [p for p in raised.value.problems if p.file == name]
+    assert problem.location == f"line {len(lines) + 1}"
+    assert problem.message == (
+        f"invalid YAML: duplicate key {key!r} (first given at line {first + 1})"
+    )
+
+
+def test_a_nested_duplicate_key_is_refused_too(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    edit(
+        config_copy / "weights.yaml",
+        "  days_to_renewal: 0.20\n",
+        "  days_to_renewal: 0.20\n  days_to_renewal: 0.30\n",
+    )
+    with pytest.raises(ConfigError, match="duplicate key 'days_to_renewal'"):
+        load_run_config(config_copy)
+
+
+def test_duplicate_columns_and_ragged_rows_in_the_mapping_name_their_lines(
+    config_copy: Path,
+) -> None:
+    with_mapping(config_copy, header=HEADER.rstrip("\n") + ",segment\n")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(config_copy)
+    assert [(p.location, p.message) for p in raised.value.problems] == [
+        ("line 1", "duplicate column(s) ['segment']: each column may appear once")
+    ]
+    cells = len(HEADER.split(","))
+    with_mapping(config_copy, body=ROW + ROW.rstrip("\n") + ",extra\n" + ",".join(["x"] * 3) + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(config_copy)
+    assert [(p.location, p.message) for p in raised.value.problems] == [
+        (
+            "line 3",
+            f"{cells + 1} cells, more than the header's {cells} columns (a stray or "
+            "missing comma?); the row is not used",
+        ),
+        (
+            "line 4",
+            f"3 cells, fewer than the header's {cells} columns (a stray or missing "
+            "comma?); the row is not used",
+        ),
+    ]

@@ -126,7 +126,26 @@ _Problems = Problems  # the former name
 
 
 class _DecimalLoader(yaml.SafeLoader):
-    """A safe loader that keeps floats as the Decimal literal written in the file."""
+    """A safe loader that keeps floats as the Decimal literal written in the file and refuses
+    a key given twice in one mapping (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {str(key)[:80]!r} (first given at line {first})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal | str:
@@ -528,18 +547,28 @@ def read_csv_rows(
     text: str, problems: Problems, required: Sequence[str]
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, row) for each non-blank data row; a missing column is one problem."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
+    header = [h.strip() for h in next(reader, [])]
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        problems.add("line 1", f"duplicate column(s) {duplicated}: each column may appear once")
+        return
     missing = [c for c in required if c not in header]
     if missing:
         problems.add("line 1", f"missing required column(s) {missing} (header is {header})")
         return
-    for row in reader:
-        values = {k: (v or "").strip() for k, v in row.items() if k is not None}
-        if not any(values.values()):
+    for cells in reader:
+        if not any(cell.strip() for cell in cells):
             continue  # blank line
-        yield reader.line_num, values
+        if len(cells) != len(header):
+            more_or_fewer = "more" if len(cells) > len(header) else "fewer"
+            problems.add(
+                f"line {reader.line_num}",
+                f"{len(cells)} cells, {more_or_fewer} than the header's {len(header)} columns "
+                "(a stray or missing comma?); the row is not used",
+            )
+            continue
+        yield reader.line_num, {k: v.strip() for k, v in zip(header, cells, strict=True)}
 
 
 def derive_account_id(row: Mapping[str, str]) -> str | None:

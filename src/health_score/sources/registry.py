@@ -21,6 +21,7 @@ import pydantic
 from health_score.config import (
     SOURCE_NAMES,
     SOURCES_FILE,
+    WEIGHTS_FILE,
     AddProblem,
     AppConfig,
     ConfigError,
@@ -34,9 +35,12 @@ from health_score.config import (
 )
 from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
 from health_score.loaders.salesforce_settings import WritebackSettings, parse_writeback
+from health_score.scoring.spec import ScoringConfig
 from health_score.sources.http_policy import HttpSettings
+from health_score.sources.intercom import metrics as intercom_metrics
 from health_score.sources.intercom import settings as intercom
 from health_score.sources.intercom.settings import Settings as IntercomSettings
+from health_score.sources.jira import metrics as jira_metrics
 from health_score.sources.jira import settings as jira
 from health_score.sources.jira.settings import Settings as JiraSettings
 from health_score.sources.looker import settings as looker
@@ -154,6 +158,53 @@ def load_sources(
     return settings
 
 
+def providers(settings: SourceSettings) -> dict[str, tuple[str, ...]]:
+    """Metric → the sources that produce it (Looker's metrics are the configured Looks')."""
+    produced = {
+        "intercom": intercom_metrics.METRICS,
+        "jira": jira_metrics.METRICS,
+        "looker": tuple(m for look in settings.looker.looks for m in look.metrics),
+        "salesforce": salesforce.METRICS,
+    }
+    found: dict[str, list[str]] = {}
+    for source in SOURCES:
+        for metric in produced[source]:
+            if source not in found.setdefault(metric, []):
+                found[metric].append(source)
+    return {metric: tuple(names) for metric, names in found.items()}
+
+
+def check_providers(
+    scoring: ScoringConfig, settings: SourceSettings, problems: list[ConfigProblem]
+) -> None:
+    """Every metric weights.yaml weights (non-zero) must come from exactly one source.
+
+    A metric renamed or dropped in sources.yaml would otherwise be "missing" for every account
+    and silently hand its weight to the others.
+    """
+    where = Problems(WEIGHTS_FILE, problems)
+    found = providers(settings)
+    for dimension, spec in scoring.dimensions.items():
+        for metric in spec.metrics:
+            if not metric.weight:
+                continue
+            sources = found.get(metric.name, ())
+            if not sources:
+                where.add(
+                    f"{dimension}.{metric.name}",
+                    f"weighted {metric.weight} but no source in {SOURCES_FILE} produces it "
+                    "(Looker's metrics are the ones named under looker.looks[].metrics; "
+                    "Intercom's, Jira's and Salesforce's are fixed); rename it in one of the "
+                    "two files or give it weight 0",
+                )
+            elif len(sources) > 1:
+                where.add(
+                    f"{dimension}.{metric.name}",
+                    f"produced by {' and '.join(sources)} (per {SOURCES_FILE}); a metric must "
+                    "come from exactly one source",
+                )
+
+
 def _file_order(problem: ConfigProblem) -> int:
     order = ("weights.yaml", "thresholds.yaml", SOURCES_FILE)
     return order.index(problem.file) if problem.file in order else len(order)
@@ -181,8 +232,10 @@ def load_run_config(
         )
     except ConfigError as exc:
         raise ConfigError(sorted([*exc.problems, *problems], key=_file_order)) from None
+    if not problems:  # with sources.yaml valid, every weighted metric needs its source
+        check_providers(config.scoring, settings, problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=_file_order))
     return AppConfig(
         config.directory, config.scoring, config.accounts, settings, config.sha256, config.files
     )
