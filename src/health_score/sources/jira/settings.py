@@ -16,6 +16,38 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
 
+def unbalanced(jql: str) -> str | None:
+    """Why ``jql`` is not one balanced expression (quotes closed, parentheses matched outside
+    them), or None. It is wrapped as ``… AND (<bug_jql>)``, so ``a) OR (b`` would otherwise
+    widen the query to every project."""
+    depth = 0
+    quote: str | None = None
+    opened_at = 0
+    escaped = False
+    for position, ch in enumerate(jql, 1):
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
+            quote, opened_at = ch, position
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return f"')' at character {position} closes nothing"
+    if quote is not None:
+        return f"the quote {quote} opened at character {opened_at} is never closed"
+    if depth:
+        return f"{depth} '(' never closed"
+    return None
+
+
 class Settings(pydantic.BaseModel):
     """The ``jira`` section of sources.yaml."""
 
@@ -53,6 +85,9 @@ class Settings(pydantic.BaseModel):
             raise ValueError("must not contain control characters")
         if len(value) > 2000:
             raise ValueError("is longer than 2000 characters")
+        problem = unbalanced(value)
+        if problem:
+            raise ValueError(f"must be one balanced JQL expression: {problem}")
         return value
 
     @pydantic.field_validator("customer_field")
