@@ -465,3 +465,41 @@ def test_duplicate_columns_and_ragged_rows_in_the_mapping_name_their_lines(
             "comma?); the row is not used",
         ),
     ]
+
+
+def test_an_empty_weights_file_is_named_as_such_and_the_mapping_is_not_blamed(
+    config_copy: Path,
+) -> None:
+    with_mapping(config_copy)
+    (config_copy / "weights.yaml").write_text("# nothing yet\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(config_copy)
+    assert [(p.file, p.location, p.message) for p in raised.value.problems] == [
+        (
+            "weights.yaml",
+            "",
+            "the file is empty (or only comments): it must hold health_score, churn_risk and "
+            "one section of weights per dimension",
+        )
+    ]
+
+
+def test_a_comments_only_sources_yaml_means_every_default(config_copy: Path) -> None:
+    (config_copy / "sources.yaml").write_text("# defaults everywhere\n", encoding="utf-8")
+    settings = load_sources(config_copy)
+    assert settings.jira.bug_jql == "issuetype = Bug AND statusCategory != Done"
+    assert settings.looker.looks == ()  # so the default weights' Looker metrics have no source:
+    with_mapping(config_copy)
+    with pytest.raises(ConfigError, match=r"platform_value\.sessions_per_user: weighted 0\.10"):
+        load_run_config(config_copy)
+
+
+def test_yaml_aliases_are_refused_so_nothing_can_expand_without_bound(config_copy: Path) -> None:
+    with_mapping(config_copy)
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    (config_copy / "sources.yaml").write_text(laughs, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(config_copy)
+    assert [(p.file, p.location, p.message) for p in raised.value.problems] == [
+        ("sources.yaml", "line 2", "invalid YAML: aliases (*name) are not allowed in config files")
+    ]

@@ -129,6 +129,16 @@ class _DecimalLoader(yaml.SafeLoader):
     """A safe loader that keeps floats as the Decimal literal written in the file and refuses
     a key given twice in one mapping (YAML would silently keep the last one)."""
 
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Refuse aliases (``*name``): config files need none, and nested ones can expand a
+        few hundred bytes into gigabytes ("billion laughs")."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in config files", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[object, int] = {}
         for key_node, _ in node.value:
@@ -429,6 +439,20 @@ def _parse_rules(problems: Problems, raw: object) -> tuple[CapRule, ...]:
     return tuple(rules)
 
 
+def threshold_segments(thresholds_raw: object, sections: Iterable[str]) -> frozenset[str]:
+    """The segments thresholds.yaml names under the given dimension sections."""
+    segments: set[str] = set()
+    if not isinstance(thresholds_raw, Mapping):
+        return frozenset()
+    for section in sections:
+        metrics_raw = thresholds_raw.get(section)
+        if isinstance(metrics_raw, Mapping):
+            for spec in metrics_raw.values():
+                if isinstance(spec, Mapping):
+                    segments.update(str(k) for k in spec if k not in METRIC_META_KEYS)
+    return frozenset(segments)
+
+
 def parse_scoring(
     weights_raw: object, thresholds_raw: object, problems: list[ConfigProblem]
 ) -> ScoringConfig | None:
@@ -436,12 +460,16 @@ def parse_scoring(
     wp = Problems(WEIGHTS_FILE, problems)
     tp = Problems(THRESHOLDS_FILE, problems)
     before = len(problems)
-    if not isinstance(weights_raw, Mapping):
-        wp.add("", "expected a mapping at the top level")
-        weights_raw = {}
-    if not isinstance(thresholds_raw, Mapping):
-        tp.add("", "expected a mapping at the top level")
-        thresholds_raw = {}
+    for where, raw, what in (
+        (wp, weights_raw, "health_score, churn_risk and one section of weights per dimension"),
+        (tp, thresholds_raw, "one section of thresholds per dimension, and tiers"),
+    ):
+        if raw is None:
+            where.add("", f"the file is empty (or only comments): it must hold {what}")
+        elif not isinstance(raw, Mapping):
+            where.add("", f"expected a mapping at the top level, got {type(raw).__name__}")
+    if not isinstance(weights_raw, Mapping) or not isinstance(thresholds_raw, Mapping):
+        return None  # nothing more to say that would not follow from the message above
 
     for section in (HEALTH_SCORE, CHURN_RISK):
         if section not in weights_raw:
@@ -466,13 +494,7 @@ def parse_scoring(
         if section not in known_threshold_sections:
             tp.add(str(section), f"unknown section (dimensions are {dimension_names})")
 
-    segments: set[str] = set()
-    for section in dimension_names:
-        metrics_raw = thresholds_raw.get(section)
-        if isinstance(metrics_raw, Mapping):
-            for spec in metrics_raw.values():
-                if isinstance(spec, Mapping):
-                    segments.update(str(k) for k in spec if k not in METRIC_META_KEYS)
+    segments = set(threshold_segments(thresholds_raw, dimension_names))
 
     dimensions: dict[str, DimensionSpec] = {}
     for dim in dimension_names:
@@ -585,7 +607,10 @@ def derive_account_id(row: Mapping[str, str]) -> str | None:
 
 
 def parse_mapping(
-    text: str, segments: frozenset[str], problems: list[ConfigProblem], file: str = MAPPING_FILE
+    text: str,
+    segments: frozenset[str] | None,
+    problems: list[ConfigProblem],
+    file: str = MAPPING_FILE,
 ) -> tuple[Account, ...]:
     """Parse and validate the account mapping CSV."""
     mp = Problems(file, problems)
@@ -638,7 +663,7 @@ def parse_mapping(
             mp.add(loc, "jira_component is set but jira_project_key is empty")
             ok = False
         segment = row.get("segment", "")
-        if segment not in segments:
+        if segments is not None and segment not in segments:
             mp.add(loc, f"unknown segment {segment!r} (expected one of {sorted(segments)})")
             ok = False
         account_id = derive_account_id(row)
@@ -759,7 +784,7 @@ def load_config(
     weights = parse_yaml(files, WEIGHTS_FILE, Problems(WEIGHTS_FILE, problems))
     thresholds = parse_yaml(files, THRESHOLDS_FILE, Problems(THRESHOLDS_FILE, problems))
     scoring = None
-    if weights is not None and thresholds is not None:
+    if not problems:  # both files read and valid YAML (an empty one is reported as such)
         scoring = parse_scoring(weights, thresholds, problems)
 
     sources: SourceSections = {}
@@ -774,7 +799,10 @@ def load_config(
             mapping = read_config_files(mapping_path.parent, (mapping_path.name,))
         text = _mapping_text(mapping, mapping_path.name if mapping_path else MAPPING_FILE, mp)
         if text is not None:
-            segments = scoring.segments if scoring else frozenset()
+            # With the scoring config broken, segments are checked against what thresholds.yaml
+            # names, and not at all when it names none: one typo there gives one message, not
+            # one per mapping row.
+            segments = scoring.segments if scoring else _known_segments(thresholds)
             accounts = parse_mapping(text, segments, problems, mp.file)
             if not accounts and not any(p.file == mp.file for p in problems):
                 mp.add(
@@ -787,6 +815,13 @@ def load_config(
     if problems or scoring is None:
         raise ConfigError(problems)
     return AppConfig(directory, scoring, accounts, sources, files.sha256(), files.contents)
+
+
+def _known_segments(thresholds_raw: object) -> frozenset[str] | None:
+    if not isinstance(thresholds_raw, Mapping):
+        return None
+    found = threshold_segments(thresholds_raw, [str(k) for k in thresholds_raw])
+    return found or None
 
 
 def _mapping_text(files: ConfigFiles, name: str, problems: Problems) -> str | None:
