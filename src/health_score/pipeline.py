@@ -38,6 +38,7 @@ from health_score.loaders.artifacts import (
     MANIFEST,
     RunStore,
     RunWriter,
+    StoreError,
     csv_bytes,
     json_bytes,
     open_text,
@@ -427,6 +428,27 @@ def write_run_files(
         writer.write_bytes(f"config/{name}", data)
 
 
+def _writable_folder(path: Path, flag: str, given: Path | str) -> None:
+    """``path`` is, or can be created as, a folder this process may write in."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {given}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {given}: {existing} is not writable")
+
+
+def check_output(output: Path) -> None:
+    """``--output`` names a file that can be written (checked before any vendor is called)."""
+    if output.is_dir():
+        raise UsageError(
+            f"--output {output} is a folder; give a file path such as "
+            f"{output / 'health_scores.csv'}"
+        )
+    _writable_folder(output.parent, "--output", output)
+
+
 def replaces_output(options: RunOptions, status: str) -> bool:
     """Whether this run's scores replace ``--output``: ok, or degraded with --allow-degraded."""
     return status == STATUS_OK or (status == STATUS_DEGRADED and options.allow_degraded)
@@ -552,15 +574,18 @@ def _run(
     try:
         period = check_period(options.period or current_period(started))
         as_of = options.as_of or started
+        # Where the results go is checked before any vendor is called.
+        check_output(options.output)
+        store = store or open_store(options.runs_dir)
         inputs = gather(options, as_of, progress, extractors)
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError, StoreError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
 
     # The scoring config parsed while gathering (the same bytes the manifest hashes).
     model = Model(inputs.scoring)
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
-    writer = (store or open_store(options.runs_dir)).create_run(run_id)
+    writer = store.create_run(run_id)
     batch = score_and_write(writer, inputs.accounts, model, keep=writes_back(options, status))
     write_run_files(writer, inputs, batch.rows, model)
     # The current results (--output) are replaced only by a run one may act on; a failed or

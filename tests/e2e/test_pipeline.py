@@ -397,3 +397,31 @@ def test_each_config_file_is_read_once_and_the_manifest_hashes_the_copied_bytes(
         data = (folder / "config" / name) if name != "account_mapping.csv" else config_dir / name
         digest.update(name.encode() + b"\0" + data.read_bytes() + b"\0")
     assert manifest_of(summary)["config_sha256"] == digest.hexdigest()
+
+
+@pytest.mark.parametrize(
+    "where", ["output-is-a-folder", "runs-dir-is-a-file", "output-under-a-file"]
+)
+def test_unusable_destinations_stop_the_run_before_any_vendor_is_called(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path, where: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    options: dict[str, Any] = {
+        "output-is-a-folder": {"output": tmp_path},
+        "runs-dir-is-a-file": {"runs_dir": str(blocker)},
+        "output-under-a-file": {"output": blocker / "scores.csv"},
+    }[where]
+    sandbox.reset_stats()
+    summary = go(sandbox, config_dir, tmp_path, **options)
+    assert (summary.exit_code, summary.status, summary.run_id) == (2, "failed", None)
+    expected = {
+        "output-is-a-folder": f"--output {tmp_path} is a folder; give a file path such as "
+        f"{tmp_path / 'health_scores.csv'}",
+        "runs-dir-is-a-file": f"--runs-dir {blocker}: {blocker} is a file, not a folder",
+        "output-under-a-file": f"--output {blocker / 'scores.csv'}: {blocker} is a file, "
+        "not a folder",
+    }[where]
+    assert summary.messages == (expected,)
+    assert [sandbox.requests(name) for name in sandbox.servers] == [0, 0, 0, 0]  # no vendor called
+    assert not (tmp_path / "runs").exists()  # and no half-written run folder

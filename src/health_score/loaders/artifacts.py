@@ -103,10 +103,24 @@ def open_text(writer: RunWriter, name: str) -> Iterator[TextIO]:
     writer.write_bytes(name, buffer.getvalue().encode("utf-8"))
 
 
+class StoreError(Exception):
+    """A runs folder (local or S3) that cannot hold runs; the message says why."""
+
+
 class LocalRunStore:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.location = str(base)
+
+    def check(self) -> None:
+        """The folder is, or can be created as, a folder this process may write in."""
+        existing = self.base
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise StoreError(f"--runs-dir {self.base}: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreError(f"--runs-dir {self.base}: {existing} is not writable")
 
     def create_run(self, run_id: str) -> LocalRunWriter:
         self.base.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import hashlib
 import re
 from typing import Any
 
-from health_score.loaders.artifacts import MANIFEST, ArtifactExistsError
+from health_score.loaders.artifacts import MANIFEST, ArtifactExistsError, StoreError
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]*")
@@ -32,7 +32,7 @@ _CONTENT_TYPES = {
 }
 
 
-class S3StoreError(Exception):
+class S3StoreError(StoreError):
     """A bad ``s3://`` location or a file name that cannot be a key of a run."""
 
 

@@ -12,4 +12,6 @@ def open_store(runs_dir: str) -> RunStore:
     """A local folder, or ``s3://bucket/prefix`` (boto3 is imported only for S3)."""
     if runs_dir.startswith("s3://"):
         return S3RunStore.from_url(runs_dir)
-    return LocalRunStore(Path(runs_dir))
+    store = LocalRunStore(Path(runs_dir))
+    store.check()
+    return store
