@@ -5,6 +5,7 @@ Expected values are worked out by hand in the comments; no real clock or network
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -264,3 +265,28 @@ def test_no_rate_means_no_waiting() -> None:
     for _ in range(1000):
         limiter.acquire()
     assert clock.sleeps == []
+
+
+class Refusing(Scripted):
+    """Refuses the first connection, then answers as scripted."""
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if not self.sent:
+            self.sent += 1
+            raise requests.ConnectionError("refused")
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_a_retry_warning_names_source_endpoint_attempt_delay_and_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session = Refusing([(429, {"Retry-After": "7"}), (200, {})])
+    policy = HttpPolicy(attempts=8, max_server_delay=0.01, wait_initial=0.01, wait_jitter=0)
+    client = SourceClient("intercom", "https://x.example", session=session, policy=policy)
+    with caplog.at_level(logging.WARNING, logger="health_score.sources.http"):
+        assert client.post_json("/conversations/search", json={}) == {"ok": True}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "health_score.sources.http"]
+    assert warnings == [
+        "intercom: POST /conversations/search: retry 1/7 in 0.0 s (ConnectionError)",
+        "intercom: POST /conversations/search: retry 2/7 in 0.0 s (HTTP 429)",
+    ]

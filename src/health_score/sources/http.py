@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 import stamina
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from health_score.sources.http_policy import MAX_SERVER_DELAY, HttpPolicy, HttpSettings
 
@@ -76,13 +77,65 @@ class AuthenticationError(SourceError):
     """Credentials were rejected; the message names the variables to check."""
 
 
-class RetriableHTTPError(Exception):
+class Retriable(Exception):
+    """A failed attempt worth another: says where (source, endpoint) for the retry warning."""
+
+    def __init__(self, cause: str, where: str = "", attempts: int | None = None) -> None:
+        self.cause = cause
+        self.where = where  # "<source>: <METHOD> <endpoint>"
+        self.attempts = attempts
+        super().__init__(cause)
+
+
+class RetriableHTTPError(Retriable):
     """A response worth retrying (429 / 5xx); carries the server's requested delay if any."""
 
-    def __init__(self, response: requests.Response, delay: float | None) -> None:
+    def __init__(
+        self,
+        response: requests.Response,
+        delay: float | None,
+        where: str = "",
+        attempts: int | None = None,
+    ) -> None:
         self.response = response
         self.delay = delay
-        super().__init__(f"HTTP {response.status_code}")
+        super().__init__(f"HTTP {response.status_code}", where, attempts)
+
+
+class RetriableConnectionError(Retriable):
+    """No answer (refused, reset, timed out): retried like a 503."""
+
+    def __init__(self, error: Exception, where: str, attempts: int) -> None:
+        self.error = error
+        super().__init__(type(error).__name__, where, attempts)
+
+
+def log_retry(details: RetryDetails) -> None:
+    """stamina's retry hook: one warning that says what is retried, when and why, e.g.
+    ``intercom: POST /conversations/search: retry 3/8 in 4.2 s (HTTP 429)``."""
+    cause = details.caused_by
+    if isinstance(cause, Retriable) and cause.where:
+        total = f"/{cause.attempts - 1}" if cause.attempts else ""
+        log.warning(
+            "%s: retry %d%s in %.1f s (%s)",
+            cause.where,
+            details.retry_num,
+            total,
+            details.wait_for,
+            cause.cause,
+        )
+    else:
+        log.warning(
+            "%s: retry %d in %.1f s (%s)",
+            details.name,
+            details.retry_num,
+            details.wait_for,
+            type(cause).__name__,
+        )
+
+
+# Every retry of the product goes through stamina; this replaces its default log line.
+set_on_retry_hooks([log_retry])
 
 
 def retry_after_seconds(
@@ -133,7 +186,7 @@ def _backoff_hook(exc: Exception) -> bool | float:
     """stamina hook: retry connection errors and retriable statuses, waiting as the server asks."""
     if isinstance(exc, RetriableHTTPError):
         return exc.delay if exc.delay is not None else True
-    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+    return isinstance(exc, Retriable | requests.ConnectionError | requests.Timeout)
 
 
 class RateLimiter:
@@ -274,15 +327,25 @@ class SourceClient:
                     if attempt.num > 1:
                         with self._count_lock:
                             self.retries += 1
-                    response = self._send(method, url, False, dict(kwargs))
-                    if response.status_code == 401 and self.reauthenticate_on_401 and not refreshed:
-                        refreshed = True
-                        log.info("%s: token rejected, authenticating again", self.source)
-                        response = self._send(method, url, True, dict(kwargs))
+                    where = f"{self.source}: {endpoint}"
+                    try:
+                        response = self._send(method, url, False, dict(kwargs))
+                        if (
+                            response.status_code == 401
+                            and self.reauthenticate_on_401
+                            and not refreshed
+                        ):
+                            refreshed = True
+                            log.info("%s: token rejected, authenticating again", self.source)
+                            response = self._send(method, url, True, dict(kwargs))
+                    except (requests.ConnectionError, requests.Timeout) as exc:
+                        raise RetriableConnectionError(exc, where, self.policy.attempts) from exc
                     if response.status_code in RETRYABLE_STATUS:
                         raise RetriableHTTPError(
                             response,
                             _retry_after_seconds(response, cap=self.policy.max_server_delay),
+                            where,
+                            self.policy.attempts,
                         )
         except RetriableHTTPError as exc:
             raise SourceError(
@@ -291,10 +354,8 @@ class SourceClient:
                 f"HTTP {exc.response.status_code} after retries ({_excerpt(exc.response)})",
                 exc.response.status_code,
             ) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SourceError(
-                self.source, endpoint, f"cannot connect: {type(exc).__name__}"
-            ) from None
+        except RetriableConnectionError as exc:
+            raise SourceError(self.source, endpoint, f"cannot connect: {exc.cause}") from None
         return self.check(response, endpoint)
 
     def check(self, response: requests.Response, endpoint: str) -> requests.Response:

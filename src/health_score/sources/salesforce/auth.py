@@ -173,7 +173,12 @@ def _post_login(
                     **kwargs,
                 )
                 if response.status_code in _TRANSIENT_LOGIN_STATUS:
-                    raise RetriableHTTPError(response, _retry_after_seconds(response))
+                    raise RetriableHTTPError(
+                        response,
+                        _retry_after_seconds(response),
+                        f"{SOURCE}: {endpoint}",
+                        min(policy.attempts, 5),
+                    )
     except RetriableHTTPError as exc:
         raise SourceError(
             SOURCE, endpoint, f"HTTP {exc.response.status_code} after retries"
