@@ -175,7 +175,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-degraded",
         action="store_true",
-        help="write to Salesforce even when a source failed (the run is 'degraded')",
+        help="write to Salesforce even when a source failed or returned partial data (the run "
+        "is 'degraded')",
     )
 
 

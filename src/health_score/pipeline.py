@@ -115,7 +115,7 @@ class RunOptions:
 class SourceReport:
     """How one source did in a run (the manifest's ``sources`` entry)."""
 
-    status: str  # ok | failed | inactive
+    status: str  # ok | degraded (ran, but partial: see notes) | failed | inactive
     accounts_with_data: int = 0
     requests: int = 0
     seconds: float = 0.0
@@ -206,14 +206,21 @@ def merge_sources(
     results: Mapping[str, SourceResult],
     unavailable: frozenset[str],
 ) -> tuple[AccountInput, ...]:
-    """Combine every source's metrics and signals into one input per account."""
+    """Combine every source's metrics and signals into one input per account.
+
+    ``unavailable`` (the metrics of failed sources) applies to every account; a source's own
+    per-account ``unavailable`` metrics (e.g. beyond a truncated Look's cut) are added to it.
+    """
     merged: list[AccountInput] = []
     for account in accounts:
         metrics: dict[str, MetricValue] = {}
         signals: SignalCounts = NO_SIGNALS
+        mine = unavailable
         for result in results.values():
             metrics.update(result.metrics.get(account.account_id, {}))
             signals = signals + result.signals.get(account.account_id, NO_SIGNALS)
+            if account.account_id in result.unavailable:
+                mine = mine | result.unavailable[account.account_id]
         merged.append(
             AccountInput(
                 account_id=account.account_id,
@@ -221,7 +228,7 @@ def merge_sources(
                 segment=account.segment,
                 metrics=metrics,
                 signals=signals,
-                unavailable=unavailable,
+                unavailable=mine,
             )
         )
     return tuple(merged)
@@ -235,11 +242,14 @@ def tier_counts(counts: Mapping[str, int], labels: Sequence[str]) -> dict[str, i
 
 
 def run_status(sources: Mapping[str, SourceReport]) -> str:
+    """failed when every active source failed; degraded when one failed or returned partial
+    data (e.g. a Look reached its row limit); else ok."""
     active = [s for s in sources.values() if s.status != "inactive"]
     failed = [s for s in active if s.status == STATUS_FAILED]
     if active and len(failed) == len(active):
         return STATUS_FAILED
-    return STATUS_DEGRADED if failed else STATUS_OK
+    partial = [s for s in active if s.status == STATUS_DEGRADED]
+    return STATUS_DEGRADED if failed or partial else STATUS_OK
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,7 +290,7 @@ def _extract_all(
             extractor.name,
             result,
             SourceReport(
-                STATUS_OK,
+                STATUS_DEGRADED if result.degraded else STATUS_OK,
                 result.accounts_with_data,
                 result.requests,
                 seconds,
@@ -478,8 +488,9 @@ def _writeback(
         return {"status": "skipped", "reason": "run failed"}, EXIT_FAILED, []
     if status == STATUS_DEGRADED and not options.allow_degraded:
         message = (
-            "write-back refused: the run is degraded (a source failed), so scores would "
-            "be built on partial data; fix the source or re-run with --allow-degraded"
+            "write-back refused: the run is degraded (a source failed or returned partial "
+            "data), so scores would be built on partial data; fix the source or re-run with "
+            "--allow-degraded"
         )
         log.error(message)
         return {"status": "refused", "reason": message}, EXIT_FAILED, [message]

@@ -16,11 +16,18 @@ from pathlib import Path
 
 from health_score_sandbox.portfolio import DEFAULT_ACCOUNTS, DEFAULT_SEED, SOURCES
 from health_score_sandbox.sandbox import Sandbox
-from health_score_sandbox.server import FAULT_KINDS, Faults, serve_all
+from health_score_sandbox.server import FAULT_KINDS, VENDOR_FAULTS, Faults, serve_all
+
+FAULT_HELP = (
+    "make one vendor misbehave (repeatable): down, always_503, storm_429[=K] (the next K "
+    "requests answer 429), error_rate_5xx[=F], malformed, auth_rejected, token_expiry[=K] "
+    "(tokens expire after K calls), and looker:limit=N (every Look run returns at most N rows, "
+    "as an instance row cap would: a Look cut at its row limit makes the run degraded)"
+)
 
 
 def parse_fault(text: str, faults: dict[str, Faults]) -> None:
-    """Parse e.g. ``intercom:down``, ``jira:storm_429=5``, ``looker:token_expiry=3``."""
+    """Parse e.g. ``intercom:down``, ``jira:storm_429=5``, ``looker:limit=100``."""
     vendor, _, kind = text.partition(":")
     kind, _, value = kind.partition("=")
     if vendor not in SOURCES or kind not in FAULT_KINDS:
@@ -28,9 +35,18 @@ def parse_fault(text: str, faults: dict[str, Faults]) -> None:
             f"--fault {text!r}: expected VENDOR:KIND with VENDOR in {list(SOURCES)} and KIND in "
             f"{list(FAULT_KINDS)}"
         )
+    if VENDOR_FAULTS.get(kind, vendor) != vendor:
+        raise argparse.ArgumentTypeError(
+            f"--fault {text!r}: {kind} is a {VENDOR_FAULTS[kind]} fault "
+            f"(e.g. {VENDOR_FAULTS[kind]}:{kind}=100)"
+        )
     fault = faults.setdefault(vendor, Faults())
     try:
-        if kind == "storm_429":
+        if kind == "limit":
+            fault.row_limit = int(value)
+            if fault.row_limit < 1:
+                raise ValueError(value)
+        elif kind == "storm_429":
             fault.storm_429 = int(value or 10)
         elif kind == "error_rate_5xx":
             fault.error_rate_5xx = float(value or 0.2)
@@ -49,7 +65,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m health_sco
     serve.add_argument("--accounts", type=int, default=DEFAULT_ACCOUNTS)
     serve.add_argument("--seed", type=int, default=DEFAULT_SEED)
     serve.add_argument("--latency-ms", type=float, default=0.0)
-    serve.add_argument("--fault", action="append", default=[], metavar="VENDOR:KIND[=VALUE]")
+    serve.add_argument(
+        "--fault", action="append", default=[], metavar="VENDOR:KIND[=VALUE]", help=FAULT_HELP
+    )
     serve.add_argument(
         "--rate-limit",
         action="append",

@@ -313,6 +313,11 @@ def _served_views(settings: Settings) -> dict[str, str]:
     return served
 
 
+def _customer_of(view: str) -> Callable[[Row], str]:
+    field_name = f"{view}.customer_id"
+    return lambda row: str(row[field_name])
+
+
 def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     """Look rows for every account Looker knows, deterministically for the portfolio's seed."""
     settings = Settings.of(section)
@@ -341,7 +346,11 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
             else:
                 metrics.update(dict.fromkeys(VIEW_METRICS[view]))
         expected[profile.account_id] = metrics
-    looks = {look_id: rows_by_view[view] for look_id, view in views.items()}
+    # Each Look is saved sorted by its customer id (stable: a customer's rows keep their order).
+    looks = {
+        look_id: sorted(rows_by_view[view], key=_customer_of(view))
+        for look_id, view in views.items()
+    }
     return Data(looks=looks, expected=expected, views=views)
 
 
@@ -436,11 +445,12 @@ class App(VendorApp):
             raise HttpError(
                 self.error(400, "bad_request", f"limit must be an integer, not {raw_limit!r}")
             ) from None
-        if limit == -1:
-            return Response(200, rows)
-        if limit < 1:
+        if limit != -1 and limit < 1:
             raise HttpError(self.error(400, "bad_request", "limit must be -1 or positive"))
-        return Response(200, rows[:limit])
+        cap = self.faults.row_limit  # fault: an instance that returns at most N rows
+        if cap is not None:
+            limit = cap if limit == -1 else min(limit, cap)
+        return Response(200, rows if limit == -1 else rows[:limit])
 
 
 def environment(url: str, ca_bundle: str) -> dict[str, str]:

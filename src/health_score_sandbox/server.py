@@ -29,7 +29,10 @@ FAULT_KINDS = (
     "malformed",  # 2xx bodies are cut short (invalid JSON)
     "auth_rejected",  # every credential is refused (vendor's 401)
     "token_expiry",  # issued tokens expire after K authorised calls
+    "limit",  # Looker only: a Look run returns at most N rows, whatever limit it asks for
 )
+#: Fault kinds that only one vendor's stand-in implements.
+VENDOR_FAULTS = {"limit": "looker"}
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Faults:
     malformed: bool = False
     auth_rejected: bool = False
     token_expiry_after: int | None = None  # authorised calls per token before it expires
+    row_limit: int | None = None  # Looker: rows a Look run returns at most (an instance cap)
 
 
 @dataclass

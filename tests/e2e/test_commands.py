@@ -267,6 +267,7 @@ def test_sandbox_serve_help_names_the_new_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: health-score sandbox serve")
     assert "--fault" in result.stdout and "--rate-limit" in result.stdout
+    assert "looker:limit=N" in " ".join(result.stdout.split())
 
 
 def test_the_seed_documents_commands_still_work(tmp_path: Path) -> None:

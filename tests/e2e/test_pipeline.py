@@ -164,6 +164,56 @@ def test_one_source_down_degrades_the_run_and_keeps_the_others(
     assert (Path(summary.run_location or "") / "scores.csv").is_file()
 
 
+def test_a_look_reaching_its_row_limit_degrades_the_run_and_names_the_look(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    sources = yaml.safe_load((config_dir / "sources.yaml").read_text())
+    integrations = next(look for look in sources["looker"]["looks"] if look["id"] == "103")
+    integrations["limit"] = 100
+    (config_dir / "sources.yaml").write_text(yaml.safe_dump(sources))
+    rows = sandbox.data["looker"].looks["103"]
+    assert len(rows) > 100
+    last = rows[99]["integrations.customer_id"]  # the Look is in customer order
+
+    summary = go(sandbox, config_dir, tmp_path, dry_run=False)
+
+    assert summary.status == "degraded" and summary.exit_code == 1
+    assert summary.sources["looker"].status == "degraded"
+    assert {n: r.status for n, r in summary.sources.items() if n != "looker"} == dict.fromkeys(
+        ("intercom", "jira", "salesforce"), "ok"
+    )
+    manifest = manifest_of(summary)
+    assert manifest["status"] == "degraded"
+    assert manifest["sources"]["looker"]["status"] == "degraded"
+    (note,) = [n for n in manifest["sources"]["looker"]["notes"] if "row limit" in n]
+    assert note.startswith(
+        "Look 103 (integrations) reached its row limit, its configured limit of 100 rows: "
+        "results are truncated"
+    )
+    assert f"beyond customer {last} " in note
+    assert manifest["writeback"]["status"] == "refused"
+    assert write_requests(sandbox) == 0
+    # Beyond the cut the Look's metric is unavailable (not missing, not 0); before it, as usual.
+    detail = Path(summary.run_location or "") / "metrics.csv"
+    with detail.open() as handle:
+        status = {
+            (r["account_id"], r["metric"]): r["status"]
+            for r in csv.DictReader(handle)
+            if r["metric"] == "active_integrations"
+        }
+    beyond = before = 0
+    for profile in sandbox.portfolio.profiles:
+        customer = profile.account.looker_customer_id
+        got = status[(profile.account_id, "active_integrations")]
+        if customer is not None and customer >= last:
+            assert got == "unavailable", profile.account_id
+            beyond += 1
+        elif customer is not None and profile.has("looker"):
+            assert got == "scored", profile.account_id
+            before += 1
+    assert beyond > 0 and before > 0
+
+
 def test_allow_degraded_writes_what_it_has(
     sandbox: Sandbox, config_dir: Path, tmp_path: Path
 ) -> None:

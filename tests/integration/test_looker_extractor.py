@@ -24,6 +24,7 @@ from health_score.sources.looker.extractor import (
     LookerExtractor,
     from_env,
 )
+from health_score.sources.looker.metrics import Cut, locate_cut
 from health_score.sources.registry import parse_sources
 from health_score_sandbox.looker import CLIENT_SECRET, App, Data, environment, generate
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
@@ -518,3 +519,194 @@ def test_one_row_transforms_compute_exactly_and_round_once(
     transform = settings.looks[0].metrics["m"]
     value = to_metric(customer_value(transform, [row], known=True, complete=True))
     assert value == (None if expected is None else Decimal(expected))
+
+
+# --------------------------------------------------------------------------------------------
+# A Look that reaches its row limit (issue 11: "ok is a promise")
+
+#: Two hand-made Looks: integrations (a sum, limit 3) and automations (a presence, complete).
+TRUNCATION_SETTINGS = {
+    "looks": [
+        {
+            "id": "103",
+            "customer_id_field": "integrations.customer_id",
+            "limit": 3,
+            "metrics": {
+                "active_integrations": {
+                    "transform": "sum",
+                    "field": "integrations.active_count",
+                }
+            },
+        },
+        {
+            "id": "104",
+            "customer_id_field": "automations.customer_id",
+            "metrics": {
+                "automation_active": {
+                    "transform": "presence",
+                    "field": "automations.active_rule_count",
+                }
+            },
+        },
+    ]
+}
+
+
+def _integration(customer: str, count: int) -> dict[str, Any]:
+    return {"integrations.customer_id": customer, "integrations.active_count": count}
+
+
+def _automation(customer: str, rules: int) -> dict[str, Any]:
+    return {"automations.customer_id": customer, "automations.active_rule_count": rules}
+
+
+AUTOMATIONS = [
+    _automation("C0", 1),
+    _automation("C1", 0),
+    _automation("C2", 3),
+    _automation("C3", 2),
+]
+
+
+def _accounts() -> list[Any]:
+    from health_score.records import Account
+
+    return [
+        Account(f"acct-{c}", f"Customer {c}", "paid", looker_customer_id=c)
+        for c in ("C0", "C1", "C2", "C3", "C4")
+    ]
+
+
+def _truncated_run(integrations: list[dict[str, Any]], session: requests.Session) -> Any:
+    settings = Settings.model_validate(TRUNCATION_SETTINGS)
+    data = Data(
+        looks={"103": integrations, "104": AUTOMATIONS},
+        expected={},
+        views={"103": "integrations", "104": "automations"},
+    )
+    with VendorServer(App(data, settings)) as server:
+        found = from_env(settings, environment(server.url, ""), session=session)
+        assert isinstance(found, LookerExtractor)
+        return found.extract(_accounts())
+
+
+def test_a_look_cut_at_its_row_limit_makes_accounts_beyond_the_cut_unavailable(
+    session: requests.Session,
+) -> None:
+    # In customer order; limit 3 returns C1:2, C1:1, C2:4 (C2:1 and C3:5 are cut off).
+    rows = [
+        _integration("C1", 2),
+        _integration("C1", 1),
+        _integration("C2", 4),
+        _integration("C2", 1),
+        _integration("C3", 5),
+    ]
+    result = _truncated_run(rows, session)
+    got = {
+        account: (values["active_integrations"], values["automation_active"])
+        for account, values in result.metrics.items()
+    }
+    assert got == {
+        "acct-C0": (Decimal(0), Decimal(1)),  # before the cut and absent: really none
+        "acct-C1": (Decimal(3), Decimal(0)),  # before the cut: all its rows (2 + 1)
+        "acct-C2": (None, Decimal(1)),  # at the cut: 4 of 5 would be a lie
+        "acct-C3": (None, Decimal(1)),  # beyond the cut
+        "acct-C4": (None, None),  # beyond, and perhaps known to Looker only there
+    }
+    assert dict(result.unavailable) == {
+        "acct-C2": {"active_integrations"},
+        "acct-C3": {"active_integrations"},
+        "acct-C4": {"active_integrations", "automation_active"},
+    }
+    assert result.degraded
+    assert result.incomplete == (
+        "Look 103 reached its row limit, its configured limit of 3 rows: results are truncated "
+        "and its metrics are unavailable for 3 account(s) beyond customer C2 (the Look is in "
+        "customer order); raise or remove `limit` in sources.yaml",
+    )
+    assert result.notes == result.incomplete
+
+
+def test_a_truncated_look_whose_cut_cannot_be_located_is_unavailable_for_every_account(
+    session: requests.Session,
+) -> None:
+    # Not in customer order: limit 3 returns C2:4, C1:2, C3:5, and nothing tells which rows of
+    # which customers were cut (C1:1 was).
+    rows = [
+        _integration("C2", 4),
+        _integration("C1", 2),
+        _integration("C3", 5),
+        _integration("C1", 1),
+    ]
+    result = _truncated_run(rows, session)
+    assert {a: v["active_integrations"] for a, v in result.metrics.items()} == dict.fromkeys(
+        (f"acct-C{n}" for n in range(5)), None
+    )
+    assert {a: v["automation_active"] for a, v in result.metrics.items()} == {
+        "acct-C0": Decimal(1),
+        "acct-C1": Decimal(0),
+        "acct-C2": Decimal(1),
+        "acct-C3": Decimal(1),
+        "acct-C4": None,
+    }
+    assert {a: set(m) for a, m in result.unavailable.items()} == {
+        **{f"acct-C{n}": {"active_integrations"} for n in range(4)},
+        "acct-C4": {"active_integrations", "automation_active"},
+    }
+    assert len(result.incomplete) == 1
+    assert (
+        "unavailable for 5 account(s) of the Look (its rows are not in customer order"
+        in (result.incomplete[0])
+    )
+
+
+def test_a_look_just_under_its_limit_is_complete(session: requests.Session) -> None:
+    result = _truncated_run([_integration("C1", 2), _integration("C3", 5)], session)
+    assert not result.degraded and result.unavailable == {} and result.notes == ()
+    assert result.metrics["acct-C4"]["active_integrations"] is None  # unknown to Looker
+    assert result.metrics["acct-C0"]["active_integrations"] == Decimal(0)  # known, no rows
+
+
+def test_looker_default_cap_of_5000_rows_truncates_a_look_that_asked_for_every_row(
+    settings: Settings, session: requests.Session
+) -> None:
+    big_portfolio = build_portfolio(2000, seed=7)
+    big = generate(big_portfolio, settings)
+    rows = big.looks["103"]
+    assert len(rows) > 5000
+    last = rows[4999]["integrations.customer_id"]
+    # An instance that caps every run at 5,000 rows (the sandbox's looker:limit fault).
+    with VendorServer(App(big, settings), faults=Faults(row_limit=5000)) as server:
+        result = extractor(server, settings, session, big_portfolio).extract(big_portfolio.accounts)
+    assert result.degraded
+    assert len(result.incomplete) == 1
+    assert result.incomplete[0].startswith(
+        "Look 103 (integrations) reached its row limit, Looker's default cap of 5,000 rows "
+        "(asked for every row): results are truncated"
+    )
+    assert f"beyond customer {last} " in result.incomplete[0]
+    for profile in big_portfolio.profiles:
+        customer = profile.account.looker_customer_id
+        value = result.metrics[profile.account_id]["active_integrations"]
+        if customer is not None and customer < last and profile.has("looker"):
+            assert value == big.expected[profile.account_id]["active_integrations"]
+        elif customer is not None and customer >= last:
+            assert value is None
+            assert "active_integrations" in result.unavailable[profile.account_id]
+
+
+@pytest.mark.parametrize(
+    ("customers", "cut"),
+    [
+        (["C1", "C1", "C2"], Cut("C2")),
+        (["C3", "C2", "C2"], Cut("C2", descending=True)),
+        ([3, 10, 10, 11], Cut(Fraction(11))),  # numbers in numeric order (not "10" < "3")
+        (["C1", "C1"], None),  # one customer: the order is not shown
+        (["C2", "C1", "C3"], None),
+        (["C1", None, "C2"], None),
+    ],
+)
+def test_the_cut_of_a_truncated_look_is_located_only_in_customer_order(
+    customers: list[Any], cut: Cut | None
+) -> None:
+    assert locate_cut(customers) == cut

@@ -287,6 +287,30 @@ def test_a_look_bigger_than_5000_rows_is_capped_unless_limit_is_minus_one(
     assert some == big.looks["103"][:10]
 
 
+def test_the_limit_fault_caps_every_look_run_at_n_rows_in_customer_order(
+    data: Data, settings: Settings, session: requests.Session
+) -> None:
+    with serve(data, settings, faults=Faults(row_limit=7)) as server:
+        token = login(session, server)
+        everything = run_look(session, server, token, "103", limit=-1).json()
+        fewer = run_look(session, server, token, "103", limit=3).json()
+    assert everything == data.looks["103"][:7]
+    assert fewer == data.looks["103"][:3]
+    customers = [row["integrations.customer_id"] for row in data.looks["103"]]
+    assert customers == sorted(customers)  # each Look is saved sorted by its customer id
+
+
+def test_the_limit_fault_is_a_looker_option_of_sandbox_serve() -> None:
+    from health_score_sandbox.__main__ import parse_fault
+
+    faults: dict[str, Faults] = {}
+    parse_fault("looker:limit=100", faults)
+    assert faults["looker"].row_limit == 100
+    for bad in ("looker:limit", "looker:limit=0", "looker:limit=x", "jira:limit=5"):
+        with pytest.raises(Exception, match="--fault"):
+            parse_fault(bad, {})
+
+
 def test_tokens_expire_after_the_configured_number_of_calls(
     data: Data, settings: Settings, session: requests.Session
 ) -> None:

@@ -17,6 +17,11 @@ class SourceResult:
     ``missing_metrics`` names metrics the organisation cannot provide at all (an object or field
     that does not exist): reported once in the log and manifest, not per account.
     ``notes`` are short operator-facing remarks (e.g. "Look 12 returned 5,000 rows: truncated").
+    ``unavailable`` maps account_id → metrics the source could not establish for that account
+    although it ran (e.g. beyond the cut of a truncated Look): scored as *unavailable*, never as
+    missing data, and their values are None.
+    ``incomplete`` says why the result is partial (each reason is also one of the ``notes``); a
+    result with reasons is *degraded*, and so is the run it is part of.
     """
 
     source: str
@@ -25,6 +30,13 @@ class SourceResult:
     signals: Mapping[str, SignalCounts] = field(default_factory=dict)
     missing_metrics: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
+    unavailable: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    incomplete: tuple[str, ...] = ()
+
+    @property
+    def degraded(self) -> bool:
+        """The source ran but could not deliver all it promises (see ``incomplete``)."""
+        return bool(self.incomplete)
 
     @property
     def accounts_with_data(self) -> int:

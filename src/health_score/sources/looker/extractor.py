@@ -28,7 +28,9 @@ from health_score.sources.looker.metrics import (
     Row,
     account_metrics,
     is_multi_row,
+    locate_cut,
     transform_fields,
+    unavailable_metrics,
 )
 from health_score.sources.looker.settings import (
     CREDENTIAL_HINT,
@@ -189,8 +191,44 @@ class LookerExtractor:
             account.account_id: account_metrics(account.looker_customer_id, indexed, known)
             for account in accounts
         }
+        unavailable = {
+            account.account_id: cut
+            for account in accounts
+            if (cut := unavailable_metrics(account.looker_customer_id, indexed))
+        }
+        incomplete: list[str] = []
+        for entry in indexed:
+            if entry.complete:
+                continue
+            hit = sum(
+                1
+                for account in accounts
+                if account.looker_customer_id and entry.unavailable(account.looker_customer_id)
+            )
+            where = (
+                f"beyond customer {entry.cut.last} (the Look is in customer order)"
+                if entry.cut is not None
+                else "of the Look (its rows are not in customer order, so the cut is unknown)"
+            )
+            limit = (
+                f"its configured limit of {entry.look.limit:,} rows"
+                if entry.look.limit > 0
+                else f"Looker's default cap of {DEFAULT_ROW_CAP:,} rows (asked for every row)"
+            )
+            reason = (
+                f"{entry.look.label} reached its row limit, {limit}: results are "
+                f"truncated and its metrics are unavailable for {hit} account(s) {where}; "
+                "raise or remove `limit` in sources.yaml"
+            )
+            log.warning("looker: %s", reason)
+            incomplete.append(reason)
         return SourceResult(
-            source=SOURCE, metrics=metrics, requests=self.client.requests, notes=tuple(notes)
+            source=SOURCE,
+            metrics=metrics,
+            requests=self.client.requests,
+            notes=(*notes, *incomplete),
+            unavailable=unavailable,
+            incomplete=tuple(incomplete),
         )
 
     def _run_all(self) -> dict[str, list[dict[str, Any]]]:
@@ -221,10 +259,12 @@ class LookerExtractor:
             )
             log.warning("looker: %s", note)
             notes.append(note)
-        return IndexedLook(look, dict(by_customer), complete)
+        cut = None if complete else locate_cut([row.get(look.customer_id_field) for row in rows])
+        return IndexedLook(look, dict(by_customer), complete, cut)
 
     def _check_rows(self, look: LookSettings, rows: Sequence[Row], notes: list[str]) -> bool:
-        """Check the fields the config expects; return False (and say so) when truncated."""
+        """Check the fields the config expects; return False when the Look reached its row
+        limit (its configured ``limit``, or Looker's 5,000-row default for ``limit: -1``)."""
         endpoint = f"GET {API_PATH}/looks/{look.id}/run/json"
         if rows:
             expected = {look.customer_id_field}
@@ -238,21 +278,9 @@ class LookerExtractor:
                     f"{look.label} has no field {', '.join(missing)} "
                     f"(its fields: {', '.join(sorted(rows[0]))}); check sources.yaml",
                 )
-        if look.limit > 0 and len(rows) >= look.limit:
-            note = (
-                f"{look.label} returned {len(rows):,} rows, its configured limit: results are "
-                "truncated (raise or remove `limit` in sources.yaml)"
-            )
-        elif look.limit == -1 and len(rows) == DEFAULT_ROW_CAP:
-            note = (
-                f"{look.label} returned exactly {DEFAULT_ROW_CAP:,} rows, Looker's default cap: "
-                "results may be truncated"
-            )
-        else:
-            return True
-        log.warning("looker: %s", note)
-        notes.append(note)
-        return False
+        # Truncated (False): extract() reports it, naming the Look; it degrades the run.
+        reached = len(rows) >= look.limit if look.limit > 0 else len(rows) == DEFAULT_ROW_CAP
+        return not reached
 
 
 def from_env(

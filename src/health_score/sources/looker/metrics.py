@@ -5,6 +5,7 @@ Per metric, a transform turns the customer's rows into one raw value (see the pa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -117,16 +118,108 @@ def is_multi_row(transform: Transform) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Cut:
+    """Where a truncated Look stopped, when its rows are in customer order.
+
+    ``last`` is the customer of the last row returned, as a sort key (a number when every
+    customer id of the Look is a JSON number, else the id as text); ``descending`` is the order.
+    Customers before ``last`` were returned whole; ``last`` itself may have lost rows; customers
+    after it are beyond the cut.
+    """
+
+    last: Fraction | str
+    descending: bool = False
+
+
+def sort_key(value: object, numeric: bool) -> Fraction | str | None:
+    """A customer id as the Look orders it (None when a numeric Look cannot place it)."""
+    return exact_number(value) if numeric else str(value)
+
+
+def locate_cut(customers: Sequence[object]) -> Cut | None:
+    """The cut of a truncated Look whose rows (customer ids in row order) are sorted by customer.
+
+    None when the order cannot be told: the ids are not monotonic, or name fewer than two
+    customers (so neither direction is shown).
+    """
+    ids = [c for c in customers if c is not None]
+    if len(ids) != len(customers) or not ids:
+        return None
+    numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in ids)
+    keys = [sort_key(c, numeric) for c in ids]
+    if any(k is None for k in keys):
+        return None
+    pairs = list(itertools.pairwise(keys))
+    ascending = all(a <= b for a, b in pairs)  # type: ignore[operator]
+    descending = all(a >= b for a, b in pairs)  # type: ignore[operator]
+    if keys[0] == keys[-1] or ascending == descending:
+        return None
+    last = keys[-1]
+    assert last is not None
+    return Cut(last, descending=descending)
+
+
+#: Where a customer stands against a truncated Look's cut.
+BEFORE, AT, BEYOND = "before", "at", "beyond"
+
+
+def position(cut: Cut | None, customer: str) -> str:
+    """BEFORE (its rows are all there), AT (the last customer returned: rows may be missing) or
+    BEYOND (its rows, if any, were cut); without a located cut every customer is BEYOND."""
+    if cut is None:
+        return BEYOND
+    key = sort_key(customer, isinstance(cut.last, Fraction))
+    if key is None or type(key) is not type(cut.last):
+        return BEYOND
+    if key == cut.last:
+        return AT
+    before = key > cut.last if cut.descending else key < cut.last  # type: ignore[operator]
+    return BEFORE if before else BEYOND
+
+
+@dataclass(frozen=True, slots=True)
 class IndexedLook:
     look: LookSettings
     by_customer: Mapping[str, Sequence[Row]]
     complete: bool  # not truncated: a known customer without rows here really has none
+    cut: Cut | None = None  # truncated and in customer order: where the rows stopped
+
+    def unavailable(self, customer: str) -> frozenset[str]:
+        """This Look's metrics that a truncated result cannot give for ``customer``."""
+        if self.complete:
+            return frozenset()
+        where = position(self.cut, customer)
+        if where == BEFORE:
+            return frozenset()
+        if where == AT:  # its first row is there; rows after it may not be
+            return frozenset(m for m, t in self.look.metrics.items() if is_multi_row(t))
+        return frozenset(self.look.metrics)
+
+
+def unavailable_metrics(customer: str | None, indexed: Sequence[IndexedLook]) -> frozenset[str]:
+    """Metrics a truncated Look leaves unknown for one account (none without a Looker id).
+
+    A customer beyond some Look's cut and absent from every returned row may or may not be known
+    to Looker, so its ``presence`` and ``sum`` metrics (0 for a known customer, no value for an
+    unknown one) are unavailable in every Look.
+    """
+    if not customer:
+        return frozenset()
+    out: set[str] = set()
+    for entry in indexed:
+        out |= entry.unavailable(customer)
+    if out and not any(customer in entry.by_customer for entry in indexed):
+        for entry in indexed:
+            out |= {m for m, t in entry.look.metrics.items() if is_multi_row(t)}
+    return frozenset(out)
 
 
 def account_metrics(
     customer: str | None, indexed: Sequence[IndexedLook], known: set[str]
 ) -> dict[str, MetricValue]:
-    """One account's metrics from every Look (all None when it has no Looker id)."""
+    """One account's metrics from every Look (all None when it has no Looker id; None for the
+    metrics :func:`unavailable_metrics` names)."""
+    unavailable = unavailable_metrics(customer, indexed)
     values: dict[str, MetricValue] = {}
     for entry in indexed:
         rows = entry.by_customer.get(customer, ()) if customer else ()
@@ -134,10 +227,14 @@ def account_metrics(
             values[metric] = (
                 to_metric(
                     customer_value(
-                        transform, rows, known=customer in known, complete=entry.complete
+                        transform,
+                        rows,
+                        known=customer in known,
+                        # before a located cut, a customer's rows are all there (or it has none)
+                        complete=entry.complete or position(entry.cut, customer) == BEFORE,
                     )
                 )
-                if customer
+                if customer and metric not in unavailable
                 else None
             )
     return values
