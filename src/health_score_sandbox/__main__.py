@@ -22,7 +22,9 @@ FAULT_HELP = (
     "make one vendor misbehave (repeatable): down, always_503, storm_429[=K] (the next K "
     "requests answer 429), error_rate_5xx[=F], malformed, auth_rejected, token_expiry[=K] "
     "(tokens expire after K calls), and looker:limit=N (every Look run returns at most N rows, "
-    "as an instance row cap would: a Look cut at its row limit makes the run degraded)"
+    "as an instance row cap would: a Look cut at its row limit makes the run degraded), and "
+    "salesforce:hide=OBJECT (the object answers INVALID_TYPE, as one hidden from the "
+    "integration user does: its metrics become unavailable and the run degraded)"
 )
 
 
@@ -42,7 +44,11 @@ def parse_fault(text: str, faults: dict[str, Faults]) -> None:
         )
     fault = faults.setdefault(vendor, Faults())
     try:
-        if kind == "limit":
+        if kind == "hide":
+            if not value.isidentifier():
+                raise ValueError(value)
+            fault.hidden_objects.append(value)
+        elif kind == "limit":
             fault.row_limit = int(value)
             if fault.row_limit < 1:
                 raise ValueError(value)

@@ -79,10 +79,13 @@ class Sandbox:
             app = module.App(data, self.settings[name])
             knobs = Knobs(latency_ms=latency_ms, rate_limit=(rate_limits or {}).get(name))
             self.data[name] = data
+            fault = (faults or {}).get(name) or Faults()
+            for hidden in fault.hidden_objects:  # Salesforce: objects the user cannot see
+                app.drop_object(hidden)
             self.servers[name] = VendorServer(
                 app,
                 knobs=knobs,
-                faults=(faults or {}).get(name) or Faults(),
+                faults=fault,
                 tls=tls if name == "salesforce" else None,
                 seed=seed * 31 + index,
             )

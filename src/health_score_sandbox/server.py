@@ -30,9 +30,10 @@ FAULT_KINDS = (
     "auth_rejected",  # every credential is refused (vendor's 401)
     "token_expiry",  # issued tokens expire after K authorised calls
     "limit",  # Looker only: a Look run returns at most N rows, whatever limit it asks for
+    "hide",  # Salesforce only: an object the user cannot see (INVALID_TYPE), e.g. hide=Event
 )
 #: Fault kinds that only one vendor's stand-in implements.
-VENDOR_FAULTS = {"limit": "looker"}
+VENDOR_FAULTS = {"limit": "looker", "hide": "salesforce"}
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Faults:
     auth_rejected: bool = False
     token_expiry_after: int | None = None  # authorised calls per token before it expires
     row_limit: int | None = None  # Looker: rows a Look run returns at most (an instance cap)
+    #: Salesforce: objects the integration user cannot see (queries on them: INVALID_TYPE).
+    hidden_objects: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from health_score.pipeline import RunOptions, RunSummary, run, score_and_write
 from health_score.records import AccountInput
 from health_score.scoring.composite import CompactScore, Model
 from health_score_sandbox.sandbox import Sandbox
+from health_score_sandbox.server import Faults
 from tests.conftest import DEFAULT_CONFIG
 
 ACCOUNTS = 120
@@ -475,3 +476,32 @@ def test_unusable_destinations_stop_the_run_before_any_vendor_is_called(
     assert summary.messages == (expected,)
     assert [sandbox.requests(name) for name in sandbox.servers] == [0, 0, 0, 0]  # no vendor called
     assert not (tmp_path / "runs").exists()  # and no half-written run folder
+
+
+def test_a_hidden_churn_signal_object_degrades_the_run_and_refuses_the_write(
+    tmp_path: Path,
+) -> None:
+    """``--fault salesforce:hide=Churn_Signal__c``: caps cannot be applied, so nothing is
+    written to Salesforce without --allow-degraded (was: status ok, no caps, written)."""
+    faults = {"salesforce": Faults(hidden_objects=["Churn_Signal__c", "Payment__c"])}
+    with Sandbox(12, seed=5, faults=faults) as hidden:
+        config = tmp_path / "config"
+        config.mkdir()
+        for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
+            shutil.copy(DEFAULT_CONFIG / name, config / name)
+        hidden.write_mapping(config / "account_mapping.csv")
+        hidden.reset_stats()
+        summary = go(hidden, config, tmp_path, dry_run=False)
+        assert write_requests(hidden) == 0
+    assert (summary.status, summary.exit_code) == ("degraded", 1)
+    report = summary.sources["salesforce"]
+    assert report.status == "degraded"
+    assert any(
+        "Churn_Signal__c cannot be read" in n and "caps cannot be applied" in n
+        for n in report.notes
+    )
+    assert any("refused" in m for m in summary.messages)
+    detail = Path(summary.run_location or "") / "metrics.csv"
+    with detail.open(encoding="utf-8") as handle:
+        statuses = {r["status"] for r in csv.DictReader(handle) if r["metric"] == "payment_health"}
+    assert statuses == {"unavailable"}

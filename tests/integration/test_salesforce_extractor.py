@@ -252,15 +252,28 @@ def test_a_429_storm_is_waited_out(small: Org) -> None:
     assert {a: dict(v) for a, v in result.metrics.items()} == small.data.expected
 
 
-def test_missing_fields_and_objects_make_their_metrics_missing_once_for_all(
+def test_missing_or_hidden_fields_and_objects_make_their_metrics_unavailable_and_degrade(
     small: Org, caplog: pytest.LogCaptureFixture
 ) -> None:
     small.app.drop_field("Account", "Champion_Changed_Date__c")
     small.app.drop_object("Payment__c")
     result = small.extract(id_chunk_size=5)  # 12 accounts → three id lists
     assert result.missing_metrics == {"champion_stability", "payment_health"}
+    # Unavailable for every account (never "missing", which would redistribute their weight),
+    # and the source is degraded, saying why.
+    assert result.unavailable == {
+        a.account_id: frozenset({"champion_stability", "payment_health"})
+        for a in small.portfolio.accounts
+    }
+    assert result.degraded
+    assert sorted(result.incomplete) == [
+        "Account.Champion_Changed_Date__c cannot be read (INVALID_FIELD: not in the org, hidden "
+        "from this user, or of another type): champion_stability unavailable",
+        "Payment__c cannot be read (INVALID_TYPE: not in the org, or hidden from this user): "
+        "payment_health unavailable",
+    ]
     assert len(result.notes) == 2
-    assert sum("not in the org" in r.getMessage() for r in caplog.records) == 2
+    assert sum("cannot be read" in r.getMessage() for r in caplog.records) == 2
     for account_id, values in result.metrics.items():
         expected = dict(small.data.expected[account_id])
         expected.update(champion_stability=None, payment_health=None)

@@ -463,3 +463,19 @@ def test_minimum_requests_is_a_login_plus_five_objects_per_id_list(settings: Set
     lists = -(-len(data.mapped_ids) // sfs.MAX_IDS_PER_QUERY)
     assert lists == 3
     assert data.minimum_requests(settings) == 1 + 5 * lists
+
+
+def test_the_hide_fault_is_parsed_for_salesforce_only() -> None:
+    import argparse
+
+    from health_score_sandbox.__main__ import parse_fault
+    from health_score_sandbox.server import Faults as ServerFaults
+
+    faults: dict[str, ServerFaults] = {}
+    parse_fault("salesforce:hide=Event", faults)
+    parse_fault("salesforce:hide=Churn_Signal__c", faults)
+    assert faults["salesforce"].hidden_objects == ["Event", "Churn_Signal__c"]
+    with pytest.raises(argparse.ArgumentTypeError, match="hide is a salesforce fault"):
+        parse_fault("looker:hide=Event", faults)
+    with pytest.raises(argparse.ArgumentTypeError, match="bad value"):
+        parse_fault("salesforce:hide=Bad-Name", faults)

@@ -8,10 +8,13 @@ payments), an Event aggregate (QBR attendance, last executive touch) and a ``Chu
 aggregate. Object and field names come from ``sources.yaml``; every literal in a query is escaped
 (:func:`soql_literal`, :func:`soql_id_list`) and identifiers are validated API names.
 
-An object or field the org does not have (``INVALID_TYPE`` / ``INVALID_FIELD``) turns the metrics
-that need it into *missing* for every account — said once in the result and the log — and the
-query is rebuilt without it. The first id list of each query settles this before the others run,
-so a missing field costs one extra request, not one per list.
+An object or field the org does not have or hides from this user (``INVALID_TYPE``,
+``INVALID_FIELD``, insufficient access) makes the metrics that need it *unavailable* for every
+account — never "missing", which would hand their weight to the others — and the source (so the
+run) *degraded*; an unreadable churn-signal object means caps cannot be applied. It is said once
+in the result, the manifest and the log, and the query is rebuilt without it. The first id list
+of each query settles this before the others run, so a missing field costs one extra request,
+not one per list.
 
 Logins, an expired session, errors, API usage and ``nextRecordsUrl`` paging are the shared
 :class:`~health_score.sources.salesforce.client.SalesforceClient`'s (the loader uses it too).
@@ -70,6 +73,12 @@ _MISSING_PATTERNS = (
     re.compile(r"No such column '([A-Za-z0-9_]+)'"),
     re.compile(r"Didn't understand relationship '([A-Za-z0-9_]+)'"),
     re.compile(r"field '([A-Za-z0-9_]+)' must be of type"),
+)
+
+
+#: Error codes of a query on an object this user cannot read (absent, or hidden by permissions).
+UNREADABLE_OBJECT = frozenset(
+    {"INVALID_TYPE", "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY"}
 )
 
 
@@ -149,11 +158,11 @@ class SalesforceExtractor:
         self._client = client
         try:
             client.connect()
-            states, notes, missing = self._run(client, sorted(ids), window)
+            states, notes, missing, gaps = self._run(client, sorted(ids), window)
         finally:
             client.log_usage(f"{client.requests} requests for {len(ids)} accounts")
             client.close()
-        return self._result(accounts, states, notes, missing, client.requests)
+        return self._result(accounts, states, notes, missing, gaps, client.requests)
 
     # -- querying -------------------------------------------------------------------------------
 
@@ -175,9 +184,10 @@ class SalesforceExtractor:
         }
 
     def _settle(
-        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], notes: list[str]
+        self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], gaps: list[str]
     ) -> dict[str, Any] | None:
-        """The first id list: drop metrics whose fields or object the org lacks, then run."""
+        """The first id list: drop metrics whose fields or object the org lacks or hides from
+        this user (each gap is noted: those metrics become *unavailable*), then run."""
         plan = state.plan
         while True:
             if not state.metrics and not isinstance(plan, AccountPlan):
@@ -185,10 +195,15 @@ class SalesforceExtractor:
             try:
                 return self._query_chunk(client, state, chunk)
             except SalesforceApiError as exc:
-                if exc.error_code == "INVALID_TYPE" and not isinstance(plan, AccountPlan):
-                    notes.append(
-                        f"{plan.object_name} is not in the org: "
-                        f"{', '.join(sorted(state.metrics))} missing"
+                if exc.error_code in UNREADABLE_OBJECT and not isinstance(plan, AccountPlan):
+                    what = (
+                        "churn signals (caps cannot be applied)"
+                        if isinstance(plan, SignalPlan)
+                        else ", ".join(sorted(state.metrics))
+                    )
+                    gaps.append(
+                        f"{plan.object_name} cannot be read ({exc.error_code}: not in the org, "
+                        f"or hidden from this user): {what} unavailable"
                     )
                     state.metrics = frozenset()
                     return None
@@ -200,15 +215,16 @@ class SalesforceExtractor:
                 )
                 if not lost:
                     raise
-                notes.append(
-                    f"{plan.object_name}.{name} is not in the org (or has another type): "
-                    f"{', '.join(sorted(lost))} missing"
+                gaps.append(
+                    f"{plan.object_name}.{name} cannot be read (INVALID_FIELD: not in the org, "
+                    f"hidden from this user, or of another type): {', '.join(sorted(lost))} "
+                    "unavailable"
                 )
                 state.metrics -= lost
 
     def _run(
         self, client: SalesforceClient, ids: Sequence[str], window: Window
-    ) -> tuple[list[_PlanState], list[str], set[str]]:
+    ) -> tuple[list[_PlanState], list[str], set[str], list[str]]:
         settings = self.settings
         plans: list[Plan] = [
             AccountPlan(settings, window),
@@ -221,10 +237,11 @@ class SalesforceExtractor:
         size = settings.id_chunk_size
         chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
         notes: list[str] = []
+        gaps: list[str] = []  # objects and fields the org lacks or hides (also in notes)
         if not chunks:
-            return states, notes, set()
+            return states, notes, set(), gaps
         with ThreadPoolExecutor(max_workers=settings.http.max_workers) as pool:
-            first = [pool.submit(self._settle, client, s, chunks[0], notes) for s in states]
+            first = [pool.submit(self._settle, client, s, chunks[0], gaps) for s in states]
             for state, future in zip(states, first, strict=True):
                 result = future.result()
                 if result is not None:
@@ -239,6 +256,7 @@ class SalesforceExtractor:
                 state.results.update(later.result())
         initial = {m for plan in plans for m in plan.needs}
         missing = initial - {m for s in states for m in s.metrics}
+        notes.extend(gaps)
         for note in notes:
             log.warning("salesforce: %s", note)
         signal_plan = plans[-1]
@@ -247,7 +265,7 @@ class SalesforceExtractor:
             unknown = ", ".join(sorted(signal_plan.unknown_severities))
             notes.append(f"churn signals with unknown severity ignored: {unknown}")
             log.warning("salesforce: %s", notes[-1])
-        return states, notes, missing
+        return states, notes, missing, gaps
 
     # -- the result -----------------------------------------------------------------------------
 
@@ -257,9 +275,14 @@ class SalesforceExtractor:
         states: list[_PlanState],
         notes: list[str],
         missing: set[str],
+        gaps: list[str],
         requests_made: int,
     ) -> SourceResult:
         found, opportunities, payments, events, signals = (s.results for s in states)
+        # What the org lacks or hides is unavailable for every account, never "missing": the run
+        # is degraded, and write-back refused without --allow-degraded.
+        lost = frozenset(missing - {SIGNALS})
+        unavailable = {a.account_id: lost for a in accounts} if lost else {}
         by_plan = {type(s.plan): s.metrics for s in states}
         window_end = self._window().end
         metrics: dict[str, dict[str, MetricValue]] = {}
@@ -289,8 +312,10 @@ class SalesforceExtractor:
             metrics=metrics,
             requests=requests_made,
             signals=signal_counts,
-            missing_metrics=frozenset(missing - {SIGNALS}),
+            missing_metrics=lost,
             notes=tuple(notes),
+            unavailable=unavailable,
+            incomplete=tuple(gaps),
         )
 
 
