@@ -55,10 +55,26 @@ class LocalRuns:
     def run_ids(self) -> list[str]:
         if not self.base.is_dir():
             return []
-        return sorted(p.name for p in self.base.iterdir() if p.is_dir() and p.name[0] != ".")
+        return sorted(
+            p.name
+            for p in self.base.iterdir()
+            if p.is_dir() and not p.is_symlink() and p.name[0] != "."
+        )
+
+    def inside(self, run_id: str, name: str = "") -> Path:
+        """``base/run_id/name``, refused (RunError) when it would leave the runs folder: a
+        ``..``, an absolute name, or a symlink pointing elsewhere are never followed."""
+        parts = [run_id, *name.split("/")] if name else [run_id]
+        if any(part in ("", ".", "..") or "\\" in part for part in parts) or name.startswith("/"):
+            raise RunError(f"run {run_id[:80]!r}: {name[:80]!r} is not a file of a run folder")
+        path = self.base.joinpath(*parts)
+        base = self.base.resolve()
+        if not path.resolve().is_relative_to(base) or (self.base / run_id).is_symlink():
+            raise RunError(f"run {run_id[:80]}: {name or 'the folder'} points outside {self.base}")
+        return path
 
     def read(self, run_id: str, name: str) -> bytes | None:
-        path = self.base / run_id / name
+        path = self.inside(run_id, name)
         try:
             return path.read_bytes()
         except FileNotFoundError:
@@ -67,7 +83,9 @@ class LocalRuns:
             raise RunError(f"run {run_id}: cannot read {name}: {exc}") from None
 
     def local_folder(self, run_id: str, names: tuple[str, ...]) -> Path:
-        return self.base / run_id
+        for name in names:
+            self.inside(run_id, name)
+        return self.inside(run_id)
 
 
 class S3Runs:
