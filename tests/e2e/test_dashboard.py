@@ -461,7 +461,8 @@ def test_it_opens_on_the_latest_ok_run_and_lists_failed_runs_apart(
     # Trends plots the latest ok run per period: the failed month is not a bar.
     assert table(at, index="period").index.tolist() == ["2026-09", "2026-10"]
     at.sidebar.selectbox(key="run_id").set_value(newer).run()
-    assert "This run is degraded: jira: connection refused" in texts(at.warning)
+    assert "This run is degraded; its messages:" in texts(at.warning)
+    assert "jira: connection refused" in texts(at.text)
 
 
 def test_only_partial_runs_give_a_clear_message_and_the_demo_offer(

@@ -713,10 +713,9 @@ def main() -> None:
             f"accounts scored · finished {manifest.get('finished_at', '?')}"
         )
         if run.status != "ok":
-            st.warning(
-                f"This run is {run.status}: "
-                + ("; ".join(str(m) for m in manifest.get("messages", [])) or "a source failed")
-            )
+            # Vendor and manifest text is shown as plain text: never rendered as Markdown/HTML.
+            st.warning(f"This run is {run.status}; its messages:")
+            st.text("; ".join(str(m) for m in manifest.get("messages", [])) or "a source failed")
         failed = [r for r in runs if r.complete and not r.usable]
         if failed:
             with st.expander(f"{len(failed)} failed run(s), not shown"):
