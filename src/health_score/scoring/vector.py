@@ -1,0 +1,511 @@
+"""Scoring a whole portfolio at once in float64 arrays, with exact results (DESIGN §3).
+
+Pure: no I/O, no clock, no environment. The published numbers must be those of the exact
+``Decimal`` rule (:class:`~health_score.scoring.composite.Model`), so floats are only trusted
+where they cannot change a published digit:
+
+* every comparison (thresholds, caps, tiers, the coverage floor) is between numbers with at most
+  15 significant digits, which float64 orders exactly (``DBL_DIG``), or is checked with a margin;
+* every rounded number (one-decimal scores, 4-place metric scores, 6-place points) is checked:
+  if the float lies within a margin of a rounding half (a thousand times the worst float error
+  and more), the account is marked ``exact`` and the caller recomputes it with the ``Decimal``
+  rule;
+* effective weights depend only on which metrics and dimensions have data, so they are computed
+  in ``Decimal`` once per distinct pattern, exactly as :meth:`Model.score_compact` does.
+
+An account whose value cannot be represented this way (more than 15 significant digits, an
+unknown segment) is marked ``exact`` too. :func:`exact_row` computes one account with the
+``Decimal`` rule into the same integer form, so both paths fill the same arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from health_score.records import AccountInput, SignalCounts
+from health_score.scoring.composite import UNAVAILABLE, CompactScore, Model
+from health_score.scoring.spec import CHURN_RISK, PLATFORM_VALUE
+
+#: Status codes of a metric of an account (the explanation file's ``status``).
+SCORED, MISSING, UNAVAILABLE_CODE = 0, 1, 2
+STATUS_NAMES = ("scored", "missing", UNAVAILABLE)
+#: ``-1`` in an integer array means "no value" (scores are never negative).
+NONE = -1
+SIGNAL_FIELDS = (
+    "critical",
+    "moderate",
+    "watch",
+    "critical_confirmed",
+    "moderate_confirmed",
+    "watch_confirmed",
+)
+# Margins, as fractions of the quantum, around a rounding half: far above the float error of
+# values up to 100 computed from inputs up to 1e6 (≈1e-9 of the quantum at 1 decimal, 1e-6 at 4
+# decimals, 1e-4 at 6 decimals; the float errors are ≈1e-12, 1e-8 and 1e-7).
+MARGIN_1 = 1e-7
+MARGIN_4 = 1e-5
+MARGIN_6 = 1e-4
+COMPARE_MARGIN = 1e-9  # around a cap or the coverage floor
+
+Q1 = Decimal("0.1")
+Q4 = Decimal("0.0001")
+Q6 = Decimal("0.000001")
+Q8 = Decimal("0.00000001")
+
+
+def float_exact(value: Decimal) -> bool:
+    """Whether ``float(value)`` orders and identifies ``value`` exactly (≤ 15 significant digits)."""
+    return value.is_finite() and len(value.as_tuple().digits) <= 15
+
+
+def _scaled(value: Decimal | None, quantum: Decimal) -> int:
+    """The value rounded half-up to ``quantum``, as an integer count of quanta (None → -1)."""
+    if value is None:
+        return NONE
+    return int(value.quantize(quantum, rounding=ROUND_HALF_UP).scaleb(-quantum.as_tuple()[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A portfolio column-wise: what vector scoring reads.
+
+    ``values`` is accounts × ``metrics`` (NaN = no value); ``segment`` indexes ``segments``
+    (-1 = a segment the model does not know); ``signals`` is accounts × :data:`SIGNAL_FIELDS`;
+    ``unavailable`` marks values whose source failed; ``exact`` marks accounts that must be
+    scored with the ``Decimal`` rule whatever their floats say.
+    """
+
+    metrics: tuple[str, ...]
+    values: NDArray[np.float64]
+    segments: tuple[str, ...]
+    segment: NDArray[np.int64]
+    signals: NDArray[np.int64]
+    unavailable: NDArray[np.bool_]
+    exact: NDArray[np.bool_]
+
+    @property
+    def size(self) -> int:
+        return int(self.values.shape[0])
+
+
+@dataclass(slots=True)
+class Result:
+    """Scores of a table as integers: published values ×10, metric scores ×10⁴, effective
+    weights ×10⁸, points ×10⁶; ``-1`` = no value. ``slots`` follow :class:`VectorModel`."""
+
+    quantitative: NDArray[np.int64]
+    final: NDArray[np.int64]
+    churn_risk: NDArray[np.int64]
+    platform_value: NDArray[np.int64]
+    dimensions: NDArray[np.int64]  # accounts × model dimensions (platform value included)
+    coverage: NDArray[np.int64]
+    tier: NDArray[np.int64]  # index into config.tier_labels
+    rule: NDArray[np.int64]  # index into config.cap_rules, -1 = none matched
+    applied: NDArray[np.bool_]
+    status: NDArray[np.int8]  # accounts × slots
+    score: NDArray[np.int64]
+    effective: NDArray[np.int64]
+    points: NDArray[np.int64]
+    exact: NDArray[np.bool_]  # accounts the caller must recompute with :func:`exact_row`
+
+
+class VectorModel:
+    """A :class:`Model` laid out for array scoring: one *slot* per (dimension, metric)."""
+
+    def __init__(self, model: Model, metrics: Sequence[str], segments: Sequence[str]) -> None:
+        self.model = model
+        config = model.config
+        self.metrics = tuple(metrics)
+        self.segments = tuple(segments)
+        column = {name: i for i, name in enumerate(self.metrics)}
+        self.slot_dimension: list[int] = []
+        self.slot_column: list[int] = []
+        weights: list[float] = []
+        lower: list[bool] = []
+        bands = np.full((3, len(self.segments), 0), np.nan)
+        band_columns: list[NDArray[np.float64]] = []
+        self.supported = all(float_exact(t.min) for t in config.tiers) and float_exact(
+            config.min_coverage_pct
+        )
+        for d, dim in enumerate(model.dimensions):
+            for metric in dim.metrics:
+                self.slot_dimension.append(d)
+                self.slot_column.append(column[metric.name])
+                weights.append(float(metric.weight))
+                lower.append(metric.lower_is_better)
+                slot = np.full((3, len(self.segments)), np.nan)
+                for s, segment in enumerate(self.segments):
+                    band = metric.bands.get(segment)
+                    if band is None:
+                        continue
+                    for i, value in enumerate((band.green, band.yellow, band.red)):
+                        self.supported &= float_exact(value)
+                        slot[i, s] = float(value)
+                band_columns.append(slot)
+        self.bands = np.stack(band_columns, axis=2) if band_columns else bands  # 3 × seg × slot
+        self.weights = np.array(weights)
+        self.lower = np.array(lower, dtype=bool)
+        self.slots = len(weights)
+        self.dim_slots = [
+            [k for k, d in enumerate(self.slot_dimension) if d == index]
+            for index in range(len(model.dimensions))
+        ]
+        comp = config.component_weights
+        self.churn_dims = [i for i, d in enumerate(model.dimensions) if d.component == CHURN_RISK]
+        self.platform_dim = next(
+            (i for i, d in enumerate(model.dimensions) if d.name == PLATFORM_VALUE), None
+        )
+        self.churn_weight = float(comp.get(CHURN_RISK, 0))
+        self.platform_weight = float(comp.get(PLATFORM_VALUE, 0))
+        self.shares = np.array([float(d.model_share) for d in model.dimensions])
+        self.total_model_weight = float(model.total_model_weight)
+        # Tiers: a published score p (×10) is in the first tier with p ≥ ceil(10 × min).
+        self.tier_floors = [
+            int((t.min * 10).to_integral_value(rounding=ROUND_CEILING)) for t in config.tiers
+        ]
+        self.min_coverage = float(config.min_coverage_pct)
+        self._effective: dict[tuple[int, int], list[int]] = {}
+
+    # ----------------------------------------------------------------------------------------
+
+    def score(self, table: Table) -> Result:
+        """Score every account of ``table``; see :attr:`Result.exact` for what is left to do."""
+        n = table.size
+        exact = table.exact | (table.segment < 0)
+        segment = np.where(table.segment < 0, 0, table.segment)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._score(table, n, exact.copy(), segment)
+
+    def _score(
+        self, table: Table, n: int, exact: NDArray[np.bool_], segment: NDArray[np.int64]
+    ) -> Result:
+        raw = table.values[:, self.slot_column]  # n × slots
+        present = ~np.isnan(raw)
+        green = self.bands[0][segment]  # n × slots
+        yellow = self.bands[1][segment]
+        red = self.bands[2][segment]
+        exact |= (np.isnan(green) & present).any(axis=1)  # a segment without bands
+        lower = self.lower
+        up_g = np.where(lower, raw <= green, raw >= green)
+        up_r = np.where(lower, raw >= red, raw <= red)
+        upper = np.where(lower, raw <= yellow, raw >= yellow)
+        upper_part = np.where(
+            lower,
+            100 - 50 * (raw - green) / (yellow - green),
+            100 - 50 * (green - raw) / (green - yellow),
+        )
+        lower_part = np.where(
+            lower,
+            50 - 50 * (raw - yellow) / (red - yellow),
+            50 - 50 * (yellow - raw) / (yellow - red),
+        )
+        score = np.where(up_g, 100.0, np.where(up_r, 0.0, np.where(upper, upper_part, lower_part)))
+        score = np.where(present, score, np.nan)
+        weighted = np.where(present, score * self.weights, 0.0)
+        present_weight = present * self.weights
+
+        dims = len(self.model.dimensions)
+        dim_score = np.full((n, dims), np.nan)
+        dim_present = np.zeros((n, dims))
+        for d, slots in enumerate(self.dim_slots):
+            if not slots:
+                continue
+            total = weighted[:, slots].sum(axis=1)
+            weight = present_weight[:, slots].sum(axis=1)
+            dim_present[:, d] = weight
+            dim_score[:, d] = np.where(weight > 0, total / weight, np.nan)
+        backed = (dim_present * self.shares).sum(axis=1)
+
+        churn_w = np.array([float(self.model.dimensions[d].weight) for d in self.churn_dims])
+        churn_scores = dim_score[:, self.churn_dims]
+        churn_has = ~np.isnan(churn_scores)
+        churn_present = (churn_has * churn_w).sum(axis=1)
+        churn = np.where(
+            churn_present > 0,
+            np.where(churn_has, churn_scores * churn_w, 0.0).sum(axis=1) / churn_present,
+            np.nan,
+        )
+        platform = (
+            dim_score[:, self.platform_dim] if self.platform_dim is not None else np.full(n, np.nan)
+        )
+        has_c, has_p = ~np.isnan(churn), ~np.isnan(platform)
+        comp_present = has_c * self.churn_weight + has_p * self.platform_weight
+        quantitative = np.where(
+            comp_present > 0,
+            (
+                np.where(has_c, churn * self.churn_weight, 0.0)
+                + np.where(has_p, platform * self.platform_weight, 0.0)
+            )
+            / comp_present,
+            np.nan,
+        )
+
+        # Caps: the first rule whose signal count reaches its minimum.
+        config = self.model.config
+        rule = np.full(n, NONE, dtype=np.int64)
+        for index, cap_rule in enumerate(config.cap_rules):
+            field = (
+                f"{cap_rule.severity}_confirmed" if cap_rule.confirmed_only else cap_rule.severity
+            )
+            hit = (rule == NONE) & (
+                table.signals[:, SIGNAL_FIELDS.index(field)] >= cap_rule.min_count
+            )
+            rule[hit] = index
+        caps = np.array([float(r.value) for r in config.cap_rules] + [np.nan])[rule]
+        has_q = ~np.isnan(quantitative)
+        applied = (rule != NONE) & has_q & (caps < quantitative)
+        final = np.where(applied, caps, quantitative)
+        exact |= (rule != NONE) & has_q & (np.abs(caps - quantitative) < COMPARE_MARGIN)
+        if not all(float_exact(r.value) for r in config.cap_rules):
+            exact |= rule != NONE
+
+        coverage = (
+            100 * backed / self.total_model_weight if self.total_model_weight else np.zeros(n)
+        )
+        exact |= np.abs(coverage - self.min_coverage) < COMPARE_MARGIN
+
+        published: dict[str, NDArray[np.int64]] = {}
+        for name, values in (
+            ("quantitative", quantitative),
+            ("final", final),
+            ("churn", churn),
+            ("platform", platform),
+            ("coverage", coverage),
+        ):
+            published[name], near = _round(values, 10, MARGIN_1)
+            exact |= near
+        dims_published, near = _round(dim_score, 10, MARGIN_1)
+        exact |= near.any(axis=1)
+        score4, near = _round(score, 10_000, MARGIN_4)
+        exact |= near.any(axis=1)
+
+        # Effective weights: exact, once per (dimension, pattern of data).
+        effective = np.zeros((n, self.slots), dtype=np.int64)
+        effective_float = np.zeros((n, self.slots))
+        bits = present.astype(np.int64) << np.arange(self.slots, dtype=np.int64)
+        context = (
+            (churn_has.astype(np.int64) << np.arange(len(self.churn_dims), dtype=np.int64)).sum(
+                axis=1
+            )
+            << 1
+        ) | has_p
+        for d, slots in enumerate(self.dim_slots):
+            if not slots:
+                continue
+            keys = bits[:, slots].sum(axis=1) | (context << 40)
+            unique, inverse = np.unique(keys, return_inverse=True)
+            table_int = np.array(
+                [self._effective_for(d, int(key), slots) for key in unique], dtype=np.int64
+            ).reshape(len(unique), len(slots))
+            table_float = np.array(
+                [self._multiplier_weights(d, int(key), slots) for key in unique]
+            ).reshape(len(unique), len(slots))
+            effective[:, slots] = table_int[inverse.ravel()]
+            effective_float[:, slots] = table_float[inverse.ravel()]
+        points6, near = _round(
+            np.where(present, effective_float * score, np.nan), 1_000_000, MARGIN_6
+        )
+        exact |= near.any(axis=1)
+
+        status = np.where(
+            present,
+            np.int8(SCORED),
+            np.where(table.unavailable[:, self.slot_column], UNAVAILABLE_CODE, MISSING),
+        ).astype(np.int8)
+        effective = np.where(present, effective, 0)
+
+        final_published = published["final"]
+        tier = np.full(n, len(self.tier_floors), dtype=np.int64)  # Insufficient Data
+        for index in range(len(self.tier_floors) - 1, -1, -1):
+            tier[final_published >= self.tier_floors[index]] = index
+        tier[(final_published == NONE) | (coverage < self.min_coverage)] = len(self.tier_floors)
+        return Result(
+            quantitative=published["quantitative"],
+            final=final_published,
+            churn_risk=published["churn"],
+            platform_value=published["platform"],
+            dimensions=dims_published,
+            coverage=published["coverage"],
+            tier=tier,
+            rule=rule,
+            applied=applied,
+            status=status,
+            score=score4,
+            effective=effective,
+            points=points6,
+            exact=exact,
+        )
+
+    # ----------------------------------------------------------------------------------------
+
+    def _multiplier(self, d: int, key: int, slots: Sequence[int]) -> Decimal:
+        """The dimension's multiplier for a pattern of data, as :meth:`Model.score_compact`
+        computes it (same operations, same order)."""
+        model = self.model
+        dim = model.dimensions[d]
+        comp = model.config.component_weights
+        zero = Decimal(0)
+        dim_total = zero
+        for position, metric in enumerate(dim.metrics):
+            if key >> slots[position] & 1:
+                dim_total += metric.weight
+        context = key >> 40
+        has_platform = bool(context & 1)
+        churn_has = context >> 1
+        churn_present = zero
+        for position, index in enumerate(self.churn_dims):
+            if churn_has >> position & 1:
+                churn_present += model.dimensions[index].weight
+        has_churn = churn_present != 0
+        components = {CHURN_RISK: has_churn, PLATFORM_VALUE: has_platform}
+        comp_present = sum((comp.get(k, zero) for k, has in components.items() if has), zero)
+        if not dim_total or not comp_present or not components.get(dim.component, False):
+            return zero
+        numerator = comp.get(dim.component, zero)
+        denominator = dim_total * comp_present
+        if dim.component == CHURN_RISK:
+            numerator *= dim.weight
+            denominator *= churn_present
+        return numerator / denominator
+
+    def _effective_for(self, d: int, key: int, slots: Sequence[int]) -> list[int]:
+        cache_key = (d, key)
+        cached = self._effective.get(cache_key)
+        if cached is None:
+            multiplier = self._multiplier(d, key, slots)
+            cached = self._effective[cache_key] = [
+                _scaled(m.weight * multiplier, Q8) for m in self.model.dimensions[d].metrics
+            ]
+        return cached
+
+    def _multiplier_weights(self, d: int, key: int, slots: Sequence[int]) -> list[float]:
+        multiplier = self._multiplier(d, key, slots)
+        return [float(m.weight * multiplier) for m in self.model.dimensions[d].metrics]
+
+
+def _round(
+    values: NDArray[np.float64], scale: int, margin: float
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Half-up rounding of non-negative ``values`` to 1/``scale`` as integers (NaN → -1), and
+    where the float was too close to a half to be sure."""
+    scaled = values * scale
+    floor = np.floor(scaled)
+    fraction = scaled - floor
+    near = np.abs(fraction - 0.5) < margin
+    rounded = np.where(np.isnan(values), NONE, floor + (fraction >= 0.5))
+    return rounded.astype(np.int64), near & ~np.isnan(values)
+
+
+# --------------------------------------------------------------------------------------------
+# The exact rule, into the same integer form
+
+
+@dataclass(frozen=True, slots=True)
+class ExactRow:
+    quantitative: int
+    final: int
+    churn_risk: int
+    platform_value: int
+    dimensions: list[int]
+    coverage: int
+    tier: int
+    rule: int
+    applied: bool
+    status: list[int]
+    score: list[int]
+    effective: list[int]
+    points: list[int]
+
+
+def exact_row(vmodel: VectorModel, account: AccountInput, compact: CompactScore) -> ExactRow:
+    """One account scored with the ``Decimal`` rule (``compact`` from
+    :meth:`Model.score_compact`), in the integer form of :class:`Result`."""
+    model = vmodel.model
+    config = model.config
+    score = compact.score
+    status: list[int] = []
+    scores: list[int] = []
+    effective: list[int] = []
+    points: list[int] = []
+    for dim, metric_scores, multiplier in zip(
+        model.dimensions, compact.metric_scores, compact.multipliers, strict=True
+    ):
+        for metric, metric_score in zip(dim.metrics, metric_scores, strict=True):
+            if metric_score is None:
+                status.append(UNAVAILABLE_CODE if metric.name in account.unavailable else MISSING)
+                scores.append(NONE)
+                effective.append(0)
+                points.append(NONE)
+                continue
+            weight = metric.weight * multiplier
+            status.append(SCORED)
+            scores.append(_scaled(metric_score, Q4))
+            effective.append(_scaled(weight, Q8))
+            points.append(_scaled(weight * metric_score, Q6))
+    labels = config.tier_labels
+    rule = score.cap.rule
+    return ExactRow(
+        quantitative=_scaled(score.quantitative, Q1),
+        final=_scaled(score.final, Q1),
+        churn_risk=_scaled(score.churn_risk, Q1),
+        platform_value=_scaled(score.platform_value, Q1),
+        dimensions=[_scaled(score.dimensions.get(d.name), Q1) for d in model.dimensions],
+        coverage=_scaled(score.coverage_pct, Q1),
+        tier=labels.index(score.tier),
+        rule=NONE if rule is None else config.cap_rules.index(rule),
+        applied=score.cap.applied,
+        status=status,
+        score=scores,
+        effective=effective,
+        points=points,
+    )
+
+
+def put(result: Result, index: int, row: ExactRow) -> None:
+    """Replace account ``index`` of ``result`` with its exact row."""
+    result.quantitative[index] = row.quantitative
+    result.final[index] = row.final
+    result.churn_risk[index] = row.churn_risk
+    result.platform_value[index] = row.platform_value
+    result.dimensions[index] = row.dimensions
+    result.coverage[index] = row.coverage
+    result.tier[index] = row.tier
+    result.rule[index] = row.rule
+    result.applied[index] = row.applied
+    result.status[index] = row.status
+    result.score[index] = row.score
+    result.effective[index] = row.effective
+    result.points[index] = row.points
+
+
+def signal_row(signals: SignalCounts) -> list[int]:
+    return [int(getattr(signals, name)) for name in SIGNAL_FIELDS]
+
+
+def empty_result(n: int, dims: int, slots: int) -> Result:
+    """A result to fill account by account with :func:`put` (the all-exact path)."""
+
+    def ints(*shape: int) -> NDArray[np.int64]:
+        return np.full(shape, NONE, dtype=np.int64)
+
+    return Result(
+        quantitative=ints(n),
+        final=ints(n),
+        churn_risk=ints(n),
+        platform_value=ints(n),
+        dimensions=ints(n, dims),
+        coverage=ints(n),
+        tier=ints(n),
+        rule=ints(n),
+        applied=np.zeros(n, dtype=bool),
+        status=np.zeros((n, slots), dtype=np.int8),
+        score=ints(n, slots),
+        effective=np.zeros((n, slots), dtype=np.int64),
+        points=ints(n, slots),
+        exact=np.ones(n, dtype=bool),
+    )
