@@ -24,7 +24,7 @@ from health_score.loaders.csv_output import score_columns
 from health_score.loaders.explanation import explanation_bytes, score_rows
 from health_score.records import AccountInput
 from health_score.scoring.composite import AccountScore, Model
-from health_score.scoring.vector import VectorModel, empty_result, exact_row, put
+from health_score.scoring.vector import VectorModel, empty_result, exact_row, put, resolve
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def score_batch(
     if not exact and vmodel.supported and n:
         try:
             result = vmodel.score(table.table)
+            resolve(vmodel, result, table.table.segment, table.value)
         except Exception as exc:  # e.g. an unusual config; the exact rule still scores it
             log.warning("array scoring failed (%s: %s); scoring exactly", type(exc).__name__, exc)
     if result is None:

@@ -16,7 +16,6 @@ import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
 from pathlib import Path
 from typing import overload
 
@@ -35,7 +34,6 @@ from health_score.records import NO_SIGNALS, AccountInput, SignalCounts
 from health_score.scoring.spec import ScoringConfig
 from health_score.scoring.vector import SIGNAL_FIELDS, Table, float_exact, signal_row
 
-CHUNK_ROWS = 20_000
 MAX_DIGITS = 15
 
 
@@ -73,6 +71,13 @@ class AccountTable:
             self.ids[index], self.names[index], self.segment_names[index], values, signals
         )
 
+    def value(self, index: int, column: int) -> Decimal | None:
+        """Account ``index``'s exact value of metric ``column`` (None = no value)."""
+        if self.inputs is not None:
+            return self.inputs[index].metrics.get(self.table.metrics[column])
+        text = self.raw_text[index, column]
+        return Decimal(text.decode("ascii")) if text else None
+
     def accounts(self) -> Accounts:
         return Accounts(self)
 
@@ -105,7 +110,7 @@ class AccountTable:
                 row_text.append(number_text(value).encode("utf-8"))
             texts.append(row_text)
             signals[i] = signal_row(account.signals)
-        raw_text = np.array(texts, dtype=np.bytes_).reshape(n, m) if n else _empty_text(n, m)
+        raw_text = np.array(texts, dtype=np.bytes_).reshape(n, m) if n else np.zeros((0, m), "S1")
         table = Table(
             metrics=metrics,
             values=values,
@@ -151,10 +156,6 @@ class Accounts(Sequence[AccountInput]):
         return (self.table.account(i) for i in range(self.table.size))
 
 
-def _empty_text(n: int, m: int) -> NDArray[np.bytes_]:
-    return np.zeros((n, m), dtype="S1")
-
-
 # --------------------------------------------------------------------------------------------
 # The raw file, column-wise
 
@@ -184,8 +185,7 @@ def read_raw_table(path: Path, config: ScoringConfig) -> RawTable:
 
 
 def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable:
-    reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text)), [])]
     metrics = config.metric_names
     if "account_id" not in header or not any(m in header for m in metrics):
         raise _Unusual
@@ -208,76 +208,51 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
             f"{path}: no segment column; every account is scored as {DEFAULT_SEGMENT!r}"
         )
     index = {name: i for i, name in enumerate(header)}
-    width = len(header)
+    cells = _Cells.of(data.removeprefix(b"\xef\xbb\xbf"), len(header), text)
+    n = cells.rows
+    if not n:
+        raise _Unusual
+    ids = [cell.strip() for cell in cells.texts(index["account_id"])]
+    if not all(ids) or len(set(ids)) != n:
+        raise _Unusual  # an empty or duplicate id: the raw-file reader names the line
     segments = tuple(sorted(config.segments))
     segment_index = {s: i for i, s in enumerate(segments)}
-    ids: list[str] = []
-    names: list[str] = []
-    segment_names: list[str] = []
-    segment_codes: list[NDArray[np.int64]] = []
-    value_parts: list[NDArray[np.float64]] = []
-    text_parts: list[NDArray[np.bytes_]] = []
-    count_parts: list[NDArray[np.int64]] = []
-    seen: set[str] = set()
+    if "segment" in index:
+        segment_names = [cell.strip() for cell in cells.texts(index["segment"])]
+    else:
+        segment_names = [DEFAULT_SEGMENT] * n
+    try:
+        segment = np.array([segment_index[s] for s in segment_names], dtype=np.int64)
+    except KeyError:
+        raise _Unusual from None
+    if "account_name" in index:
+        names = [
+            name.strip() or account_id
+            for name, account_id in zip(cells.texts(index["account_name"]), ids, strict=True)
+        ]
+    else:
+        names = list(ids)
+    values = np.full((n, len(metrics)), np.nan, order="F")
+    texts: list[NDArray[np.uint8]] = []
+    for j, metric in enumerate(metrics):
+        at = index.get(metric)
+        if at is None:
+            texts.append(np.zeros((1, n), dtype=np.uint8))
+            continue
+        chars = cells.chars(at)
+        values[:, j] = _plain_decimals(chars)
+        texts.append(chars)
+    width = max(t.shape[0] for t in texts)
+    raw_text = np.zeros((n, len(metrics), width), dtype=np.uint8)
+    for j, chars in enumerate(texts):
+        raw_text[:, j, : chars.shape[0]] = chars.T
     count_columns = (*SIGNAL_COLUMNS, *OPTIONAL_SIGNAL_COLUMNS)
-    while True:
-        rows = list(islice(reader, CHUNK_ROWS))
-        if not rows:
-            break
-        if any(len(row) != width for row in rows):
-            raise _Unusual  # short, long or blank lines: the raw-file reader says what to do
-        columns = list(zip(*rows, strict=True))
-        del rows
-        chunk_ids = [cell.strip() for cell in columns[index["account_id"]]]
-        if not all(chunk_ids):
-            raise _Unusual
-        seen.update(chunk_ids)
-        ids.extend(chunk_ids)
-        if len(seen) != len(ids):
-            raise _Unusual  # a duplicate id
-        if "segment" in index:
-            chunk_segments = [cell.strip() for cell in columns[index["segment"]]]
-        else:
-            chunk_segments = [DEFAULT_SEGMENT] * len(chunk_ids)
-        try:
-            segment_codes.append(
-                np.array([segment_index[s] for s in chunk_segments], dtype=np.int64)
-            )
-        except KeyError:
-            raise _Unusual from None
-        segment_names.extend(chunk_segments)
-        if "account_name" in index:
-            names.extend(
-                name.strip() or account_id
-                for name, account_id in zip(columns[index["account_name"]], chunk_ids, strict=True)
-            )
-        else:
-            names.extend(chunk_ids)
-        size = len(chunk_ids)
-        values = np.full((size, len(metrics)), np.nan)
-        texts: list[NDArray[np.bytes_]] = []
-        for j, metric in enumerate(metrics):
-            at = index.get(metric)
-            if at is None:
-                texts.append(np.zeros(size, dtype="S1"))
-                continue
-            cells = np.array(columns[at], dtype=np.str_)
-            numbers, empty = _plain_decimals(cells)
-            values[~empty, j] = numbers
-            texts.append(cells.astype(np.bytes_))
-        value_parts.append(values)
-        width_text = max(t.dtype.itemsize for t in texts)
-        text_parts.append(np.stack([t.astype(f"S{width_text}") for t in texts], axis=1))
-        counts = np.zeros((size, len(count_columns)), dtype=np.int64)
-        for j, column in enumerate(count_columns):
-            at = index.get(column)
-            if at is not None:
-                counts[:, j] = _whole_numbers(np.array(columns[at], dtype=np.str_))
-        count_parts.append(counts)
-    if not ids:
-        raise _Unusual
-    counts = np.concatenate(count_parts)
-    c = {name: counts[:, j] for j, name in enumerate(count_columns)}
+    c = {
+        column: _whole_numbers(cells.chars(index[column]))
+        if column in index
+        else np.zeros(n, dtype=np.int64)
+        for column in count_columns
+    }
     signals = np.stack(
         [
             np.maximum(c["critical_count"], c["critical_confirmed"]),
@@ -289,83 +264,165 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
         ],
         axis=1,
     )
-    width_text = max(p.dtype.itemsize for p in text_parts)
-    raw_text = np.concatenate([p.astype(f"S{width_text}") for p in text_parts])
-    values = np.concatenate(value_parts)
     table = Table(
         metrics=metrics,
         values=values,
         segments=segments,
-        segment=np.concatenate(segment_codes),
+        segment=segment,
         signals=signals,
         unavailable=np.zeros(values.shape, dtype=bool),
-        exact=np.zeros(len(ids), dtype=bool),
+        exact=np.zeros(n, dtype=bool),
     )
-    return RawTable(AccountTable(table, ids, names, segment_names, raw_text), tuple(warnings), data)
+    as_bytes = raw_text.view(f"S{width}").reshape(n, len(metrics))
+    return RawTable(AccountTable(table, ids, names, segment_names, as_bytes), tuple(warnings), data)
 
 
-def _codes(cells: NDArray[np.str_]) -> NDArray[np.uint32]:
-    width = max(cells.dtype.itemsize // 4, 1)
-    if cells.dtype.itemsize == 0:
-        return np.zeros((cells.shape[0], 1), dtype=np.uint32)
-    return cells.view(np.uint32).reshape(cells.shape[0], width)
+@dataclass(frozen=True, slots=True)
+class _Cells:
+    """The cells of a CSV's data rows as (start, end) offsets into bytes, column by column."""
+
+    buffers: list[NDArray[np.uint8]]  # per column (quoted files) or one for all
+    starts: NDArray[np.int64]  # rows × columns
+    ends: NDArray[np.int64]
+    raw: list[bytes]
+    rows: int
+    shared: bool = False  # one buffer (the file) for every column
+
+    @classmethod
+    def of(cls, data: bytes, width: int, text: str) -> _Cells:
+        if b'"' in data or b"\r" in data:
+            return cls._quoted(text, width)
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        buf = np.frombuffer(data, dtype=np.uint8)
+        separators = np.flatnonzero((buf == 44) | (buf == 10))
+        newlines = np.flatnonzero(buf[separators] == 10)
+        if not len(newlines) or newlines[0] != width - 1:
+            raise _Unusual
+        separators = separators[width:]  # the header's
+        rows, extra = divmod(len(separators), width)
+        if extra:
+            raise _Unusual  # a row with more or fewer cells (or a blank line)
+        grid = separators.reshape(rows, width)
+        if not ((buf[grid[:, -1]] == 10).all() and (buf[grid[:, :-1]] == 44).all()):
+            raise _Unusual
+        starts = np.empty_like(grid)
+        starts[:, 1:] = grid[:, :-1] + 1
+        starts[1:, 0] = grid[:-1, -1] + 1
+        if rows:
+            starts[0, 0] = int(np.flatnonzero(buf == 10)[0]) + 1  # after the header
+        return cls([buf], starts, grid, [data], rows, shared=True)
+
+    @classmethod
+    def _quoted(cls, text: str, width: int) -> _Cells:
+        rows = list(csv.reader(io.StringIO(text)))[1:]
+        if any(len(row) != width for row in rows):
+            raise _Unusual
+        buffers: list[NDArray[np.uint8]] = []
+        raw: list[bytes] = []
+        n = len(rows)
+        starts = np.zeros((n, width), dtype=np.int64)
+        ends = np.zeros((n, width), dtype=np.int64)
+        for j, column in enumerate(zip(*rows, strict=True) if rows else ()):
+            joined = "\n".join(column).encode("utf-8") + b"\n"
+            buf = np.frombuffer(joined, dtype=np.uint8)
+            stops = np.flatnonzero(buf == 10)
+            if len(stops) != n:
+                raise _Unusual  # a cell with a line break in it
+            ends[:, j] = stops
+            starts[1:, j] = stops[:-1] + 1
+            buffers.append(buf)
+            raw.append(joined)
+        return cls(buffers, starts, ends, raw, n)
+
+    def _buffer(self, column: int) -> tuple[NDArray[np.uint8], bytes]:
+        if self.shared:
+            return self.buffers[0], self.raw[0]
+        return self.buffers[column], self.raw[column]
+
+    def texts(self, column: int) -> list[str]:
+        _, raw = self._buffer(column)
+        try:
+            return [
+                raw[s:e].decode("utf-8")
+                for s, e in zip(
+                    self.starts[:, column].tolist(), self.ends[:, column].tolist(), strict=True
+                )
+            ]
+        except UnicodeDecodeError:
+            raise _Unusual from None
+
+    def chars(self, column: int) -> NDArray[np.uint8]:
+        """The column's cells as a longest-cell × rows matrix of bytes (zero-padded)."""
+        buf, _ = self._buffer(column)
+        starts = self.starts[:, column]
+        lengths = self.ends[:, column] - starts
+        width = int(lengths.max()) if len(lengths) else 0
+        if width > MAX_DIGITS + 2:
+            raise _Unusual
+        out = np.zeros((max(width, 1), len(starts)), dtype=np.uint8)
+        last = len(buf) - 1
+        for k in range(width):
+            inside = lengths > k
+            out[k] = np.where(inside, buf[np.minimum(starts + k, last)], 0)
+        return out
 
 
-def _plain_decimals(cells: NDArray[np.str_]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """The floats of a column of plain decimal literals, and which cells are empty.
+def _plain_decimals(chars: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """A column of plain decimal literals (bytes × rows, zero-padded) as floats; NaN = empty.
 
     Plain: an optional ``-``, digits (at most 15, no leading zero before another digit), an
     optional ``.`` followed by digits. Such a literal is exactly the ``Decimal`` the raw-file
-    reader would build (and prints the same), and float64 orders such numbers exactly.
+    reader would build (and prints the same); its float is the integer of its digits divided
+    by a power of ten, both exact in float64, so the division rounds correctly, like
+    ``float(text)``; and float64 orders such numbers exactly.
     """
-    codes = _codes(cells)
-    pad = codes == 0
-    empty = pad[:, 0]
-    if empty.all():
-        return np.zeros(0), empty
-    digit = (codes >= 48) & (codes <= 57)
-    dot = codes == 46
-    minus = codes == 45
-    length = (~pad).sum(axis=1)
-    position = np.arange(codes.shape[1])
-    sign = minus[:, 0]
-    first = sign.astype(np.int64)  # where the digits start
-    rows = np.arange(codes.shape[0])
-    width = codes.shape[1]
-
-    def at(offset: NDArray[np.int64]) -> NDArray[np.uint32]:
-        inside = offset < width
-        return np.where(inside, codes[rows, np.minimum(offset, width - 1)], 0)
-
-    dots = dot.sum(axis=1)
-    dot_at = np.where(dots > 0, dot.argmax(axis=1), length)
-    ok = (
-        (pad == (position >= length[:, None])).all(axis=1)  # padding only at the end
-        & (digit | dot | pad | (minus & (position == 0))).all(axis=1)
-        & (dots <= 1)
-        & (digit.sum(axis=1) >= 1)
-        & (digit.sum(axis=1) <= MAX_DIGITS)
-        & (dot_at > first)  # a digit before the point
-        & (dot_at != length - 1)  # and one after it
-        & ~((at(first) == 48) & (dot_at > first + 1))  # no leading zero
-    )
+    n = chars.shape[1]
+    mantissa = np.zeros(n, dtype=np.int64)
+    digits = np.zeros(n, dtype=np.int64)
+    after = np.zeros(n, dtype=np.int64)  # digits after the point
+    dots = np.zeros(n, dtype=np.int64)
+    ok = np.ones(n, dtype=bool)
+    ended = np.zeros(n, dtype=bool)  # padding seen
+    previous_digit = np.zeros(n, dtype=bool)
+    last_dot = np.zeros(n, dtype=bool)
+    negative = chars[0] == 45
+    for k in range(chars.shape[0]):
+        c = chars[k]
+        pad = c == 0
+        is_digit = (c - np.uint8(48)) <= 9  # wraps below '0'
+        is_dot = c == 46
+        allowed = is_digit | is_dot | pad | ((c == 45) if k == 0 else False)
+        lone_zero = (digits == 1) & (mantissa == 0) & (dots == 0)
+        ok &= allowed & ~(ended & ~pad) & ~(is_dot & ~previous_digit) & ~(lone_zero & is_digit)
+        ended |= pad
+        dots += is_dot
+        after += is_digit & (dots > 0)
+        digits += is_digit
+        mantissa = np.where(is_digit, mantissa * 10 + (c.astype(np.int64) - 48), mantissa)
+        previous_digit = is_digit
+        last_dot = np.where(pad, last_dot, is_dot)
+    empty = chars[0] == 0
+    ok &= (dots <= 1) & (digits >= 1) & (digits <= MAX_DIGITS) & ~last_dot
     if not (ok | empty).all():
         raise _Unusual
-    return cells[~empty].astype(np.float64), empty
+    values = mantissa / (10.0**after)
+    return np.where(empty, np.nan, np.where(negative, -values, values))
 
 
-def _whole_numbers(cells: NDArray[np.str_]) -> NDArray[np.int64]:
-    """A count column: digits only (at most 15), empty = 0."""
-    codes = _codes(cells)
-    pad = codes == 0
-    digit = (codes >= 48) & (codes <= 57)
-    length = (~pad).sum(axis=1)
-    position = np.arange(codes.shape[1])
-    ok = (pad == (position >= length[:, None])).all(axis=1) & (digit | pad).all(axis=1)
-    if not ok.all() or (length > MAX_DIGITS).any():
+def _whole_numbers(chars: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """A count column (bytes × rows, zero-padded): digits only (at most 15), empty = 0."""
+    n = chars.shape[1]
+    out = np.zeros(n, dtype=np.int64)
+    ok = np.ones(n, dtype=bool)
+    ended = np.zeros(n, dtype=bool)
+    for k in range(chars.shape[0]):
+        c = chars[k]
+        pad = c == 0
+        is_digit = (c - np.uint8(48)) <= 9
+        ok &= (is_digit | pad) & ~(ended & ~pad)
+        ended |= pad
+        out = np.where(is_digit, out * 10 + (c.astype(np.int64) - 48), out)
+    if not ok.all() or chars.shape[0] > MAX_DIGITS:
         raise _Unusual
-    out = np.zeros(cells.shape[0], dtype=np.int64)
-    filled = length > 0
-    if filled.any():
-        out[filled] = cells[filled].astype(np.int64)
     return out

@@ -20,7 +20,7 @@ unknown segment) is marked ``exact`` too. :func:`exact_row` computes one account
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from health_score.records import AccountInput, SignalCounts
 from health_score.scoring.composite import UNAVAILABLE, CompactScore, Model
+from health_score.scoring.normaliser import normalise
 from health_score.scoring.spec import CHURN_RISK, PLATFORM_VALUE
 
 #: Status codes of a metric of an account (the explanation file's ``status``).
@@ -56,6 +57,7 @@ Q1 = Decimal("0.1")
 Q4 = Decimal("0.0001")
 Q6 = Decimal("0.000001")
 Q8 = Decimal("0.00000001")
+_PLACES = {Q1: 1, Q4: 4, Q6: 6, Q8: 8}
 
 
 def float_exact(value: Decimal) -> bool:
@@ -67,7 +69,8 @@ def _scaled(value: Decimal | None, quantum: Decimal) -> int:
     """The value rounded half-up to ``quantum``, as an integer count of quanta (None → -1)."""
     if value is None:
         return NONE
-    return int(value.quantize(quantum, rounding=ROUND_HALF_UP).scaleb(-quantum.as_tuple()[2]))
+    # scaleb only moves the exponent (exact); rounding to an integer is quantize(quantum).
+    return int(value.scaleb(_PLACES[quantum]).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,11 @@ class Result:
     effective: NDArray[np.int64]
     points: NDArray[np.int64]
     exact: NDArray[np.bool_]  # accounts the caller must recompute with :func:`exact_row`
+    #: Cells and dimensions whose rounding the floats could not decide (see :func:`resolve`).
+    score_near: NDArray[np.bool_] | None = None
+    points_near: NDArray[np.bool_] | None = None
+    dimension_near: NDArray[np.bool_] | None = None
+    keys: NDArray[np.int64] | None = None  # accounts × dimensions: pattern of data
 
 
 class VectorModel:
@@ -170,11 +178,14 @@ class VectorModel:
         ]
         self.min_coverage = float(config.min_coverage_pct)
         self._effective: dict[tuple[int, int], list[int]] = {}
+        self._multipliers: dict[tuple[int, int], Decimal] = {}
+        self.coverage_ints = _coverage_integers(model)
 
     # ----------------------------------------------------------------------------------------
 
     def score(self, table: Table) -> Result:
-        """Score every account of ``table``; see :attr:`Result.exact` for what is left to do."""
+        """Score every account of ``table``; then :func:`resolve` the cells and accounts the
+        floats could not decide."""
         n = table.size
         exact = table.exact | (table.segment < 0)
         segment = np.where(table.segment < 0, 0, table.segment)
@@ -184,55 +195,69 @@ class VectorModel:
     def _score(
         self, table: Table, n: int, exact: NDArray[np.bool_], segment: NDArray[np.int64]
     ) -> Result:
-        raw = table.values[:, self.slot_column]  # n × slots
-        present = ~np.isnan(raw)
-        green = self.bands[0][segment]  # n × slots
-        yellow = self.bands[1][segment]
-        red = self.bands[2][segment]
-        exact |= (np.isnan(green) & present).any(axis=1)  # a segment without bands
-        lower = self.lower
-        up_g = np.where(lower, raw <= green, raw >= green)
-        up_r = np.where(lower, raw >= red, raw <= red)
-        upper = np.where(lower, raw <= yellow, raw >= yellow)
-        upper_part = np.where(
-            lower,
-            100 - 50 * (raw - green) / (yellow - green),
-            100 - 50 * (green - raw) / (green - yellow),
-        )
-        lower_part = np.where(
-            lower,
-            50 - 50 * (raw - yellow) / (red - yellow),
-            50 - 50 * (yellow - raw) / (yellow - red),
-        )
-        score = np.where(up_g, 100.0, np.where(up_r, 0.0, np.where(upper, upper_part, lower_part)))
-        score = np.where(present, score, np.nan)
-        weighted = np.where(present, score * self.weights, 0.0)
-        present_weight = present * self.weights
-
-        dims = len(self.model.dimensions)
-        dim_score = np.full((n, dims), np.nan)
+        slots, dims = self.slots, len(self.model.dimensions)
+        scores = np.empty((n, slots), order="F")  # float scores, NaN = no value
+        score4 = np.empty((n, slots), dtype=np.int64, order="F")
+        score_near = np.zeros((n, slots), dtype=bool, order="F")
+        status = np.empty((n, slots), dtype=np.int8, order="F")
+        dim_total = np.zeros((n, dims))
         dim_present = np.zeros((n, dims))
-        for d, slots in enumerate(self.dim_slots):
-            if not slots:
-                continue
-            total = weighted[:, slots].sum(axis=1)
-            weight = present_weight[:, slots].sum(axis=1)
-            dim_present[:, d] = weight
-            dim_score[:, d] = np.where(weight > 0, total / weight, np.nan)
-        backed = (dim_present * self.shares).sum(axis=1)
+        dim_bits = np.zeros((n, dims), dtype=np.int64)
+        backed_int = np.zeros(n, dtype=np.int64)
+        for k in range(slots):
+            raw = table.values[:, self.slot_column[k]]
+            present = ~np.isnan(raw)
+            green = self.bands[0, :, k][segment]
+            yellow = self.bands[1, :, k][segment]
+            red = self.bands[2, :, k][segment]
+            exact |= present & np.isnan(green)  # a segment without thresholds: the exact rule
+            if self.lower[k]:
+                top, bottom = raw <= green, raw >= red
+                upper = raw <= yellow
+                part = np.where(
+                    upper,
+                    100 - 50 * (raw - green) / (yellow - green),
+                    50 - 50 * (raw - yellow) / (red - yellow),
+                )
+            else:
+                top, bottom = raw >= green, raw <= red
+                upper = raw >= yellow
+                part = np.where(
+                    upper,
+                    100 - 50 * (green - raw) / (green - yellow),
+                    50 - 50 * (yellow - raw) / (yellow - red),
+                )
+            value = np.where(top, 100.0, np.where(bottom, 0.0, part))
+            value[~present] = np.nan
+            scores[:, k] = value
+            score4[:, k], score_near[:, k] = _round(value, 10_000, MARGIN_4)
+            d = self.slot_dimension[k]
+            weight = self.weights[k]
+            dim_total[:, d] += np.where(present, value * weight, 0.0)
+            dim_present[:, d] += present * weight
+            dim_bits[:, d] |= present.astype(np.int64) << k
+            if self.coverage_ints is not None:
+                backed_int += present * self.coverage_ints[0][k]
+            unavailable = table.unavailable[:, self.slot_column[k]]
+            status[:, k] = np.where(
+                present, SCORED, np.where(unavailable, UNAVAILABLE_CODE, MISSING)
+            )
+        has_dim = dim_present > 0
+        dim_score = np.where(has_dim, dim_total / dim_present, np.nan)
 
         churn_w = np.array([float(self.model.dimensions[d].weight) for d in self.churn_dims])
         churn_scores = dim_score[:, self.churn_dims]
-        churn_has = ~np.isnan(churn_scores)
-        churn_present = (churn_has * churn_w).sum(axis=1)
+        churn_has = has_dim[:, self.churn_dims]
+        churn_present = churn_has @ churn_w if self.churn_dims else np.zeros(n)
         churn = np.where(
             churn_present > 0,
             np.where(churn_has, churn_scores * churn_w, 0.0).sum(axis=1) / churn_present,
             np.nan,
         )
-        platform = (
-            dim_score[:, self.platform_dim] if self.platform_dim is not None else np.full(n, np.nan)
-        )
+        if self.platform_dim is not None:
+            platform = dim_score[:, self.platform_dim]
+        else:
+            platform = np.full(n, np.nan)
         has_c, has_p = ~np.isnan(churn), ~np.isnan(platform)
         comp_present = has_c * self.churn_weight + has_p * self.platform_weight
         quantitative = np.where(
@@ -249,13 +274,11 @@ class VectorModel:
         config = self.model.config
         rule = np.full(n, NONE, dtype=np.int64)
         for index, cap_rule in enumerate(config.cap_rules):
-            field = (
+            name = (
                 f"{cap_rule.severity}_confirmed" if cap_rule.confirmed_only else cap_rule.severity
             )
-            hit = (rule == NONE) & (
-                table.signals[:, SIGNAL_FIELDS.index(field)] >= cap_rule.min_count
-            )
-            rule[hit] = index
+            counts = table.signals[:, SIGNAL_FIELDS.index(name)]
+            rule[(rule == NONE) & (counts >= cap_rule.min_count)] = index
         caps = np.array([float(r.value) for r in config.cap_rules] + [np.nan])[rule]
         has_q = ~np.isnan(quantitative)
         applied = (rule != NONE) & has_q & (caps < quantitative)
@@ -264,10 +287,24 @@ class VectorModel:
         if not all(float_exact(r.value) for r in config.cap_rules):
             exact |= rule != NONE
 
-        coverage = (
-            100 * backed / self.total_model_weight if self.total_model_weight else np.zeros(n)
-        )
-        exact |= np.abs(coverage - self.min_coverage) < COMPARE_MARGIN
+        if self.coverage_ints is not None:
+            _, total, floor_numerator, floor_scale = self.coverage_ints
+            if total:
+                coverage10 = (2000 * backed_int + total) // (2 * total)
+                below = 100 * floor_scale * backed_int < floor_numerator * total
+            else:
+                coverage10 = np.zeros(n, dtype=np.int64)
+                below = np.full(n, self.min_coverage > 0)
+        else:
+            coverage = (
+                100 * (dim_present * self.shares).sum(axis=1) / self.total_model_weight
+                if self.total_model_weight
+                else np.zeros(n)
+            )
+            exact |= np.abs(coverage - self.min_coverage) < COMPARE_MARGIN
+            coverage10, near = _round(coverage, 10, MARGIN_1)
+            exact |= near
+            below = coverage < self.min_coverage
 
         published: dict[str, NDArray[np.int64]] = {}
         for name, values in (
@@ -275,62 +312,51 @@ class VectorModel:
             ("final", final),
             ("churn", churn),
             ("platform", platform),
-            ("coverage", coverage),
         ):
             published[name], near = _round(values, 10, MARGIN_1)
             exact |= near
-        dims_published, near = _round(dim_score, 10, MARGIN_1)
-        exact |= near.any(axis=1)
-        score4, near = _round(score, 10_000, MARGIN_4)
-        exact |= near.any(axis=1)
+        dims_published, dim_near = _round(dim_score, 10, MARGIN_1)
+        # A dimension's own rounding is resolved alone (see resolve); the parts built from it
+        # are checked above.
 
         # Effective weights: exact, once per (dimension, pattern of data).
-        effective = np.zeros((n, self.slots), dtype=np.int64)
-        effective_float = np.zeros((n, self.slots))
-        bits = present.astype(np.int64) << np.arange(self.slots, dtype=np.int64)
-        context = (
-            (churn_has.astype(np.int64) << np.arange(len(self.churn_dims), dtype=np.int64)).sum(
-                axis=1
-            )
-            << 1
-        ) | has_p
-        for d, slots in enumerate(self.dim_slots):
-            if not slots:
+        context = has_p.astype(np.int64)
+        for position, d in enumerate(self.churn_dims):
+            context |= has_dim[:, d].astype(np.int64) << (position + 1)
+        keys = dim_bits | (context << 40)[:, None]
+        effective = np.zeros((n, slots), dtype=np.int64, order="F")
+        points6 = np.empty((n, slots), dtype=np.int64, order="F")
+        points_near = np.zeros((n, slots), dtype=bool, order="F")
+        for d, dim_slots in enumerate(self.dim_slots):
+            if not dim_slots:
                 continue
-            keys = bits[:, slots].sum(axis=1) | (context << 40)
-            unique, inverse = np.unique(keys, return_inverse=True)
+            unique, inverse = np.unique(keys[:, d], return_inverse=True)
+            inverse = inverse.ravel()
             table_int = np.array(
-                [self._effective_for(d, int(key), slots) for key in unique], dtype=np.int64
-            ).reshape(len(unique), len(slots))
+                [self._effective_for(d, int(key), dim_slots) for key in unique], dtype=np.int64
+            ).reshape(len(unique), len(dim_slots))
             table_float = np.array(
-                [self._multiplier_weights(d, int(key), slots) for key in unique]
-            ).reshape(len(unique), len(slots))
-            effective[:, slots] = table_int[inverse.ravel()]
-            effective_float[:, slots] = table_float[inverse.ravel()]
-        points6, near = _round(
-            np.where(present, effective_float * score, np.nan), 1_000_000, MARGIN_6
-        )
-        exact |= near.any(axis=1)
-
-        status = np.where(
-            present,
-            np.int8(SCORED),
-            np.where(table.unavailable[:, self.slot_column], UNAVAILABLE_CODE, MISSING),
-        ).astype(np.int8)
-        effective = np.where(present, effective, 0)
+                [self._multiplier_weights(d, int(key), dim_slots) for key in unique]
+            ).reshape(len(unique), len(dim_slots))
+            for position, k in enumerate(dim_slots):
+                present = status[:, k] == SCORED
+                effective[:, k] = np.where(present, table_int[inverse, position], 0)
+                points6[:, k], points_near[:, k] = _round(
+                    table_float[inverse, position] * scores[:, k], 1_000_000, MARGIN_6
+                )
 
         final_published = published["final"]
         tier = np.full(n, len(self.tier_floors), dtype=np.int64)  # Insufficient Data
         for index in range(len(self.tier_floors) - 1, -1, -1):
             tier[final_published >= self.tier_floors[index]] = index
-        tier[(final_published == NONE) | (coverage < self.min_coverage)] = len(self.tier_floors)
+        tier[(final_published == NONE) | below] = len(self.tier_floors)
         return Result(
             quantitative=published["quantitative"],
             final=final_published,
             churn_risk=published["churn"],
             platform_value=published["platform"],
             dimensions=dims_published,
-            coverage=published["coverage"],
+            coverage=coverage10,
             tier=tier,
             rule=rule,
             applied=applied,
@@ -339,6 +365,10 @@ class VectorModel:
             effective=effective,
             points=points6,
             exact=exact,
+            score_near=score_near,
+            points_near=points_near,
+            dimension_near=dim_near,
+            keys=keys,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -346,6 +376,12 @@ class VectorModel:
     def _multiplier(self, d: int, key: int, slots: Sequence[int]) -> Decimal:
         """The dimension's multiplier for a pattern of data, as :meth:`Model.score_compact`
         computes it (same operations, same order)."""
+        cached = self._multipliers.get((d, key))
+        if cached is None:
+            cached = self._multipliers[d, key] = self._compute_multiplier(d, key, slots)
+        return cached
+
+    def _compute_multiplier(self, d: int, key: int, slots: Sequence[int]) -> Decimal:
         model = self.model
         dim = model.dimensions[d]
         comp = model.config.component_weights
@@ -386,6 +422,86 @@ class VectorModel:
     def _multiplier_weights(self, d: int, key: int, slots: Sequence[int]) -> list[float]:
         multiplier = self._multiplier(d, key, slots)
         return [float(m.weight * multiplier) for m in self.model.dimensions[d].metrics]
+
+
+def _coverage_integers(
+    model: Model,
+) -> tuple[NDArray[np.int64], int, int, int] | None:
+    """Coverage in integers: each slot's weight × its dimension's share of the model, all
+    scaled to one power of ten, their total, and the coverage floor as numerator and scale.
+    None when the config's numbers do not fit int64 comfortably (then floats are checked)."""
+    products = [m.weight * d.model_share for d in model.dimensions for m in d.metrics]
+    floor = model.config.min_coverage_pct
+    if not all(p.is_finite() for p in products) or not floor.is_finite():
+        return None
+    places = max([0, *(-int(p.as_tuple().exponent) for p in products)])
+    floor_places = max(0, -int(floor.as_tuple().exponent))
+    if places > 12 or floor_places > 6:
+        return None
+    scaled = [int(p.scaleb(places)) for p in products]
+    total = sum(scaled)
+    floor_scale = 10**floor_places
+    floor_numerator = int(floor.scaleb(floor_places))
+    limit = 2**62
+    if (
+        min(scaled, default=0) < 0
+        or 2000 * total + total >= limit
+        or 100 * floor_scale * total >= limit
+        or abs(floor_numerator) * total >= limit
+    ):
+        return None
+    return np.array(scaled, dtype=np.int64), total, floor_numerator, floor_scale
+
+
+def resolve(
+    vmodel: VectorModel,
+    result: Result,
+    segment: NDArray[np.int64],
+    raw_value: Callable[[int, int], Decimal | None],
+) -> int:
+    """Decide with the exact rule the cells and dimensions the floats left open (in accounts
+    not marked ``exact``, which are recomputed whole). ``raw_value(account, metric column)``
+    gives an exact value. Returns how many cells and dimensions were decided."""
+    if result.score_near is None or result.points_near is None or result.keys is None:
+        return 0
+    model = vmodel.model
+    slot_metric = [(dim, metric) for dim in model.dimensions for metric in dim.metrics]
+    cache: dict[tuple[int, str, Decimal], Decimal] = {}
+    open_rows = ~result.exact
+
+    def exact_score(i: int, k: int) -> Decimal:
+        raw = raw_value(i, vmodel.slot_column[k])
+        assert raw is not None
+        name = vmodel.segments[segment[i]]
+        hit = cache.get((k, name, raw))
+        if hit is None:
+            metric = slot_metric[k][1]
+            hit = cache[k, name, raw] = normalise(raw, metric.bands[name], metric.lower_is_better)
+        return hit
+
+    done = 0
+    for i, k in zip(*np.nonzero(result.score_near & open_rows[:, None]), strict=True):
+        result.score[i, k] = _scaled(exact_score(int(i), int(k)), Q4)
+        done += 1
+    keys = result.keys
+    for i, k in zip(*np.nonzero(result.points_near & open_rows[:, None]), strict=True):
+        d = vmodel.slot_dimension[k]
+        multiplier = vmodel._multiplier(d, int(keys[i, d]), vmodel.dim_slots[d])
+        effective = slot_metric[k][1].weight * multiplier
+        result.points[i, k] = _scaled(effective * exact_score(int(i), int(k)), Q6)
+        done += 1
+    if result.dimension_near is not None:
+        zero = Decimal(0)
+        for i, d in zip(*np.nonzero(result.dimension_near & open_rows[:, None]), strict=True):
+            total = present = zero
+            for k in vmodel.dim_slots[d]:
+                if result.status[i, k] == SCORED:
+                    weight = slot_metric[k][1].weight
+                    total += weight * exact_score(int(i), int(k))
+                    present += weight
+            result.dimensions[i, d] = _scaled(total / present if present else None, Q1)
+            done += 1
+    return done
 
 
 def _round(
