@@ -50,7 +50,7 @@ class AccountTable:
     ids: list[str]
     names: list[str]
     segment_names: list[str]
-    raw_text: NDArray[np.bytes_]  # accounts × metrics
+    raw_text: NDArray[np.bytes_]  # metrics × accounts
     inputs: Sequence[AccountInput] | None = None
 
     @property
@@ -62,7 +62,7 @@ class AccountTable:
             return self.inputs[index]
         values: dict[str, Decimal | None] = {}
         for column, metric in enumerate(self.table.metrics):
-            text = self.raw_text[index, column]
+            text = self.raw_text[column, index]
             values[metric] = Decimal(text.decode("ascii")) if text else None
         row = self.table.signals[index]
         counts = dict(zip(SIGNAL_FIELDS, (int(c) for c in row), strict=True))
@@ -75,7 +75,7 @@ class AccountTable:
         """Account ``index``'s exact value of metric ``column`` (None = no value)."""
         if self.inputs is not None:
             return self.inputs[index].metrics.get(self.table.metrics[column])
-        text = self.raw_text[index, column]
+        text = self.raw_text[column, index]
         return Decimal(text.decode("ascii")) if text else None
 
     def accounts(self) -> Accounts:
@@ -110,7 +110,9 @@ class AccountTable:
                 row_text.append(number_text(value).encode("utf-8"))
             texts.append(row_text)
             signals[i] = signal_row(account.signals)
-        raw_text = np.array(texts, dtype=np.bytes_).reshape(n, m) if n else np.zeros((0, m), "S1")
+        raw_text = (
+            np.array(texts, dtype=np.bytes_).reshape(n, m).T.copy() if n else np.zeros((m, 0), "S1")
+        )
         table = Table(
             metrics=metrics,
             values=values,
@@ -233,26 +235,26 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
     else:
         names = list(ids)
     values = np.full((n, len(metrics)), np.nan, order="F")
+    places = [0] * len(metrics)
     texts: list[NDArray[np.uint8]] = []
-    for j, metric in enumerate(metrics):
-        at = index.get(metric)
-        if at is None:
-            texts.append(np.zeros((1, n), dtype=np.uint8))
+    present = [j for j, metric in enumerate(metrics) if metric in index]
+    blocks = dict(zip(present, cells.blocks([index[metrics[j]] for j in present]), strict=True))
+    for j in range(len(metrics)):
+        chars = blocks.get(j)
+        if chars is None:
+            texts.append(np.zeros((n, 1), dtype=np.uint8))
             continue
-        chars = cells.chars(at)
-        values[:, j] = _plain_decimals(chars)
+        values[:, j], places[j] = _plain_decimals(chars)
         texts.append(chars)
-    width = max(t.shape[0] for t in texts)
-    raw_text = np.zeros((n, len(metrics), width), dtype=np.uint8)
-    for j, chars in enumerate(texts):
-        raw_text[:, j, : chars.shape[0]] = chars.T
+    width = max(t.shape[1] for t in texts)
+    raw_text = np.stack(
+        [np.ascontiguousarray(t).view(f"S{t.shape[1]}")[:, 0].astype(f"S{width}") for t in texts]
+    )
     count_columns = (*SIGNAL_COLUMNS, *OPTIONAL_SIGNAL_COLUMNS)
-    c = {
-        column: _whole_numbers(cells.chars(index[column]))
-        if column in index
-        else np.zeros(n, dtype=np.int64)
-        for column in count_columns
-    }
+    given = [column for column in count_columns if column in index]
+    c = {column: np.zeros(n, dtype=np.int64) for column in count_columns}
+    for column, chars in zip(given, cells.blocks([index[x] for x in given]), strict=True):
+        c[column] = _whole_numbers(chars)
     signals = np.stack(
         [
             np.maximum(c["critical_count"], c["critical_confirmed"]),
@@ -272,9 +274,9 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
         signals=signals,
         unavailable=np.zeros(values.shape, dtype=bool),
         exact=np.zeros(n, dtype=bool),
+        places=tuple(places),
     )
-    as_bytes = raw_text.view(f"S{width}").reshape(n, len(metrics))
-    return RawTable(AccountTable(table, ids, names, segment_names, as_bytes), tuple(warnings), data)
+    return RawTable(AccountTable(table, ids, names, segment_names, raw_text), tuple(warnings), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,34 +344,50 @@ class _Cells:
 
     def texts(self, column: int) -> list[str]:
         _, raw = self._buffer(column)
+        spans = zip(self.starts[:, column].tolist(), self.ends[:, column].tolist(), strict=True)
+        if raw.isascii():  # byte offsets are character offsets: slice the text, no decoding
+            text = raw.decode("ascii")
+            return [text[s:e] for s, e in spans]
         try:
-            return [
-                raw[s:e].decode("utf-8")
-                for s, e in zip(
-                    self.starts[:, column].tolist(), self.ends[:, column].tolist(), strict=True
-                )
-            ]
+            return [raw[s:e].decode("utf-8") for s, e in spans]
         except UnicodeDecodeError:
             raise _Unusual from None
 
+    def blocks(self, columns: Sequence[int]) -> list[NDArray[np.uint8]]:
+        """Like :meth:`chars` for several columns at once (one pass through the file)."""
+        if not self.shared or not columns:
+            return [self.chars(c) for c in columns]
+        buf = self.buffers[0]
+        starts = self.starts[:, columns]
+        lengths = self.ends[:, columns] - starts
+        widths = lengths.max(axis=0) if len(starts) else np.zeros(len(columns), dtype=np.int64)
+        if (widths > MAX_DIGITS + 2).any():
+            raise _Unusual
+        width = max(int(widths.max(initial=0)), 1)
+        padded = np.concatenate([buf, np.zeros(width, dtype=np.uint8)])
+        # Every cell's first ``width`` bytes in one gather, then the bytes past each cell
+        # cleared: columns × rows × bytes.
+        block = np.lib.stride_tricks.sliding_window_view(padded, width)[starts.T]
+        block *= np.arange(width, dtype=np.int64) < lengths.T[..., None]
+        return [block[j] for j in range(len(columns))]
+
     def chars(self, column: int) -> NDArray[np.uint8]:
-        """The column's cells as a longest-cell × rows matrix of bytes (zero-padded)."""
+        """The column's cells as a rows × longest-cell matrix of bytes (zero-padded)."""
         buf, _ = self._buffer(column)
         starts = self.starts[:, column]
         lengths = self.ends[:, column] - starts
-        width = int(lengths.max()) if len(lengths) else 0
+        width = max(int(lengths.max()) if len(lengths) else 0, 1)
         if width > MAX_DIGITS + 2:
             raise _Unusual
-        out = np.zeros((max(width, 1), len(starts)), dtype=np.uint8)
-        last = len(buf) - 1
-        for k in range(width):
-            inside = lengths > k
-            out[k] = np.where(inside, buf[np.minimum(starts + k, last)], 0)
-        return out
+        padded = np.concatenate([buf, np.zeros(width, dtype=np.uint8)])
+        block = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
+        block *= np.arange(width, dtype=np.int64) < lengths[:, None]
+        return block
 
 
-def _plain_decimals(chars: NDArray[np.uint8]) -> NDArray[np.float64]:
-    """A column of plain decimal literals (bytes × rows, zero-padded) as floats; NaN = empty.
+def _plain_decimals(chars: NDArray[np.uint8]) -> tuple[NDArray[np.float64], int]:
+    """A column of plain decimal literals (bytes × rows, zero-padded) as floats (NaN = empty)
+    and the most decimal places any has.
 
     Plain: an optional ``-``, digits (at most 15, no leading zero before another digit), an
     optional ``.`` followed by digits. Such a literal is exactly the ``Decimal`` the raw-file
@@ -377,7 +395,8 @@ def _plain_decimals(chars: NDArray[np.uint8]) -> NDArray[np.float64]:
     by a power of ten, both exact in float64, so the division rounds correctly, like
     ``float(text)``; and float64 orders such numbers exactly.
     """
-    n = chars.shape[1]
+    n = chars.shape[0]
+    chars = np.ascontiguousarray(chars.T)  # one row per byte position: fast to scan
     mantissa = np.zeros(n, dtype=np.int64)
     digits = np.zeros(n, dtype=np.int64)
     after = np.zeros(n, dtype=np.int64)  # digits after the point
@@ -407,22 +426,23 @@ def _plain_decimals(chars: NDArray[np.uint8]) -> NDArray[np.float64]:
     if not (ok | empty).all():
         raise _Unusual
     values = mantissa / (10.0**after)
-    return np.where(empty, np.nan, np.where(negative, -values, values))
+    places = int(after.max(initial=0))
+    return np.where(empty, np.nan, np.where(negative, -values, values)), places
 
 
 def _whole_numbers(chars: NDArray[np.uint8]) -> NDArray[np.int64]:
     """A count column (bytes × rows, zero-padded): digits only (at most 15), empty = 0."""
-    n = chars.shape[1]
+    n = chars.shape[0]
     out = np.zeros(n, dtype=np.int64)
     ok = np.ones(n, dtype=bool)
     ended = np.zeros(n, dtype=bool)
-    for k in range(chars.shape[0]):
-        c = chars[k]
+    for k in range(chars.shape[1]):
+        c = chars[:, k]
         pad = c == 0
         is_digit = (c - np.uint8(48)) <= 9
         ok &= (is_digit | pad) & ~(ended & ~pad)
         ended |= pad
         out = np.where(is_digit, out * 10 + (c.astype(np.int64) - 48), out)
-    if not ok.all() or chars.shape[0] > MAX_DIGITS:
+    if not ok.all() or chars.shape[1] > MAX_DIGITS:
         raise _Unusual
     return out

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from health_score import __version__
 from health_score.batch import ScoredBatch, score_batch
@@ -41,13 +41,17 @@ from health_score.config import (
 from health_score.loaders.artifacts import MANIFEST, RunStore, RunWriter, csv_bytes, json_bytes
 from health_score.loaders.csv_output import score_columns, write_bytes_atomic
 from health_score.loaders.explanation import EXPLANATION, scores_csv
-from health_score.loaders.salesforce import LoadResult, SalesforceLoader
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
 from health_score.scoring.composite import AccountScore, Model
 from health_score.sources.base import Extractor, SourceResult
-from health_score.sources.registry import SOURCES, activate
+
+if TYPE_CHECKING:
+    from health_score.loaders.salesforce import LoadResult
+
+# The extractors and the Salesforce loader (requests, simple-salesforce, …) are imported where
+# used: a --from-raw dry run needs neither, and starts faster without them.
 
 log = logging.getLogger("health_score")
 
@@ -309,13 +313,17 @@ def gather(
         table = raw.accounts
         names = [WEIGHTS_FILE, THRESHOLDS_FILE]
         # Scores of a raw file can be written back too: rows whose account_id is a Salesforce id.
-        mapped = {
-            account_id: Account(account_id, name, segment, sf_account_id=account_id)
-            for account_id, name, segment in zip(
-                table.ids, table.names, table.segment_names, strict=True
-            )
-            if SALESFORCE_ID.fullmatch(account_id)
-        }
+        mapped = (
+            {}  # only write-back reads it
+            if options.dry_run
+            else {
+                account_id: Account(account_id, name, segment, sf_account_id=account_id)
+                for account_id, name, segment in zip(
+                    table.ids, table.names, table.segment_names, strict=True
+                )
+                if SALESFORCE_ID.fullmatch(account_id)
+            }
+        )
         return Inputs(
             accounts=table.accounts(),
             sources={},
@@ -332,6 +340,8 @@ def gather(
             raw_bytes=raw.source_bytes,
             table=table,
         )
+    from health_score.sources.registry import SOURCES, activate
+
     env = os.environ if options.env is None else options.env
     config = load_config(options.config_dir, mapping_path=options.mapping_path)
     mode = "demo" if options.mapping_path is not None and options.demo else "live"
@@ -357,6 +367,8 @@ def _gather_live(
             "JIRA_EMAIL/JIRA_API_TOKEN, LOOKER_*, SF_*), score a file with --from-raw RAW.csv, "
             "or try the built-in demo: health-score run --dry-run --demo"
         )
+    from health_score.sources.registry import SOURCES
+
     active_names = [e.name for e in extractors]
     log.info(
         "sources active: %s; inactive (no credentials): %s",
@@ -451,6 +463,8 @@ def _writeback(
         log.error(message)
         return {"status": "refused", "reason": message}, EXIT_FAILED, [message]
     if loader is None:
+        from health_score.loaders.salesforce import SalesforceLoader
+
         env = os.environ if options.env is None else options.env
         loader = SalesforceLoader.from_env(inputs.writeback, env)
     if loader is None:

@@ -117,7 +117,8 @@ def explanation_bytes(
         ).reshape(len(segments), len(slots))
         for name in ("green", "yellow", "red")
     }
-    ids = accounts.ids if len(keep) == accounts.size else [accounts.ids[i] for i in keep]
+    everything = len(keep) == accounts.size
+    ids = accounts.ids if everything else [accounts.ids[i] for i in keep]
     arrays: dict[str, NDArray[Any]] = {
         "format_version": np.array([FORMAT_VERSION]),
         "account_id": np.array(ids, dtype=np.str_),
@@ -130,7 +131,7 @@ def explanation_bytes(
         **thresholds,
         "metrics": np.array(accounts.table.metrics, dtype=np.str_),
         "slot_metric": np.array(vmodel.slot_column, dtype=np.int16),
-        "raw_value": accounts.raw_text[keep],
+        "raw_value": accounts.raw_text if everything else accounts.raw_text[:, keep],
         "status": result.status[keep],
         "normalised_score": _compact(result.score[keep]),
         "effective_weight": _compact(result.effective[keep]),
@@ -184,7 +185,7 @@ def metric_csv_lines(data: bytes) -> Iterator[str]:
     for i, account_id in enumerate(a["account_id"].tolist()):
         prefix = csv_cell(account_id)
         thresholds = bands[int(a["segment"][i])]
-        raw = [v.decode("utf-8") for v in a["raw_value"][i].tolist()]
+        raw = [v.decode("utf-8") for v in a["raw_value"][:, i].tolist()]
         status = a["status"][i].tolist()
         score = _fixed(a["normalised_score"][i], 4)
         effective = _fixed(a["effective_weight"][i], 8)
@@ -219,7 +220,7 @@ def metric_columns(data: bytes) -> dict[str, NDArray[Any]]:
         table = np.where(texts == "", "nan", texts).astype(np.float64)
         return table[segment, slot]
 
-    raw = a["raw_value"][:, a["slot_metric"].astype(np.intp)].ravel()
+    raw = a["raw_value"][a["slot_metric"].astype(np.intp)].T.ravel()
     raw_numbers = np.where(raw == b"", b"nan", raw).astype(np.float64)
     weights = np.array([float(w) for w in a["weight_in_dimension"].tolist()])
     return {

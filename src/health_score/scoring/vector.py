@@ -58,10 +58,11 @@ Q4 = Decimal("0.0001")
 Q6 = Decimal("0.000001")
 Q8 = Decimal("0.00000001")
 _PLACES = {Q1: 1, Q4: 4, Q6: 6, Q8: 8}
+POWERS = np.array([10**i for i in range(19)], dtype=np.int64)
 
 
 def float_exact(value: Decimal) -> bool:
-    """Whether ``float(value)`` orders and identifies ``value`` exactly (≤ 15 significant digits)."""
+    """Whether ``float(value)`` orders and identifies ``value`` exactly (≤ 15 digits)."""
     return value.is_finite() and len(value.as_tuple().digits) <= 15
 
 
@@ -90,6 +91,9 @@ class Table:
     signals: NDArray[np.int64]
     unavailable: NDArray[np.bool_]
     exact: NDArray[np.bool_]
+    #: Per metric, the most decimal places any value has (None: unknown). With it, metric
+    #: scores, points and dimension scores are computed exactly in integers where they can be.
+    places: tuple[int, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -179,6 +183,13 @@ class VectorModel:
         self.min_coverage = float(config.min_coverage_pct)
         self._effective: dict[tuple[int, int], list[int]] = {}
         self._multipliers: dict[tuple[int, int], Decimal] = {}
+        self.band_ints = [self._band_integers(k) for k in range(self.slots)]
+        weight_places = max([0, *(-int(w.as_tuple().exponent) for w in self._slot_weights())])
+        self.weight_ints: list[int] | None = (
+            [int(w.scaleb(weight_places)) for w in self._slot_weights()]
+            if weight_places <= 6
+            else None
+        )
         self.coverage_ints = _coverage_integers(model)
 
     # ----------------------------------------------------------------------------------------
@@ -199,6 +210,8 @@ class VectorModel:
         scores = np.empty((n, slots), order="F")  # float scores, NaN = no value
         score4 = np.empty((n, slots), dtype=np.int64, order="F")
         score_near = np.zeros((n, slots), dtype=bool, order="F")
+        score_known = np.zeros((n, slots), dtype=bool, order="F")  # score8 is exact
+        score8 = np.zeros((n, slots), dtype=np.int64, order="F")  # score × 10⁸
         status = np.empty((n, slots), dtype=np.int8, order="F")
         dim_total = np.zeros((n, dims))
         dim_present = np.zeros((n, dims))
@@ -231,6 +244,14 @@ class VectorModel:
             value[~present] = np.nan
             scores[:, k] = value
             score4[:, k], score_near[:, k] = _round(value, 10_000, MARGIN_4)
+            whole = self._whole_score(table, k, raw, present, segment, top, bottom, upper)
+            if whole is not None:
+                known, exact_score = whole  # score × 10⁸, exact where known
+                quotient, remainder = np.divmod(exact_score, 10_000)
+                score4[:, k] = np.where(known, quotient + (2 * remainder >= 10_000), score4[:, k])
+                score_near[:, k] &= ~known
+                score_known[:, k] = known
+                score8[:, k] = exact_score
             d = self.slot_dimension[k]
             weight = self.weights[k]
             dim_total[:, d] += np.where(present, value * weight, 0.0)
@@ -316,6 +337,25 @@ class VectorModel:
             published[name], near = _round(values, 10, MARGIN_1)
             exact |= near
         dims_published, dim_near = _round(dim_score, 10, MARGIN_1)
+        if self.weight_ints is not None:
+            for d, dim_slots in enumerate(self.dim_slots):
+                if not dim_slots:
+                    continue
+                numerator = np.zeros(n, dtype=np.int64)
+                denominator = np.zeros(n, dtype=np.int64)
+                known = has_dim[:, d].copy()
+                for k in dim_slots:
+                    scored = status[:, k] == SCORED
+                    known &= ~scored | score_known[:, k]
+                    numerator += np.where(scored, score8[:, k], 0) * self.weight_ints[k]
+                    denominator += scored * self.weight_ints[k]
+                # dimension × 10 = numerator / (denominator × 10⁷), rounded half-up
+                unit = np.where(known, denominator * 10_000_000, 1)
+                quotient, remainder = np.divmod(numerator, unit)
+                dims_published[:, d] = np.where(
+                    known, quotient + (2 * remainder >= unit), dims_published[:, d]
+                )
+                dim_near[:, d] &= ~known
         # A dimension's own rounding is resolved alone (see resolve); the parts built from it
         # are checked above.
 
@@ -338,12 +378,30 @@ class VectorModel:
             table_float = np.array(
                 [self._multiplier_weights(d, int(key), dim_slots) for key in unique]
             ).reshape(len(unique), len(dim_slots))
+            short = [self._effective_short(d, int(key), dim_slots) for key in unique]
+            table_e = np.array([[e for e, _ in row] for row in short], dtype=np.int64).reshape(
+                len(unique), len(dim_slots)
+            )
+            table_p = np.array([[p for _, p in row] for row in short], dtype=np.int64).reshape(
+                len(unique), len(dim_slots)
+            )
             for position, k in enumerate(dim_slots):
                 present = status[:, k] == SCORED
                 effective[:, k] = np.where(present, table_int[inverse, position], 0)
                 points6[:, k], points_near[:, k] = _round(
                     table_float[inverse, position] * scores[:, k], 1_000_000, MARGIN_6
                 )
+                # Where the effective weight is e × 10^-p (p ≤ 10) and the score has ≤ 8
+                # places, points are their exact product: points × 10⁶ = e × score8 / 10^(p+2),
+                # rounded half-up (when the product fits int64).
+                e = table_e[inverse, position]
+                known = present & score_known[:, k] & (e >= 0)
+                known &= np.where(known, e, 0) * np.where(known, scores[:, k], 0.0) < 9e10
+                product = np.where(known, e, 0) * np.where(known, score8[:, k], 0)
+                unit = POWERS[np.where(known, table_p[inverse, position], 0) + 2]
+                quotient, remainder = np.divmod(product, unit)
+                points6[:, k] = np.where(known, quotient + (2 * remainder >= unit), points6[:, k])
+                points_near[:, k] &= ~known
 
         final_published = published["final"]
         tier = np.full(n, len(self.tier_floors), dtype=np.int64)  # Insufficient Data
@@ -408,6 +466,91 @@ class VectorModel:
             numerator *= dim.weight
             denominator *= churn_present
         return numerator / denominator
+
+    def _slot_weights(self) -> list[Decimal]:
+        return [m.weight for d in self.model.dimensions for m in d.metrics]
+
+    def _band_integers(self, k: int) -> tuple[int, NDArray[np.int64]] | None:
+        """Slot ``k``'s thresholds per segment as integers of 10^-places (None: not possible)."""
+        dim = self.model.dimensions[self.slot_dimension[k]]
+        metric = dim.metrics[self.dim_slots[self.slot_dimension[k]].index(k)]
+        bands = [metric.bands.get(s) for s in self.segments]
+        values = [v for b in bands if b is not None for v in (b.green, b.yellow, b.red)]
+        if not all(float_exact(v) for v in values):
+            return None
+        places = max([0, *(-int(v.as_tuple().exponent) for v in values)])
+        if places > 9:
+            return None
+        table = np.zeros((3, len(self.segments)), dtype=np.int64)
+        for s, band in enumerate(bands):
+            if band is not None:
+                for i, v in enumerate((band.green, band.yellow, band.red)):
+                    table[i, s] = int(v.scaleb(places))
+        return places, table
+
+    def _effective_short(self, d: int, key: int, slots: Sequence[int]) -> list[tuple[int, int]]:
+        """Effective weights as (e, p) with weight = e × 10^-p exactly (p ≤ 10), else (-1, 0)."""
+        multiplier = self._multiplier(d, key, slots)
+        out = []
+        for metric in self.model.dimensions[d].metrics:
+            weight = metric.weight * multiplier
+            _, digits, exponent = weight.normalize().as_tuple()
+            places = max(0, -int(exponent))
+            if weight < 0 or places > 10 or not weight.is_finite():
+                out.append((NONE, 0))
+            else:
+                out.append((int(weight.scaleb(places)), places))
+        return out
+
+    def _whole_score(
+        self,
+        table: Table,
+        k: int,
+        raw: NDArray[np.float64],
+        present: NDArray[np.bool_],
+        segment: NDArray[np.int64],
+        top: NDArray[np.bool_],
+        bottom: NDArray[np.bool_],
+        upper: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.bool_], NDArray[np.int64]] | None:
+        """Where slot ``k``'s score has at most 8 decimal places, that score × 10⁸, exactly.
+
+        With every value and threshold scaled to integers (``places`` decimals), the score on
+        a slope is ``100 − 50·(v − g)/(y − g)`` (or its mirror): a whole number of 10⁻⁸ exactly
+        when ``5·10⁹·(v − g)`` is a multiple of ``y − g``. Elsewhere (or when the numbers are
+        too large for int64) the float is checked instead.
+        """
+        if table.places is None:
+            return None
+        ints = self.band_ints[k]
+        if ints is None:
+            return None
+        band_places, band_table = ints
+        places = max(table.places[self.slot_column[k]], band_places)
+        if places > 9:
+            return None
+        scale = 10**places
+        largest = float(np.nanmax(np.abs(raw), initial=0.0)) * scale
+        widest = np.abs(band_table).max(initial=0) * 10 ** (places - band_places)
+        if largest >= 5e8 or widest >= 5e8:  # 5·10⁹ × (v − g) must fit int64
+            return None
+        v = np.rint(np.where(present, raw, 0.0) * scale).astype(np.int64)
+        g, y, r = (band_table[i][segment] * 10 ** (places - band_places) for i in range(3))
+        if self.lower[k]:
+            top_num, top_den = v - g, y - g
+            low_num, low_den = v - y, r - y
+        else:
+            top_num, top_den = g - v, g - y
+            low_num, low_den = y - v, y - r
+        numerator = np.where(upper, top_num, low_num) * 5_000_000_000
+        denominator = np.where(upper, top_den, low_den)
+        slope = present & ~top & ~bottom & (denominator > 0)
+        safe = np.where(slope, denominator, 1)
+        quotient, remainder = np.divmod(numerator, safe)
+        base = np.where(upper, 10_000_000_000, 5_000_000_000)
+        whole = np.where(top, 10_000_000_000, np.where(bottom, 0, base - quotient))
+        known = present & (top | bottom | (slope & (remainder == 0)))
+        return known, whole
 
     def _effective_for(self, d: int, key: int, slots: Sequence[int]) -> list[int]:
         cache_key = (d, key)
