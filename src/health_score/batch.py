@@ -12,19 +12,28 @@ against; ``HSM_EXACT_SCORING=1`` in a run).
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import BinaryIO
 
 import numpy as np
+from numpy.typing import NDArray
 
 from health_score.columns import AccountTable
-from health_score.loaders.csv_output import score_columns
-from health_score.loaders.explanation import explanation_bytes, score_rows
+from health_score.loaders.explanation import score_rows, scores_csv, write_explanation
 from health_score.records import AccountInput
 from health_score.scoring.composite import AccountScore, Model
-from health_score.scoring.vector import VectorModel, empty_result, exact_row, put, resolve
+from health_score.scoring.vector import (
+    Result,
+    VectorModel,
+    empty_result,
+    exact_row,
+    put,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +42,36 @@ log = logging.getLogger(__name__)
 class ScoredBatch:
     """What scoring a portfolio produced."""
 
-    rows: list[tuple[str, ...]] = field(default_factory=list)  # scores.csv rows, account order
+    #: scores.csv, column by column (``score_columns``), accounts in order: see :attr:`rows`.
+    columns: list[list[str]] = field(default_factory=list)
     tiers: Counter[str] = field(default_factory=Counter)
     scored: int = 0  # accounts with a final score
     failures: list[dict[str, str]] = field(default_factory=list)
     #: The full scores (with per-metric results), kept only when asked (for write-back).
     scores: list[AccountScore] = field(default_factory=list)
-    explanation: bytes = b""  # metrics.npz
     exact_accounts: int = 0  # accounts scored with the Decimal rule
+    #: What the explanation file is written from (:meth:`write_explanation`).
+    detail: tuple[VectorModel, AccountTable, Result, NDArray[np.bool_]] | None = None
+
+    @property
+    def rows(self) -> list[tuple[str, ...]]:
+        """scores.csv rows, in account order."""
+        return list(zip(*self.columns, strict=True))
+
+    def scores_csv(self, header: Sequence[str]) -> bytes:
+        """scores.csv with ``header``, rows made one at a time."""
+        return scores_csv(header, zip(*self.columns, strict=True))
+
+    def write_explanation(self, handle: BinaryIO) -> None:
+        """Write ``metrics.npz`` (once; the arrays are let go afterwards)."""
+        assert self.detail is not None, "the explanation was written already"
+        write_explanation(handle, *self.detail)
+        self.detail = None
+
+    def explanation(self) -> bytes:
+        buffer = io.BytesIO()
+        self.write_explanation(buffer)
+        return buffer.getvalue()
 
 
 def as_table(accounts: AccountTable | Sequence[AccountInput], model: Model) -> AccountTable:
@@ -68,6 +99,7 @@ def score_batch(
         try:
             result = vmodel.score(table.table)
             resolve(vmodel, result, table.table.segment, table.value)
+            result.score_near = result.points_near = result.dimension_near = None
         except Exception as exc:  # e.g. an unusual config; the exact rule still scores it
             log.warning("array scoring failed (%s: %s); scoring exactly", type(exc).__name__, exc)
     if result is None:
@@ -87,16 +119,15 @@ def score_batch(
                 {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
             )
             ok[index] = False
-    batch.rows = score_rows(vmodel, table, result, ok)
+    batch.columns = score_rows(vmodel, table, result, ok)
     labels = model.config.tier_labels
     counts = np.bincount(result.tier[ok], minlength=len(labels))
     batch.tiers = Counter({labels[i]: int(c) for i, c in enumerate(counts.tolist()) if c})
     batch.scored = int((result.final[ok] >= 0).sum())
-    batch.explanation = explanation_bytes(vmodel, table, result, ok)
+    batch.detail = (vmodel, table, result, ok)
     if keep:
         for index in np.flatnonzero(ok).tolist():
             account = table.account(index)
             compact = model.score_compact(account)
             batch.scores.append(replace(compact.score, metrics=model.explain(account, compact)))
-    assert all(len(r) == len(score_columns(model.config)) for r in batch.rows[:1])
     return batch

@@ -35,6 +35,10 @@ from health_score.scoring.spec import ScoringConfig
 from health_score.scoring.vector import SIGNAL_FIELDS, Table, float_exact, signal_row
 
 MAX_DIGITS = 15
+PAD = 32  # zero bytes after a file's end (more than the widest cell read)
+GROUP = 8  # columns gathered at once
+SEPARATOR = np.zeros(256, dtype=bool)
+SEPARATOR[[ord(","), ord("\n")]] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,26 +218,26 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
     n = cells.rows
     if not n:
         raise _Unusual
-    ids = [cell.strip() for cell in cells.texts(index["account_id"])]
+    wanted = [c for c in ("account_id", "segment", "account_name") if c in index]
+    texts_of = dict(zip(wanted, cells.texts([index[c] for c in wanted]), strict=True))
+    ids = texts_of["account_id"]
     if not all(ids) or len(set(ids)) != n:
         raise _Unusual  # an empty or duplicate id: the raw-file reader names the line
     segments = tuple(sorted(config.segments))
     segment_index = {s: i for i, s in enumerate(segments)}
-    if "segment" in index:
-        segment_names = [cell.strip() for cell in cells.texts(index["segment"])]
-    else:
-        segment_names = [DEFAULT_SEGMENT] * n
+    segment_names = texts_of.get("segment") or [DEFAULT_SEGMENT] * n
     try:
         segment = np.array([segment_index[s] for s in segment_names], dtype=np.int64)
     except KeyError:
         raise _Unusual from None
-    if "account_name" in index:
+    if "account_name" in texts_of:
         names = [
-            name.strip() or account_id
-            for name, account_id in zip(cells.texts(index["account_name"]), ids, strict=True)
+            name or account_id
+            for name, account_id in zip(texts_of.pop("account_name"), ids, strict=True)
         ]
     else:
         names = list(ids)
+    del texts_of
     values = np.full((n, len(metrics)), np.nan, order="F")
     places = [0] * len(metrics)
     texts: list[NDArray[np.uint8]] = []
@@ -296,8 +300,11 @@ class _Cells:
             return cls._quoted(text, width)
         if not data.endswith(b"\n"):
             data += b"\n"
-        buf = np.frombuffer(data, dtype=np.uint8)
-        separators = np.flatnonzero((buf == 44) | (buf == 10))
+        # Zero bytes after the end, so a cell's bytes can be read a fixed width at a time.
+        buf = np.frombuffer(data + bytes(PAD), dtype=np.uint8)
+        separators = np.flatnonzero(SEPARATOR[buf])
+        if len(buf) < 2**31:
+            separators = separators.astype(np.int32)
         newlines = np.flatnonzero(buf[separators] == 10)
         if not len(newlines) or newlines[0] != width - 1:
             raise _Unusual
@@ -342,34 +349,45 @@ class _Cells:
             return self.buffers[0], self.raw[0]
         return self.buffers[column], self.raw[column]
 
-    def texts(self, column: int) -> list[str]:
-        _, raw = self._buffer(column)
-        spans = zip(self.starts[:, column].tolist(), self.ends[:, column].tolist(), strict=True)
-        if raw.isascii():  # byte offsets are character offsets: slice the text, no decoding
-            text = raw.decode("ascii")
-            return [text[s:e] for s, e in spans]
-        try:
-            return [raw[s:e].decode("utf-8") for s, e in spans]
-        except UnicodeDecodeError:
-            raise _Unusual from None
+    def texts(self, columns: Sequence[int]) -> list[list[str]]:
+        """The cells of ``columns`` as text (stripped), column by column."""
+        out = []
+        decoded: dict[int, str] = {}
+        for column in columns:
+            _, raw = self._buffer(column)
+            spans = zip(self.starts[:, column].tolist(), self.ends[:, column].tolist(), strict=True)
+            if raw.isascii():  # byte offsets are character offsets: slice the text
+                text = decoded.get(id(raw))
+                if text is None:
+                    text = decoded[id(raw)] = raw.decode("ascii")
+                out.append([text[s:e].strip() for s, e in spans])
+                continue
+            try:
+                out.append([raw[s:e].decode("utf-8").strip() for s, e in spans])
+            except UnicodeDecodeError:
+                raise _Unusual from None
+        return out
 
     def blocks(self, columns: Sequence[int]) -> list[NDArray[np.uint8]]:
         """Like :meth:`chars` for several columns at once (one pass through the file)."""
         if not self.shared or not columns:
             return [self.chars(c) for c in columns]
         buf = self.buffers[0]
-        starts = self.starts[:, columns]
-        lengths = self.ends[:, columns] - starts
-        widths = lengths.max(axis=0) if len(starts) else np.zeros(len(columns), dtype=np.int64)
-        if (widths > MAX_DIGITS + 2).any():
-            raise _Unusual
-        width = max(int(widths.max(initial=0)), 1)
-        padded = np.concatenate([buf, np.zeros(width, dtype=np.uint8)])
-        # Every cell's first ``width`` bytes in one gather, then the bytes past each cell
-        # cleared: columns × rows × bytes.
-        block = np.lib.stride_tricks.sliding_window_view(padded, width)[starts.T]
-        block *= np.arange(width, dtype=np.int64) < lengths.T[..., None]
-        return [block[j] for j in range(len(columns))]
+        out: list[NDArray[np.uint8]] = []
+        for group in range(0, len(columns), GROUP):  # a few columns at a time: less memory
+            part = list(columns[group : group + GROUP])
+            starts = self.starts[:, part]
+            lengths = self.ends[:, part] - starts
+            widths = lengths.max(axis=0) if len(starts) else np.zeros(len(part), dtype=np.int64)
+            if (widths > MAX_DIGITS + 2).any():
+                raise _Unusual
+            width = max(int(widths.max(initial=0)), 1)
+            # Every cell's first ``width`` bytes in one gather (the buffer ends in zeros), then
+            # the bytes past each cell cleared: columns × rows × bytes.
+            block = np.lib.stride_tricks.sliding_window_view(buf, width)[starts.T]
+            block *= np.arange(width, dtype=np.int32) < lengths.T[..., None]
+            out.extend(block[j, :, : max(int(w), 1)] for j, w in enumerate(widths.tolist()))
+        return out
 
     def chars(self, column: int) -> NDArray[np.uint8]:
         """The column's cells as a rows × longest-cell matrix of bytes (zero-padded)."""
@@ -382,7 +400,7 @@ class _Cells:
         padded = np.concatenate([buf, np.zeros(width, dtype=np.uint8)])
         block = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
         block *= np.arange(width, dtype=np.int64) < lengths[:, None]
-        return block
+        return np.ascontiguousarray(block)
 
 
 def _plain_decimals(chars: NDArray[np.uint8]) -> tuple[NDArray[np.float64], int]:

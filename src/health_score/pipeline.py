@@ -38,9 +38,16 @@ from health_score.config import (
     load_scoring_config,
     load_sources,
 )
-from health_score.loaders.artifacts import MANIFEST, RunStore, RunWriter, csv_bytes, json_bytes
+from health_score.loaders.artifacts import (
+    MANIFEST,
+    RunStore,
+    RunWriter,
+    csv_bytes,
+    json_bytes,
+    open_binary,
+)
 from health_score.loaders.csv_output import score_columns, write_bytes_atomic
-from health_score.loaders.explanation import EXPLANATION, scores_csv
+from health_score.loaders.explanation import EXPLANATION
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
@@ -415,7 +422,8 @@ def score_and_write(
     One account's failure is listed and never stops the others.
     """
     batch = score_batch(accounts, model, keep=keep, exact=exact)
-    writer.write_bytes(EXPLANATION, batch.explanation)
+    with open_binary(writer, EXPLANATION) as handle:
+        batch.write_explanation(handle)
     return batch
 
 
@@ -572,8 +580,8 @@ def _run(
         keep=writes_back(options, status),
         exact=env.get("HSM_EXACT_SCORING", "") not in {"", "0"},
     )
-    scores = scores_csv(score_columns(model.config), batch.rows)
-    del batch.rows[:]  # the bytes are all that is needed from here on
+    scores = batch.scores_csv(score_columns(model.config))
+    batch.columns = []  # the bytes are all that is needed from here on
     write_run_files(writer, inputs, scores, model)
     output = write_bytes_atomic(options.output, scores)
     writeback, exit_code, messages = _writeback(

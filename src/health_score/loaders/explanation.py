@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,10 +44,20 @@ def _published(values: NDArray[np.int64]) -> list[str]:
     return [PUBLISHED[v] for v in items]
 
 
+SMALL = [str(i) for i in range(1000)]
+
+
+def _counts(values: NDArray[np.int64]) -> list[str]:
+    items: list[int] = values.tolist()
+    if values.size and (int(values.max()) >= len(SMALL) or int(values.min()) < 0):
+        return [str(v) for v in items]
+    return [SMALL[v] for v in items]
+
+
 def score_rows(
     vmodel: VectorModel, accounts: AccountTable, result: Result, ok: NDArray[np.bool_]
-) -> list[tuple[str, ...]]:
-    """``scores.csv`` rows (``score_columns``) of the accounts where ``ok``."""
+) -> list[list[str]]:
+    """``scores.csv`` (``score_columns``) of the accounts where ``ok``, column by column."""
     config = vmodel.model.config
     keep = np.flatnonzero(ok)
     everything = len(keep) == accounts.size
@@ -75,13 +85,13 @@ def score_rows(
         [override[r] for r in result.rule[keep].tolist()],
         ["true" if a else "false" for a in result.applied[keep].tolist()],
         [condition[r] for r in result.rule[keep].tolist()],
-        *(list(map(str, signals[:, j].tolist())) for j in range(4)),
+        *(_counts(signals[:, j]) for j in range(4)),
     ]
     assert len(columns) == len(score_columns(config))
-    return list(zip(*columns, strict=True))
+    return columns
 
 
-def scores_csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> bytes:
+def scores_csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -89,8 +99,10 @@ def scores_csv(header: Sequence[str], rows: Sequence[Sequence[str]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _compact(values: NDArray[np.int64]) -> NDArray[Any]:
-    """int32 where the values fit (they always do for the default model), else int64."""
+def _compact(values: NDArray[Any]) -> NDArray[Any]:
+    """int32 where the values fit (they always do for a model whose weights sum to 1)."""
+    if values.dtype == np.int32:
+        return values
     if values.size and (values.max() > np.iinfo(np.int32).max or values.min() < -1):
         return values
     return values.astype(np.int32)
@@ -99,7 +111,20 @@ def _compact(values: NDArray[np.int64]) -> NDArray[Any]:
 def explanation_bytes(
     vmodel: VectorModel, accounts: AccountTable, result: Result, ok: NDArray[np.bool_]
 ) -> bytes:
-    """The ``metrics.npz`` of the accounts where ``ok``."""
+    """The ``metrics.npz`` of the accounts where ``ok``, in memory."""
+    buffer = io.BytesIO()
+    write_explanation(buffer, vmodel, accounts, result, ok)
+    return buffer.getvalue()
+
+
+def write_explanation(
+    handle: BinaryIO,
+    vmodel: VectorModel,
+    accounts: AccountTable,
+    result: Result,
+    ok: NDArray[np.bool_],
+) -> None:
+    """Write the ``metrics.npz`` of the accounts where ``ok`` to ``handle``."""
     model = vmodel.model
     keep = np.flatnonzero(ok)
     segments = accounts.table.segments
@@ -132,14 +157,17 @@ def explanation_bytes(
         "metrics": np.array(accounts.table.metrics, dtype=np.str_),
         "slot_metric": np.array(vmodel.slot_column, dtype=np.int16),
         "raw_value": accounts.raw_text if everything else accounts.raw_text[:, keep],
-        "status": result.status[keep],
-        "normalised_score": _compact(result.score[keep]),
-        "effective_weight": _compact(result.effective[keep]),
-        "points": _compact(result.points[keep]),
+        "status": result.status if everything else result.status[keep],
+        **{
+            name: _compact(values if everything else values[keep])
+            for name, values in (
+                ("normalised_score", result.score),
+                ("effective_weight", result.effective),
+                ("points", result.points),
+            )
+        },
     }
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
-    return buffer.getvalue()
+    np.savez(handle, allow_pickle=False, **arrays)
 
 
 def load_explanation(data: bytes) -> dict[str, NDArray[Any]]:

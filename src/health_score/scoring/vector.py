@@ -207,64 +207,107 @@ class VectorModel:
         self, table: Table, n: int, exact: NDArray[np.bool_], segment: NDArray[np.int64]
     ) -> Result:
         slots, dims = self.slots, len(self.model.dimensions)
-        scores = np.empty((n, slots), order="F")  # float scores, NaN = no value
-        score4 = np.empty((n, slots), dtype=np.int64, order="F")
-        score_near = np.zeros((n, slots), dtype=bool, order="F")
-        score_known = np.zeros((n, slots), dtype=bool, order="F")  # score8 is exact
-        score8 = np.zeros((n, slots), dtype=np.int64, order="F")  # score × 10⁸
-        status = np.empty((n, slots), dtype=np.int8, order="F")
-        dim_total = np.zeros((n, dims))
+        # Pass 1: which values exist. Effective weights depend on nothing else.
+        present = np.empty((n, slots), dtype=bool, order="F")
         dim_present = np.zeros((n, dims))
         dim_bits = np.zeros((n, dims), dtype=np.int64)
         backed_int = np.zeros(n, dtype=np.int64)
+        status = np.empty((n, slots), dtype=np.int8, order="F")
         for k in range(slots):
-            raw = table.values[:, self.slot_column[k]]
-            present = ~np.isnan(raw)
-            green = self.bands[0, :, k][segment]
-            yellow = self.bands[1, :, k][segment]
-            red = self.bands[2, :, k][segment]
-            exact |= present & np.isnan(green)  # a segment without thresholds: the exact rule
-            if self.lower[k]:
-                top, bottom = raw <= green, raw >= red
-                upper = raw <= yellow
-                part = np.where(
-                    upper,
-                    100 - 50 * (raw - green) / (yellow - green),
-                    50 - 50 * (raw - yellow) / (red - yellow),
-                )
-            else:
-                top, bottom = raw >= green, raw <= red
-                upper = raw >= yellow
-                part = np.where(
-                    upper,
-                    100 - 50 * (green - raw) / (green - yellow),
-                    50 - 50 * (yellow - raw) / (yellow - red),
-                )
-            value = np.where(top, 100.0, np.where(bottom, 0.0, part))
-            value[~present] = np.nan
-            scores[:, k] = value
-            score4[:, k], score_near[:, k] = _round(value, 10_000, MARGIN_4)
-            whole = self._whole_score(table, k, raw, present, segment, top, bottom, upper)
-            if whole is not None:
-                known, exact_score = whole  # score × 10⁸, exact where known
-                quotient, remainder = np.divmod(exact_score, 10_000)
-                score4[:, k] = np.where(known, quotient + (2 * remainder >= 10_000), score4[:, k])
-                score_near[:, k] &= ~known
-                score_known[:, k] = known
-                score8[:, k] = exact_score
+            column = self.slot_column[k]
+            here = ~np.isnan(table.values[:, column])
+            present[:, k] = here
             d = self.slot_dimension[k]
-            weight = self.weights[k]
-            dim_total[:, d] += np.where(present, value * weight, 0.0)
-            dim_present[:, d] += present * weight
-            dim_bits[:, d] |= present.astype(np.int64) << k
+            dim_present[:, d] += here * self.weights[k]
+            dim_bits[:, d] |= here.astype(np.int64) << k
             if self.coverage_ints is not None:
-                backed_int += present * self.coverage_ints[0][k]
-            unavailable = table.unavailable[:, self.slot_column[k]]
+                backed_int += here * self.coverage_ints[0][k]
             status[:, k] = np.where(
-                present, SCORED, np.where(unavailable, UNAVAILABLE_CODE, MISSING)
+                here, SCORED, np.where(table.unavailable[:, column], UNAVAILABLE_CODE, MISSING)
             )
         has_dim = dim_present > 0
-        dim_score = np.where(has_dim, dim_total / dim_present, np.nan)
+        has_p = (
+            has_dim[:, self.platform_dim]
+            if self.platform_dim is not None
+            else np.zeros(n, dtype=bool)
+        )
+        context = has_p.astype(np.int64)
+        for position, d in enumerate(self.churn_dims):
+            context |= has_dim[:, d].astype(np.int64) << (position + 1)
+        keys = dim_bits | (context << 40)[:, None]
+        del dim_bits
+
+        # Pass 2, dimension by dimension: metric scores, points, dimension scores.
+        score4 = np.empty((n, slots), dtype=np.int32, order="F")
+        effective = np.zeros((n, slots), dtype=np.int32, order="F")
+        points6 = np.empty((n, slots), dtype=np.int32, order="F")
+        score_near = np.zeros((n, slots), dtype=bool, order="F")
+        points_near = np.zeros((n, slots), dtype=bool, order="F")
+        dim_score = np.full((n, dims), np.nan)
+        dims_published = np.full((n, dims), NONE, dtype=np.int64)
+        dim_near = np.zeros((n, dims), dtype=bool)
+        for d, dim_slots in enumerate(self.dim_slots):
+            if not dim_slots:
+                continue
+            unique, inverse = np.unique(keys[:, d], return_inverse=True)
+            inverse = inverse.ravel()
+            rows = len(unique)
+            table_int = np.array(
+                [self._effective_for(d, int(key), dim_slots) for key in unique], dtype=np.int64
+            ).reshape(rows, len(dim_slots))
+            table_float = np.array(
+                [self._multiplier_weights(d, int(key), dim_slots) for key in unique]
+            ).reshape(rows, len(dim_slots))
+            short = [self._effective_short(d, int(key), dim_slots) for key in unique]
+            table_e = np.array([[e for e, _ in r] for r in short], dtype=np.int64).reshape(
+                rows, len(dim_slots)
+            )
+            table_p = np.array([[p for _, p in r] for r in short], dtype=np.int64).reshape(
+                rows, len(dim_slots)
+            )
+            total = np.zeros(n)
+            numerator = np.zeros(n, dtype=np.int64)
+            denominator = np.zeros(n, dtype=np.int64)
+            known_dim = has_dim[:, d].copy()
+            for position, k in enumerate(dim_slots):
+                here = present[:, k]
+                value, near, known, whole = self._slot_score(table, k, here, segment, exact)
+                quotient, remainder = np.divmod(whole, 10_000)
+                score4[:, k] = np.where(
+                    known, quotient + (2 * remainder >= 10_000), _round(value, 10_000, 0)[0]
+                )
+                score_near[:, k] = near & ~known
+                total += np.where(here, value * self.weights[k], 0.0)
+                known_dim &= ~here | known
+                if self.weight_ints is not None:
+                    numerator += np.where(here, whole, 0) * self.weight_ints[k]
+                    denominator += here * self.weight_ints[k]
+                effective[:, k] = np.where(here, table_int[inverse, position], 0)
+                points, near_points = _round(
+                    table_float[inverse, position] * value, 1_000_000, MARGIN_6
+                )
+                # Where the effective weight is e × 10^-p (p ≤ 10) and the score has ≤ 8
+                # places, points are their exact product: points × 10⁶ = e × score8 / 10^(p+2),
+                # rounded half-up (when the product fits int64).
+                e = table_e[inverse, position]
+                sure = known & (e >= 0)
+                sure &= np.where(sure, e, 0) * np.where(sure, value, 0.0) < 9e10
+                product = np.where(sure, e, 0) * np.where(sure, whole, 0)
+                unit = POWERS[np.where(sure, table_p[inverse, position], 0) + 2]
+                quotient, remainder = np.divmod(product, unit)
+                points6[:, k] = np.where(sure, quotient + (2 * remainder >= unit), points)
+                points_near[:, k] = near_points & ~sure
+            dim_score[:, d] = np.where(has_dim[:, d], total / dim_present[:, d], np.nan)
+            dims_published[:, d], dim_near[:, d] = _round(dim_score[:, d], 10, MARGIN_1)
+            if self.weight_ints is not None:
+                # dimension × 10 = numerator / (denominator × 10⁷), rounded half-up: exact.
+                unit_d = np.where(known_dim, denominator * 10_000_000, 1)
+                quotient, remainder = np.divmod(numerator, unit_d)
+                dims_published[:, d] = np.where(
+                    known_dim, quotient + (2 * remainder >= unit_d), dims_published[:, d]
+                )
+                dim_near[:, d] &= ~known_dim
+        del present
 
         churn_w = np.array([float(self.model.dimensions[d].weight) for d in self.churn_dims])
         churn_scores = dim_score[:, self.churn_dims]
@@ -336,73 +379,6 @@ class VectorModel:
         ):
             published[name], near = _round(values, 10, MARGIN_1)
             exact |= near
-        dims_published, dim_near = _round(dim_score, 10, MARGIN_1)
-        if self.weight_ints is not None:
-            for d, dim_slots in enumerate(self.dim_slots):
-                if not dim_slots:
-                    continue
-                numerator = np.zeros(n, dtype=np.int64)
-                denominator = np.zeros(n, dtype=np.int64)
-                known = has_dim[:, d].copy()
-                for k in dim_slots:
-                    scored = status[:, k] == SCORED
-                    known &= ~scored | score_known[:, k]
-                    numerator += np.where(scored, score8[:, k], 0) * self.weight_ints[k]
-                    denominator += scored * self.weight_ints[k]
-                # dimension × 10 = numerator / (denominator × 10⁷), rounded half-up
-                unit = np.where(known, denominator * 10_000_000, 1)
-                quotient, remainder = np.divmod(numerator, unit)
-                dims_published[:, d] = np.where(
-                    known, quotient + (2 * remainder >= unit), dims_published[:, d]
-                )
-                dim_near[:, d] &= ~known
-        # A dimension's own rounding is resolved alone (see resolve); the parts built from it
-        # are checked above.
-
-        # Effective weights: exact, once per (dimension, pattern of data).
-        context = has_p.astype(np.int64)
-        for position, d in enumerate(self.churn_dims):
-            context |= has_dim[:, d].astype(np.int64) << (position + 1)
-        keys = dim_bits | (context << 40)[:, None]
-        effective = np.zeros((n, slots), dtype=np.int64, order="F")
-        points6 = np.empty((n, slots), dtype=np.int64, order="F")
-        points_near = np.zeros((n, slots), dtype=bool, order="F")
-        for d, dim_slots in enumerate(self.dim_slots):
-            if not dim_slots:
-                continue
-            unique, inverse = np.unique(keys[:, d], return_inverse=True)
-            inverse = inverse.ravel()
-            table_int = np.array(
-                [self._effective_for(d, int(key), dim_slots) for key in unique], dtype=np.int64
-            ).reshape(len(unique), len(dim_slots))
-            table_float = np.array(
-                [self._multiplier_weights(d, int(key), dim_slots) for key in unique]
-            ).reshape(len(unique), len(dim_slots))
-            short = [self._effective_short(d, int(key), dim_slots) for key in unique]
-            table_e = np.array([[e for e, _ in row] for row in short], dtype=np.int64).reshape(
-                len(unique), len(dim_slots)
-            )
-            table_p = np.array([[p for _, p in row] for row in short], dtype=np.int64).reshape(
-                len(unique), len(dim_slots)
-            )
-            for position, k in enumerate(dim_slots):
-                present = status[:, k] == SCORED
-                effective[:, k] = np.where(present, table_int[inverse, position], 0)
-                points6[:, k], points_near[:, k] = _round(
-                    table_float[inverse, position] * scores[:, k], 1_000_000, MARGIN_6
-                )
-                # Where the effective weight is e × 10^-p (p ≤ 10) and the score has ≤ 8
-                # places, points are their exact product: points × 10⁶ = e × score8 / 10^(p+2),
-                # rounded half-up (when the product fits int64).
-                e = table_e[inverse, position]
-                known = present & score_known[:, k] & (e >= 0)
-                known &= np.where(known, e, 0) * np.where(known, scores[:, k], 0.0) < 9e10
-                product = np.where(known, e, 0) * np.where(known, score8[:, k], 0)
-                unit = POWERS[np.where(known, table_p[inverse, position], 0) + 2]
-                quotient, remainder = np.divmod(product, unit)
-                points6[:, k] = np.where(known, quotient + (2 * remainder >= unit), points6[:, k])
-                points_near[:, k] &= ~known
-
         final_published = published["final"]
         tier = np.full(n, len(self.tier_floors), dtype=np.int64)  # Insufficient Data
         for index in range(len(self.tier_floors) - 1, -1, -1):
@@ -494,13 +470,55 @@ class VectorModel:
         out = []
         for metric in self.model.dimensions[d].metrics:
             weight = metric.weight * multiplier
-            _, digits, exponent = weight.normalize().as_tuple()
-            places = max(0, -int(exponent))
-            if weight < 0 or places > 10 or not weight.is_finite():
+            if not weight.is_finite() or weight < 0:
+                out.append((NONE, 0))
+                continue
+            places = max(0, -int(weight.normalize().as_tuple().exponent))
+            if places > 10:
                 out.append((NONE, 0))
             else:
                 out.append((int(weight.scaleb(places)), places))
         return out
+
+    def _slot_score(
+        self,
+        table: Table,
+        k: int,
+        here: NDArray[np.bool_],
+        segment: NDArray[np.int64],
+        exact: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], NDArray[np.int64]]:
+        """Slot ``k``'s normalised scores: the floats (NaN = no value), where their 4-place
+        rounding is in doubt, and where the exact score × 10⁸ (``whole``) is known."""
+        raw = table.values[:, self.slot_column[k]]
+        green = self.bands[0, :, k][segment]
+        yellow = self.bands[1, :, k][segment]
+        red = self.bands[2, :, k][segment]
+        exact |= here & np.isnan(green)  # a segment without thresholds: the exact rule
+        if self.lower[k]:
+            top, bottom = raw <= green, raw >= red
+            upper = raw <= yellow
+            part = np.where(
+                upper,
+                100 - 50 * (raw - green) / (yellow - green),
+                50 - 50 * (raw - yellow) / (red - yellow),
+            )
+        else:
+            top, bottom = raw >= green, raw <= red
+            upper = raw >= yellow
+            part = np.where(
+                upper,
+                100 - 50 * (green - raw) / (green - yellow),
+                50 - 50 * (yellow - raw) / (yellow - red),
+            )
+        value = np.where(top, 100.0, np.where(bottom, 0.0, part))
+        value[~here] = np.nan
+        _, near = _round(value, 10_000, MARGIN_4)
+        whole = self._whole_score(table, k, raw, here, segment, top, bottom, upper)
+        if whole is None:
+            return value, near, np.zeros(len(raw), dtype=bool), np.zeros(len(raw), dtype=np.int64)
+        known, exact_score = whole
+        return value, near, known, np.where(known, exact_score, 0)
 
     def _whole_score(
         self,
