@@ -1,8 +1,9 @@
 """Run artifacts: one immutable folder per run, locally or under an S3 prefix.
 
 Layout (DESIGN §5): ``<runs-dir>/<run_id>/`` holding ``raw.csv``, ``scores.csv``, ``metrics.npz``
-(metric-level detail, column-wise), ``config/`` (the weights and thresholds the run used) and, written last,
-``manifest.json``. A run folder is never overwritten; each file is written atomically.
+(metric-level detail, column-wise), ``config/`` (the weights and thresholds the run used) and,
+written last, ``manifest.json``. A run folder is never overwritten; each file is written
+atomically.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ held. Numbers are integers of fixed quanta — normalised score ×10⁴, effecti
 points ×10⁶, ``-1`` = none — so nothing is lost to binary floats; raw values are the texts the
 CSV showed; thresholds, weights and names are stored once per segment × metric rather than per
 row. :func:`metric_csv_lines` turns it back into the CSV (``METRIC_COLUMNS``) byte for byte, and
-:func:`metric_columns` into the columns the dashboard shows.
+:func:`metric_columns` into the columns the dashboard shows. For people:
+
+    python -m health_score.loaders.explanation RUN_FOLDER/metrics.npz > metrics.csv
 """
 
 from __future__ import annotations
@@ -266,3 +268,29 @@ def metric_columns(data: bytes) -> dict[str, NDArray[Any]]:
         "effective_weight": np.where(scored, a["effective_weight"].ravel() / 1e8, 0.0),
         "points": numbers(a["points"], 1e6),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print a run's explanation as CSV (the ``metrics.csv`` layout)."""
+    import sys
+    from pathlib import Path
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m health_score.loaders.explanation RUN/metrics.npz", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    if path.is_dir():
+        path = path / EXPLANATION
+    try:
+        lines = metric_csv_lines(path.read_bytes())
+        for line in lines:
+            sys.stdout.write(line)
+    except (OSError, ValueError) as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -115,9 +116,9 @@ class Result:
     rule: NDArray[np.int64]  # index into config.cap_rules, -1 = none matched
     applied: NDArray[np.bool_]
     status: NDArray[np.int8]  # accounts × slots
-    score: NDArray[np.int64]
-    effective: NDArray[np.int64]
-    points: NDArray[np.int64]
+    score: NDArray[np.signedinteger[Any]]
+    effective: NDArray[np.signedinteger[Any]]
+    points: NDArray[np.signedinteger[Any]]
     exact: NDArray[np.bool_]  # accounts the caller must recompute with :func:`exact_row`
     #: Cells and dimensions whose rounding the floats could not decide (see :func:`resolve`).
     score_near: NDArray[np.bool_] | None = None
@@ -351,16 +352,17 @@ class VectorModel:
         if not all(float_exact(r.value) for r in config.cap_rules):
             exact |= rule != NONE
 
+        coverage10: NDArray[np.int64]
         if self.coverage_ints is not None:
-            _, total, floor_numerator, floor_scale = self.coverage_ints
-            if total:
-                coverage10 = (2000 * backed_int + total) // (2 * total)
-                below = 100 * floor_scale * backed_int < floor_numerator * total
+            _, model_total, floor_numerator, floor_scale = self.coverage_ints
+            if model_total:
+                coverage10 = (2000 * backed_int + model_total) // (2 * model_total)
+                below = 100 * floor_scale * backed_int < floor_numerator * model_total
             else:
                 coverage10 = np.zeros(n, dtype=np.int64)
                 below = np.full(n, self.min_coverage > 0)
         else:
-            coverage = (
+            coverage: NDArray[np.float64] = (
                 100 * (dim_present * self.shares).sum(axis=1) / self.total_model_weight
                 if self.total_model_weight
                 else np.zeros(n)
