@@ -61,6 +61,9 @@ PRUNED_SUFFIXES = (".pyx", ".pxd", ".pxi", ".h", ".c", ".pyi")
 #: The AWS services whose botocore models the Lambda needs (S3 artifacts, the secret, STS for
 #: credential providers); the other ~400 service models are 27 MB the bundle does not carry.
 BOTOCORE_SERVICES = frozenset({"s3", "secretsmanager", "sts"})
+#: Parts of NumPy scoring never imports: its own test suites (≈12 MB), the Fortran wrapper
+#: generator and the PyInstaller hook.
+NUMPY_PRUNED = ("f2py", "_pyinstaller")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP_LEVEL = 6  # level 9 takes 5x as long for a zip 3% smaller
 
@@ -171,6 +174,14 @@ def _prune(folder: Path) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix in PRUNED_SUFFIXES:
             path.unlink()
+    numpy = folder / "numpy"
+    if numpy.is_dir():
+        for path in sorted(numpy.rglob("tests"), reverse=True):
+            if path.is_dir():
+                shutil.rmtree(path)
+        for name in NUMPY_PRUNED:
+            if (numpy / name).is_dir():
+                shutil.rmtree(numpy / name)
     models = folder / "botocore" / "data"
     if models.is_dir():
         for service in sorted(models.iterdir()):
