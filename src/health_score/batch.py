@@ -23,7 +23,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from health_score.columns import AccountTable
-from health_score.loaders.explanation import score_rows, scores_csv, write_explanation
+from health_score.loaders.explanation import (
+    score_rows,
+    scores_csv_from_columns,
+    write_explanation,
+)
 from health_score.records import AccountInput
 from health_score.scoring.composite import AccountScore, Model
 from health_score.scoring.vector import (
@@ -60,7 +64,7 @@ class ScoredBatch:
 
     def scores_csv(self, header: Sequence[str]) -> bytes:
         """scores.csv with ``header``, rows made one at a time."""
-        return scores_csv(header, zip(*self.columns, strict=True))
+        return scores_csv_from_columns(header, self.columns)
 
     def write_explanation(self, handle: BinaryIO) -> None:
         """Write ``metrics.npz`` (once; the arrays are let go afterwards)."""

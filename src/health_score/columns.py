@@ -37,6 +37,12 @@ from health_score.scoring.vector import SIGNAL_FIELDS, Table, float_exact, signa
 MAX_DIGITS = 15
 PAD = 32  # zero bytes after a file's end (more than the widest cell read)
 GROUP = 8  # columns gathered at once
+TEXT_WIDTH = 256  # the widest id or name read array-wise
+#: Bytes that make a text cell unusual for the array-wise reader: control bytes (tabs and the
+#: like, which ``str.strip`` would remove at either end) and non-ASCII ones.
+UNPLAIN = np.zeros(256, dtype=bool)
+UNPLAIN[1:32] = True
+UNPLAIN[127:] = True
 SEPARATOR = np.zeros(256, dtype=bool)
 SEPARATOR[[ord(","), ord("\n")]] = True
 
@@ -354,6 +360,10 @@ class _Cells:
         out = []
         decoded: dict[int, str] = {}
         for column in columns:
+            fast = self._plain_texts(column)
+            if fast is not None:
+                out.append(fast)
+                continue
             _, raw = self._buffer(column)
             spans = zip(self.starts[:, column].tolist(), self.ends[:, column].tolist(), strict=True)
             if raw.isascii():  # byte offsets are character offsets: slice the text
@@ -368,7 +378,9 @@ class _Cells:
                 raise _Unusual from None
         return out
 
-    def blocks(self, columns: Sequence[int]) -> list[NDArray[np.uint8]]:
+    def blocks(
+        self, columns: Sequence[int], limit: int = MAX_DIGITS + 2
+    ) -> list[NDArray[np.uint8]]:
         """Like :meth:`chars` for several columns at once (one pass through the file)."""
         if not self.shared or not columns:
             return [self.chars(c) for c in columns]
@@ -379,7 +391,7 @@ class _Cells:
             starts = self.starts[:, part]
             lengths = self.ends[:, part] - starts
             widths = lengths.max(axis=0) if len(starts) else np.zeros(len(part), dtype=np.int64)
-            if (widths > MAX_DIGITS + 2).any():
+            if (widths > limit).any():
                 raise _Unusual
             width = max(int(widths.max(initial=0)), 1)
             # Every cell's first ``width`` bytes in one gather (the buffer ends in zeros), then
@@ -388,6 +400,30 @@ class _Cells:
             block *= np.arange(width, dtype=np.int32) < lengths.T[..., None]
             out.extend(block[j, :, : max(int(w), 1)] for j, w in enumerate(widths.tolist()))
         return out
+
+    def _plain_texts(self, column: int) -> list[str] | None:
+        """An ASCII column without spaces or control bytes, as strings, read array-wise
+        (None: read it cell by cell)."""
+        if not self.shared or not self.rows or not self.raw[0].isascii():
+            return None
+        try:
+            (block,) = self.blocks([column], limit=TEXT_WIDTH)
+        except _Unusual:
+            return None
+        lengths = self.ends[:, column] - self.starts[:, column]
+        last = block[np.arange(len(block)), np.maximum(lengths - 1, 0)]
+        if (
+            ((block != 0).sum(axis=1) != lengths).any()
+            or UNPLAIN[block].any()
+            or (block[:, 0] == 32).any()  # what strip() would remove
+            or (last == 32).any()
+        ):
+            return None
+        width = block.shape[1]
+        texts: list[str] = (
+            np.ascontiguousarray(block).view(f"S{width}")[:, 0].astype(f"U{width}").tolist()
+        )
+        return texts
 
     def chars(self, column: int) -> NDArray[np.uint8]:
         """The column's cells as a rows × longest-cell matrix of bytes (zero-padded)."""

@@ -93,6 +93,16 @@ def score_rows(
     return columns
 
 
+def scores_csv_from_columns(header: Sequence[str], columns: Sequence[Sequence[str]]) -> bytes:
+    """scores.csv from its columns; what ``csv.writer`` writes, joined directly when no cell
+    needs quoting (the usual case: about five times as fast)."""
+    special = (",", '"', "\r", "\n")
+    if any(ch in "\x00".join(column) for column in (header, *columns) for ch in special):
+        return scores_csv(header, zip(*columns, strict=True))
+    lines = [",".join(header), *map(",".join, zip(*columns, strict=True))]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def scores_csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
