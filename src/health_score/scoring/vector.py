@@ -377,10 +377,14 @@ class VectorModel:
             ("quantitative", quantitative),
             ("final", final),
             ("churn", churn),
-            ("platform", platform),
         ):
             published[name], near = _round(values, 10, MARGIN_1)
             exact |= near
+        # Platform Value is the platform dimension's score: rounded (and resolved) with it.
+        if self.platform_dim is not None:
+            published["platform"] = dims_published[:, self.platform_dim].copy()
+        else:
+            published["platform"] = np.full(n, NONE, dtype=np.int64)
         final_published = published["final"]
         tier = np.full(n, len(self.tier_floors), dtype=np.int64)  # Insufficient Data
         for index in range(len(self.tier_floors) - 1, -1, -1):
@@ -663,6 +667,8 @@ def resolve(
                     total += weight * exact_score(int(i), int(k))
                     present += weight
             result.dimensions[i, d] = _scaled(total / present if present else None, Q1)
+            if d == vmodel.platform_dim:
+                result.platform_value[i] = result.dimensions[i, d]
             done += 1
     return done
 
