@@ -108,7 +108,10 @@ def _literal(value: Decimal) -> str | None:
     return text if digits <= 15 else None
 
 
-def _portfolio(config: ScoringConfig, accounts: int, seed: int) -> list[list[str]]:
+def _portfolio(
+    config: ScoringConfig, accounts: int, seed: int, *, awkward: bool = True
+) -> list[list[str]]:
+    """Raw rows; ``awkward`` names (a comma, quotes) make the file a quoted CSV."""
     rng = random.Random(seed)
     metrics: dict[str, MetricSpec] = {}
     shared: set[str] = set()  # in two dimensions, with different thresholds
@@ -122,7 +125,8 @@ def _portfolio(config: ScoringConfig, accounts: int, seed: int) -> list[list[str
         segment = rng.choice(sorted(config.segments))
         kind = rng.random()
         target = Decimal(rng.choice(EDGES)) if kind < 0.45 else None
-        row = [f"A{index:06d}", f"Account {index}" if index % 7 else 'Acme, "West"', segment]
+        name = 'Acme, "West"' if awkward and index % 7 == 0 else f"Account {index}"
+        row = [f"A{index:06d}", name, segment]
         for name, spec in metrics.items():
             band = spec.bands[segment]
             # Sparse accounts (low coverage, or no data at all) besides the usual gaps.
@@ -250,11 +254,18 @@ def test_accounts_in_memory_score_the_same_as_the_raw_file(tmp_path: Path) -> No
     assert "long,support_health,open_bugs_total,unavailable" in text
 
 
-def test_the_dashboard_columns_hold_the_published_numbers(tmp_path: Path) -> None:
+def test_an_unquoted_file_scores_exactly_and_the_dashboard_columns_match(tmp_path: Path) -> None:
     config = load_scoring_config(DEFAULT_CONFIG)
-    path = _write_with_signals(tmp_path / "raw.csv", config, _portfolio(config, 300, seed=11))
-    batch = score_batch(read_raw_table(path, config).accounts, Model(config))
+    rows = _portfolio(config, 2000, seed=11, awkward=False)
+    path = _write_with_signals(tmp_path / "raw.csv", config, rows)
+    model = Model(config)
+    table = read_raw_table(path, config).accounts
+    assert table.inputs is None and b'"' not in path.read_bytes()  # the unquoted fast reader
+    batch = score_batch(table, model)
+    oracle_rows, detail = _oracle(path, model)
+    assert [list(r) for r in batch.rows] == oracle_rows
     data = batch.explanation()
+    assert "".join(metric_csv_lines(data)) == detail
     columns = metric_columns(data)
     reader = csv.DictReader(io.StringIO("".join(metric_csv_lines(data))))
     count = 0
