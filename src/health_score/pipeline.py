@@ -52,6 +52,7 @@ from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
 from health_score.scoring.composite import AccountScore, Model
+from health_score.scoring.spec import ScoringConfig
 from health_score.sources.base import Extractor, SourceResult
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ class Inputs:
     raw_bytes: bytes | None = None  # the --from-raw file as read, kept as the run's raw.csv
     #: The --from-raw file column-wise (``accounts`` are its accounts, built when asked for).
     table: AccountTable | None = None
+    #: The scoring config the inputs were validated against (read once per run).
+    scoring: ScoringConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +349,7 @@ def gather(
             config_files=_config_files(options.config_dir, names),
             raw_bytes=raw.source_bytes,
             table=table,
+            scoring=scoring,
         )
     from health_score.sources.registry import SOURCES, activate
 
@@ -399,6 +403,7 @@ def _gather_live(
         mapped={a.account_id: a for a in config.accounts},
         writeback=config.sources["salesforce"].writeback,
         config_files=_config_files(config.directory, names),
+        scoring=config.scoring,
     )
 
 
@@ -568,7 +573,7 @@ def _run(
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
 
     # Scoring config comes from the same folder the inputs were validated against.
-    model = Model(load_scoring_config(options.config_dir))
+    model = Model(inputs.scoring or load_scoring_config(options.config_dir))
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
     writer = (store or open_store(options.runs_dir)).create_run(run_id)
