@@ -102,7 +102,7 @@ def score_batch(
     if not exact and vmodel.supported and n:
         try:
             result = vmodel.score(table.table)
-            resolve(vmodel, result, table.table.segment, table.value)
+            resolve(vmodel, result, table.table.segment, table.values)
             result.score_near = result.points_near = result.dimension_near = None
         except Exception as exc:  # e.g. an unusual config; the exact rule still scores it
             log.warning("array scoring failed (%s: %s); scoring exactly", type(exc).__name__, exc)

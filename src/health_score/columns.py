@@ -88,6 +88,16 @@ class AccountTable:
         text = self.raw_text[column, index]
         return Decimal(text.decode("ascii")) if text else None
 
+    def values(self, column: int, rows: NDArray[np.intp]) -> list[Decimal | None]:
+        """Exact values of metric ``column`` for the accounts ``rows``."""
+        if self.inputs is not None:
+            name = self.table.metrics[column]
+            return [self.inputs[i].metrics.get(name) for i in rows.tolist()]
+        return [
+            Decimal(text.decode("ascii")) if text else None
+            for text in self.raw_text[column, rows].tolist()
+        ]
+
     def accounts(self) -> Accounts:
         return Accounts(self)
 

@@ -27,11 +27,12 @@ from health_score.lambda_package import (
     write_zip,
 )
 
-LIMIT_UNZIPPED = 60 * 1000 * 1000
+#: 60 MB before NumPy became a runtime dependency (array scoring, metrics.npz); NumPy adds about
+#: 52 MB, 28 MB of which is the OpenBLAS its core links against (README "Performance").
+LIMIT_UNZIPPED = 125 * 1000 * 1000
 NEVER_BUNDLED = (
     "streamlit",
     "pandas",
-    "numpy",
     "altair",
     "pytest",
     "moto",
@@ -92,7 +93,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     yield Built(bundle, interpreter, names)
 
 
-def test_the_bundle_is_under_60_mb_unzipped(built: Built) -> None:
+def test_the_bundle_is_under_its_size_limit_unzipped(built: Built) -> None:
     assert built.bundle.unzipped_bytes <= LIMIT_UNZIPPED
     assert built.bundle.zipped_bytes < built.bundle.unzipped_bytes
 

@@ -624,47 +624,63 @@ def resolve(
     vmodel: VectorModel,
     result: Result,
     segment: NDArray[np.int64],
-    raw_value: Callable[[int, int], Decimal | None],
+    raw_values: Callable[[int, NDArray[np.intp]], list[Decimal | None]],
 ) -> int:
     """Decide with the exact rule the cells and dimensions the floats left open (in accounts
-    not marked ``exact``, which are recomputed whole). ``raw_value(account, metric column)``
-    gives an exact value. Returns how many cells and dimensions were decided."""
+    not marked ``exact``, which are recomputed whole). ``raw_values(metric column, accounts)``
+    gives exact values. Returns how many cells and dimensions were decided."""
     if result.score_near is None or result.points_near is None or result.keys is None:
         return 0
     model = vmodel.model
-    slot_metric = [(dim, metric) for dim in model.dimensions for metric in dim.metrics]
-    cache: dict[tuple[int, str, Decimal], Decimal] = {}
+    slot_metric = [metric for dim in model.dimensions for metric in dim.metrics]
     open_rows = ~result.exact
-
-    def exact_score(i: int, k: int) -> Decimal:
-        raw = raw_value(i, vmodel.slot_column[k])
-        assert raw is not None
-        name = vmodel.segments[segment[i]]
-        hit = cache.get((k, name, raw))
-        if hit is None:
-            metric = slot_metric[k][1]
-            hit = cache[k, name, raw] = normalise(raw, metric.bands[name], metric.lower_is_better)
-        return hit
-
-    done = 0
-    for i, k in zip(*np.nonzero(result.score_near & open_rows[:, None]), strict=True):
-        result.score[i, k] = _scaled(exact_score(int(i), int(k)), Q4)
-        done += 1
     keys = result.keys
-    for i, k in zip(*np.nonzero(result.points_near & open_rows[:, None]), strict=True):
-        d = vmodel.slot_dimension[k]
-        multiplier = vmodel._multiplier(d, int(keys[i, d]), vmodel.dim_slots[d])
-        effective = slot_metric[k][1].weight * multiplier
-        result.points[i, k] = _scaled(effective * exact_score(int(i), int(k)), Q6)
-        done += 1
+    done = 0
+    known: dict[tuple[int, int], Decimal] = {}  # (slot, account) → exact score, for dimensions
+    for k in range(vmodel.slots):
+        score_rows = np.flatnonzero(result.score_near[:, k] & open_rows)
+        points_rows = np.flatnonzero(result.points_near[:, k] & open_rows)
+        if not len(score_rows) and not len(points_rows):
+            continue
+        rows = np.union1d(score_rows, points_rows)
+        metric = slot_metric[k]
+        bands = [metric.bands.get(name) for name in vmodel.segments]
+        lower = metric.lower_is_better
+        raws = raw_values(vmodel.slot_column[k], rows)
+        exact = {
+            row: normalise(raw, bands[s], lower)  # type: ignore[arg-type]
+            for row, raw, s in zip(rows.tolist(), raws, segment[rows].tolist(), strict=True)
+        }
+        if len(score_rows):
+            result.score[score_rows, k] = [_scaled(exact[i], Q4) for i in score_rows.tolist()]
+        if len(points_rows):
+            d = vmodel.slot_dimension[k]
+            weights: dict[int, Decimal] = {}
+            values = []
+            for i, key in zip(points_rows.tolist(), keys[points_rows, d].tolist(), strict=True):
+                weight = weights.get(key)
+                if weight is None:
+                    multiplier = vmodel._multiplier(d, key, vmodel.dim_slots[d])
+                    weight = weights[key] = metric.weight * multiplier
+                values.append(_scaled(weight * exact[i], Q6))
+            result.points[points_rows, k] = values
+        done += len(score_rows) + len(points_rows)
+        known.update(((k, i), v) for i, v in exact.items())
     if result.dimension_near is not None:
         zero = Decimal(0)
         for i, d in zip(*np.nonzero(result.dimension_near & open_rows[:, None]), strict=True):
             total = present = zero
             for k in vmodel.dim_slots[d]:
                 if result.status[i, k] == SCORED:
-                    weight = slot_metric[k][1].weight
-                    total += weight * exact_score(int(i), int(k))
+                    score = known.get((k, int(i)))
+                    if score is None:
+                        metric = slot_metric[k]
+                        (raw,) = raw_values(vmodel.slot_column[k], np.array([i]))
+                        name = vmodel.segments[segment[i]]
+                        assert raw is not None
+                        score = normalise(raw, metric.bands[name], metric.lower_is_better)
+                    weight = slot_metric[k].weight
+                    total += weight * score
                     present += weight
             result.dimensions[i, d] = _scaled(total / present if present else None, Q1)
             if d == vmodel.platform_dim:
