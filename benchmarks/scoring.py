@@ -3,8 +3,9 @@
 For each size: generate a raw file (not timed), then run, as subprocesses in the same benchmark
 run, the real command ``health-score run --dry-run --from-raw`` (all run files included) and the
 plain-float reference scorer (``benchmarks/reference_scorer.py``, scores CSV only), alternating
-them ``--repeat`` times and keeping each one's best wall time. Reports both, their ratio, our
-peak memory (largest RSS and the process tree's PSS) and the run folder's size.
+them ``--repeat`` times and keeping each one's best wall time. Reports both, their ratio (also in
+CPU seconds, which a busy shared machine disturbs less than wall time), our peak memory (largest
+RSS and the process tree's PSS) and the run folder's size.
 Targets at 100,000 accounts on the 2-core reference machine: ≤ 3 s, ≤ 0.5 × the reference,
 ≤ 300 MB peak, run files ≤ half of the first exact version's (357 MB → ≤ 178 MB).
 
@@ -87,6 +88,7 @@ def tree_pss_kb(pid: int) -> int:
 @dataclass(frozen=True, slots=True)
 class Timing:
     wall: float
+    cpu: float  # user + system seconds of the process (less sensitive to a busy machine)
     rss_mb: float  # the largest process's peak resident set
     pss_mb: float  # all its processes together, sampled
 
@@ -112,7 +114,7 @@ def timed(command: list[str]) -> Timing:
     if process.returncode != 0:
         print(out.decode(), err.decode(), sep="\n")
         raise SystemExit(f"{command[:4]} failed with exit code {process.returncode}")
-    return Timing(wall, usage.ru_maxrss / 1024, tree_peak / 1024)
+    return Timing(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, tree_peak / 1024)
 
 
 def folder_size(folder: Path) -> int:
@@ -175,6 +177,11 @@ def bench(accounts: int, repeat: int, tmp: Path) -> None:
     )
     ratios = ", ".join(f"{o.wall / r.wall:.2f}" for o, r in zip(ours, reference, strict=True))
     print(f"  ratio ours / reference {best / best_reference:.2f} (pairwise: {ratios})")
+    cpu, cpu_reference = min(t.cpu for t in ours), min(t.cpu for t in reference)
+    print(
+        f"  CPU seconds: ours {cpu:.2f}, reference {cpu_reference:.2f}, "
+        f"ratio {cpu / cpu_reference:.2f} (best of each)"
+    )
     print(
         f"  peak memory {max(t.rss_mb for t in ours):.0f} MB RSS, "
         f"{max(t.pss_mb for t in ours):.0f} MB PSS for all processes; "
