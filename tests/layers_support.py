@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.sources",
             "health_score.loaders",
             "health_score.rawfile",
+            "health_score.columns",
             "health_score.secrets",
             "health_score.envfile",
             "health_score.logging_setup",

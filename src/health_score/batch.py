@@ -1,146 +1,137 @@
-"""Score many accounts: the scores' CSV rows in memory, their metric detail streamed to a file.
+"""Score a whole portfolio: array scoring checked against the exact rule, then the run's rows.
 
-Large runs are spread over worker processes (forked, so the accounts are shared, not copied);
-each worker streams its accounts' detail rows to a part file and the parts are joined in order.
-Smaller runs, and processes that cannot fork safely (other threads running, or no
-``multiprocessing`` support as on AWS Lambda), score in-process. Both paths produce the same
-bytes.
+:class:`~health_score.scoring.vector.VectorModel` scores every account at once in float64 and
+marks the accounts whose published numbers the floats cannot guarantee (a value within a hair of
+a rounding half, a cap or the coverage floor; a value with more than 15 significant digits).
+Those, and only those, are scored again with the exact ``Decimal`` rule
+(:meth:`Model.score_compact`), whose results replace the float ones; so every published number is
+the exact rule's. One account that cannot be scored is listed and never stops the others. With
+``exact``, every account takes the ``Decimal`` path (the reference the fast path is tested
+against; ``HSM_EXACT_SCORING=1`` in a run).
 """
 
 from __future__ import annotations
 
-import gc
+import io
 import logging
-import multiprocessing
-import os
-import shutil
-import tempfile
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
-from health_score.loaders.csv_output import DetailLines, score_row
+import numpy as np
+from numpy.typing import NDArray
+
+from health_score.columns import AccountTable
+from health_score.loaders.explanation import (
+    score_rows,
+    scores_csv_from_columns,
+    write_explanation,
+)
 from health_score.records import AccountInput
 from health_score.scoring.composite import AccountScore, Model
-from health_score.scoring.spec import ScoringConfig
+from health_score.scoring.vector import (
+    Result,
+    VectorModel,
+    empty_result,
+    exact_row,
+    put,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
-
-#: Below this many accounts, starting processes costs more than it saves.
-PARALLEL_MIN_ACCOUNTS = int(os.environ.get("HSM_PARALLEL_MIN_ACCOUNTS", "20000"))
-MAX_PROCESSES = 4
 
 
 @dataclass(slots=True)
 class ScoredBatch:
-    """What scoring a list of accounts produced (besides the detail rows it streamed)."""
+    """What scoring a portfolio produced."""
 
-    rows: list[list[str]] = field(default_factory=list)  # scores.csv rows, in account order
+    #: scores.csv, column by column (``score_columns``), accounts in order: see :attr:`rows`.
+    columns: list[list[str]] = field(default_factory=list)
     tiers: Counter[str] = field(default_factory=Counter)
     scored: int = 0  # accounts with a final score
     failures: list[dict[str, str]] = field(default_factory=list)
     #: The full scores (with per-metric results), kept only when asked (for write-back).
     scores: list[AccountScore] = field(default_factory=list)
+    exact_accounts: int = 0  # accounts scored with the Decimal rule
+    #: What the explanation file is written from (:meth:`write_explanation`).
+    detail: tuple[VectorModel, AccountTable, Result, NDArray[np.bool_]] | None = None
 
-    def extend(self, other: ScoredBatch) -> None:
-        self.rows.extend(other.rows)
-        self.scores.extend(other.scores)
-        self.tiers.update(other.tiers)
-        self.scored += other.scored
-        self.failures.extend(other.failures)
+    @property
+    def rows(self) -> list[tuple[str, ...]]:
+        """scores.csv rows, in account order."""
+        return list(zip(*self.columns, strict=True))
+
+    def scores_csv(self, header: Sequence[str]) -> bytes:
+        """scores.csv with ``header``, rows made one at a time."""
+        return scores_csv_from_columns(header, self.columns)
+
+    def write_explanation(self, handle: BinaryIO) -> None:
+        """Write ``metrics.npz`` (once; the arrays are let go afterwards)."""
+        assert self.detail is not None, "the explanation was written already"
+        write_explanation(handle, *self.detail)
+        self.detail = None
+
+    def explanation(self) -> bytes:
+        buffer = io.BytesIO()
+        self.write_explanation(buffer)
+        return buffer.getvalue()
 
 
-def _score_into(
-    accounts: Sequence[AccountInput], model: Model, detail: TextIO, keep: bool
+def as_table(accounts: AccountTable | Sequence[AccountInput], model: Model) -> AccountTable:
+    if isinstance(accounts, AccountTable):
+        return accounts
+    return AccountTable.from_accounts(accounts, model.config)
+
+
+def score_batch(
+    accounts: AccountTable | Sequence[AccountInput],
+    model: Model,
+    *,
+    keep: bool = False,
+    exact: bool = False,
 ) -> ScoredBatch:
-    """Score in this process; one account's failure is listed and never stops the others."""
+    """Score ``accounts`` with ``model``: the scores' rows, the explanation file and counts.
+
+    With ``keep``, the batch also holds every account's full score (for write-back).
+    """
+    table = as_table(accounts, model)
+    vmodel = VectorModel(model, table.table.metrics, table.table.segments)
+    n = table.size
+    result = None
+    if not exact and vmodel.supported and n:
+        try:
+            result = vmodel.score(table.table)
+            resolve(vmodel, result, table.table.segment, table.values)
+            result.score_near = result.points_near = result.dimension_near = None
+        except Exception as exc:  # e.g. an unusual config; the exact rule still scores it
+            log.warning("array scoring failed (%s: %s); scoring exactly", type(exc).__name__, exc)
+    if result is None:
+        result = empty_result(n, len(model.dimensions), vmodel.slots)
+    ok = np.ones(n, dtype=bool)
     batch = ScoredBatch()
-    lines = DetailLines(model)
-    config: ScoringConfig = model.config
-    for account in accounts:
+    redo = np.flatnonzero(result.exact).tolist()
+    batch.exact_accounts = len(redo)
+    for index in redo:
+        account = table.account(index)
         try:
             compact = model.score_compact(account)
-            detail_text = lines.lines(account, compact)
+            put(result, index, exact_row(vmodel, account, compact))
         except Exception as exc:  # listed in the manifest; the other accounts are still scored
             log.error("account %s could not be scored: %s", account.account_id, exc)
             batch.failures.append(
                 {"account_id": account.account_id, "error": f"{type(exc).__name__}: {exc}"}
             )
-            continue
-        score = compact.score
-        detail.write(detail_text)
-        batch.rows.append(score_row(score, config))
-        batch.tiers[score.tier] += 1
-        batch.scored += score.final is not None
-        if keep:
-            batch.scores.append(replace(score, metrics=model.explain(account, compact)))
+            ok[index] = False
+    batch.columns = score_rows(vmodel, table, result, ok)
+    labels = model.config.tier_labels
+    counts = np.bincount(result.tier[ok], minlength=len(labels))
+    batch.tiers = Counter({labels[i]: int(c) for i, c in enumerate(counts.tolist()) if c})
+    batch.scored = int((result.final[ok] >= 0).sum())
+    batch.detail = (vmodel, table, result, ok)
+    if keep:
+        for index in np.flatnonzero(ok).tolist():
+            account = table.account(index)
+            compact = model.score_compact(account)
+            batch.scores.append(replace(compact.score, metrics=model.explain(account, compact)))
     return batch
-
-
-# Set by the parent just before forking; the children read it (copy-on-write), never pickle it.
-_SHARED: tuple[Sequence[AccountInput], Model, Path, bool] | None = None
-
-
-def _worker(part: tuple[int, int, int]) -> ScoredBatch:
-    index, start, stop = part
-    assert _SHARED is not None
-    accounts, model, folder, keep = _SHARED
-    with (folder / f"part-{index:03d}.csv").open("w", encoding="utf-8", newline="") as detail:
-        return _score_into(accounts[start:stop], model, detail, keep)
-
-
-def processes_for(count: int) -> int:
-    """How many processes to score ``count`` accounts with (1 = in-process)."""
-    wanted = int(os.environ.get("HSM_SCORING_PROCESSES", "0")) or min(
-        os.cpu_count() or 1, MAX_PROCESSES
-    )
-    if count < PARALLEL_MIN_ACCOUNTS or wanted < 2:
-        return 1
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    if threading.active_count() > 1:  # forking a threaded process can deadlock the child
-        return 1
-    return min(wanted, count)
-
-
-def score_batch(
-    accounts: Sequence[AccountInput],
-    model: Model,
-    detail: TextIO,
-    *,
-    processes: int = 1,
-    keep: bool = False,
-) -> ScoredBatch:
-    """Score ``accounts`` with ``model``, writing detail rows to ``detail`` in account order.
-
-    With ``keep``, the batch also holds every account's full score (for write-back).
-    """
-    global _SHARED
-    if processes < 2:
-        return _score_into(accounts, model, detail, keep)
-    size = -(-len(accounts) // processes)
-    parts = [(i, i * size, min((i + 1) * size, len(accounts))) for i in range(processes)]
-    with tempfile.TemporaryDirectory(prefix="hsm-score-") as tmp:
-        folder = Path(tmp)
-        _SHARED = (accounts, model, folder, keep)
-        # Keep the collector from touching (and so copying) every shared object in the children.
-        gc.freeze()
-        try:
-            context = multiprocessing.get_context("fork")
-            with context.Pool(processes) as pool:
-                results = pool.map(_worker, parts)
-        except OSError as exc:  # e.g. no /dev/shm for the pool's semaphores
-            log.info("scoring in-process (%s)", exc)
-            return _score_into(accounts, model, detail, keep)
-        finally:
-            _SHARED = None
-            gc.unfreeze()
-        batch = ScoredBatch()
-        for (index, _, _), result in zip(parts, results, strict=True):
-            with (folder / f"part-{index:03d}.csv").open(encoding="utf-8", newline="") as part:
-                shutil.copyfileobj(part, detail, 1 << 20)
-            batch.extend(result)
-        return batch

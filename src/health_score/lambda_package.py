@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUT = ROOT / "build" / "lambda.zip"
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_x86_64"
+#: Wheel tags accepted for a platform: the Lambda Python 3.12 runtime (Amazon Linux 2023, glibc
+#: 2.34) runs manylinux_2_28 wheels too, which is all some packages (NumPy 2.5) publish.
+PLATFORM_TAGS = {LAMBDA_PLATFORM: ("manylinux_2_28_x86_64", "manylinux2014_x86_64")}
 PROJECT = "health-score-middleware"
 #: Runtime dependencies only local commands need (the CLI and dashboard read ``.env``).
 LOCAL_ONLY = frozenset({"python-dotenv"})
@@ -61,6 +64,9 @@ PRUNED_SUFFIXES = (".pyx", ".pxd", ".pxi", ".h", ".c", ".pyi")
 #: The AWS services whose botocore models the Lambda needs (S3 artifacts, the secret, STS for
 #: credential providers); the other ~400 service models are 27 MB the bundle does not carry.
 BOTOCORE_SERVICES = frozenset({"s3", "secretsmanager", "sts"})
+#: Parts of NumPy scoring never imports: its own test suites (≈12 MB), the Fortran wrapper
+#: generator and the PyInstaller hook.
+NUMPY_PRUNED = ("f2py", "_pyinstaller")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP_LEVEL = 6  # level 9 takes 5x as long for a zip 3% smaller
 
@@ -133,6 +139,11 @@ def _run(command: Sequence[str], what: str) -> None:
         raise PackageError(f"{what} failed (exit {result.returncode}):\n{tail}")
 
 
+def platform_args(platform: str) -> list[str]:
+    """``--platform TAG`` for each wheel tag the platform accepts."""
+    return [arg for tag in PLATFORM_TAGS.get(platform, (platform,)) for arg in ("--platform", tag)]
+
+
 def install_dependencies(
     target: Path, requirements: Sequence[str], constraints: Path, python_version: str, platform: str
 ) -> None:
@@ -147,8 +158,11 @@ def install_dependencies(
             "--target",
             str(target),
             "--only-binary=:all:",
-            "--platform",
-            platform,
+            *(
+                arg
+                for tag in PLATFORM_TAGS.get(platform, (platform,))
+                for arg in ("--platform", tag)
+            ),
             "--implementation",
             "cp",
             "--python-version",
@@ -171,6 +185,14 @@ def _prune(folder: Path) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix in PRUNED_SUFFIXES:
             path.unlink()
+    numpy = folder / "numpy"
+    if numpy.is_dir():
+        for path in sorted(numpy.rglob("tests"), reverse=True):
+            if path.is_dir():
+                shutil.rmtree(path)
+        for name in NUMPY_PRUNED:
+            if (numpy / name).is_dir():
+                shutil.rmtree(numpy / name)
     models = folder / "botocore" / "data"
     if models.is_dir():
         for service in sorted(models.iterdir()):

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from health_score import __version__
-from health_score.batch import ScoredBatch, processes_for, score_batch
+from health_score.batch import ScoredBatch, score_batch
+from health_score.columns import AccountTable, read_raw_table
 from health_score.config import (
     MAPPING_FILE,
     SOURCES_FILE,
@@ -41,12 +42,13 @@ from health_score.loaders.artifacts import (
     StoreError,
     csv_bytes,
     json_bytes,
-    open_text,
+    open_binary,
 )
-from health_score.loaders.csv_output import METRIC_COLUMNS, score_columns, write_csv_atomic
+from health_score.loaders.csv_output import score_columns, write_bytes_atomic
+from health_score.loaders.explanation import EXPLANATION
 from health_score.loaders.salesforce import LoadResult, SalesforceLoader
 from health_score.loaders.stores import open_store
-from health_score.rawfile import raw_header, raw_rows, read_raw
+from health_score.rawfile import raw_header, raw_rows
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
 from health_score.salesforce_ids import is_salesforce_id
 from health_score.scoring.composite import AccountScore, Model
@@ -139,7 +141,7 @@ class SourceReport:
 class Inputs:
     """What the gathering step produced: accounts to score and how each source did."""
 
-    accounts: tuple[AccountInput, ...]
+    accounts: Sequence[AccountInput]
     sources: Mapping[str, SourceReport]
     mode: str  # from_raw | demo | live
     scoring: ScoringConfig
@@ -149,6 +151,8 @@ class Inputs:
     warnings: tuple[str, ...] = ()
     config_files: Mapping[str, bytes] = field(default_factory=dict)
     raw_bytes: bytes | None = None  # the --from-raw file as read, kept as the run's raw.csv
+    #: The --from-raw file column-wise (``accounts`` are its accounts, built when asked for).
+    table: AccountTable | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,17 +328,22 @@ def gather(
         names = [WEIGHTS_FILE, THRESHOLDS_FILE]
         files = read_config_files(options.config_dir, [*names, SOURCES_FILE])
         scoring = scoring_from(files)
-        raw = read_raw(options.from_raw, scoring)
+        raw = read_raw_table(options.from_raw, scoring)
+        table = raw.accounts
         # Scores of a raw file can be written back too: rows whose account_id is a Salesforce id.
-        mapped = {
-            a.account_id: Account(
-                a.account_id, a.account_name, a.segment, sf_account_id=a.account_id
-            )
-            for a in raw.accounts
-            if is_salesforce_id(a.account_id)
-        }
+        mapped = (
+            {}  # only write-back reads it
+            if options.dry_run
+            else {
+                account_id: Account(account_id, name, segment, sf_account_id=account_id)
+                for account_id, name, segment in zip(
+                    table.ids, table.names, table.segment_names, strict=True
+                )
+                if is_salesforce_id(account_id)
+            }
+        )
         return Inputs(
-            accounts=raw.accounts,
+            accounts=table.accounts(),
             sources={},
             mode="from_raw",
             scoring=scoring,
@@ -348,6 +357,7 @@ def gather(
             warnings=raw.warnings,
             config_files=files.only(names),
             raw_bytes=raw.source_bytes,
+            table=table,
         )
     env = os.environ if options.env is None else options.env
     config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
@@ -374,6 +384,7 @@ def _gather_live(
             "JIRA_EMAIL/JIRA_API_TOKEN, LOOKER_*, SF_*), score a file with --from-raw RAW.csv, "
             "or try the built-in demo: health-score run --dry-run --demo"
         )
+
     active_names = [e.name for e in extractors]
     log.info(
         "sources active: %s; inactive (no credentials): %s",
@@ -406,34 +417,36 @@ def _gather_live(
 
 
 def score_and_write(
-    writer: RunWriter, accounts: Sequence[AccountInput], model: Model, *, keep: bool = False
+    writer: RunWriter,
+    accounts: AccountTable | Sequence[AccountInput],
+    model: Model,
+    *,
+    keep: bool = False,
+    exact: bool = False,
 ) -> ScoredBatch:
-    """Score every account, streaming its metric-level detail to the run's ``metrics.csv``.
+    """Score every account and write the run's explanation file (``metrics.npz``).
 
-    Only the scores' CSV rows and counts stay in memory, so a 100,000-account run stays small;
-    large runs use several processes (:mod:`health_score.batch`). With ``keep`` (a run that will
-    write back), the full scores are kept too, so write-back reuses them instead of scoring
-    again. One account's failure is listed and never stops the others.
+    Scoring is array-wise and checked against the exact rule (:mod:`health_score.batch`); with
+    ``exact`` every account takes the ``Decimal`` path. With ``keep`` (a run that will write
+    back), the full scores are kept too, so write-back reuses them instead of scoring again.
+    One account's failure is listed and never stops the others.
     """
-    with open_text(writer, "metrics.csv") as detail:
-        detail.write(",".join(METRIC_COLUMNS) + "\n")
-        return score_batch(
-            accounts, model, detail, processes=processes_for(len(accounts)), keep=keep
-        )
+    batch = score_batch(accounts, model, keep=keep, exact=exact)
+    with open_binary(writer, EXPLANATION) as handle:
+        batch.write_explanation(handle)
+    return batch
 
 
-def write_run_files(
-    writer: RunWriter, inputs: Inputs, rows: Sequence[Sequence[str]], model: Model
-) -> None:
-    config = model.config
-    metrics = config.metric_names
+def write_run_files(writer: RunWriter, inputs: Inputs, scores: bytes, model: Model) -> None:
+    """raw.csv, scores.csv (``scores`` is its bytes) and the config the run used."""
+    metrics = model.config.metric_names
     if inputs.raw_bytes is not None:
         writer.write_bytes("raw.csv", inputs.raw_bytes)  # --from-raw: the validated input as is
     else:
         writer.write_bytes(
             "raw.csv", csv_bytes(raw_header(metrics), raw_rows(inputs.accounts, metrics))
         )
-    writer.write_bytes("scores.csv", csv_bytes(score_columns(config), rows))
+    writer.write_bytes("scores.csv", scores)
     for name, data in inputs.config_files.items():
         writer.write_bytes(f"config/{name}", data)
 
@@ -597,13 +610,22 @@ def _run(
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
     writer = store.create_run(run_id)
-    batch = score_and_write(writer, inputs.accounts, model, keep=writes_back(options, status))
-    write_run_files(writer, inputs, batch.rows, model)
+    env = os.environ if options.env is None else options.env
+    batch = score_and_write(
+        writer,
+        inputs.table if inputs.table is not None else inputs.accounts,
+        model,
+        keep=writes_back(options, status),
+        exact=env.get("HSM_EXACT_SCORING", "") not in {"", "0"},
+    )
+    scores = batch.scores_csv(score_columns(model.config))
+    batch.columns = []  # the bytes are all that is needed from here on
+    write_run_files(writer, inputs, scores, model)
     # The current results (--output) are replaced only by a run one may act on; a failed or
     # degraded run keeps its scores in its own folder.
     output: Path | None = None
     if replaces_output(options, status):
-        output = write_csv_atomic(options.output, score_columns(model.config), batch.rows)
+        output = write_bytes_atomic(options.output, scores)
     writeback, exit_code, messages = _writeback(
         options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
     )

@@ -13,6 +13,7 @@ import pytest
 from health_score.cli import main as cli_main
 from health_score.config import load_scoring_config
 from tests.conftest import IDENTITY_METRICS, REPO
+from tests.explanation_support import metric_csv, metric_rows
 
 SIGNALS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
 
@@ -161,11 +162,8 @@ def test_run_folder_holds_raw_scores_detail_and_manifest(
         == 0
     )
     assert read_scores(again / "s.csv") == read_scores(folder / "scores.csv")
-    # metrics.csv: the points of an account add up to its quantitative score.
-    with (folder / "metrics.csv").open() as handle:
-        points = sum(
-            float(r["points"] or 0) for r in csv.DictReader(handle) if r["account_id"] == "C"
-        )
+    # The explanation (metrics.npz): the points of an account add up to its quantitative score.
+    points = sum(float(r["points"] or 0) for r in metric_rows(folder) if r["account_id"] == "C")
     assert points == pytest.approx(62.41, abs=1e-4)
 
 
@@ -325,13 +323,13 @@ def test_example_file_runs_as_a_subprocess(tmp_path: Path) -> None:
     assert len(read_scores(tmp_path / "s.csv")) == 25
 
 
-def test_scoring_in_several_processes_writes_the_same_files(tmp_path: Path) -> None:
-    """The multi-process path (used for big runs) gives byte-identical outputs."""
+def test_array_scoring_writes_the_same_files_as_the_exact_rule(tmp_path: Path) -> None:
+    """The array path (every run) and the all-Decimal path write byte-identical files."""
     import os
 
     outputs = []
-    for name, processes in (("serial", "1"), ("parallel", "2")):
-        env = {**os.environ, "HSM_SCORING_PROCESSES": processes, "HSM_PARALLEL_MIN_ACCOUNTS": "2"}
+    for name, exact in (("exact", "1"), ("array", "0")):
+        env = {**os.environ, "HSM_EXACT_SCORING": exact}
         result = subprocess.run(
             [
                 sys.executable,
@@ -357,12 +355,14 @@ def test_scoring_in_several_processes_writes_the_same_files(tmp_path: Path) -> N
         )
         assert result.returncode == 0, result.stderr
         (run,) = (tmp_path / name / "runs").iterdir()
-        outputs.append({f: (run / f).read_bytes() for f in ("scores.csv", "metrics.csv")})
+        outputs.append(
+            {"scores.csv": (run / "scores.csv").read_bytes(), "metrics": metric_csv(run)}
+        )
     assert outputs[0] == outputs[1]
     per_account = sum(
         len(d.metrics) for d in load_scoring_config(REPO / "config").dimensions.values()
     )
-    assert outputs[0]["metrics.csv"].count(b"\n") == 1 + 25 * per_account
+    assert outputs[0]["metrics"].count("\n") == 1 + 25 * per_account
 
 
 def test_raw_file_without_account_id_column_is_refused(

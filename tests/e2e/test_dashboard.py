@@ -26,6 +26,7 @@ from health_score.dashboard.runs import MANIFEST
 from health_score.dashboard.whatif import score_outcomes
 from health_score.pipeline import RunOptions, run
 from health_score.rawfile import read_raw
+from tests.explanation_support import metric_csv
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboard.py"
@@ -244,7 +245,7 @@ def test_selecting_an_account_shows_its_metrics_and_their_points_sum_to_its_scor
 ) -> None:
     runs_dir, _, latest = two_runs
     score = scores_csv(runs_dir, latest).set_index("account_id").loc[account_id]
-    detail = pd.read_csv(runs_dir / latest / "metrics.csv", dtype={"account_id": str})
+    detail = pd.read_csv(io.StringIO(metric_csv(runs_dir / latest)), dtype={"account_id": str})
     detail = detail[detail["account_id"] == account_id]
     at = open_view(app(runs_dir, monkeypatch), "Account drill-down")
     at.selectbox(key="account").set_value(account_id).run()

@@ -8,7 +8,6 @@ interpreter; otherwise it is built for this interpreter's version so the import 
 
 from __future__ import annotations
 
-import importlib.metadata
 import subprocess
 import sys
 import zipfile
@@ -20,6 +19,7 @@ import pytest
 
 from health_score.lambda_package import (
     LAMBDA_PYTHON,
+    LOCKFILE,
     Bundle,
     build,
     canonical,
@@ -27,11 +27,12 @@ from health_score.lambda_package import (
     write_zip,
 )
 
-LIMIT_UNZIPPED = 60 * 1000 * 1000
+#: 60 MB before NumPy became a runtime dependency (array scoring, metrics.npz); NumPy adds about
+#: 52 MB, 28 MB of which is the OpenBLAS its core links against (README "Performance").
+LIMIT_UNZIPPED = 125 * 1000 * 1000
 NEVER_BUNDLED = (
     "streamlit",
     "pandas",
-    "numpy",
     "altair",
     "pytest",
     "moto",
@@ -92,7 +93,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     yield Built(bundle, interpreter, names)
 
 
-def test_the_bundle_is_under_60_mb_unzipped(built: Built) -> None:
+def test_the_bundle_is_under_its_size_limit_unzipped(built: Built) -> None:
     assert built.bundle.unzipped_bytes <= LIMIT_UNZIPPED
     assert built.bundle.zipped_bytes < built.bundle.unzipped_bytes
 
@@ -121,11 +122,16 @@ def test_the_bundle_carries_the_code_and_the_config_it_runs_with(built: Built) -
         assert f"config/{name}" in built.names
 
 
-def test_every_dependency_is_pinned_to_the_version_in_this_virtualenv(built: Built) -> None:
+def test_every_dependency_is_the_version_the_lambda_lockfile_pins(built: Built) -> None:
     assert built.bundle.pins
+    locked = {
+        canonical(line.split("==")[0]): line.split("==")[1].split(";")[0].strip()
+        for line in LOCKFILE.read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    }
     for pin in built.bundle.pins:
         name, version = pin.split("==")
-        assert importlib.metadata.version(name) == version, pin
+        assert locked[canonical(name)] == version, pin
     bundled = {canonical(p.split("==")[0]) for p in built.bundle.pins}
     assert {"requests", "pydantic", "boto3", "pyjwt", "cryptography", "rollbar"} <= bundled
     # The Salesforce client runs SOQL itself: no simple-salesforce, so no zeep or lxml.

@@ -21,10 +21,11 @@ import yaml
 from health_score.cli import main as cli_main
 from health_score.pipeline import RunOptions, RunSummary, run, score_and_write
 from health_score.records import AccountInput
-from health_score.scoring.composite import CompactScore, Model
+from health_score.scoring.composite import Model
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.server import Faults
 from tests.conftest import DEFAULT_CONFIG
+from tests.explanation_support import metric_rows
 
 ACCOUNTS = 120
 
@@ -148,9 +149,8 @@ def test_one_source_down_degrades_the_run_and_keeps_the_others(
     assert any("refused" in m and "--allow-degraded" in m for m in summary.messages)
     assert write_requests(sandbox) == 0
     # Jira's metrics are unavailable, the others intact.
-    detail = Path(summary.run_location or "") / "metrics.csv"
-    with detail.open() as handle:
-        status = {(r["account_id"], r["metric"]): r["status"] for r in csv.DictReader(handle)}
+    detail = metric_rows(Path(summary.run_location or ""))
+    status = {(r["account_id"], r["metric"]): r["status"] for r in detail}
     expected = sandbox.expected_metrics()
     some = next(a for a, m in expected.items() if m.get("open_bugs_total") is not None)
     assert status[(some, "open_bugs_total")] == "unavailable"
@@ -195,13 +195,11 @@ def test_a_look_reaching_its_row_limit_degrades_the_run_and_names_the_look(
     assert manifest["writeback"]["status"] == "refused"
     assert write_requests(sandbox) == 0
     # Beyond the cut the Look's metric is unavailable (not missing, not 0); before it, as usual.
-    detail = Path(summary.run_location or "") / "metrics.csv"
-    with detail.open() as handle:
-        status = {
-            (r["account_id"], r["metric"]): r["status"]
-            for r in csv.DictReader(handle)
-            if r["metric"] == "active_integrations"
-        }
+    status = {
+        (r["account_id"], r["metric"]): r["status"]
+        for r in metric_rows(Path(summary.run_location or ""))
+        if r["metric"] == "active_integrations"
+    }
     beyond = before = 0
     for profile in sandbox.portfolio.profiles:
         customer = profile.account.looker_customer_id
@@ -294,33 +292,28 @@ def test_only_sources_with_credentials_run(
     assert manifest_of(summary)["sources"]["jira"]["status"] == "inactive"
 
 
-class _FailsFor(Model):
-    """A model that cannot score one account (a fake at the edge, not a mock)."""
-
-    def __init__(self, model: Model, account_id: str) -> None:
-        super().__init__(model.config)
-        self.bad = account_id
-
-    def score_compact(self, account: AccountInput) -> CompactScore:
-        if account.account_id == self.bad:
-            raise ArithmeticError("boom")
-        return super().score_compact(account)
-
-
 def test_one_account_failing_never_stops_the_others(tmp_path: Path) -> None:
+    """An account the model cannot score (here: a segment without thresholds) is listed."""
+    import dataclasses
+
     from health_score.config import load_scoring_config
     from health_score.loaders.artifacts import LocalRunStore
     from health_score.rawfile import read_raw
 
     config = load_scoring_config(DEFAULT_CONFIG)
-    accounts = read_raw(DEFAULT_CONFIG.parent / "examples" / "raw_metrics.csv", config).accounts
+    accounts = list(
+        read_raw(DEFAULT_CONFIG.parent / "examples" / "raw_metrics.csv", config).accounts
+    )
+    accounts[3] = dataclasses.replace(accounts[3], segment="gold")
     writer = LocalRunStore(tmp_path).create_run("r1")
-    batch = score_and_write(writer, accounts, _FailsFor(Model(config), accounts[3].account_id))
+    batch = score_and_write(writer, accounts, Model(config))
     assert len(batch.rows) == len(accounts) - 1
     assert accounts[3].account_id not in {row[0] for row in batch.rows}
-    assert batch.failures == [
-        {"account_id": accounts[3].account_id, "error": "ArithmeticError: boom"}
-    ]
+    assert batch.failures == [{"account_id": accounts[3].account_id, "error": "KeyError: 'gold'"}]
+    assert [r["account_id"] for r in metric_rows(tmp_path / "r1")].count(
+        accounts[4].account_id
+    ) == sum(len(d.metrics) for d in config.dimensions.values())
+    assert accounts[3].account_id not in {r["account_id"] for r in metric_rows(tmp_path / "r1")}
 
 
 def test_the_demo_command_runs_end_to_end(
@@ -501,7 +494,5 @@ def test_a_hidden_churn_signal_object_degrades_the_run_and_refuses_the_write(
         for n in report.notes
     )
     assert any("refused" in m for m in summary.messages)
-    detail = Path(summary.run_location or "") / "metrics.csv"
-    with detail.open(encoding="utf-8") as handle:
-        statuses = {r["status"] for r in csv.DictReader(handle) if r["metric"] == "payment_health"}
-    assert statuses == {"unavailable"}
+    rows = metric_rows(Path(summary.run_location or ""))
+    assert {r["status"] for r in rows if r["metric"] == "payment_health"} == {"unavailable"}

@@ -157,7 +157,7 @@ def test_a_dry_run_lands_its_artifacts_in_s3_and_returns_the_summary(
     prefix = f"{PREFIX}/{summary['run_id']}/"
     assert summary["run_location"] == f"s3://{BUCKET}/{prefix}"
     names = {key.removeprefix(prefix) for key in aws.object_keys()}
-    assert {"manifest.json", "raw.csv", "scores.csv", "metrics.csv"} <= names
+    assert {"manifest.json", "raw.csv", "scores.csv", "metrics.npz"} <= names
     manifest = json.loads(aws.body(prefix + "manifest.json"))
     assert manifest["status"] == "ok" and manifest["dry_run"] is True
     assert Path(summary["output"]).parent == Path(os.environ.get("TMPDIR", "/tmp"))

@@ -160,7 +160,7 @@ def test_a_whole_run_lands_in_s3_with_the_manifest_written_last(s3: Any, tmp_pat
     prefix = f"runs/{summary.run_id}/"
     assert summary.run_location == f"s3://{BUCKET}/{prefix}"
     names = [key.removeprefix(prefix) for key in keys(s3, prefix)]
-    assert {"raw.csv", "scores.csv", "metrics.csv", MANIFEST} <= set(names)
+    assert {"raw.csv", "scores.csv", "metrics.npz", MANIFEST} <= set(names)
     assert "config/weights.yaml" in names
     versions = s3.list_object_versions(Bucket=BUCKET, Prefix=prefix).get("Versions", [])
     assert len(versions) == len(names)  # each object written once

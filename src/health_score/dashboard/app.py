@@ -29,7 +29,6 @@ from health_score.dashboard import frames
 from health_score.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
 from health_score.dashboard.runs import (
     CONFIG_FILES,
-    METRICS,
     RAW,
     SCORES,
     RunError,
@@ -40,6 +39,7 @@ from health_score.dashboard.runs import (
     list_runs,
     open_runs,
     previous,
+    read_metrics,
     require,
 )
 from health_score.dashboard.whatif import (
@@ -49,6 +49,7 @@ from health_score.dashboard.whatif import (
     sections_from_entered,
 )
 from health_score.envfile import load_local_env
+from health_score.loaders.csv_output import METRIC_COLUMNS
 from health_score.scoring.spec import ScoringConfig
 
 DEFAULT_RUNS_DIR = "output/runs"
@@ -133,7 +134,8 @@ def scores_of(location: str, run_id: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Reading metric detail…", max_entries=16)
 def metrics_of(location: str, run_id: str) -> pd.DataFrame:
-    return frames.parse_metrics(run_id, require(reader_for(location), run_id, METRICS))
+    name, data = read_metrics(reader_for(location), run_id)
+    return frames.parse_metrics(run_id, data, name)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -345,6 +347,15 @@ def drilldown_view(
             "effective_weight": st.column_config.NumberColumn(format="%.4f"),
             "points": st.column_config.NumberColumn(format="%.2f"),
         },
+    )
+    st.download_button(
+        "Download CSV",
+        rows.assign(account_id=account_id)[list(METRIC_COLUMNS)]
+        .to_csv(index=False)
+        .encode("utf-8"),
+        file_name=f"metrics-{account_id}.csv",
+        mime="text/csv",
+        key="download-metrics",
     )
 
     st.subheader("What makes up the score")

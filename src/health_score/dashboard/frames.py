@@ -14,6 +14,7 @@ import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type info
 
 from health_score.dashboard.runs import METRICS, SCORES, RunError
 from health_score.loaders.csv_output import METRIC_COLUMNS, SCORE_COLUMNS_HEAD, SCORE_COLUMNS_TAIL
+from health_score.loaders.explanation import metric_columns
 from health_score.scoring.spec import DEFAULT_TIER_LABELS, INSUFFICIENT_DATA
 
 #: The pipeline's tier order when a run's config cannot tell (labels of the default config).
@@ -89,12 +90,20 @@ def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
     return frame
 
 
-def parse_metrics(run_id: str, data: bytes) -> pd.DataFrame:
-    frame = _read_text_csv(run_id, METRICS, data)
+def parse_metrics(run_id: str, data: bytes, name: str = METRICS) -> pd.DataFrame:
+    """The metric-level explanation (``METRIC_COLUMNS``, numbers as floats): from
+    ``metrics.npz``, or from the ``metrics.csv`` of a run written before it."""
+    if data.startswith(b"PK"):  # a zip: metrics.npz
+        try:
+            columns = metric_columns(data)
+        except ValueError as exc:
+            raise RunError(f"run {run_id}: {name} is not readable ({exc})") from None
+        return pd.DataFrame(columns, columns=list(METRIC_COLUMNS))
+    frame = _read_text_csv(run_id, name, data)
     missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
     if missing:
-        raise RunError(f"run {run_id}: {METRICS} lacks column(s) {', '.join(missing)}")
-    _numbers(run_id, METRICS, frame, METRIC_NUMBERS)
+        raise RunError(f"run {run_id}: {name} lacks column(s) {', '.join(missing)}")
+    _numbers(run_id, name, frame, METRIC_NUMBERS)
     frame["lower_is_better"] = frame["lower_is_better"].str.lower().eq("true")
     return frame
 

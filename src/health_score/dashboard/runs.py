@@ -23,7 +23,8 @@ from health_score.loaders.s3_store import S3RunStore
 
 RAW = "raw.csv"
 SCORES = "scores.csv"
-METRICS = "metrics.csv"
+METRICS = "metrics.npz"  # the metric-level explanation (health_score.loaders.explanation)
+LEGACY_METRICS = "metrics.csv"  # what runs written before metrics.npz hold instead
 CONFIG_FILES = ("config/weights.yaml", "config/thresholds.yaml")
 
 
@@ -255,6 +256,15 @@ def latest_ok_per_period(runs: list[RunInfo]) -> dict[str, RunInfo]:
         if run.ok:
             per_period[run.period] = run
     return dict(sorted(per_period.items()))
+
+
+def read_metrics(reader: RunReader, run_id: str) -> tuple[str, bytes]:
+    """The run's explanation file: (name, bytes), ``metrics.npz`` or an older run's CSV."""
+    for name in (METRICS, LEGACY_METRICS):
+        data = reader.read(run_id, name)
+        if data is not None:
+            return name, data
+    raise RunError(f"run {run_id} is missing {METRICS}; the folder is damaged")
 
 
 def require(reader: RunReader, run_id: str, name: str) -> bytes:

@@ -1,8 +1,9 @@
 """Run artifacts: one immutable folder per run, locally or under an S3 prefix.
 
-Layout (DESIGN §5): ``<runs-dir>/<run_id>/`` holding ``raw.csv``, ``scores.csv``, ``metrics.csv``
-(metric-level detail), ``config/`` (the weights and thresholds the run used) and, written last,
-``manifest.json``. A run folder is never overwritten; each file is written atomically.
+Layout (DESIGN §5): ``<runs-dir>/<run_id>/`` holding ``raw.csv``, ``scores.csv``, ``metrics.npz``
+(metric-level detail, column-wise), ``config/`` (the weights and thresholds the run used) and,
+written last, ``manifest.json``. A run folder is never overwritten; each file is written
+atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 MANIFEST = "manifest.json"
 
@@ -68,6 +69,12 @@ class LocalRunWriter:
             yield handle
 
     @contextmanager
+    def open_binary(self, name: str) -> Iterator[BinaryIO]:
+        """Stream a large binary file; it appears whole when the block ends without error."""
+        with self._atomic(name, "wb") as handle:
+            yield handle
+
+    @contextmanager
     def _atomic(self, name: str, mode: str) -> Iterator[Any]:
         target = self.folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +108,19 @@ def open_text(writer: RunWriter, name: str) -> Iterator[TextIO]:
     buffer = io.StringIO()
     yield buffer
     writer.write_bytes(name, buffer.getvalue().encode("utf-8"))
+
+
+@contextmanager
+def open_binary(writer: RunWriter, name: str) -> Iterator[BinaryIO]:
+    """A binary handle for one run file: streamed where the store can, else buffered then put."""
+    opener = getattr(writer, "open_binary", None)
+    if opener is not None:
+        with opener(name) as handle:
+            yield handle
+        return
+    buffer = io.BytesIO()
+    yield buffer
+    writer.write_bytes(name, buffer.getvalue())
 
 
 class StoreError(Exception):

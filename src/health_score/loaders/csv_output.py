@@ -136,9 +136,13 @@ def csv_cell(text: str) -> str:
     return text
 
 
-def _number(value: Decimal) -> str:
+def number_text(value: Decimal) -> str:
+    """A number as the detail rows show it: ``str`` unless that takes exponent form."""
     text = str(value)
     return format(value, "f") if "E" in text else text
+
+
+_number = number_text
 
 
 class DetailLines:
@@ -236,6 +240,23 @@ def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write a file so that readers see either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(path)
