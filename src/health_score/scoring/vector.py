@@ -283,18 +283,24 @@ class VectorModel:
                 if self.weight_ints is not None:
                     numerator += np.where(here, whole, 0) * self.weight_ints[k]
                     denominator += here * self.weight_ints[k]
-                effective[:, k] = np.where(here, table_int[inverse, position], 0)
+                effective[:, k] = np.where(here, table_int[:, position].take(inverse), 0)
                 points, near_points = _round(
-                    table_float[inverse, position] * value, 1_000_000, MARGIN_6
+                    table_float[:, position].take(inverse) * value, 1_000_000, MARGIN_6
                 )
                 # Where the effective weight is e × 10^-p (p ≤ 10) and the score has ≤ 8
                 # places, points are their exact product: points × 10⁶ = e × score8 / 10^(p+2),
-                # rounded half-up (when the product fits int64).
-                e = table_e[inverse, position]
+                # rounded half-up (when the product fits int64: e × score < 9·10¹⁰).
+                e_column = table_e[:, position]
+                e = e_column.take(inverse)
                 sure = known & (e >= 0)
-                sure &= np.where(sure, e, 0) * np.where(sure, value, 0.0) < 9e10
-                product = np.where(sure, e, 0) * np.where(sure, whole, 0)
-                unit = POWERS[np.where(sure, table_p[inverse, position], 0) + 2]
+                if e_column.max(initial=0) * 100 >= 9e10:
+                    sure &= np.where(sure, e, 0) * np.where(sure, value, 0.0) < 9e10
+                product = np.where(sure, e, 0) * whole  # whole is 0 where not known
+                p_column = table_p[:, position]
+                if len(p_column) and (p_column == p_column[0]).all():
+                    unit = POWERS[p_column[0] + 2]
+                else:
+                    unit = POWERS[np.where(sure, p_column.take(inverse), 0) + 2]
                 quotient, remainder = np.divmod(product, unit)
                 points6[:, k] = np.where(sure, quotient + (2 * remainder >= unit), points)
                 points_near[:, k] = near_points & ~sure
