@@ -272,11 +272,11 @@ class VectorModel:
             known_dim = has_dim[:, d].copy()
             for position, k in enumerate(dim_slots):
                 here = present[:, k]
-                value, near, known, whole = self._slot_score(table, k, here, segment, exact)
-                quotient, remainder = np.divmod(whole, 10_000)
-                score4[:, k] = np.where(
-                    known, quotient + (2 * remainder >= 10_000), _round(value, 10_000, 0)[0]
+                value, rounded, near, known, whole = self._slot_score(
+                    table, k, here, segment, exact
                 )
+                quotient, remainder = np.divmod(whole, 10_000)
+                score4[:, k] = np.where(known, quotient + (2 * remainder >= 10_000), rounded)
                 score_near[:, k] = near & ~known
                 total += np.where(here, value * self.weights[k], 0.0)
                 known_dim &= ~here | known
@@ -499,9 +499,15 @@ class VectorModel:
         here: NDArray[np.bool_],
         segment: NDArray[np.int64],
         exact: NDArray[np.bool_],
-    ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], NDArray[np.int64]]:
-        """Slot ``k``'s normalised scores: the floats (NaN = no value), where their 4-place
-        rounding is in doubt, and where the exact score × 10⁸ (``whole``) is known."""
+    ) -> tuple[
+        NDArray[np.float64],
+        NDArray[np.int64],
+        NDArray[np.bool_],
+        NDArray[np.bool_],
+        NDArray[np.int64],
+    ]:
+        """Slot ``k``'s normalised scores: the floats (NaN = no value), rounded to 4 places,
+        where that rounding is in doubt, and where the exact score × 10⁸ (``whole``) is known."""
         raw = table.values[:, self.slot_column[k]]
         green = self.bands[0, :, k][segment]
         yellow = self.bands[1, :, k][segment]
@@ -525,12 +531,13 @@ class VectorModel:
             )
         value = np.where(top, 100.0, np.where(bottom, 0.0, part))
         value[~here] = np.nan
-        _, near = _round(value, 10_000, MARGIN_4)
+        rounded, near = _round(value, 10_000, MARGIN_4)
         whole = self._whole_score(table, k, raw, here, segment, top, bottom, upper)
         if whole is None:
-            return value, near, np.zeros(len(raw), dtype=bool), np.zeros(len(raw), dtype=np.int64)
+            nothing = np.zeros(len(raw), dtype=bool)
+            return value, rounded, near, nothing, np.zeros(len(raw), dtype=np.int64)
         known, exact_score = whole
-        return value, near, known, np.where(known, exact_score, 0)
+        return value, rounded, near, known, np.where(known, exact_score, 0)
 
     def _whole_score(
         self,
