@@ -267,9 +267,9 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
         values[:, j], places[j] = _plain_decimals(chars)
         texts.append(chars)
     width = max(t.shape[1] for t in texts)
-    raw_text = np.stack(
-        [np.ascontiguousarray(t).view(f"S{t.shape[1]}")[:, 0].astype(f"S{width}") for t in texts]
-    )
+    raw_text = np.zeros((len(texts), n), dtype=f"S{width}")
+    for j, chars in enumerate(texts):
+        raw_text[j] = np.ascontiguousarray(chars).view(f"S{chars.shape[1]}")[:, 0]
     count_columns = (*SIGNAL_COLUMNS, *OPTIONAL_SIGNAL_COLUMNS)
     given = [column for column in count_columns if column in index]
     c = {column: np.zeros(n, dtype=np.int64) for column in count_columns}

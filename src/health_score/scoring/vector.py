@@ -272,29 +272,35 @@ class VectorModel:
             known_dim = has_dim[:, d].copy()
             for position, k in enumerate(dim_slots):
                 here = present[:, k]
-                value, near, known, whole = self._slot_score(table, k, here, segment, exact)
-                quotient, remainder = np.divmod(whole, 10_000)
-                score4[:, k] = np.where(
-                    known, quotient + (2 * remainder >= 10_000), _round(value, 10_000, 0)[0]
+                value, rounded, near, known, whole = self._slot_score(
+                    table, k, here, segment, exact
                 )
+                quotient, remainder = np.divmod(whole, 10_000)
+                score4[:, k] = np.where(known, quotient + (2 * remainder >= 10_000), rounded)
                 score_near[:, k] = near & ~known
                 total += np.where(here, value * self.weights[k], 0.0)
                 known_dim &= ~here | known
                 if self.weight_ints is not None:
                     numerator += np.where(here, whole, 0) * self.weight_ints[k]
                     denominator += here * self.weight_ints[k]
-                effective[:, k] = np.where(here, table_int[inverse, position], 0)
+                effective[:, k] = np.where(here, table_int[:, position].take(inverse), 0)
                 points, near_points = _round(
-                    table_float[inverse, position] * value, 1_000_000, MARGIN_6
+                    table_float[:, position].take(inverse) * value, 1_000_000, MARGIN_6
                 )
                 # Where the effective weight is e × 10^-p (p ≤ 10) and the score has ≤ 8
                 # places, points are their exact product: points × 10⁶ = e × score8 / 10^(p+2),
-                # rounded half-up (when the product fits int64).
-                e = table_e[inverse, position]
+                # rounded half-up (when the product fits int64: e × score < 9·10¹⁰).
+                e_column = table_e[:, position]
+                e = e_column.take(inverse)
                 sure = known & (e >= 0)
-                sure &= np.where(sure, e, 0) * np.where(sure, value, 0.0) < 9e10
-                product = np.where(sure, e, 0) * np.where(sure, whole, 0)
-                unit = POWERS[np.where(sure, table_p[inverse, position], 0) + 2]
+                if e_column.max(initial=0) * 100 >= 9e10:
+                    sure &= np.where(sure, e, 0) * np.where(sure, value, 0.0) < 9e10
+                product = np.where(sure, e, 0) * whole  # whole is 0 where not known
+                p_column = table_p[:, position]
+                if len(p_column) and (p_column == p_column[0]).all():
+                    unit = POWERS[p_column[0] + 2]
+                else:
+                    unit = POWERS[np.where(sure, p_column.take(inverse), 0) + 2]
                 quotient, remainder = np.divmod(product, unit)
                 points6[:, k] = np.where(sure, quotient + (2 * remainder >= unit), points)
                 points_near[:, k] = near_points & ~sure
@@ -493,9 +499,15 @@ class VectorModel:
         here: NDArray[np.bool_],
         segment: NDArray[np.int64],
         exact: NDArray[np.bool_],
-    ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], NDArray[np.int64]]:
-        """Slot ``k``'s normalised scores: the floats (NaN = no value), where their 4-place
-        rounding is in doubt, and where the exact score × 10⁸ (``whole``) is known."""
+    ) -> tuple[
+        NDArray[np.float64],
+        NDArray[np.int64],
+        NDArray[np.bool_],
+        NDArray[np.bool_],
+        NDArray[np.int64],
+    ]:
+        """Slot ``k``'s normalised scores: the floats (NaN = no value), rounded to 4 places,
+        where that rounding is in doubt, and where the exact score × 10⁸ (``whole``) is known."""
         raw = table.values[:, self.slot_column[k]]
         green = self.bands[0, :, k][segment]
         yellow = self.bands[1, :, k][segment]
@@ -519,12 +531,13 @@ class VectorModel:
             )
         value = np.where(top, 100.0, np.where(bottom, 0.0, part))
         value[~here] = np.nan
-        _, near = _round(value, 10_000, MARGIN_4)
+        rounded, near = _round(value, 10_000, MARGIN_4)
         whole = self._whole_score(table, k, raw, here, segment, top, bottom, upper)
         if whole is None:
-            return value, near, np.zeros(len(raw), dtype=bool), np.zeros(len(raw), dtype=np.int64)
+            nothing = np.zeros(len(raw), dtype=bool)
+            return value, rounded, near, nothing, np.zeros(len(raw), dtype=np.int64)
         known, exact_score = whole
-        return value, near, known, np.where(known, exact_score, 0)
+        return value, rounded, near, known, np.where(known, exact_score, 0)
 
     def _whole_score(
         self,
