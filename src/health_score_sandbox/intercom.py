@@ -1,15 +1,20 @@
 """Stand-in for Intercom (API 2.16): conversations, companies and contacts of the portfolio.
 
 Serves ``POST /conversations/search``, ``POST /contacts/search``, ``GET /companies/scroll`` and
-``GET /companies/{id}`` in Intercom's wire format: bearer auth with ``error.list`` bodies, a
-required ``Intercom-Version`` header (conversations carry ``company`` from 2.15), AND/OR queries
-limited to 2 levels of nesting and 15 filters per group, ``per_page`` up to 150 with opaque, stable
-``starting_after`` cursors, one open company scroll per app, and ``X-RateLimit-*`` headers on every
-response.
+``GET /companies/{id}`` in Intercom's wire format: bearer auth with ``error.list`` bodies, an
+``Intercom-Version`` header (without one, the app's default version, :data:`APP_VERSION`, applies
+as in Intercom; conversations carry ``company`` from 2.15), AND/OR queries limited to 2 levels of
+nesting and 15 filters per group with Intercom's operators only (``>``/``<`` mean "or equal";
+``>=``/``<=`` are refused), ``per_page`` up to 150 with opaque, stable ``starting_after`` cursors,
+one open company scroll per app, and ``X-RateLimit-*`` headers on every response.
 
-Records are drawn so each account's metrics land near its profile's targets; ``Data.expected``
-recounts them with the plain definitions (window ``[as_of - lookback_days, as_of)``; attribution
-by the conversation's company, else its first contact's first company).
+Records are drawn so each account's metrics land near its profile's targets, in the shapes the API
+gives: a conversation's company as a full object or as a compact reference (``{"type":
+"company", "id": …}`` only), contacts that belong to several companies, and outbound conversations
+(``source.delivered_as`` ``admin_initiated`` or ``automated``). ``Data.expected`` recounts them
+with the plain definitions (window ``[as_of - lookback_days, as_of)``; outbound conversations
+(``exclude_delivered_as``) left out; attribution by the conversation's own company, else its
+first contact's first company).
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ SUPPORTED_VERSIONS = (
     *(f"1.{n}" for n in range(5)),
     *(f"2.{n}" for n in range(17)),
 )
+#: The version an app answers in when a request sends no ``Intercom-Version`` header (Intercom
+#: uses the one set in the app's Developer Hub; this stand-in's app is set to 2.14, before
+#: conversations carried their company, so a client that does not pin a version notices).
+APP_VERSION = "2.14"
+OUTBOUND_DELIVERED_AS = ("admin_initiated", "automated", "campaigns_initiated")
 MAX_PER_PAGE = 150
 DEFAULT_PER_PAGE = {"conversations": 20, "contacts": 50}
 SCROLL_PAGE_SIZE = 50
@@ -54,6 +64,8 @@ DAY = 86_400
 HISTORY_DAYS = 60  # conversations are also drawn this far before the window
 EXPORT_DELAY = 6 * 3600  # the data is "read" this long after as_of, so a few are newer
 FALLBACK_SHARE = 0.05  # conversations that carry no company
+COMPACT_SHARE = 0.15  # conversations whose company is a compact reference (its Intercom id only)
+SHARED_CONTACT_SHARE = 0.3  # accounts with a contact who also belongs to another company
 
 _TAG_IDS = {
     "Escalated": "7101",
@@ -94,6 +106,7 @@ class Settings:
     escalation_attribute: str | None = None
     escalation_values: tuple[str, ...] = ()
     close_time_statistic: str = "time_to_last_close"
+    exclude_delivered_as: tuple[str, ...] = OUTBOUND_DELIVERED_AS
 
     def __post_init__(self) -> None:
         if self.close_time_statistic not in CLOSE_STATISTICS:
@@ -240,6 +253,8 @@ class Conversation:
     time_to_first_close: int | None
     time_to_last_close: int | None
     count_reopens: int
+    delivered_as: str = "customer_initiated"  # admin_initiated / automated: outbound
+    compact: bool = False  # its company is given as a compact reference (Intercom id only)
 
     @property
     def updated_at(self) -> int:
@@ -316,7 +331,25 @@ class Conversation:
         if with_company and self.company:
             # A conversation with no company leaves the key out: 2.16 types it as an object (the
             # nullable beside its $ref is void in OpenAPI 3.0); the extractor accepts null too.
-            body["company"] = companies[self.company]
+            body["company"] = (
+                {"type": "company", "id": self.company} if self.compact else companies[self.company]
+            )
+        outbound = self.delivered_as != "customer_initiated"
+        author = (
+            {
+                "type": "admin",
+                "id": str(self.admin_id),
+                "name": "Sandbox Admin",
+                "email": "admin@sandbox.example.com",
+            }
+            if outbound
+            else {
+                "type": contact.role,
+                "id": contact.id,
+                "name": contact.name,
+                "email": contact.email,
+            }
+        )
         body.update(
             {
                 "tags": {
@@ -336,15 +369,12 @@ class Conversation:
                 "source": {
                     "type": "conversation",
                     "id": str(int(self.id) + 400_000_000),
-                    "delivered_as": "customer_initiated",
+                    "delivered_as": self.delivered_as,
                     "subject": "",
-                    "body": "<p>Hi, we need a hand with something.</p>",
-                    "author": {
-                        "type": contact.role,
-                        "id": contact.id,
-                        "name": contact.name,
-                        "email": contact.email,
-                    },
+                    "body": "<p>Your quarterly review is coming up.</p>"
+                    if outbound
+                    else "<p>Hi, we need a hand with something.</p>",
+                    "author": author,
                     "attachments": [],
                     "url": None,
                     "redacted": False,
@@ -408,6 +438,8 @@ class _Plan:
     close: int | None = None
     reopened: bool = False
     has_company: bool = True
+    compact: bool = False
+    delivered_as: str = "customer_initiated"
 
 
 class _Builder:
@@ -427,6 +459,9 @@ class _Builder:
         self.conversations: list[Conversation] = []
         self._conversation_ids = itertools.count(100_001)
         self._contact_numbers = itertools.count(1)
+        # The shapes (compact references, shared contacts, outbound conversations) draw from
+        # their own stream, so the rest of the portfolio is drawn as before.
+        self.shapes = portfolio.rng("intercom-shapes")
 
     # -- records -----------------------------------------------------------------------------
 
@@ -446,7 +481,9 @@ class _Builder:
         self.companies.append(company)
         return company
 
-    def contact(self, company: Company | None) -> Contact:
+    def contact(self, company: Company | None, also: Company | None = None) -> Contact:
+        """A contact of ``company`` (a lead without one); ``also`` is a company it belongs to as
+        well, listed first (so its first company is not the one its conversations are about)."""
         rng = self.rng
         number = next(self._contact_numbers)
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
@@ -458,7 +495,11 @@ class _Builder:
             name=f"{first} {last}",
             email=f"{first.lower()}.{last.lower()}.{number}@{domain}",
             created_at=self.start - rng.randint(30, 900) * DAY,
-            company_ids=(company.id,) if company else (),
+            company_ids=(also.id, company.id)
+            if company and also
+            else (company.id,)
+            if company
+            else (),
         )
         self.contacts.append(contact)
         return contact
@@ -508,6 +549,8 @@ class _Builder:
                 time_to_first_close=close,
                 time_to_last_close=last_close,
                 count_reopens=reopens,
+                delivered_as=plan.delivered_as,
+                compact=plan.compact,
             )
         )
 
@@ -536,6 +579,13 @@ class _Builder:
     ) -> None:
         rng = self.rng
         contacts = [self.contact(company) for _ in range(rng.randint(1, 5))]
+        shapes = self.shapes
+        partner = self.companies[-2] if len(self.companies) > 1 else None
+        shared = (
+            self.contact(company, also=partner)
+            if partner is not None and not all_fallback and shapes.random() < SHARED_CONTACT_SHARE
+            else None
+        )
         reply_minutes = max(targets.get("first_response_minutes", 120.0), 1.0)
         close_hours = max(targets.get("close_time_hours", 24.0), 0.1)
         plans: list[_Plan] = []
@@ -572,7 +622,25 @@ class _Builder:
         for plan in rng.sample(closed, round(len(closed) * reopen / 100)):
             plan.reopened = True
         for plan in plans + window:
+            plan.compact = plan.has_company and shapes.random() < COMPACT_SHARE
+        if not quiet:  # outbound messages in the window, some answered like any conversation
+            for _ in range(shapes.randint(0, 3)):
+                outbound = _Plan(shapes.randint(self.start, self.end - 1))
+                outbound.delivered_as = shapes.choice(("admin_initiated", "automated"))
+                outbound.p1_p2 = shapes.random() < 0.3
+                outbound.escalated = shapes.random() < 0.3
+                outbound.has_company = not all_fallback
+                outbound.compact = outbound.has_company and shapes.random() < COMPACT_SHARE
+                self._timing(outbound, reply_minutes * 4, close_hours * 4)
+                window.append(outbound)
+        for plan in plans + window:
             self.conversation(company, rng.choice(contacts), plan)
+        if shared is not None:  # its conversations name their company: compact, or full
+            for _ in range(shapes.randint(1, 3)):
+                plan = _Plan(shapes.randint(self.start, self.end - 1))
+                plan.compact = shapes.random() < 0.7
+                self._timing(plan, reply_minutes, close_hours)
+                self.conversation(company, shared, plan)
 
     def stray(self, company: Company | None, count: int) -> None:
         """Conversations no mapped account owns: unmapped companies and leads with no company."""
@@ -639,6 +707,8 @@ def _recount(conversations: Sequence[Conversation], settings: Settings) -> dict[
         level = c.attribute(escalation_name) if settings.escalation_attribute else None
         return any(t.casefold() in tags for t in c.tags) or (level or "").casefold() in levels
 
+    outbound = {value.casefold() for value in settings.exclude_delivered_as}
+    conversations = [c for c in conversations if c.delivered_as.casefold() not in outbound]
     replies = [c.time_to_admin_reply for c in conversations if c.time_to_admin_reply is not None]
     closes = [
         getattr(c, settings.close_time_statistic)
@@ -701,17 +771,22 @@ class Data:
     def minimum_requests(self, section: SectionLike = None) -> int:
         """Search pages for the window at 150 a page, contact pages for the fallback, and a
         look-up (or the company scroll) for fallback companies no conversation names."""
-        start, end = window_of(self.as_of, Settings.of(section).lookback_days)
+        settings = Settings.of(section)
+        start, end = window_of(self.as_of, settings.lookback_days)
         window = [c for c in self.conversations if start <= c.created_at < end]
         requests = max(1, math.ceil(len(window) / MAX_PER_PAGE))
-        orphans = [c for c in window if c.company is None]
-        if not orphans:
+        outbound = {value.casefold() for value in settings.exclude_delivered_as}
+        measured = [c for c in window if c.delivered_as.casefold() not in outbound]
+        orphans = [c for c in measured if c.company is None]
+        referenced = {c.company for c in measured if c.company is not None and c.compact}
+        if not orphans and not referenced:
             return requests
         contact_ids = {c.contact for c in orphans}
         requests += math.ceil(len(contact_ids) / MAX_PER_PAGE)
-        seen = {c.company for c in window if c.company is not None}
+        # Full company objects on measured conversations tell their company_id for free.
+        seen = {c.company for c in measured if c.company is not None and not c.compact}
         via_contact = {c.id: c.company_ids[0] for c in self.contacts if c.company_ids}
-        wanted = {via_contact[cid] for cid in contact_ids if cid in via_contact}
+        wanted = {via_contact[cid] for cid in contact_ids if cid in via_contact} | referenced
         unknown = wanted - seen
         if unknown:  # one lookup each, or one scroll walked to its empty end if that is fewer
             scroll = math.ceil(len(self.companies) / SCROLL_PAGE_SIZE) + 1
@@ -759,7 +834,8 @@ class _Field:
 
 
 _STRING_OPS = frozenset({"=", "!=", "IN", "NIN", "~", "!~", "^", "$"})
-_NUMBER_OPS = frozenset({"=", "!=", "IN", "NIN", ">", "<", ">=", "<="})
+# Intercom's operators: no ">=" or "<=" (its ">" and "<" already include the value).
+_NUMBER_OPS = frozenset({"=", "!=", "IN", "NIN", ">", "<"})
 _BOOLEAN_OPS = frozenset({"=", "!=", "IN", "NIN"})
 _CONTACT_DATE_OPS = frozenset({"=", ">", "<"})  # contacts match dates by calendar day
 
@@ -776,7 +852,14 @@ CONVERSATION_FIELDS: dict[str, _Field] = {
     "tag_ids": _Field("string", lambda c: tuple(_TAG_IDS.get(t, _plan_id(t)) for t in c.tags)),
     "contact_ids": _Field("string", lambda c: (c.contact,)),
     "source.type": _Field("string", lambda c: "conversation"),
-    "source.author.id": _Field("string", lambda c: c.contact),
+    "source.delivered_as": _Field("string", lambda c: c.delivered_as),
+    "source.author.type": _Field(
+        "string", lambda c: "admin" if c.delivered_as != "customer_initiated" else "user"
+    ),
+    "source.author.id": _Field(
+        "string",
+        lambda c: str(c.admin_id) if c.delivered_as != "customer_initiated" else c.contact,
+    ),
     "statistics.time_to_admin_reply": _Field("integer", lambda c: c.time_to_admin_reply),
     "statistics.time_to_first_close": _Field("integer", lambda c: c.time_to_first_close),
     "statistics.time_to_last_close": _Field("integer", lambda c: c.time_to_last_close),
@@ -879,8 +962,6 @@ def _leaf(
             "!=": lambda v: v != target,
             ">": lambda v: v >= target,
             "<": lambda v: v <= target,
-            ">=": lambda v: v >= target,
-            "<=": lambda v: v <= target,
             "~": lambda v: needle in str(v).casefold(),
             "!~": lambda v: needle not in str(v).casefold(),
             "^": lambda v: str(v).casefold().startswith(needle),
@@ -931,9 +1012,9 @@ def _created_bounds(query: object) -> tuple[int | None, int | None]:
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             continue
-        if leaf.get("operator") in (">", ">="):
+        if leaf.get("operator") == ">":
             lo = value if lo is None else max(lo, value)
-        elif leaf.get("operator") in ("<", "<="):
+        elif leaf.get("operator") == "<":
             hi = value if hi is None else min(hi, value)
     return lo, hi
 
@@ -1067,12 +1148,7 @@ class App(VendorApp):
         raise HttpError(self.unauthorized())
 
     def _version(self, request: Request) -> tuple[int, int]:
-        version = (request.header("Intercom-Version") or "").strip()
-        if not version:
-            raise _invalid(
-                "The Intercom-Version header is required by this stand-in (pin 2.16)",
-                "intercom_version_invalid",
-            )
+        version = (request.header("Intercom-Version") or "").strip() or APP_VERSION
         if version not in SUPPORTED_VERSIONS:
             raise _invalid("Requested version could not be found", "intercom_version_invalid")
         major, minor = version.split(".")

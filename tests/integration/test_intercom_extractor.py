@@ -369,3 +369,190 @@ def test_the_window_ends_at_as_of_and_needs_a_timezone(settings: extractor.Setti
     assert found.window == (int(instant.timestamp()) - 30 * 86_400, int(instant.timestamp()))
     with pytest.raises(ValueError, match="timezone"):
         intercom_http.from_env(settings, {"INTERCOM_API_TOKEN": "t"}, as_of=datetime(2026, 11, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 11: a conversation's own company in any shape; outbound conversations not measured
+
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+NOON = int(AS_OF.timestamp()) - 10 * 86_400  # inside the 30-day window
+
+
+def _company(key: str) -> intercom.Company:
+    return intercom.Company(
+        id=f"65a0000000000000000000{key}",
+        company_id=f"cmp_{key}",
+        name=f"Company {key}",
+        created_at=NOON - 400 * 86_400,
+        user_count=10,
+        monthly_spend=100,
+        plan="Standard",
+        industry="Software",
+        segment="standard",
+    )
+
+
+def _contact(key: str, *companies: intercom.Company) -> intercom.Contact:
+    return intercom.Contact(
+        id=f"66b00000000000000000{key}",
+        external_id=None,
+        role="user",
+        name=f"Contact {key}",
+        email=f"{key}@example.com",
+        created_at=NOON - 100 * 86_400,
+        company_ids=tuple(c.id for c in companies),
+    )
+
+
+def _conversation(
+    number: int,
+    company: intercom.Company,
+    contact: intercom.Contact,
+    *,
+    reply: int,
+    close: int | None,
+    p1: bool = False,
+    tags: tuple[str, ...] = (),
+    compact: bool = False,
+    delivered_as: str = "customer_initiated",
+) -> intercom.Conversation:
+    return intercom.Conversation(
+        id=str(900 + number),
+        created_at=NOON + number,
+        company=company.id,
+        contact=contact.id,
+        state="closed" if close is not None else "open",
+        priority="none",
+        attributes=(("Priority", "P1"),) if p1 else (),
+        tags=tags,
+        admin_id=991_267_700,
+        team_id=5_017_690,
+        time_to_admin_reply=reply,
+        time_to_first_close=close,
+        time_to_last_close=close,
+        count_reopens=0,
+        delivered_as=delivered_as,
+        compact=compact,
+    )
+
+
+def _shapes_data() -> intercom.Data:
+    a, b = _company("aa"), _company("bb")
+    # A consultant in both companies, B listed first: its conversations about A say so.
+    shared, only_a, only_b = _contact("0001", b, a), _contact("0002", a), _contact("0003", b)
+    conversations = (
+        # A's own company as a compact reference ({"type", "id"}): resolved, never via contact.
+        _conversation(1, a, shared, reply=600, close=7200, p1=True, compact=True),
+        _conversation(2, a, only_a, reply=1800, close=None, compact=True),
+        # Outbound (an admin's message the customer answered): not a support request.
+        _conversation(
+            3,
+            a,
+            only_a,
+            reply=60,
+            close=60,
+            p1=True,
+            tags=("Escalated",),
+            delivered_as="admin_initiated",
+        ),
+        _conversation(4, b, only_b, reply=300, close=3600),
+    )
+    return intercom.Data(
+        as_of=AS_OF.date(),
+        companies=(a, b),
+        contacts=(shared, only_a, only_b),
+        conversations=conversations,
+    )
+
+
+def _shapes_accounts() -> list[Any]:
+    from health_score.records import Account
+
+    return [
+        Account("acct-a", "A", "standard", intercom_company_id="cmp_aa"),
+        Account("acct-b", "B", "standard", intercom_company_id="cmp_bb"),
+    ]
+
+
+def _extract_shapes(session: requests.Session, **changes: Any) -> tuple[SourceResult, Any]:
+    settings = extractor.Settings.model_validate(changes)
+    with VendorServer(intercom.App(_shapes_data(), settings)) as server:
+        found = intercom_http.from_env(
+            settings, intercom.environment(server.url, ""), session=session, as_of=AS_OF
+        )
+        assert found is not None
+        return found.extract(_shapes_accounts()), dict(server.stats)
+
+
+def test_a_compact_company_reference_is_the_conversations_company_not_its_contacts_first(
+    http: requests.Session,
+) -> None:
+    result, stats = _extract_shapes(http)
+    assert result.metrics["acct-a"] == {
+        "p1_p2_volume": Decimal(1),  # conversation 1 (3 is outbound)
+        "first_response_minutes": Decimal(20),  # median(600 s, 1800 s) = 1200 s
+        "close_time_hours": Decimal(2),  # 7200 s (conversation 2 is open)
+        "reopen_rate_pct": Decimal(0),
+        "escalation_rate_pct": Decimal(0),  # only the outbound one was tagged Escalated
+    }
+    assert result.metrics["acct-b"] == {
+        "p1_p2_volume": Decimal(0),
+        "first_response_minutes": Decimal(5),
+        "close_time_hours": Decimal(1),
+        "reopen_rate_pct": Decimal(0),
+        "escalation_rate_pct": Decimal(0),
+    }
+    # A's company_id was learned by one look-up of its Intercom id; no contact was searched
+    # (the 30-day window is searched as five 7-day slices).
+    assert stats == {"POST /conversations/search": 5, "GET /companies/{id}": 1}
+    assert result.notes == (
+        "1 outbound conversations (source.delivered_as in admin_initiated, automated, "
+        "campaigns_initiated) not measured",
+    )
+
+
+def test_outbound_conversations_are_measured_when_configured(http: requests.Session) -> None:
+    result, _ = _extract_shapes(http, exclude_delivered_as=[])
+    assert result.metrics["acct-a"] == {
+        "p1_p2_volume": Decimal(2),
+        "first_response_minutes": Decimal(10),  # median(60, 600, 1800) s = 600 s
+        "close_time_hours": Decimal("1.0083"),  # median(60, 7200) s = 3630 s
+        "reopen_rate_pct": Decimal(0),
+        "escalation_rate_pct": Decimal("33.3333"),  # 1 of 3
+    }
+    assert result.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"company": {"type": "company", "id": "65a1", "company_id": "cmp_1"}}, ("cmp_1", "65a1")),
+        ({"company": {"type": "company", "id": "65a1"}}, (None, "65a1")),
+        ({"company_id": "cmp_1"}, ("cmp_1", None)),
+        ({"company": {"type": "company", "company_id": 42}}, ("42", None)),
+        ({"company": None}, (None, None)),
+        ({}, (None, None)),
+    ],
+)
+def test_a_conversations_own_company_is_read_from_any_shape(
+    raw: dict[str, Any], expected: tuple[str | None, str | None]
+) -> None:
+    from health_score.sources.intercom.metrics import conversation_company
+
+    assert conversation_company(raw) == expected
+
+
+def test_outbound_is_read_from_source_delivered_as() -> None:
+    from health_score.sources.intercom.metrics import Rules, parse_conversation
+
+    rules = Rules.of(extractor.Settings())
+    base = {"id": "1", "created_at": 1, "state": "open"}
+    for delivered_as, outbound in [
+        ("customer_initiated", False),
+        ("operator_initiated", False),  # a bot answering the customer
+        ("admin_initiated", True),
+        ("automated", True),
+        ("campaigns_initiated", True),
+    ]:
+        raw = {**base, "source": {"type": "conversation", "delivered_as": delivered_as}}
+        assert parse_conversation(raw, rules)[0].outbound is outbound, delivered_as

@@ -195,13 +195,19 @@ def test_the_token_stops_working_after_the_configured_number_of_calls(
 # -- version header -----------------------------------------------------------------------------
 
 
-def test_a_missing_intercom_version_header_is_an_error(
+def test_a_missing_intercom_version_header_gets_the_apps_default_version(
     contract: tuple[OpenAPI, dict[str, Any]], http: requests.Session, server: VendorServer
 ) -> None:
+    """As Intercom does: no header, the version set for the app (2.14 here: no ``company``)."""
     headers = {"Authorization": HEADERS["Authorization"]}
-    response = search(http, server, EVERYTHING, headers=headers)
-    assert response.status_code == 400
-    assert_error_list(contract, response.json(), "intercom_version_invalid")
+    response = search(http, server, EVERYTHING, {"per_page": 150}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert intercom.APP_VERSION == "2.14"
+    assert not any("company" in c for c in response.json()["conversations"])
+    pinned = search(http, server, EVERYTHING, {"per_page": 150}).json()
+    assert [c["id"] for c in response.json()["conversations"]] == [
+        c["id"] for c in pinned["conversations"]
+    ]
 
 
 def test_an_unknown_intercom_version_is_an_error(
@@ -322,6 +328,9 @@ def test_three_levels_of_nesting_are_refused_and_two_are_answered(
     [
         {"field": "created_at", "operator": ">", "value": "foobar"},
         {"field": "created_at", "operator": "~", "value": "17"},
+        # Intercom's operators are =, !=, IN, NIN, >, <, ~, !~, ^, $: no >= or <=.
+        {"field": "created_at", "operator": ">=", "value": 0},
+        {"field": "statistics.count_reopens", "operator": "<=", "value": 3},
         {"field": "company.id", "operator": "=", "value": "x"},
         {"field": "state", "operator": "IN", "value": "open"},
         {"operator": "XOR", "value": [EVERYTHING]},
@@ -522,3 +531,51 @@ def test_minimum_requests_counts_search_pages_at_150_plus_the_fallback(
     assert unknown  # one account is reached only through its contacts
     expected = -(-len(window) // 150) + -(-len(orphan_contacts) // 150) + len(unknown)
     assert data.minimum_requests(settings) == expected
+
+
+# -- shapes: compact company references, contacts in several companies, outbound ----------------
+
+
+def test_the_records_come_in_every_shape_the_extractor_must_read(
+    contract: tuple[OpenAPI, dict[str, Any]],
+    http: requests.Session,
+    server: VendorServer,
+    data: intercom.Data,
+) -> None:
+    pages = list(walk(http, server, EVERYTHING, 150))
+    for page in pages:
+        assert_valid(contract, page)
+    conversations = [c for page in pages for c in page.json()["conversations"]]
+    compact = [c for c in conversations if set(c.get("company") or {}) == {"type", "id"}]
+    full = [c for c in conversations if "company_id" in (c.get("company") or {})]
+    assert compact and full
+    kinds = {c["source"]["delivered_as"] for c in conversations}
+    assert kinds == {"customer_initiated", "admin_initiated", "automated"}
+    outbound = [c for c in conversations if c["source"]["delivered_as"] != "customer_initiated"]
+    assert all(c["source"]["author"]["type"] == "admin" for c in outbound)
+    shared = [c for c in data.contacts if len(c.company_ids) > 1]
+    assert shared
+    # A shared contact's conversations name their own company, which is not its first one.
+    of_shared = [c for c in data.conversations if c.contact in {s.id for s in shared}]
+    assert of_shared and all(c.company is not None for c in of_shared)
+    first = {s.id: s.company_ids[0] for s in shared}
+    assert all(c.company != first[c.contact] for c in of_shared)
+
+
+def test_outbound_conversations_are_searchable_by_delivered_as(
+    http: requests.Session, server: VendorServer, data: intercom.Data
+) -> None:
+    query = {"field": "source.delivered_as", "operator": "=", "value": "admin_initiated"}
+    body = search(http, server, query, {"per_page": 150}).json()
+    expected = {c.id for c in data.conversations if c.delivered_as == "admin_initiated"}
+    assert expected and {c["id"] for c in body["conversations"]} == expected
+
+
+def test_expected_metrics_leave_outbound_conversations_out_unless_configured(
+    portfolio: Portfolio,
+) -> None:
+    measured = intercom.generate(portfolio, {})
+    everything = intercom.generate(portfolio, {"exclude_delivered_as": []})
+    assert measured.conversations == everything.conversations
+    changed = [a for a in measured.expected if measured.expected[a] != everything.expected[a]]
+    assert changed  # the outbound conversations move some accounts' metrics

@@ -2,11 +2,14 @@
 
 Conversations cannot be searched by company, so the extractor searches the whole window once
 (split into time slices fetched concurrently when the window is long), and groups what comes back
-by ``conversation.company`` (present from API version 2.15). A conversation without a company is
-attributed through its first contact's company: the contacts are looked up in batches, and a
-company never named on any conversation is fetched by id (or, when there are many, learned from
-one scroll of the company list). Calls scale with the number of conversations, never with the
-account count.
+by the conversation's own company (``company``, present from API version 2.15: a full object
+with ``company_id``, a compact reference with Intercom's ``id`` only, or a top-level
+``company_id``). A compact reference is resolved to its ``company_id``; only a conversation that
+names no company at all is attributed through its first contact's first company (the contacts
+are looked up in batches). A company whose ``company_id`` no conversation shows is fetched by id
+(or, when there are many, learned from one scroll of the company list). Outbound conversations
+(``source.delivered_as`` in ``exclude_delivered_as``: started by the team) are not measured.
+Calls scale with the number of conversations, never with the account count.
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ class IntercomExtractor:
                     f"unexpected conversation shape ({type(exc).__name__})",
                 ) from None
             if lo <= conversation.created_at < hi:
-                out.append((conversation, internal_id or ""))
+                out.append((conversation, internal_id or ""))  # outbound ones are counted apart
         return out
 
     def _contact_companies(self, contact_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -207,11 +210,24 @@ class IntercomExtractor:
             ]
             conversations: dict[str, Conversation] = {}
             known: dict[str, str] = {}  # Intercom company id → company_id
+            compact: dict[str, str] = {}  # conversation id → Intercom id of its own company
+            outbound = 0
             for conversation, internal_id in found:
+                if conversation.outbound:
+                    outbound += 1
+                    continue
                 conversations[conversation.id] = conversation
                 if internal_id and conversation.company_id is not None:
                     known[internal_id] = conversation.company_id
-            attributed, notes = self._attribute(list(conversations.values()), known, pool)
+                elif internal_id:
+                    compact[conversation.id] = internal_id
+            attributed, notes = self._attribute(list(conversations.values()), known, compact, pool)
+        if outbound:
+            notes.insert(
+                0,
+                f"{outbound} outbound conversations (source.delivered_as in "
+                f"{', '.join(self.settings.exclude_delivered_as)}) not measured",
+            )
 
         by_company: dict[str, list[Conversation]] = defaultdict(list)
         for company_id, conversation in attributed:
@@ -237,12 +253,18 @@ class IntercomExtractor:
         self,
         conversations: list[Conversation],
         known: dict[str, str],
+        compact: Mapping[str, str],
         pool: ThreadPoolExecutor,
     ) -> tuple[list[tuple[str, Conversation]], list[str]]:
-        """(company_id, conversation) pairs; the fallback goes through the first contact."""
+        """(company_id, conversation) pairs.
+
+        A conversation's own company comes first (a compact reference resolved to its
+        ``company_id``); only one that names no company goes through its first contact.
+        """
         attributed = [(c.company_id, c) for c in conversations if c.company_id is not None]
-        orphans = [c for c in conversations if c.company_id is None]
-        if not orphans:
+        referenced = [c for c in conversations if c.company_id is None and c.id in compact]
+        orphans = [c for c in conversations if c.company_id is None and c.id not in compact]
+        if not orphans and not referenced:
             return attributed, []
         contact_ids = sorted({c.contact_id for c in orphans if c.contact_id is not None})
         size = self.settings.contacts_per_search
@@ -250,21 +272,32 @@ class IntercomExtractor:
         companies_of: dict[str, list[str]] = {}
         for part in _run_all(pool, self._contact_companies, batches):
             companies_of.update(part)
-        unknown = sorted({ids[0] for ids in companies_of.values() if ids} - known.keys())
+        wanted = {ids[0] for ids in companies_of.values() if ids} | set(compact.values())
+        unknown = sorted(wanted - known.keys())
         if len(unknown) > self.settings.company_lookups_max:
             known = {**self._scroll_companies(), **known}
         elif unknown:
             found = _run_all(pool, self._company_id, unknown)
             known = {**known, **{k: v for k, v in zip(unknown, found, strict=True) if v}}
         lost = 0
+        for conversation in referenced:
+            company_id = known.get(compact[conversation.id])
+            if company_id is None:  # its company is gone from Intercom
+                lost += 1
+            else:
+                attributed.append((company_id, conversation))
+        via_contact = 0
         for conversation in orphans:
             ids = companies_of.get(conversation.contact_id or "") or []
             company_id = known.get(ids[0]) if ids else None
             if company_id is None:
                 lost += 1
             else:
+                via_contact += 1
                 attributed.append((company_id, conversation))
-        notes = [f"{len(orphans) - lost} conversations without a company attributed via contact"]
+        notes = []
+        if orphans:
+            notes.append(f"{via_contact} conversations without a company attributed via contact")
         if lost:
             notes.append(f"{lost} conversations could not be attributed to any company")
         return attributed, notes

@@ -44,6 +44,7 @@ class Conversation:
     close_seconds: int | None  # only for conversations closed now
     closed_once: bool
     reopened: bool
+    outbound: bool = False  # started by the team (source.delivered_as), not by the customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Rules:
     escalation_attribute: str | None
     escalation_values: frozenset[str]
     close_statistic: str
+    outbound: frozenset[str] = frozenset()  # source.delivered_as values that are not measured
 
     @classmethod
     def of(cls, settings: Settings) -> Rules:
@@ -64,6 +66,7 @@ class Rules:
             escalation_attribute=settings.escalation_attribute,
             escalation_values=frozenset(v.casefold() for v in settings.escalation_values),
             close_statistic=settings.close_time_statistic,
+            outbound=frozenset(v.casefold() for v in settings.exclude_delivered_as),
         )
 
 
@@ -83,14 +86,29 @@ def _optional_int(value: object) -> int | None:
     return int(value)
 
 
+def _text(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def conversation_company(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(the organisation's ``company_id``, Intercom's internal company ``id``) of a conversation's
+    own company, from whichever shape the API gives: a full ``company`` object (both), a compact
+    reference (``{"type": "company", "id": …}``: the internal id only, resolved by the extractor)
+    or a top-level ``company_id``. (None, None) when the conversation names no company."""
+    company = raw.get("company")
+    company_id = internal_id = None
+    if isinstance(company, Mapping):
+        company_id, internal_id = _text(company.get("company_id")), _text(company.get("id"))
+    if company_id is None:
+        company_id = _text(raw.get("company_id"))
+    return company_id, internal_id
+
+
 def parse_conversation(raw: Mapping[str, Any], rules: Rules) -> tuple[Conversation, str | None]:
     """The conversation's facts, and Intercom's internal id of its company (if it has one)."""
-    company = raw.get("company")
-    company_id: str | None = None
-    internal_id: str | None = None
-    if isinstance(company, Mapping):
-        company_id = None if company.get("company_id") is None else str(company["company_id"])
-        internal_id = None if company.get("id") is None else str(company["id"])
+    company_id, internal_id = conversation_company(raw)
+    source = raw.get("source") or {}
+    delivered_as = str(source.get("delivered_as") or "").casefold()
     contacts = (raw.get("contacts") or {}).get("contacts") or []
     contact_id = str(contacts[0]["id"]) if contacts else None
     priority = _attribute(raw, rules.priority)
@@ -111,6 +129,7 @@ def parse_conversation(raw: Mapping[str, Any], rules: Rules) -> tuple[Conversati
         closed_once=stats.get("first_close_at") is not None
         or stats.get("time_to_first_close") is not None,
         reopened=(_optional_int(stats.get("count_reopens")) or 0) > 0,
+        outbound=delivered_as in rules.outbound,
     )
     return conversation, internal_id
 

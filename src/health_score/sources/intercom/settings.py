@@ -12,6 +12,11 @@ SOURCE = "intercom"
 CREDENTIAL_VARS: tuple[str, ...] = ("INTERCOM_API_TOKEN",)
 BASE_URL_VAR = "INTERCOM_BASE_URL"
 MAX_PAGE_SIZE = 150  # Intercom's cap for pagination.per_page on search endpoints
+#: ``source.delivered_as`` of conversations a team starts (outbound): admin_initiated (a message
+#: an admin sent, a ticket an admin opened, a group email), automated (Series and other outbound
+#: messages) and campaigns_initiated (legacy campaigns). customer_initiated and
+#: operator_initiated (a bot answering the customer) are support requests.
+OUTBOUND_DELIVERED_AS = ("admin_initiated", "automated", "campaigns_initiated")
 
 
 def _attribute_path(value: str) -> str:
@@ -42,6 +47,9 @@ class Settings(pydantic.BaseModel):
     close_time_statistic: Literal["time_to_last_close", "time_to_first_close"] = (
         "time_to_last_close"
     )
+    #: Conversations whose ``source.delivered_as`` is one of these are outbound (started by the
+    #: team, not asked by the customer) and are not measured; ``[]`` measures every conversation.
+    exclude_delivered_as: tuple[str, ...] = OUTBOUND_DELIVERED_AS
     #: A window longer than this many days is searched as equal time slices, concurrently.
     slice_days: int | None = pydantic.Field(7, ge=1)
     page_size: int = pydantic.Field(MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
