@@ -12,7 +12,10 @@ The server speaks Jira's wire format: basic auth (email + API token), ``GET|POST
 opaque and stable ``nextPageToken`` / ``isLast`` paging, ``POST
 /rest/api/3/search/approximate-count``, errors as ``{"errorMessages": […], "errors": {}}``, 400 for
 unbounded or unparseable JQL, 410 Gone on the removed ``/rest/api/3/search``, and 429 with
-``Retry-After`` and ``X-RateLimit-*`` headers.
+``Retry-After`` and ``X-RateLimit-*`` headers. The same search endpoints answer under
+``/rest/api/2`` (v2 differs from v3 only in rich-text fields, which the stand-in does not serve),
+and ``GET /rest/api/{2,3}/serverInfo`` (``deploymentType: Cloud``) and ``GET
+/rest/api/{2,3}/field`` exist, so Jira's own Python client (``jira``) works against it.
 """
 
 from __future__ import annotations
@@ -70,6 +73,25 @@ SANDBOX_API_TOKEN = "sandbox-jira-api-token"  # noqa: S105 - a fake credential f
 
 SEARCH_PATH = "/rest/api/3/search/jql"
 COUNT_PATH = "/rest/api/3/search/approximate-count"
+#: The REST API versions served: the same resources under /rest/api/2 and /rest/api/3.
+API_VERSIONS = ("2", "3")
+SEARCH_PATHS = frozenset(f"/rest/api/{v}/search/jql" for v in API_VERSIONS)
+COUNT_PATHS = frozenset(f"/rest/api/{v}/search/approximate-count" for v in API_VERSIONS)
+SERVER_INFO_PATHS = frozenset(f"/rest/api/{v}/serverInfo" for v in API_VERSIONS)
+FIELD_PATHS = frozenset(f"/rest/api/{v}/field" for v in API_VERSIONS)
+SERVER_TITLE = "Sandbox Jira"
+#: Searchable system fields as GET /field lists them: id, name, JQL clause names, schema type.
+SYSTEM_FIELDS = (
+    ("summary", "Summary", ("summary",), "string"),
+    ("issuetype", "Issue Type", ("issuetype", "type"), "issuetype"),
+    ("status", "Status", ("status",), "status"),
+    ("priority", "Priority", ("priority",), "priority"),
+    ("project", "Project", ("project",), "project"),
+    ("components", "Components", ("component",), "array"),
+    ("labels", "Labels", ("labels",), "array"),
+    ("created", "Created", ("created", "createdDate"), "datetime"),
+    ("updated", "Updated", ("updated", "updatedDate"), "datetime"),
+)
 REMOVED_PATHS = frozenset({"/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search"})
 REMOVED_MESSAGE = (
     "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. A full "
@@ -505,11 +527,18 @@ class App(VendorApp):
     def handle(self, request: Request) -> Response:
         if request.path in REMOVED_PATHS:
             return self.error(410, "gone", REMOVED_MESSAGE)
-        if request.path not in (SEARCH_PATH, COUNT_PATH):
+        known = SEARCH_PATHS | COUNT_PATHS | SERVER_INFO_PATHS | FIELD_PATHS
+        if request.path not in known:
             return self.error(404, "not_found", f"null for uri: {request.path}")
         if self.faults.auth_rejected or request.header("Authorization") != self._authorization:
             return self.unauthorized()
-        if request.path == COUNT_PATH:
+        if request.path in SERVER_INFO_PATHS or request.path in FIELD_PATHS:
+            if request.method != "GET":
+                return self.error(405, "method", "Method Not Allowed")
+            if request.path in SERVER_INFO_PATHS:
+                return Response(200, self._server_info())
+            return Response(200, self._fields())
+        if request.path in COUNT_PATHS:
             if request.method != "POST":
                 return self.error(405, "method", "Method Not Allowed")
             body = self._json_body(request, frozenset({"jql"}))
@@ -538,6 +567,61 @@ class App(VendorApp):
                 raise _bad_request("'jql' must be a string.")
             return self._search(jql, _field_list(fields), max_results, token)
         return self.error(405, "method", "Method Not Allowed")
+
+    def _server_info(self) -> dict[str, Any]:
+        base = self.server.url if self.server is not None else ""
+        now = datetime.now(UTC)
+        return {
+            "baseUrl": base,
+            "displayUrl": base,
+            "version": "1001.0.0-SNAPSHOT",
+            "versionNumbers": [1001, 0, 0],
+            "deploymentType": "Cloud",
+            "buildNumber": 100289,
+            # RFC 3339 date-times, as the v3 description types them.
+            "buildDate": "2026-10-01T00:00:00.000Z",
+            "serverTime": now.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "scmInfo": "sandbox",
+            "serverTitle": SERVER_TITLE,
+            "serverTimeZone": "Etc/UTC",
+        }
+
+    def _fields(self) -> list[dict[str, Any]]:
+        """Every field, as ``GET /rest/api/3/field`` lists them (the customer field included)."""
+        fields = [
+            {
+                "id": field_id,
+                "key": field_id,
+                "name": name,
+                "custom": False,
+                "orderable": field_id not in ("status", "created", "updated"),
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": list(clauses),
+                "schema": {"type": kind, "system": field_id},
+            }
+            for field_id, name, clauses, kind in SYSTEM_FIELDS
+        ]
+        custom = self.data.customer_field
+        number = custom.removeprefix("customfield_")
+        fields.append(
+            {
+                "id": custom,
+                "key": custom,
+                "name": CUSTOMER_FIELD_NAME,
+                "custom": True,
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [f"cf[{number}]", CUSTOMER_FIELD_NAME],
+                "schema": {
+                    "type": "option",
+                    "custom": "com.atlassian.jira.plugin.system.customfieldtypes:select",
+                    "customId": int(number) if number.isdigit() else 0,
+                },
+            }
+        )
+        return fields
 
     @staticmethod
     def _json_body(request: Request, allowed: frozenset[str]) -> dict[str, Any]:

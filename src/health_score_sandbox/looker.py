@@ -14,14 +14,18 @@ field names one of these views; other ids answer 404 as Looker does. Rows are dr
 profile's targets; accounts absent from Looker have no rows at all. ``Data.expected`` is computed
 back from the rows with the plain definitions in ``thresholds.yaml``.
 
-Wire format: ``POST /api/4.0/login`` (form body) → token; ``GET /api/4.0/looks/{id}/run/json``
-with ``limit`` (5,000 rows when absent, all with -1); ``Authorization: token …`` or ``Bearer …``;
-errors as ``{"message", "documentation_url"}``; unknown credentials → 404 "Not found" (what
-Looker answers), a missing, unknown or expired token → 401 "Requires authentication.".
+Wire format: ``POST /api/4.0/login`` (form body, or HTTP Basic client credentials) → token;
+``GET /api/4.0/looks/{id}/run/json`` with ``limit`` (5,000 rows when absent, all with -1; the
+``limit`` fault caps every run at N rows); rows in customer order (each Look is saved sorted by its
+customer id); ``Authorization: token …`` or ``Bearer …``; errors as ``{"message",
+"documentation_url"}``; unknown credentials → 404 "Not found" (what Looker answers), a missing,
+unknown or expired token → 401 "Requires authentication.".
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import math
 import re
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
+from urllib.parse import unquote_plus
 
 from health_score_sandbox.config import SectionLike, value_of
 from health_score_sandbox.portfolio import AccountProfile, Portfolio
@@ -400,6 +405,8 @@ class App(VendorApp):
         form = request.form() if request.body else {}
         client_id = form.get("client_id") or request.arg("client_id")  # query: deprecated form
         secret = form.get("client_secret") or request.arg("client_secret")
+        if not client_id and not secret:  # HTTP Basic client credentials (RFC 6749 2.3.1)
+            client_id, secret = _basic_credentials(request.header("Authorization"))
         if (
             self.faults.auth_rejected
             or client_id != self.data.client_id
@@ -451,6 +458,21 @@ class App(VendorApp):
         if cap is not None:
             limit = cap if limit == -1 else min(limit, cap)
         return Response(200, rows if limit == -1 else rows[:limit])
+
+
+def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
+    """(client_id, client_secret) of an ``Authorization: Basic …`` header, else (None, None)."""
+    scheme, _, encoded = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        return None, None
+    return unquote_plus(client_id), unquote_plus(secret)
 
 
 def environment(url: str, ca_bundle: str) -> dict[str, str]:

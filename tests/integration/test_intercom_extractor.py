@@ -528,7 +528,9 @@ def test_outbound_conversations_are_measured_when_configured(http: requests.Sess
     [
         ({"company": {"type": "company", "id": "65a1", "company_id": "cmp_1"}}, ("cmp_1", "65a1")),
         ({"company": {"type": "company", "id": "65a1"}}, (None, "65a1")),
-        ({"company_id": "cmp_1"}, ("cmp_1", None)),
+        # Top-level company_id: "the unique identifier ... given by Intercom" (its internal id).
+        ({"company_id": "65a1"}, (None, "65a1")),
+        ({"company": {"type": "company", "id": "65a1"}, "company_id": "65a2"}, (None, "65a1")),
         ({"company": {"type": "company", "company_id": 42}}, ("42", None)),
         ({"company": None}, (None, None)),
         ({}, (None, None)),

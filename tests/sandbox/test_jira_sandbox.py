@@ -402,3 +402,36 @@ def test_requests_are_counted_per_endpoint(data: Data, settings: Settings) -> No
         f"GET {SEARCH}": 1,
         "GET /rest/api/3/search": 1,
     }
+
+
+def test_server_info_and_the_field_list_validate_against_the_contract(
+    contract: Contract, http: requests.Session, server: VendorServer, data: Data
+) -> None:
+    info = http.get(f"{server.url}/rest/api/3/serverInfo")
+    assert info.status_code == 200, info.text
+    contract.check(info)
+    assert info.json()["deploymentType"] == "Cloud"
+    fields = http.get(f"{server.url}/rest/api/3/field")
+    assert fields.status_code == 200, fields.text
+    contract.check(fields)
+    by_id = {f["id"]: f for f in fields.json()}
+    assert by_id[data.customer_field]["custom"] is True
+    assert "component" in by_id["components"]["clauseNames"]
+    # The v2 resources answer the same (Jira's Python client uses /rest/api/2 by default).
+    assert http.get(f"{server.url}/rest/api/2/field").json() == fields.json()
+    assert http.get(f"{server.url}/rest/api/2/serverInfo").json()["deploymentType"] == "Cloud"
+
+
+def test_the_v2_search_endpoints_answer_like_v3(
+    http: requests.Session, server: VendorServer
+) -> None:
+    body = {"jql": "issuetype = Bug ORDER BY key", "fields": ["priority"], "maxResults": 7}
+    v3 = http.post(f"{server.url}/rest/api/3/search/jql", json=body)
+    v2 = http.post(f"{server.url}/rest/api/2/search/jql", json=body)
+    assert v2.status_code == v3.status_code == 200
+    assert [i["key"] for i in v2.json()["issues"]] == [i["key"] for i in v3.json()["issues"]]
+    count = http.post(
+        f"{server.url}/rest/api/2/search/approximate-count", json={"jql": "issuetype = Bug"}
+    )
+    assert count.status_code == 200 and count.json()["count"] > 0
+    assert http.get(f"{server.url}/rest/api/2/search", params={"jql": "x"}).status_code == 410

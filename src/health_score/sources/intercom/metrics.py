@@ -93,14 +93,17 @@ def _text(value: object) -> str | None:
 def conversation_company(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(the organisation's ``company_id``, Intercom's internal company ``id``) of a conversation's
     own company, from whichever shape the API gives: a full ``company`` object (both), a compact
-    reference (``{"type": "company", "id": …}``: the internal id only, resolved by the extractor)
-    or a top-level ``company_id``. (None, None) when the conversation names no company."""
+    reference (``{"type": "company", "id": …}``: the internal id only), or a top-level
+    ``company_id``, which Intercom's newer API descriptions (and its Python client) define as "the
+    unique identifier for the company which is given by Intercom", i.e. the internal id. The
+    extractor resolves an internal id to its ``company_id``. (None, None) when the conversation
+    names no company."""
     company = raw.get("company")
     company_id = internal_id = None
     if isinstance(company, Mapping):
         company_id, internal_id = _text(company.get("company_id")), _text(company.get("id"))
-    if company_id is None:
-        company_id = _text(raw.get("company_id"))
+    if company_id is None and internal_id is None:
+        internal_id = _text(raw.get("company_id"))
     return company_id, internal_id
 
 
