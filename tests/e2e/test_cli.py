@@ -295,34 +295,6 @@ def test_each_run_gets_its_own_folder(
     assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
-def test_example_file_runs_as_a_subprocess(tmp_path: Path) -> None:
-    """The README's first command works as written."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "health_score",
-            "run",
-            "--dry-run",
-            "--from-raw",
-            "examples/raw_metrics.csv",
-            "--output",
-            str(tmp_path / "s.csv"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Healthy" in result.stdout
-    assert "Run folder:" in result.stdout
-    assert len(read_scores(tmp_path / "s.csv")) == 25
-
-
 def test_array_scoring_writes_the_same_files_as_the_exact_rule(tmp_path: Path) -> None:
     """The array path (every run) and the all-Decimal path write byte-identical files."""
     import os

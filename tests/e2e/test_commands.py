@@ -270,14 +270,22 @@ def test_sandbox_serve_help_names_the_new_command(tmp_path: Path) -> None:
     assert "looker:limit=N" in " ".join(result.stdout.split())
 
 
-def test_the_seed_documents_commands_still_work(tmp_path: Path) -> None:
-    """``python3 -m src.main --dry-run`` (old flags included) from a checkout."""
+@pytest.mark.parametrize(
+    "command",
+    [["health_score", "run"], ["src.main"]],
+    ids=["health-score run", "legacy python -m src.main"],
+)
+def test_the_example_file_scores_from_the_command_and_the_seeds_shim(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """The README's first command, and the seed document's ``python3 -m src.main --dry-run``
+    (old flags included), from a checkout."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     result = subprocess.run(
         [
             sys.executable,
             "-m",
-            "src.main",
+            *command,
             "--dry-run",
             "--from-raw",
             "examples/raw_metrics.csv",
@@ -294,7 +302,13 @@ def test_the_seed_documents_commands_still_work(tmp_path: Path) -> None:
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    assert "Run folder:" in result.stdout and (tmp_path / "s.csv").is_file()
+    assert "Healthy" in result.stdout
+    with (tmp_path / "s.csv").open(encoding="utf-8") as scores:
+        assert sum(1 for _ in scores) == 1 + 25  # header + the example's 25 accounts
+
+
+def test_the_seeds_check_config_flag_still_works(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     check = subprocess.run(
         [sys.executable, "-m", "src.main", "--check-config", "--config-dir", str(tmp_path)],
         cwd=REPO,

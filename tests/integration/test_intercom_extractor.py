@@ -26,6 +26,7 @@ from health_score_sandbox import intercom
 from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, Knobs, Request, VendorServer
 from tests.conftest import SHARED, shared_file
+from tests.intercom_support import company
 
 SPEC = SHARED / "contracts" / "intercom"
 SPEC_FILE = SPEC / "api.intercom.io.2.16.yaml"
@@ -379,16 +380,8 @@ NOON = int(AS_OF.timestamp()) - 10 * 86_400  # inside the 30-day window
 
 
 def _company(key: str) -> intercom.Company:
-    return intercom.Company(
-        id=f"65a0000000000000000000{key}",
-        company_id=f"cmp_{key}",
-        name=f"Company {key}",
-        created_at=NOON - 400 * 86_400,
-        user_count=10,
-        monthly_spend=100,
-        plan="Standard",
-        industry="Software",
-        segment="standard",
+    return company(
+        f"65a0000000000000000000{key}", f"cmp_{key}", f"Company {key}", NOON - 400 * 86_400
     )
 
 

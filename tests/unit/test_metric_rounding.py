@@ -30,6 +30,7 @@ from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import build_portfolio
 from health_score_sandbox.server import VendorServer
 from tests.conftest import DEFAULT_CONFIG
+from tests.intercom_support import company
 
 AS_OF = date(2026, 11, 1)
 AS_OF_UTC = datetime(2026, 11, 1, tzinfo=UTC)
@@ -130,16 +131,14 @@ WINDOW_START = int(AS_OF_UTC.timestamp()) - 30 * 86_400
 
 
 def _company(number: int) -> intercom.Company:
-    return intercom.Company(
-        id=f"{number:024x}",
-        company_id=f"cmp_tie_{number}",
-        name=f"Tie Company {number}",
-        created_at=WINDOW_START - 400 * 86_400,
-        user_count=10,
-        monthly_spend=500,
-        plan="Enterprise",
-        industry="Software",
+    return company(
+        f"{number:024x}",
+        f"cmp_tie_{number}",
+        f"Tie Company {number}",
+        WINDOW_START - 400 * 86_400,
         segment="paid",
+        plan="Enterprise",
+        monthly_spend=500,
     )
 
 
