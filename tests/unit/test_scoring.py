@@ -144,6 +144,41 @@ def test_low_coverage_is_insufficient_data_but_keeps_its_score(identity_config: 
     assert result.tier == "Insufficient Data"
 
 
+def test_a_matching_cap_overrides_the_coverage_floor(identity_config: Path) -> None:
+    # As above (18 % coverage, score 95) plus one Critical signal: capped at 65 → At Risk, not
+    # Insufficient Data, and flagged low_coverage.
+    dims = {**dict.fromkeys(EXAMPLE_A), "support_health": "95"}
+    config = load_scoring_config(identity_config)
+    result = score_account(account(dims, signals=SignalCounts(critical=1)), config)
+    assert result.final == D(65)
+    assert result.tier == "At Risk"
+    assert result.low_coverage is True
+
+
+@pytest.mark.parametrize(
+    ("signals", "tier"),
+    [
+        (SignalCounts(critical=1, critical_confirmed=1), "Critical"),  # cap 50
+        (SignalCounts(critical=1), "At Risk"),  # cap 65
+        (SignalCounts(moderate=1), "At Risk"),  # cap 75 (Healthy starts at 76)
+        (SignalCounts(watch=3), "Insufficient Data"),  # Watch only: no cap
+    ],
+)
+def test_an_account_with_no_score_takes_the_tier_of_its_cap(
+    identity_config: Path, signals: SignalCounts, tier: str
+) -> None:
+    config = load_scoring_config(identity_config)
+    result = score_account(account(dict.fromkeys(EXAMPLE_A), signals=signals), config)
+    assert result.final is None
+    assert result.tier == tier
+    assert result.low_coverage is True
+
+
+def test_full_coverage_is_not_low_coverage(identity_config: Path) -> None:
+    result = score_account(account(EXAMPLE_A), load_scoring_config(identity_config))
+    assert result.low_coverage is False
+
+
 # --- rounding at the half ----------------------------------------------------------------------
 
 

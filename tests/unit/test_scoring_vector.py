@@ -218,6 +218,10 @@ def test_array_scoring_publishes_exactly_what_the_decimal_rule_does(
     finals = [r[4] for r in rows]
     assert {"90.0", "76.0", "60.0", "89.9", "75.9"} <= set(finals)
     assert any(r[14] == "true" for r in rows) and any(r[5] == "Insufficient Data" for r in rows)
+    # A matching cap overrides the coverage floor: thin accounts with and without a score.
+    floor = float(config.min_coverage_pct)
+    thin = [r for r in rows if float(r[12]) < floor and r[5] != "Insufficient Data"]
+    assert any(r[4] for r in thin) and any(not r[4] for r in thin)
     assert batch.exact_accounts < len(rows) // 5  # most accounts never touch Decimal
     # And the all-Decimal path of the batch gives the same bytes.
     exact = score_batch(table, model, exact=True)

@@ -79,16 +79,35 @@ class AccountScore:
     cap: CapDecision
     signals: SignalCounts
     metrics: tuple[MetricResult, ...]
+    #: Coverage below the floor (``min_coverage_pct``): the tier is Insufficient Data unless a
+    #: cap rule matched, which then decides the tier (see :func:`tier_for`).
+    low_coverage: bool = False
 
     @property
     def final_published(self) -> Decimal | None:
         return publish(self.final)
 
 
-def tier_for(final: Decimal | None, coverage_pct: Decimal, config: ScoringConfig) -> str:
-    """Tier of the published final score; below the coverage floor, Insufficient Data."""
+def tier_for(
+    final: Decimal | None,
+    coverage_pct: Decimal,
+    config: ScoringConfig,
+    cap: CapDecision | None = None,
+) -> str:
+    """Tier of the published final score; below the coverage floor, Insufficient Data.
+
+    A matching churn-signal cap rule overrides the floor (DESIGN §3): the tier is that of the
+    capped final score, or of the cap itself for an account with no score, so a confirmed
+    Critical account is never hidden behind thin data.
+    """
     published = publish(final)
-    if published is None or coverage_pct < config.min_coverage_pct:
+    thin = published is None or coverage_pct < config.min_coverage_pct
+    if thin and cap is not None and cap.cap is not None:
+        # The final score is already min(quantitative, cap); with no score, the cap stands in.
+        shown = publish(cap.cap) if published is None else published
+        assert shown is not None
+        return tier_of_published(shown, config.tiers)
+    if thin or published is None:
         return INSUFFICIENT_DATA
     return tier_of_published(published, config.tiers)
 
@@ -227,11 +246,12 @@ class Model:
             platform_value=platform_value,
             quantitative=quantitative,
             final=final,
-            tier=tier_for(final, coverage, config),
+            tier=tier_for(final, coverage, config, cap),
             coverage_pct=coverage,
             cap=cap,
             signals=account.signals,
             metrics=(),
+            low_coverage=coverage < config.min_coverage_pct,
         )
         return CompactScore(result, tuple(metric_scores), tuple(multipliers))
 

@@ -29,8 +29,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from health_score.records import AccountInput, SignalCounts
-from health_score.scoring.composite import UNAVAILABLE, CompactScore, Model
+from health_score.scoring.composite import UNAVAILABLE, CompactScore, Model, tier_for
 from health_score.scoring.normaliser import normalise
+from health_score.scoring.qualitative import CapDecision
 from health_score.scoring.spec import CHURN_RISK, PLATFORM_VALUE
 
 #: Status codes of a metric of an account (the explanation file's ``status``).
@@ -115,6 +116,7 @@ class Result:
     tier: NDArray[np.int64]  # index into config.tier_labels
     rule: NDArray[np.int64]  # index into config.cap_rules, -1 = none matched
     applied: NDArray[np.bool_]
+    low_coverage: NDArray[np.bool_]  # coverage below the floor
     status: NDArray[np.int8]  # accounts × slots
     score: NDArray[np.signedinteger[Any]]
     effective: NDArray[np.signedinteger[Any]]
@@ -182,6 +184,17 @@ class VectorModel:
             int((t.min * 10).to_integral_value(rounding=ROUND_CEILING)) for t in config.tiers
         ]
         self.min_coverage = float(config.min_coverage_pct)
+        # The tier of each cap rule's value: an account with no score whose signals match it.
+        self.cap_tiers = np.array(
+            [
+                config.tier_labels.index(
+                    tier_for(None, Decimal(0), config, CapDecision(rule, rule.value, False))
+                )
+                for rule in config.cap_rules
+            ]
+            + [len(self.tier_floors)],
+            dtype=np.int64,
+        )
         self._effective: dict[tuple[int, int], list[int]] = {}
         self._multipliers: dict[tuple[int, int], Decimal] = {}
         self.band_ints = [self._band_integers(k) for k in range(self.slots)]
@@ -395,7 +408,12 @@ class VectorModel:
         tier = np.full(n, len(self.tier_floors), dtype=np.int64)  # Insufficient Data
         for index in range(len(self.tier_floors) - 1, -1, -1):
             tier[final_published >= self.tier_floors[index]] = index
-        tier[(final_published == NONE) | below] = len(self.tier_floors)
+        thin = (final_published == NONE) | below
+        # A matching cap rule overrides the coverage floor: the tier of the capped final score,
+        # or of the cap itself for an account with no score (DESIGN §3).
+        tier[thin & (rule == NONE)] = len(self.tier_floors)
+        no_score = thin & (rule != NONE) & (final_published == NONE)
+        tier[no_score] = self.cap_tiers[rule[no_score]]
         return Result(
             quantitative=published["quantitative"],
             final=final_published,
@@ -406,6 +424,7 @@ class VectorModel:
             tier=tier,
             rule=rule,
             applied=applied,
+            low_coverage=below,
             status=status,
             score=score4,
             effective=effective,
@@ -730,6 +749,7 @@ class ExactRow:
     tier: int
     rule: int
     applied: bool
+    low_coverage: bool
     status: list[int]
     score: list[int]
     effective: list[int]
@@ -773,6 +793,7 @@ def exact_row(vmodel: VectorModel, account: AccountInput, compact: CompactScore)
         tier=labels.index(score.tier),
         rule=NONE if rule is None else config.cap_rules.index(rule),
         applied=score.cap.applied,
+        low_coverage=score.low_coverage,
         status=status,
         score=scores,
         effective=effective,
@@ -791,6 +812,7 @@ def put(result: Result, index: int, row: ExactRow) -> None:
     result.tier[index] = row.tier
     result.rule[index] = row.rule
     result.applied[index] = row.applied
+    result.low_coverage[index] = row.low_coverage
     result.status[index] = row.status
     result.score[index] = row.score
     result.effective[index] = row.effective
@@ -817,6 +839,7 @@ def empty_result(n: int, dims: int, slots: int) -> Result:
         tier=ints(n),
         rule=ints(n),
         applied=np.zeros(n, dtype=bool),
+        low_coverage=np.zeros(n, dtype=bool),
         status=np.zeros((n, slots), dtype=np.int8),
         score=ints(n, slots),
         effective=np.zeros((n, slots), dtype=np.int64),
