@@ -97,8 +97,10 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
 
     A 10 kB account name pasted into a cell must not become a 10 kB error message (or log line).
     """
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[:limit]!r}… ({len(value)} characters)"
+    if isinstance(value, str):
+        return (
+            repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
+        )
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
