@@ -537,8 +537,11 @@ def test_a_wrong_suffix_is_answered_with_the_checksum_it_should_have(
 ) -> None:
     with_mapping(config_copy, ROW + "001D000000IRFmaAAA,cmp_2,C2,Wrong suffix,paid,SUP,cust-2\n")
     err = check_config_err(config_copy, capsys)
-    assert "line 3: sf_account_id '001D000000IRFmaAAA'" in err
-    assert "checksum should be 'IAH': did you mean '001D000000IRFmaIAH'?" in err
+    assert (
+        "line 3: sf_account_id '001D000000IRFmaAAA' is not a 15- or 18-character Salesforce id "
+        "(suffix 'AAA' does not match the case of the first 15 characters (expected 'IAH')); "
+        "checksum should be 'IAH': did you mean '001D000000IRFmaIAH'?"
+    ) in err
 
 
 def test_every_bad_id_row_is_refused_at_load_and_the_first_20_are_listed_with_a_count(
