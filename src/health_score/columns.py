@@ -22,7 +22,7 @@ from typing import overload
 import numpy as np
 from numpy.typing import NDArray
 
-from health_score.config import CSV_FIELD_LIMIT
+from health_score.config import CSV_FIELD_LIMIT, shown
 from health_score.loaders.csv_output import number_text
 from health_score.rawfile import (
     DEFAULT_SEGMENT,
@@ -222,7 +222,7 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
         *OPTIONAL_SIGNAL_COLUMNS,
     }
     warnings = [
-        f"{path}: column {c!r} is not a metric of the config; ignored"
+        f"{path}: column {shown(c)} is not a metric of the config; ignored"
         for c in header
         if c and c not in known
     ]
