@@ -22,6 +22,7 @@ from typing import overload
 import numpy as np
 from numpy.typing import NDArray
 
+from health_score.config import CSV_FIELD_LIMIT, shown
 from health_score.loaders.csv_output import number_text
 from health_score.rawfile import (
     DEFAULT_SEGMENT,
@@ -200,14 +201,14 @@ def read_raw_table(path: Path, config: ScoringConfig) -> RawTable:
     try:
         data = path.read_bytes()
         return _fast(path, data, data.decode("utf-8-sig").removeprefix("\ufeff"), config)
-    except (_Unusual, OSError, UnicodeDecodeError):
+    except (_Unusual, csv.Error, OSError, UnicodeDecodeError):
         raw: RawFile = read_raw(path, config)  # raises the raw-file reader's errors
         table = AccountTable.from_accounts(raw.accounts, config)
         return RawTable(table, raw.warnings, raw.source_bytes)
 
 
 def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable:
-    header = [h.strip() for h in next(csv.reader(io.StringIO(text)), [])]
+    header = [h.strip() for h in next(csv.reader(io.StringIO(text), strict=True), [])]
     metrics = config.metric_names
     if "account_id" not in header or not any(m in header for m in metrics):
         raise _Unusual
@@ -221,7 +222,7 @@ def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable
         *OPTIONAL_SIGNAL_COLUMNS,
     }
     warnings = [
-        f"{path}: column {c!r} is not a metric of the config; ignored"
+        f"{path}: column {shown(c)} is not a metric of the config; ignored"
         for c in header
         if c and c not in known
     ]
@@ -336,11 +337,13 @@ class _Cells:
         starts[1:, 0] = grid[:-1, -1] + 1
         if rows:
             starts[0, 0] = int(np.flatnonzero(buf == 10)[0]) + 1  # after the header
+        if len(data) > CSV_FIELD_LIMIT and int((grid - starts).max(initial=0)) > CSV_FIELD_LIMIT:
+            raise _Unusual  # a cell the csv module would refuse: the raw-file reader says where
         return cls([buf], starts, grid, [data], rows, shared=True)
 
     @classmethod
     def _quoted(cls, text: str, width: int) -> _Cells:
-        rows = list(csv.reader(io.StringIO(text)))[1:]
+        rows = list(csv.reader(io.StringIO(text), strict=True))[1:]
         if any(len(row) != width for row in rows):
             raise _Unusual
         buffers: list[NDArray[np.uint8]] = []

@@ -3,6 +3,10 @@
 Numbers are read from the literal as written (``"0.1"`` is exactly one tenth) and floats by their
 shortest repr, never through binary floating point; a bool is not a number; NaN and infinities
 are not values. This module imports nothing from the package, so every layer may use it.
+
+Input files (the raw-metrics file) also bound what a number may be: :func:`bounds_problem`
+refuses magnitudes of 10^15 and more and literals of more than 30 significant digits, which no
+metric has and which would only slow the exact arithmetic down or lose digits in float64.
 """
 
 from __future__ import annotations
@@ -20,6 +24,30 @@ def parse_decimal(text: str) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:
         return None
+
+
+#: A value must be smaller than this in magnitude (no metric comes near it: ARR in cents of a
+#: very large contract is still below 10^13).
+MAX_MAGNITUDE = Decimal("1e15")
+#: The most significant digits a literal may spell (as written: ``1.50`` has three).
+MAX_SIGNIFICANT_DIGITS = 30
+#: What a bounded number is, for messages.
+BOUNDS_EXPECTED = (
+    f"a finite number with at most {MAX_SIGNIFICANT_DIGITS} significant digits, "
+    "below 1e15 in magnitude"
+)
+
+
+def bounds_problem(value: Decimal) -> str | None:
+    """Why ``value`` (as parsed by :func:`parse_decimal`) is out of bounds, or None if it is in."""
+    if not value.is_finite():
+        return "not a finite number"
+    digits = len(value.as_tuple().digits)
+    if digits > MAX_SIGNIFICANT_DIGITS:
+        return f"{digits} significant digits"
+    if abs(value) >= MAX_MAGNITUDE:
+        return "1e15 or more in magnitude"
+    return None
 
 
 def to_decimal(value: object) -> Decimal | None:

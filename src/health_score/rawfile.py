@@ -3,26 +3,26 @@
 Columns: ``account_id``, optional ``account_name`` and ``segment``, one column per metric name,
 and the signal columns ``critical_count``, ``moderate_count``, ``watch_count``,
 ``critical_confirmed`` (0/1; optionally ``moderate_confirmed``, ``watch_confirmed``).
-An empty cell (or null / NaN / NA / None) is missing data.
+An empty cell (or null / NA / None / -) is missing data. A number must be finite, below 1e15 in
+magnitude and of at most 30 significant digits (:func:`health_score.numbers.bounds_problem`):
+``NaN``, ``inf`` or ``1e999`` in a metrics file is a broken export, not "no data".
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from health_score.config import ConfigError, ConfigProblem, Problems
-from health_score.numbers import parse_decimal
+from health_score.config import ConfigError, ConfigProblem, Problems, csv_records, shown
+from health_score.numbers import BOUNDS_EXPECTED, bounds_problem, parse_decimal
 from health_score.records import NO_SIGNALS, AccountInput, SignalCounts
 from health_score.scoring.spec import ScoringConfig
 
 SIGNAL_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
 OPTIONAL_SIGNAL_COLUMNS = ("moderate_confirmed", "watch_confirmed")
-MISSING_TOKENS = frozenset({"", "null", "none", "nan", "na", "n/a", "-"})
+MISSING_TOKENS = frozenset({"", "null", "none", "na", "n/a", "-"})
 DEFAULT_SEGMENT = "standard"
 
 
@@ -37,8 +37,15 @@ class RawFile:
     source_bytes: bytes = b""
 
 
+class OutOfBounds(InvalidOperation):
+    """A number, but not one a metrics file may hold; the message says why."""
+
+
 def parse_cell(text: str) -> Decimal | None:
-    """A metric cell: Decimal from the literal as written, or None when missing."""
+    """A metric cell: Decimal from the literal as written, or None when missing.
+
+    InvalidOperation when it is no number; OutOfBounds when it is one out of bounds.
+    """
     if not text:
         return None
     value = parse_decimal(text)  # the common case first: a plain number
@@ -46,11 +53,10 @@ def parse_cell(text: str) -> Decimal | None:
         if text.strip().lower() in MISSING_TOKENS:
             return None
         raise InvalidOperation(text)
-    if value.is_finite():
-        return value
-    if value.is_nan():
-        return None
-    raise InvalidOperation(text)
+    problem = bounds_problem(value)
+    if problem is not None:
+        raise OutOfBounds(problem)
+    return value
 
 
 def _count(text: str) -> int:
@@ -73,8 +79,8 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
         raise RawFileError([ConfigProblem(str(path), "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RawFileError([ConfigProblem(str(path), "", f"cannot read: {exc}")]) from None
-    header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))), [])
-    header = [h.strip() for h in header]
+    records = csv_records(text, rp)
+    header = [h.strip() for h in next(records, (1, []))[1]]
     metrics = config.metric_names
     known = {
         "account_id",
@@ -86,7 +92,7 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
         *OPTIONAL_SIGNAL_COLUMNS,
     }
     warnings = [
-        f"{path}: column {c!r} is not a metric of the config; ignored"
+        f"{path}: column {shown(c)} is not a metric of the config; ignored"
         for c in header
         if c and c not in known
     ]
@@ -98,7 +104,7 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
             f"{path}: no segment column; every account is scored as {DEFAULT_SEGMENT!r}"
         )
     if header and "account_id" not in header:
-        rp.add("line 1", f"missing required column(s) ['account_id'] (header is {header})")
+        rp.add("line 1", f"missing required column(s) ['account_id'] (header is {shown(header)})")
         raise RawFileError(problems)
     # Plain lists and column indices rather than a dict per row: a file can hold 100,000 rows.
     index = {name: i for i, name in enumerate(header)}
@@ -116,12 +122,9 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
     seen: dict[str, int] = {}
     parsed: dict[str, Decimal | None] = {}  # literal → value: one Decimal per distinct literal
     whole: dict[str, int] = {}
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    next(reader, None)
-    for row in reader:
+    for line, row in records:
         if not any(cell.strip() for cell in row):
             continue  # blank line
-        line = reader.line_num
         if len(row) < width:
             row = row + [""] * (width - len(row))
         loc = f"line {line}"
@@ -130,14 +133,14 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
             rp.add(loc, "account_id is empty")
             continue
         if account_id in seen:
-            rp.add(loc, f"account_id {account_id!r} duplicates line {seen[account_id]}")
+            rp.add(loc, f"account_id {shown(account_id)} duplicates line {seen[account_id]}")
             continue
         seen[account_id] = line
         segment = row[segment_at].strip() if segment_at is not None else DEFAULT_SEGMENT
         if segment not in config.segments:
             rp.add(
                 f"{loc}, column segment",
-                f"unknown segment {segment!r} (expected one of {sorted(config.segments)})",
+                f"unknown segment {shown(segment)} (expected one of {sorted(config.segments)})",
             )
             continue
         values: dict[str, Decimal | None] = {}
@@ -149,9 +152,16 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
                 continue
             try:
                 values[metric] = parsed[cell] = parse_cell(cell.strip())
+            except OutOfBounds as exc:
+                rp.add(
+                    f"{loc}, column {metric}",
+                    f"expected {BOUNDS_EXPECTED}, or an empty cell; got {shown(cell)} ({exc})",
+                )
+                ok = False
             except InvalidOperation:
                 rp.add(
-                    f"{loc}, column {metric}", f"expected a number or an empty cell, got {cell!r}"
+                    f"{loc}, column {metric}",
+                    f"expected a number or an empty cell, got {shown(cell)}",
                 )
                 ok = False
         counts: dict[str, int] = {}
@@ -161,7 +171,10 @@ def read_raw(path: Path, config: ScoringConfig) -> RawFile:
                 try:
                     whole[cell] = _count(cell.strip())
                 except InvalidOperation:
-                    rp.add(f"{loc}, column {column}", f"expected a whole number ≥ 0, got {cell!r}")
+                    rp.add(
+                        f"{loc}, column {column}",
+                        f"expected a whole number ≥ 0 below 1e15, got {shown(cell)}",
+                    )
                     ok = False
                     continue
             counts[column] = whole[cell]

@@ -16,7 +16,9 @@ follow it):
   accepted; the canonical form returned always has the uppercase suffix;
 - a suffix that does not describe the case of the first 15 characters (``…IRFmaAAA``, or a body
   whose case was changed, ``001d000000irfmaIAH``) is refused: the id was mistyped or mangled, and
-  guessing which record was meant could read or write the wrong account.
+  guessing which record was meant could read or write the wrong account. The mapping check
+  then names the id that was probably meant (:func:`id_hint`): the suffix restores the case of
+  a lower-cased id, and a wrong suffix is answered with the right one — for a person to confirm.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 ID15_LENGTH = 15
 ID18_LENGTH = 18
 _BLOCK = 5
+_FEW = 2  # letters in the wrong case that still read as a typo rather than another id
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 
@@ -58,6 +61,59 @@ def id_problem(value: object) -> str | None:
                 f"characters (expected {expected!r})"
             )
     return None
+
+
+def recased(value: str) -> str | None:
+    """The 18-character id whose first 15 characters have the case ``value``'s suffix describes.
+
+    The suffix stores, for each character, whether it is an uppercase letter; so when an id's
+    case was lost (lower-cased by a spreadsheet or a case-insensitive system), the suffix gives it
+    back. None when ``value`` is no 18-character id shape or its suffix marks a digit as a capital
+    (then it cannot describe these 15 characters).
+    """
+    if len(value) != ID18_LENGTH or not _ALNUM.issuperset(value):
+        return None
+    suffix = value[ID15_LENGTH:].upper()
+    body = []
+    for block, code in enumerate(suffix):
+        bits = SUFFIX_ALPHABET.find(code)
+        if bits < 0:
+            return None
+        for i, ch in enumerate(value[block * _BLOCK : (block + 1) * _BLOCK]):
+            if bits >> i & 1:
+                if not ch.isalpha():
+                    return None
+                body.append(ch.upper())
+            else:
+                body.append(ch.lower())
+    return "".join(body) + suffix
+
+
+def id_hint(value: str) -> str | None:
+    """For an 18-character id whose suffix does not match: the id that was probably meant.
+
+    When the first 15 characters have no capitals and the suffix says some should, their case
+    was lost and the suffix restores it; otherwise the suffix is wrong for the case as written
+    ("checksum should be …"), and the id the suffix describes is offered as the other reading.
+    None for anything else (a wrong length or character says nothing about the intended id).
+    """
+    if len(value) != ID18_LENGTH or not _ALNUM.issuperset(value):
+        return None
+    body, suffix = value[:ID15_LENGTH], value[ID15_LENGTH:].upper()
+    expected = checksum_suffix(body)
+    if suffix == expected:
+        return None
+    restored = recased(value)
+    if restored is not None and body == body.lower():
+        return (
+            f"its first 15 characters have no capitals, but the suffix {suffix!r} says which "
+            f"should (the case was lost, e.g. lower-cased): did you mean {restored!r}?"
+        )
+    hint = f"checksum should be {expected!r}: did you mean {body + expected!r}?"
+    changed = sum(a != b for a, b in zip(body, (restored or body)[:ID15_LENGTH], strict=True))
+    if 0 < changed <= _FEW:  # one or two letters typed in the wrong case: the suffix knows
+        hint += f" (or {restored!r}, the case its suffix describes, if a letter's case changed)"
+    return hint
 
 
 def salesforce_id18(value: str) -> str:

@@ -26,7 +26,7 @@ import random
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -52,6 +52,7 @@ MAX_IDS_PER_QUERY = (URI_LIMIT - 1_400) // 27
 DEFAULT_DAILY_API_LIMIT = 100_000
 SUPPORTED_VERSIONS = (31, 66)  # vNN.0 accepted, inclusive
 MAX_CURSORS = 1_000  # open query locators kept (oldest dropped first)
+QUERY_LOG = 1_000  # SOQL texts received that App.queries keeps (oldest dropped first)
 
 ORG_ID = "00DSb0000000001EAA"
 USER_ID = "005Sb0000000001AAA"
@@ -724,6 +725,8 @@ class App(VendorApp):
         self.logins = 0
         self.writes = WriteApi()
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        #: The SOQL of every query received (the latest QUERY_LOG), for tests to read.
+        self.queries: deque[str] = deque(maxlen=QUERY_LOG)
         self._sequence = 0
         self._lock = threading.Lock()
 
@@ -950,6 +953,7 @@ class App(VendorApp):
         soql = request.arg("q")
         if soql is None:
             return self.error(400, "MALFORMED_QUERY", "A query string must be provided")
+        self.queries.append(soql)
         try:
             result = execute(
                 self.org,

@@ -360,3 +360,124 @@ def test_raw_file_with_bom_blank_lines_and_short_rows_is_read(
     assert scores["A"]["support_health"] == "85.0"
     assert scores["A"]["qualitative_override"] == "65"
     assert scores["B"]["health_tier"] == "Insufficient Data"
+
+
+# -- bounds on what a raw file may hold --------------------------------------------------------
+
+OUT_OF_BOUNDS = (
+    "expected a finite number with at most 30 significant digits, below 1e15 in magnitude"
+)
+
+
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        ("1e15", "1e15 or more in magnitude"),
+        ("-1e15", "1e15 or more in magnitude"),
+        ("1000000000000000", "1e15 or more in magnitude"),
+        ("1e999", "1e15 or more in magnitude"),
+        ("1234567890123456789012345678901", "31 significant digits"),
+        ("0.1234567890123456789012345678901", "31 significant digits"),
+        ("nan", "not a finite number"),
+        ("NaN", "not a finite number"),
+        ("inf", "not a finite number"),
+        ("-Infinity", "not a finite number"),
+    ],
+)
+def test_a_number_out_of_bounds_is_refused_naming_line_and_column(
+    tmp_path: Path,
+    identity_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    cell: str,
+    why: str,
+) -> None:
+    raw = write_raw(
+        tmp_path / "big.csv",
+        [
+            example("A", ("85", "95", "88", "92", "82")),
+            example("B", ("85", cell, "88", "92", "82")),
+        ],
+    )
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"big.csv: line 3, column financial: {OUT_OF_BOUNDS}, or an empty cell; got {cell!r} "
+        f"({why})" in err
+    )
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_numbers_just_inside_the_bounds_are_scored(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = write_raw(
+        tmp_path / "edge.csv",
+        [
+            example("A", ("85", "999999999999999", "88", "92", "82")),  # 15 nines: < 1e15
+            example("B", ("85", "-999999999999999.5", "88", "92", "82")),
+            example("C", ("85", "50.1234567890123456789012345678", "88", "92", "82")),  # 30
+        ],
+    )
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 0
+    scores = read_scores(tmp_path / "out" / "scores.csv")
+    # financial is scored 0–100 as is (identity model), clipped at 100 and 0.
+    assert [scores[a]["financial_contract"] for a in "ABC"] == ["100.0", "0.0", "50.1"]
+
+
+def test_a_count_out_of_bounds_is_refused(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = write_raw(
+        tmp_path / "big.csv", [example("A", ("85", "95", "88", "92", "82"), watch_count="1e15")]
+    )
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    assert (
+        "big.csv: line 2, column watch_count: expected a whole number ≥ 0 below 1e15, got '1e15'"
+        in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("column", ["account_name", "financial"])
+def test_a_cell_over_the_csv_field_limit_names_file_and_line(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str], column: str
+) -> None:
+    rows = [example(x, ("85", "95", "88", "92", "82")) for x in "ABCD"]
+    rows[2][column] = "7" * 200_000
+    raw = write_raw(tmp_path / "huge.csv", rows)
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    err = capsys.readouterr().err
+    assert "huge.csv: line 4: a cell of the record starting on this line is over 131,072" in err
+    assert "Traceback" not in err and "field larger than field limit" not in err
+    assert len(err) < 2_000
+
+
+def test_an_unclosed_quote_in_a_raw_file_is_reported_where_it_opens(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = "B,Beta,paid,85,95,88,92,82,0,0,0,0\n"
+    text = (
+        "account_id,account_name,segment,support,financial,adoption,relationship,pvs,"
+        "critical_count,moderate_count,watch_count,critical_confirmed\n"
+        + good
+        + 'A,"Acme,paid,85,95,88,92,82,0,0,0,0\n'
+        + good.replace("B", "C", 1) * 5
+    )
+    raw = tmp_path / "quote.csv"
+    raw.write_text(text, encoding="utf-8")
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    err = capsys.readouterr().err
+    assert "quote.csv: line 3: a quoted cell starts in the record on this line" in err
+    assert "line 8" not in err and "Traceback" not in err
+
+
+def test_a_long_value_in_a_raw_file_error_is_cut(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = write_raw(
+        tmp_path / "long.csv", [example("A", ("85", "95", "88", "92", "82"), "x" * 10_000)]
+    )
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 2
+    err = capsys.readouterr().err
+    assert f"unknown segment {'x' * 200!r}… (10000 characters)" in err
+    assert "x" * 201 not in err

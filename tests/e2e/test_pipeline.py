@@ -496,3 +496,34 @@ def test_a_hidden_churn_signal_object_degrades_the_run_and_refuses_the_write(
     assert any("refused" in m for m in summary.messages)
     rows = metric_rows(Path(summary.run_location or ""))
     assert {r["status"] for r in rows if r["metric"] == "payment_health"} == {"unavailable"}
+
+
+NAMES = ("Mollie's", "Villa D'Este", 'Café "Zürich", Ltd.', "Back\\slash & Co", "東京 株式会社")
+
+
+def test_account_names_with_quotes_and_unicode_run_and_never_reach_a_soql_query(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    mapping = config_dir / "account_mapping.csv"
+    with mapping.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row, name in zip(rows, NAMES, strict=False):
+        row["account_name"] = name
+    with mapping.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    app = sandbox.servers["salesforce"].app
+    app.queries.clear()
+    summary = go(sandbox, config_dir, tmp_path, dry_run=True)
+    assert summary.exit_code == 0 and summary.status == "ok"
+    with (tmp_path / "scores.csv").open(encoding="utf-8") as handle:
+        scores = {r["account_id"]: r["account_name"] for r in csv.DictReader(handle)}
+    renamed = {row["sf_account_id"]: name for row, name in zip(rows, NAMES, strict=False)}
+    assert {a: scores[a] for a in renamed} == renamed
+    assert len(app.queries) >= 5  # Account and the four aggregates, at least
+    for soql in app.queries:
+        for name in NAMES:
+            # neither as written nor as a SOQL literal would escape it
+            assert name not in soql and name.replace("'", "\\'") not in soql, soql[:200]
+        assert "Mollie" not in soql and "Este" not in soql

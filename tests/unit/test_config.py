@@ -15,6 +15,7 @@ from health_score.config import (
     load_config,
     load_scoring_config,
     parse_condition,
+    shown,
 )
 from health_score.records import SignalCounts
 from health_score.scoring.qualitative import matching_rule
@@ -502,4 +503,149 @@ def test_yaml_aliases_are_refused_so_nothing_can_expand_without_bound(config_cop
         load_run_config(config_copy)
     assert [(p.file, p.location, p.message) for p in raised.value.problems] == [
         ("sources.yaml", "line 2", "invalid YAML: aliases (*name) are not allowed in config files")
+    ]
+
+
+# -- mapping: Salesforce id hints, CSV damage, bounded messages ---------------------------------
+
+
+def check_config_err(folder: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``health-score check-config`` on ``folder``: must exit 2 without a traceback."""
+    assert main(["check-config", "--config-dir", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_lower_cased_eighteen_character_id_is_refused_with_the_case_its_suffix_restores(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 001D0 → D is 4th: 0b01000 = 8 → I; 00000 → A; IRFma → I, R, F: 0b00111 = 7 → H.
+    with_mapping(config_copy, ROW + "001d000000irfmaiah,cmp_2,C2,Lowered,paid,SUP,cust-2\n")
+    err = check_config_err(config_copy, capsys)
+    assert (
+        "account_mapping.csv: line 3: sf_account_id '001d000000irfmaiah' is not a 15- or "
+        "18-character Salesforce id (suffix 'iah' does not match the case of the first 15 "
+        "characters (expected 'AAA')); its first 15 characters have no capitals, but the suffix "
+        "'IAH' says which should (the case was lost, e.g. lower-cased): did you mean "
+        "'001D000000IRFmaIAH'?"
+    ) in err
+
+
+def test_a_wrong_suffix_is_answered_with_the_checksum_it_should_have(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_mapping(config_copy, ROW + "001D000000IRFmaAAA,cmp_2,C2,Wrong suffix,paid,SUP,cust-2\n")
+    err = check_config_err(config_copy, capsys)
+    assert (
+        "line 3: sf_account_id '001D000000IRFmaAAA' is not a 15- or 18-character Salesforce id "
+        "(suffix 'AAA' does not match the case of the first 15 characters (expected 'IAH')); "
+        "checksum should be 'IAH': did you mean '001D000000IRFmaIAH'?"
+    ) in err
+
+
+def test_every_bad_id_row_is_refused_at_load_and_the_first_20_are_listed_with_a_count(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 25 valid ids (001Sb…: S is 4th of its block → I) typed in lower case, rows 3–27.
+    body = ROW + "".join(
+        f"001sb00000000{n:02d}iaa,cmp_{n},C{n},Row {n},paid,SUP,cust-{n}\n" for n in range(10, 35)
+    )
+    found = problems_of(with_mapping(config_copy, body))
+    assert len(found) == 25  # every bad row, each at its line
+    assert found[0].startswith("account_mapping.csv: line 3: sf_account_id '001sb0000000010iaa'")
+    assert found[0].endswith("did you mean '001Sb0000000010IAA'?")
+    assert found[-1].startswith("account_mapping.csv: line 27: sf_account_id")
+    err = check_config_err(config_copy, capsys)
+    assert err.startswith("25 configuration problem(s):\n")
+    assert "line 22: " in err and "line 23: " not in err  # the first 20 rows listed
+    assert "account_mapping.csv: … and 5 more problem(s) (the first 20 are listed)" in err
+
+
+def test_an_unclosed_quote_in_the_mapping_is_reported_at_the_line_where_it_opens(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = "".join(
+        f"001Sb00000000{n:02d}IAA,cmp_{n},C{n},Row {n},paid,SUP,cust-{n}\n" for n in range(10, 15)
+    )
+    with_mapping(config_copy, ROW + '001Sb0000000002IAA,cmp_2,C2,"Acme,paid,SUP,cust-2\n' + later)
+    found = problems_of(config_copy)
+    assert len(found) == 1
+    assert found[0].startswith(
+        "account_mapping.csv: line 3: a quoted cell starts in the record on this line and its "
+        'quotes do not add up: a closing " is missing'
+    )
+    assert "line 3: a quoted cell" in check_config_err(config_copy, capsys)
+
+
+def test_a_quote_closed_on_a_later_line_is_still_reported_where_it_opens(
+    config_copy: Path,
+) -> None:
+    # Lenient CSV reading would close the quote on line 5 and blame line 5 for its cell count.
+    body = (
+        ROW
+        + '001Sb0000000002IAA,cmp_2,C2,"Acme,paid,SUP,cust-2\n'
+        + "001Sb0000000003IAA,cmp_3,C3,Beta,paid,SUP,cust-3\n"
+        + '001Sb0000000004IAA,cmp_4,C4,"Gamma",paid,SUP,cust-4\n'
+    )
+    found = problems_of(with_mapping(config_copy, body))
+    assert [p.split(": ")[1] for p in found] == ["line 3"]
+
+
+def test_a_mapping_cell_over_the_csv_field_limit_names_file_and_line(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = ROW + f"001Sb0000000002IAA,cmp_2,C2,{'n' * 200_000},paid,SUP,cust-2\n" + ROW
+    with_mapping(config_copy, body)
+    err = check_config_err(config_copy, capsys)
+    assert (
+        "account_mapping.csv: line 3: a cell of the record starting on this line is over "
+        "131,072 characters" in err
+    )
+    assert "field larger than field limit" not in err and len(err) < 1_000
+
+
+def test_a_ten_kilobyte_name_or_segment_is_quoted_to_200_characters(
+    config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_name, long_segment = "N" * 10_000, "s" * 10_000
+    body = ROW + f"001Sb0000000002IAA,cmp_2,C2,{long_name},{long_segment},SUP,cust-2\n"
+    found = problems_of(with_mapping(config_copy, body))
+    assert (
+        f"account_mapping.csv: line 3: account_name {'N' * 200!r}… (10000 characters) contains "
+        "control characters (tabs, line breaks) or is over 255 characters"
+    ) in found
+    assert any(
+        p.startswith(f"account_mapping.csv: line 3: unknown segment {'s' * 200!r}… (10000 ")
+        for p in found
+    )
+    err = check_config_err(config_copy, capsys)
+    assert "N" * 201 not in err and "s" * 201 not in err
+
+
+def test_shown_quotes_at_most_200_characters_of_a_value() -> None:
+    assert shown("Acme") == "'Acme'"
+    assert shown("a" * 200) == repr("a" * 200)
+    assert shown("a" * 201) == repr("a" * 200) + "… (201 characters)"
+    assert shown(["x" * 300]) == "['" + "x" * 198 + "… (304 characters)"
+
+
+NAMES = ("Mollie's", "Villa D'Este", 'Café "Zürich", Ltd.', "Back\\slash & Co", "東京 株式会社")
+
+
+def test_account_names_with_quotes_apostrophes_commas_and_unicode_load(config_copy: Path) -> None:
+    body = "".join(
+        f'001Sb000000000{n}IAA,cmp_{n},C{n},"{name.replace(chr(34), chr(34) * 2)}",paid,SUP,'
+        f"cust-{n}\n"
+        for n, name in enumerate(NAMES, start=1)
+    )
+    config = load_config(with_mapping(config_copy, body))
+    assert [a.account_name for a in config.accounts] == list(NAMES)
+
+
+def test_a_name_with_a_control_character_is_refused(config_copy: Path) -> None:
+    found = problems_of(with_mapping(config_copy, "001Sb0000000001IAA,cmp_1,C1,A\tB,paid,SUP,c\n"))
+    assert found == [
+        "account_mapping.csv: line 2: account_name 'A\\tB' contains control characters (tabs, "
+        "line breaks) or is over 255 characters"
     ]

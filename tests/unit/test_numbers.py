@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from health_score.numbers import parse_decimal, to_decimal, to_fraction
+from health_score.numbers import bounds_problem, parse_decimal, to_decimal, to_fraction
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,32 @@ def test_parse_decimal_keeps_nan_and_infinity_for_callers_that_tell_them_apart()
     assert parse_decimal("-inf") == Decimal("-Infinity")
     assert parse_decimal("1.5") == Decimal("1.5")
     assert parse_decimal("n/a") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("1e15", "1e15 or more in magnitude"),
+        ("-1e15", "1e15 or more in magnitude"),
+        ("1E+999", "1e15 or more in magnitude"),
+        ("1234567890123456789012345678901", "31 significant digits"),
+        ("-0.1234567890123456789012345678901", "31 significant digits"),
+        ("1.000000000000000000000000000000", "31 significant digits"),  # as written
+        ("nan", "not a finite number"),
+        ("-inf", "not a finite number"),
+    ],
+)
+def test_numbers_out_of_bounds_say_why(text: str, problem: str) -> None:
+    value = parse_decimal(text)
+    assert value is not None
+    assert bounds_problem(value) == problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["999999999999999", "-999999999999999.9", "123456789012345678901234567890e-20", "1e-40", "0"],
+)
+def test_numbers_within_bounds_pass(text: str) -> None:
+    value = parse_decimal(text)
+    assert value is not None
+    assert bounds_problem(value) is None

@@ -13,8 +13,10 @@ from health_score.loaders.salesforce import external_key
 from health_score.salesforce_ids import (
     InvalidSalesforceId,
     checksum_suffix,
+    id_hint,
     id_problem,
     is_salesforce_id,
+    recased,
     salesforce_id18,
     salesforce_id18_or_none,
 )
@@ -113,3 +115,42 @@ def test_the_mapping_refuses_a_wrong_suffix_and_accepts_a_lowercased_one() -> No
     assert "is not a 15- or 18-character Salesforce id" in messages[0]
     assert "expected 'IAH'" in messages[0]
     assert [a.account_name for a in accounts] == ["Lowered suffix", "Correct"]
+
+
+def test_the_suffix_restores_the_case_of_a_lowercased_id() -> None:
+    # IAH: I = 8 → character 3 of "001d0" upper; A → none of "00000"; H = 7 → "irf" of "irfma".
+    assert recased("001d000000irfmaiah") == "001D000000IRFmaIAH"
+    assert recased("001D000000IRFmaIAH") == "001D000000IRFmaIAH"
+    # "B" = 1 marks character 0 of "00100" as a capital: a digit cannot be one.
+    assert recased("001000000000001BAA") is None
+    assert recased("001D000000IRFma") is None  # 15 characters: no suffix to read
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        (
+            "001d000000irfmaiah",
+            "its first 15 characters have no capitals, but the suffix 'IAH' says which should "
+            "(the case was lost, e.g. lower-cased): did you mean '001D000000IRFmaIAH'?",
+        ),
+        ("001D000000IRFmaAAA", "checksum should be 'IAH': did you mean '001D000000IRFmaIAH'?"),
+        # One letter typed in lower case: both readings are offered.
+        (
+            "001d000000IRFmaIAH",
+            "checksum should be 'AAH': did you mean '001d000000IRFmaAAH'? (or "
+            "'001D000000IRFmaIAH', the case its suffix describes, if a letter's case changed)",
+        ),
+        # "5" = 31 marks five capitals in "00100": no re-casing, only the checksum.
+        ("001000000000001555", "checksum should be 'AAA': did you mean '001000000000001AAA'?"),
+    ],
+)
+def test_a_mangled_eighteen_character_id_gets_a_hint(value: str, hint: str) -> None:
+    assert id_hint(value) == hint
+
+
+@pytest.mark.parametrize(
+    "value", ["001D000000IRFmaIAH", "001d000000irfmaIAHx", "001D000000IRFma", "001' OR Name"]
+)
+def test_no_hint_for_a_valid_id_or_one_of_the_wrong_shape(value: str) -> None:
+    assert id_hint(value) is None

@@ -28,6 +28,7 @@ import yaml
 from health_score.numbers import parse_decimal
 from health_score.numbers import to_decimal as to_decimal  # re-exported: config callers use it
 from health_score.records import Account
+from health_score.salesforce_ids import id_hint as salesforce_id_hint
 from health_score.salesforce_ids import id_problem as salesforce_id_problem
 from health_score.scoring.spec import (
     CHURN_RISK,
@@ -72,13 +73,36 @@ MAPPING_COLUMNS = (
 )
 
 JIRA_PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,19}")
-# Names and ids from other systems: printable, no quotes or backslashes that could escape a query
-# literal, bounded length. Extractors still escape; this refuses obvious garbage early.
+# Ids from other systems: printable, no quotes or backslashes that could escape a query literal,
+# bounded length. Extractors still escape; this refuses obvious garbage early.
 SAFE_TEXT = re.compile(r"[^\x00-\x1f\x7f'\"\\]{1,255}")
+# An account name is only ever shown (files, dashboard, the write-back's record name), never put
+# in a query, so any printable text is fine ("Mollie's", "Villa D'Este", "Café \"Zürich\"").
+NAME_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+#: ID columns of the mapping that are checked against SAFE_TEXT.
+SAFE_ID_COLUMNS = ("intercom_company_id", "looker_customer_id", "jira_component")
+
+#: The most characters of one value an error message quotes.
+SHOWN_LIMIT = 200
+#: The most problems of one file an error message lists (all stay in ``ConfigError.problems``).
+LISTED_PER_FILE = 20
 
 
 # --------------------------------------------------------------------------------------------
 # Errors
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """``repr(value)`` for a message, quoting at most ``limit`` characters of it.
+
+    A 10 kB account name pasted into a cell must not become a 10 kB error message (or log line).
+    """
+    if isinstance(value, str):
+        return (
+            repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value)} characters)"
+        )
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +123,20 @@ class ConfigError(Exception):
 
     def __init__(self, problems: Sequence[ConfigProblem]) -> None:
         self.problems = tuple(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} configuration problem(s):\n{lines}")
+        listed: dict[str, int] = {}
+        lines: list[str] = []
+        for problem in self.problems:
+            count = listed[problem.file] = listed.get(problem.file, 0) + 1
+            if count <= LISTED_PER_FILE:
+                lines.append(f"  - {problem}")
+        for file, count in listed.items():
+            if count > LISTED_PER_FILE:
+                lines.append(
+                    f"  - {file}: … and {count - LISTED_PER_FILE} more problem(s) "
+                    f"(the first {LISTED_PER_FILE} are listed)"
+                )
+        text = "\n".join(lines)
+        super().__init__(f"{len(self.problems)} configuration problem(s):\n{text}")
 
 
 #: Reports one problem: (key path, message).
@@ -151,7 +187,7 @@ class _DecimalLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"duplicate key {str(key)[:80]!r} (first given at line {first})",
+                    f"duplicate key {shown(str(key), 80)} (first given at line {first})",
                     key_node.start_mark,
                 )
             seen[key] = key_node.start_mark.line + 1
@@ -277,7 +313,7 @@ def _check_group(
     for key, value in raw.items():
         number = to_decimal(value)
         if number is None:
-            problems.add(f"{location}.{key}", f"weight must be a number, got {value!r}")
+            problems.add(f"{location}.{key}", f"weight must be a number, got {shown(value)}")
             continue
         if number < 0:
             problems.add(f"{location}.{key}", f"weight must be ≥ 0, got {number}")
@@ -310,7 +346,7 @@ def _parse_band(
             continue
         number = to_decimal(raw[key])
         if number is None:
-            problems.add(f"{location}.{key}", f"threshold must be a number, got {raw[key]!r}")
+            problems.add(f"{location}.{key}", f"threshold must be a number, got {shown(raw[key])}")
             continue
         values[key] = number
     for key in raw:
@@ -350,7 +386,7 @@ def _parse_tiers(problems: Problems, raw: object) -> tuple[Tier, ...]:
             continue
         minimum = to_decimal(spec["min"])
         if minimum is None or not 0 <= minimum <= 100:
-            problems.add(f"{loc}.min", f"must be a number in 0–100, got {spec['min']!r}")
+            problems.add(f"{loc}.min", f"must be a number in 0–100, got {shown(spec['min'])}")
             continue
         for extra in spec:
             if extra not in ("min", "max", "label"):
@@ -416,17 +452,17 @@ def _parse_rules(problems: Problems, raw: object) -> tuple[CapRule, ...]:
             if parsed is None:
                 problems.add(
                     f"{loc}.condition",
-                    f"unknown condition {condition!r} (expected e.g. critical_confirmed, "
+                    f"unknown condition {shown(condition)} (expected e.g. critical_confirmed, "
                     "critical_2plus, critical_1, moderate_1plus, moderate_3plus)",
                 )
                 continue
         action = spec.get("action", "cap")
         if action not in ("cap", "set"):
-            problems.add(f"{loc}.action", f"expected cap or set, got {action!r}")
+            problems.add(f"{loc}.action", f"expected cap or set, got {shown(action)}")
         value = to_decimal(spec.get("value"))
         if value is None or not 0 <= value <= 100:
             problems.add(
-                f"{loc}.value", f"cap must be a number in 0–100, got {spec.get('value')!r}"
+                f"{loc}.value", f"cap must be a number in 0–100, got {shown(spec.get('value'))}"
             )
             continue
         assert parsed is not None
@@ -520,7 +556,7 @@ def parse_scoring(
                 continue
             lib = spec.get("lower_is_better")
             if not isinstance(lib, bool):
-                tp.add(f"{dim}.{name}.lower_is_better", f"expected true or false, got {lib!r}")
+                tp.add(f"{dim}.{name}.lower_is_better", f"expected true or false, got {shown(lib)}")
                 continue
             bands: dict[str, Band] = {}
             for segment in sorted(segments):
@@ -545,7 +581,7 @@ def parse_scoring(
     coverage_raw = thresholds_raw.get("min_coverage_pct", DEFAULT_MIN_COVERAGE_PCT)
     min_coverage = to_decimal(coverage_raw)
     if min_coverage is None or not 0 <= min_coverage <= 100:
-        tp.add("min_coverage_pct", f"must be a number in 0–100, got {coverage_raw!r}")
+        tp.add("min_coverage_pct", f"must be a number in 0–100, got {shown(coverage_raw)}")
         min_coverage = DEFAULT_MIN_COVERAGE_PCT
 
     if len(problems) > before:
@@ -565,32 +601,75 @@ def parse_scoring(
 # account_mapping.csv
 
 
+#: The csv module's limit on one cell (its default ``field_size_limit``), in characters.
+CSV_FIELD_LIMIT = 131072
+
+
+def csv_records(text: str, problems: Problems) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line where the record starts, cells) for every record of a CSV text, header first.
+
+    Quoting is read strictly, so a quote that is opened and never closed is reported at the line
+    of the record that opened it — not at the end of the file, which is where a lenient reader
+    notices, after swallowing every later line into one cell. A cell over the csv module's field
+    limit is reported at its record's line too. Either stops the reading (what follows cannot be
+    told apart from the broken cell); blank lines come out as empty records.
+    """
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
+    start = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.add(f"line {start}", _csv_problem(str(exc)))
+            return
+        yield start, cells
+        start = reader.line_num + 1
+
+
+def _csv_problem(error: str) -> str:
+    if "field larger than field limit" in error:
+        return (
+            f"a cell of the record starting on this line is over {CSV_FIELD_LIMIT:,} characters "
+            "(a missing closing quote, or a file that is not this CSV?); the file is not read "
+            "further"
+        )
+    return (
+        "a quoted cell starts in the record on this line and its quotes do not add up: a "
+        'closing " is missing, or a " inside a quoted cell is not doubled (""); the file is '
+        f"not read further (csv: {error})"
+    )
+
+
 def read_csv_rows(
     text: str, problems: Problems, required: Sequence[str]
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, row) for each non-blank data row; a missing column is one problem."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    header = [h.strip() for h in next(reader, [])]
+    records = csv_records(text, problems)
+    header = [h.strip() for h in next(records, (1, []))[1]]
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
-        problems.add("line 1", f"duplicate column(s) {duplicated}: each column may appear once")
+        problems.add(
+            "line 1", f"duplicate column(s) {shown(duplicated)}: each column may appear once"
+        )
         return
     missing = [c for c in required if c not in header]
     if missing:
-        problems.add("line 1", f"missing required column(s) {missing} (header is {header})")
+        problems.add("line 1", f"missing required column(s) {missing} (header is {shown(header)})")
         return
-    for cells in reader:
+    for line, cells in records:
         if not any(cell.strip() for cell in cells):
             continue  # blank line
         if len(cells) != len(header):
             more_or_fewer = "more" if len(cells) > len(header) else "fewer"
             problems.add(
-                f"line {reader.line_num}",
+                f"line {line}",
                 f"{len(cells)} cells, {more_or_fewer} than the header's {len(header)} columns "
                 "(a stray or missing comma?); the row is not used",
             )
             continue
-        yield reader.line_num, {k: v.strip() for k, v in zip(header, cells, strict=True)}
+        yield line, {k: v.strip() for k, v in zip(header, cells, strict=True)}
 
 
 def derive_account_id(row: Mapping[str, str]) -> str | None:
@@ -624,16 +703,17 @@ def parse_mapping(
         if sf_id:
             id_problem = salesforce_id_problem(sf_id)
             if id_problem is not None:
+                hint = salesforce_id_hint(sf_id)
                 mp.add(
                     loc,
-                    f"sf_account_id {sf_id!r} is not a 15- or 18-character Salesforce id "
-                    f"({id_problem})",
+                    f"sf_account_id {shown(sf_id)} is not a 15- or 18-character Salesforce id "
+                    f"({id_problem})" + (f"; {hint}" if hint else ""),
                 )
                 ok = False
             else:
                 key15 = sf_id[:15]
                 if key15 in seen_sf:
-                    mp.add(loc, f"sf_account_id {sf_id!r} duplicates line {seen_sf[key15]}")
+                    mp.add(loc, f"sf_account_id {shown(sf_id)} duplicates line {seen_sf[key15]}")
                     ok = False
                 else:
                     seen_sf[key15] = line
@@ -641,30 +721,33 @@ def parse_mapping(
         if project and not JIRA_PROJECT_KEY.fullmatch(project):
             mp.add(
                 loc,
-                f"jira_project_key {project!r} is not a Jira project key "
+                f"jira_project_key {shown(project)} is not a Jira project key "
                 "(uppercase letters, digits, underscore)",
             )
             ok = False
-        for column in (
-            "intercom_company_id",
-            "looker_customer_id",
-            "jira_component",
-            "account_name",
-        ):
+        for column in SAFE_ID_COLUMNS:
             value = row.get(column, "")
             if value and not SAFE_TEXT.fullmatch(value):
                 mp.add(
                     loc,
-                    f"{column} {value!r} contains quotes, backslashes or control "
+                    f"{column} {shown(value)} contains quotes, backslashes or control "
                     "characters, or is over 255 characters",
                 )
                 ok = False
+        name = row.get("account_name", "")
+        if name and not NAME_TEXT.fullmatch(name):
+            mp.add(
+                loc,
+                f"account_name {shown(name)} contains control characters (tabs, line breaks) "
+                "or is over 255 characters",
+            )
+            ok = False
         if row.get("jira_component") and not project:
             mp.add(loc, "jira_component is set but jira_project_key is empty")
             ok = False
         segment = row.get("segment", "")
         if segments is not None and segment not in segments:
-            mp.add(loc, f"unknown segment {segment!r} (expected one of {sorted(segments)})")
+            mp.add(loc, f"unknown segment {shown(segment)} (expected one of {sorted(segments)})")
             ok = False
         account_id = derive_account_id(row)
         if account_id is None:
@@ -675,7 +758,7 @@ def parse_mapping(
             )
             ok = False
         elif account_id in seen_ids and not sf_id:
-            mp.add(loc, f"account {account_id!r} duplicates line {seen_ids[account_id]}")
+            mp.add(loc, f"account {shown(account_id)} duplicates line {seen_ids[account_id]}")
             ok = False
         if not ok or account_id is None:
             continue
