@@ -9,8 +9,11 @@ retry sleeps and request timeouts. Pure standard library and pydantic: the setti
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
 
 import pydantic
 
@@ -20,6 +23,7 @@ __all__ = [
     "SECTION",
     "Deadline",
     "DeadlineExceeded",
+    "FiniteFloat",
     "RunSettings",
     "parse_run",
 ]
@@ -79,6 +83,24 @@ class Deadline:
         return DeadlineExceeded(self.message())
 
 
+def _finite(value: object) -> object:
+    """Refuse infinities and NaN however written: ``inf``, ``"nan"``, YAML's ``.inf``."""
+    if isinstance(value, bool) or not isinstance(value, str | float | int | Decimal):
+        return value  # pydantic says what is wrong
+    text = str(value).strip().lower().lstrip("+-")
+    try:
+        number = Decimal(text.lstrip(".") if text in {".inf", ".nan"} else text)
+    except InvalidOperation:
+        return value
+    if not number.is_finite() or not math.isfinite(float(number)):
+        raise ValueError(f"expected a finite number, got {value!r} (infinity and NaN are refused)")
+    return value
+
+
+#: A float that is finite (what every timeout and budget of sources.yaml is).
+FiniteFloat = Annotated[float, pydantic.BeforeValidator(_finite)]
+
+
 class RunSettings(pydantic.BaseModel):
     """The top-level ``run:`` section of sources.yaml: limits of a whole run."""
 
@@ -86,7 +108,7 @@ class RunSettings(pydantic.BaseModel):
 
     #: Wall-clock seconds every source together may take; at the deadline each source still
     #: running is stopped and reported failed, and the run writes its files with what was read.
-    budget_seconds: float = pydantic.Field(DEFAULT_BUDGET_SECONDS, gt=0)
+    budget_seconds: FiniteFloat = pydantic.Field(DEFAULT_BUDGET_SECONDS, gt=0)
 
 
 def parse_run(raw_section: object, add_problem: Callable[[str, str], None]) -> RunSettings | None:

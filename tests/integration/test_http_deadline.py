@@ -1,8 +1,8 @@
 """A request's total time limit and the run's deadline, against a real socket on loopback.
 
 The server answers each connection by trickling: one byte every 50 ms, forever (until the client
-hangs up; at most 3 s, so that a broken limit fails a test rather than hanging it). requests' read timeout never fires on it (every read gets a byte in time); the total
-per-request limit must.
+hangs up; at most 3 s, so that a broken limit fails a test rather than hanging it). requests' read
+timeout never fires on it (every read gets a byte in time); the total per-request limit must.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pydantic
 
-from health_score.deadline import Deadline
+from health_score.deadline import Deadline, FiniteFloat
 
 #: Never sleep longer than this on a server's say-so (``Retry-After``, ``X-RateLimit-Reset``).
 MAX_SERVER_DELAY = 120.0
@@ -43,12 +43,12 @@ class HttpSettings(pydantic.BaseModel):
     # allow_inf_nan: "inf", "nan" and YAML's .inf are not timeouts (an infinite one never ends).
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    connect_timeout_seconds: float = pydantic.Field(5.0, gt=0)
-    read_timeout_seconds: float = pydantic.Field(60.0, gt=0)
-    request_timeout_seconds: float = pydantic.Field(180.0, gt=0)
+    connect_timeout_seconds: FiniteFloat = pydantic.Field(5.0, gt=0)
+    read_timeout_seconds: FiniteFloat = pydantic.Field(60.0, gt=0)
+    request_timeout_seconds: FiniteFloat = pydantic.Field(180.0, gt=0)
     attempts: int = pydantic.Field(8, ge=1, le=20)
-    budget_seconds: float = pydantic.Field(300.0, gt=0)
-    requests_per_second: float | None = pydantic.Field(None, gt=0)
+    budget_seconds: FiniteFloat = pydantic.Field(300.0, gt=0)
+    requests_per_second: FiniteFloat | None = pydantic.Field(None, gt=0)
     max_workers: int = pydantic.Field(4, ge=1, le=32)
 
     def policy(self, deadline: Deadline | None = None) -> HttpPolicy:
