@@ -672,11 +672,53 @@ def _run(
     except (ConfigError, UsageError, StoreError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
 
-    # The scoring config parsed while gathering (the same bytes the manifest hashes).
-    model = Model(inputs.scoring)
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
+    done: dict[str, Any] = {}  # what _record achieved before a store failure, if one comes
+    try:
+        return _record(options, inputs, store, loader, period, run_id, status, started, done)
+    except StoreError as exc:
+        # The run's record cannot be kept (S3: no such bucket, access denied, …): a failed run
+        # with its summary, never a traceback. Write-back never starts before the run's files
+        # (all but the manifest) are written.
+        message = f"the run's files could not be written: {exc}"
+        log.error(message)
+        writeback = done.get("writeback") or {"status": "skipped", "reason": "run failed"}
+        return RunSummary(
+            exit_code=EXIT_FAILED,
+            status=STATUS_FAILED,
+            run_id=run_id,
+            period=period,
+            accounts_total=len(inputs.accounts),
+            sources=inputs.sources,
+            output=done.get("output"),
+            run_location=done.get("location"),
+            writeback=writeback,
+            messages=(*inputs.warnings, message),
+        )
+
+
+def _record(
+    options: RunOptions,
+    inputs: Inputs,
+    store: RunStore,
+    loader: WriteBack | None,
+    period: str,
+    run_id: str,
+    status: str,
+    started: datetime,
+    done: dict[str, Any],
+) -> RunSummary:
+    """Score, write the run's files and (when allowed) Salesforce, then the manifest.
+
+    ``done`` is filled as steps complete (location, output, writeback), for the caller's
+    summary should the store fail part way.
+    """
+    as_of = options.as_of or started
+    # The scoring config parsed while gathering (the same bytes the manifest hashes).
+    model = Model(inputs.scoring)
     writer = store.create_run(run_id)
+    done["location"] = writer.location
     env = os.environ if options.env is None else options.env
     batch = score_and_write(
         writer,
@@ -693,9 +735,11 @@ def _run(
     output: Path | None = None
     if replaces_output(options, status):
         output = write_bytes_atomic(options.output, scores)
+        done["output"] = str(output)
     writeback, exit_code, messages = _writeback(
         options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
     )
+    done["writeback"] = writeback
     if output is None:
         messages = [
             *messages,
