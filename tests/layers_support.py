@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.records",
             "health_score.numbers",
             "health_score.salesforce_ids",
+            "health_score.deadline",
         ),
     ),
     ("scoring", ("health_score.scoring",)),

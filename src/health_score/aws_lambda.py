@@ -21,6 +21,12 @@ Environment
     package), ``LOG_LEVEL``, ``ROLLBAR_ACCESS_TOKEN`` / ``ROLLBAR_ENVIRONMENT`` /
     ``ROLLBAR_ENDPOINT``. The scores CSV is written under the temporary directory (``/tmp``).
 
+Deadline
+    The run's budget is the smaller of ``run.budget_seconds`` (sources.yaml, default 780 s) and
+    the invocation's time left (``context.get_remaining_time_in_millis()``) minus
+    ``LAMBDA_MARGIN_SECONDS`` (120 s, kept for write-back and the run's files). A source still
+    running at the deadline is stopped and reported failed; the run goes on with the rest.
+
 Outcome
     The run summary (``RunSummary.as_dict()`` plus ``trigger``) is logged as a JSON line with an
     Embedded Metric Format record (``RunFailed``, ``RunDegraded``, ``AccountsScored``) and
@@ -45,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from health_score import __version__
+from health_score.deadline import LAMBDA_MARGIN_SECONDS
 from health_score.logging_setup import Masker, Rollbar, configure, metrics_line
 from health_score.pipeline import EXIT_USAGE, PERIOD, STATUS_FAILED, RunOptions, RunSummary, run
 from health_score.secrets import SecretsError, run_environment, secret_values
@@ -250,8 +257,11 @@ def invoke(
             rollbar.report_run(summary, masker)
             raise RunFailed(summary) from None
 
+        cap, cap_origin = lambda_budget(context)
         options = replace(
             base or RunOptions(config_dir=Path(env.get("CONFIG_DIR") or BUNDLE_CONFIG_DIR)),
+            budget_cap_seconds=cap,
+            budget_cap_origin=cap_origin,
             dry_run=request.dry_run,
             period=request.period,
             allow_degraded=request.allow_degraded,
@@ -291,6 +301,18 @@ def invoke(
     if summary["exit_code"]:
         raise RunFailed(summary)
     return summary
+
+
+def lambda_budget(
+    context: object, margin: float = LAMBDA_MARGIN_SECONDS
+) -> tuple[float | None, str]:
+    """The invocation's time left minus ``margin``, in seconds (None when the context cannot
+    say), and how it is named in a deadline message."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None, ""
+    left = float(remaining()) / 1000
+    return max(left - margin, 0.0), f"Lambda time left {left:.0f} s minus the {margin:g} s margin"
 
 
 def _function(context: object) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import shutil
 import subprocess
 import sys
@@ -178,6 +179,27 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="write to Salesforce even when a source failed or returned partial data (the run "
         "is 'degraded')",
     )
+    parser.add_argument(
+        "--budget-seconds",
+        type=_budget,
+        default=None,
+        metavar="S",
+        help="the run's deadline for extraction, in seconds; sources still running then are "
+        "stopped and reported failed (default: run.budget_seconds in sources.yaml, 780)",
+    )
+
+
+def _budget(text: str) -> float:
+    """A positive, finite number of seconds (``inf`` and ``nan`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive, finite number of seconds, got {text!r}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,6 +356,7 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         runs_dir=args.runs_dir,
         allow_degraded=args.allow_degraded,
         progress=sys.stderr.isatty(),
+        budget_seconds=args.budget_seconds,
     )
     summary = run(options)
     if summary.run_id is None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
 import re
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from health_score.config import (
     read_config_files,
     scoring_from,
 )
+from health_score.deadline import Deadline, DeadlineExceeded
 from health_score.loaders.artifacts import (
     MANIFEST,
     RunStore,
@@ -111,6 +113,11 @@ class RunOptions:
     mapping_path: Path | None = None  # replaces config_dir/account_mapping.csv (the demo's)
     as_of: datetime | None = None  # end of look-back windows; None → now (demo: sandbox date)
     progress: bool = False
+    #: Replaces run.budget_seconds of sources.yaml (``--budget-seconds``).
+    budget_seconds: float | None = None
+    #: An outer limit (on Lambda: the time left minus a margin); the smaller budget wins.
+    budget_cap_seconds: float | None = None
+    budget_cap_origin: str = "an outer time limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +160,8 @@ class Inputs:
     raw_bytes: bytes | None = None  # the --from-raw file as read, kept as the run's raw.csv
     #: The --from-raw file column-wise (``accounts`` are its accounts, built when asked for).
     table: AccountTable | None = None
+    #: The run's deadline for extraction (live and demo runs): seconds and where they came from.
+    budget: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,20 +269,51 @@ def run_status(sources: Mapping[str, SourceReport]) -> str:
 # Gathering inputs (the imperative shell before scoring)
 
 
+def run_budget(configured: float, options: RunOptions) -> tuple[float, str]:
+    """The run's budget in seconds and where it came from: ``--budget-seconds`` replaces the
+    configured one; an outer cap (Lambda's time left minus the margin) wins when smaller."""
+    seconds, origin = configured, "run.budget_seconds"
+    if options.budget_seconds is not None:
+        seconds, origin = options.budget_seconds, "--budget-seconds"
+    if options.budget_cap_seconds is not None and options.budget_cap_seconds < seconds:
+        seconds, origin = max(options.budget_cap_seconds, 0.0), options.budget_cap_origin
+    return seconds, origin
+
+
+def _stopped(extractor: Extractor, deadline: Deadline, started: float) -> SourceReport:
+    message = deadline.message()
+    log.error("source %s stopped: %s", extractor.name, message)
+    return SourceReport(
+        STATUS_FAILED, 0, extractor.requests_made, time.monotonic() - started, message
+    )
+
+
 def _extract_all(
     extractors: Sequence[Extractor],
     accounts: Sequence[Account],
     progress: Callable[[str], None],
+    deadline: Deadline | None = None,
 ) -> tuple[dict[str, SourceResult], dict[str, SourceReport]]:
-    """Run every active source concurrently; a failing source never stops the others."""
+    """Run every active source concurrently; a failing source never stops the others.
+
+    At the ``deadline`` every source still running is reported failed and the run goes on
+    without it. Its thread is a daemon left to stop by itself (its HTTP client checks the same
+    deadline before each attempt and bounds each request by it); whatever it returns later is
+    dropped, and it never keeps the run, or the process, from finishing.
+    """
     results: dict[str, SourceResult] = {}
     reports: dict[str, SourceReport] = {}
+    started = time.monotonic()
 
     def one(extractor: Extractor) -> tuple[str, SourceResult | None, SourceReport]:
         started = time.monotonic()
         progress(f"{extractor.name}: extracting…")
         try:
             result = extractor.extract(accounts)
+        except DeadlineExceeded:
+            progress(f"{extractor.name}: STOPPED at the deadline")
+            assert deadline is not None  # only a deadline raises it
+            return extractor.name, None, _stopped(extractor, deadline, started)
         except Exception as exc:  # a source failing as a whole is reported, not raised
             seconds = time.monotonic() - started
             log.error("source %s failed: %s", extractor.name, exc)
@@ -304,12 +344,29 @@ def _extract_all(
             ),
         )
 
-    if extractors:
-        with ThreadPoolExecutor(max_workers=len(extractors), thread_name_prefix="source") as pool:
-            for name, result, report in pool.map(one, extractors):
-                reports[name] = report
-                if result is not None:
-                    results[name] = result
+    done: queue.Queue[tuple[str, SourceResult | None, SourceReport]] = queue.Queue()
+    for extractor in extractors:
+        threading.Thread(
+            target=lambda e: done.put(one(e)),
+            args=(extractor,),
+            name=f"source-{extractor.name}",
+            daemon=True,
+        ).start()
+    while len(reports) < len(extractors):
+        try:
+            name, result, report = done.get(
+                timeout=None if deadline is None else deadline.remaining()
+            )
+        except queue.Empty:  # the deadline passed
+            break
+        reports[name] = report
+        if result is not None:
+            results[name] = result
+    for extractor in extractors:
+        if extractor.name not in reports:
+            assert deadline is not None  # without one, every source reported above
+            progress(f"{extractor.name}: STOPPED at the deadline")
+            reports[extractor.name] = _stopped(extractor, deadline, started)
     return results, reports
 
 
@@ -318,10 +375,13 @@ def gather(
     as_of: datetime,
     progress: Callable[[str], None],
     extractors: Sequence[Extractor] | None = None,
+    *,
+    started: float | None = None,
 ) -> Inputs:
     """Config and extraction (or the raw file): everything scoring needs.
 
-    ``extractors`` replaces the ones activated from the environment's credentials.
+    ``extractors`` replaces the ones activated from the environment's credentials. The run's
+    deadline counts from ``started`` (monotonic seconds; now unless given).
     """
     if options.from_raw is not None:
         # Each config file is read once: what is parsed is what is hashed and copied.
@@ -362,12 +422,14 @@ def gather(
     env = os.environ if options.env is None else options.env
     config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
     mode = "demo" if options.mapping_path is not None and options.demo else "live"
+    seconds, origin = run_budget(config.sources.run.budget_seconds, options)
+    deadline = Deadline(seconds, origin=origin, start=started)
     if extractors is None:
-        active, inactive = activate(config.sources, env, as_of=as_of)
+        active, inactive = activate(config.sources, env, as_of=as_of, deadline=deadline)
     else:
         active = list(extractors)
         inactive = [name for name in SOURCES if name not in {e.name for e in active}]
-    return _gather_live(config, active, inactive, mode, progress)
+    return _gather_live(config, active, inactive, mode, progress, deadline)
 
 
 def _gather_live(
@@ -376,6 +438,7 @@ def _gather_live(
     inactive: Sequence[str],
     mode: str,
     progress: Callable[[str], None],
+    deadline: Deadline | None = None,
 ) -> Inputs:
     if not extractors:
         raise UsageError(
@@ -391,7 +454,7 @@ def _gather_live(
         ", ".join(active_names),
         ", ".join(inactive) or "none",
     )
-    results, reports = _extract_all(extractors, config.accounts, progress)
+    results, reports = _extract_all(extractors, config.accounts, progress, deadline)
     unavailable: set[str] = set()
     for extractor in extractors:
         if reports[extractor.name].status == STATUS_FAILED:
@@ -409,6 +472,9 @@ def _gather_live(
         mapped={a.account_id: a for a in config.accounts},
         writeback=config.sources.writeback,
         config_files={n: config.files[n] for n in names if n in config.files},
+        budget=None
+        if deadline is None
+        else {"seconds": deadline.seconds, "origin": deadline.origin},
     )
 
 
@@ -594,6 +660,7 @@ def _run(
     store: RunStore | None,
 ) -> RunSummary:
     started = datetime.now(UTC)
+    clock_started = time.monotonic()  # the run's deadline counts from here
     progress = _progress_printer(options.progress)
     try:
         period = check_period(options.period or current_period(started))
@@ -601,15 +668,57 @@ def _run(
         # Where the results go is checked before any vendor is called.
         check_output(options.output)
         store = store or open_store(options.runs_dir)
-        inputs = gather(options, as_of, progress, extractors)
+        inputs = gather(options, as_of, progress, extractors, started=clock_started)
     except (ConfigError, UsageError, StoreError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
 
-    # The scoring config parsed while gathering (the same bytes the manifest hashes).
-    model = Model(inputs.scoring)
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
+    done: dict[str, Any] = {}  # what _record achieved before a store failure, if one comes
+    try:
+        return _record(options, inputs, store, loader, period, run_id, status, started, done)
+    except StoreError as exc:
+        # The run's record cannot be kept (S3: no such bucket, access denied, …): a failed run
+        # with its summary, never a traceback. Write-back never starts before the run's files
+        # (all but the manifest) are written.
+        message = f"the run's files could not be written: {exc}"
+        log.error(message)
+        writeback = done.get("writeback") or {"status": "skipped", "reason": "run failed"}
+        return RunSummary(
+            exit_code=EXIT_FAILED,
+            status=STATUS_FAILED,
+            run_id=run_id,
+            period=period,
+            accounts_total=len(inputs.accounts),
+            sources=inputs.sources,
+            output=done.get("output"),
+            run_location=done.get("location"),
+            writeback=writeback,
+            messages=(*inputs.warnings, message),
+        )
+
+
+def _record(
+    options: RunOptions,
+    inputs: Inputs,
+    store: RunStore,
+    loader: WriteBack | None,
+    period: str,
+    run_id: str,
+    status: str,
+    started: datetime,
+    done: dict[str, Any],
+) -> RunSummary:
+    """Score, write the run's files and (when allowed) Salesforce, then the manifest.
+
+    ``done`` is filled as steps complete (location, output, writeback), for the caller's
+    summary should the store fail part way.
+    """
+    as_of = options.as_of or started
+    # The scoring config parsed while gathering (the same bytes the manifest hashes).
+    model = Model(inputs.scoring)
     writer = store.create_run(run_id)
+    done["location"] = writer.location
     env = os.environ if options.env is None else options.env
     batch = score_and_write(
         writer,
@@ -626,9 +735,11 @@ def _run(
     output: Path | None = None
     if replaces_output(options, status):
         output = write_bytes_atomic(options.output, scores)
+        done["output"] = str(output)
     writeback, exit_code, messages = _writeback(
         options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
     )
+    done["writeback"] = writeback
     if output is None:
         messages = [
             *messages,
@@ -655,6 +766,7 @@ def _run(
         "accounts_failed": batch.failures,
         "tiers": tiers,
         "sources": {k: v.as_dict() for k, v in inputs.sources.items()},
+        "budget": dict(inputs.budget) if inputs.budget is not None else None,
         "writeback": writeback,
         "output": str(output) if output is not None else None,
         "warnings": list(inputs.warnings),

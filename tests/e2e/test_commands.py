@@ -396,3 +396,26 @@ def test_the_wheel_installs_health_score_and_its_config_not_src(tmp_path: Path) 
     assert "Requires-Dist: trustme" in metadata and 'extra == "sandbox"' in metadata
     for version in ("3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {version}" in metadata
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", '"inf"', "nan", "'Infinity'", "1e999"])
+def test_check_config_refuses_an_infinite_or_nan_timeout_naming_file_and_key(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "c"
+    assert main(["init", str(target)]) == 0
+    with (target / "account_mapping.csv").open("a", encoding="utf-8") as mapping:
+        mapping.write("001000000000001AAA,,,Acme,paid,,\n")
+    sources = target / "sources.yaml"
+    text = sources.read_text(encoding="utf-8")
+    text = text.replace(
+        "intercom:\n", f"intercom:\n  http:\n    read_timeout_seconds: {value}\n", 1
+    )
+    sources.write_text(text + f"run:\n  budget_seconds: {value}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["check-config", "--config-dir", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "sources.yaml: intercom.http.read_timeout_seconds: " in err
+    assert "sources.yaml: run.budget_seconds: " in err
+    assert err.count("expected a finite number") == 2
+    assert "Traceback" not in err

@@ -15,10 +15,11 @@ from health_score.aws_lambda import (
     RunFailed,
     SetupError,
     invoke,
+    lambda_budget,
     lambda_handler,
     parse_event,
 )
-from health_score.pipeline import RunOptions
+from health_score.pipeline import RunOptions, run_budget
 from tests.lambda_support import (
     BUCKET,
     CONFIG,
@@ -223,22 +224,81 @@ def test_a_bad_input_file_fails_with_exit_2_and_raises(aws: Aws, tmp_path: Path)
     assert aws.object_keys() == []
 
 
+class BrokenSecrets:
+    """A Secrets Manager client failing in a way nobody planned for."""
+
+    def get_secret_value(self, **kwargs: Any) -> Any:
+        raise RuntimeError("the unexpected")
+
+
 def test_an_unexpected_error_is_logged_and_reported_then_raised(
     aws: Aws, rollbar_server: RollbarServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     environ = {
         **aws.environ,
-        "ARTIFACT_BUCKET": "no-such-bucket-here",
+        "SECRETS_ID": "hsm/any",
         "ROLLBAR_ACCESS_TOKEN": "rollbar-token-1",
         "ROLLBAR_ENDPOINT": rollbar_server.url,
     }
-    with pytest.raises(Exception, match="NoSuchBucket"):
-        invoke({}, Context(), environ, base=FROM_RAW)
+    with pytest.raises(RuntimeError, match="the unexpected"):
+        invoke({}, Context(), environ, base=FROM_RAW, secrets_client=BrokenSecrets())
     lines = json_lines(capsys.readouterr().out)
     crashed = [line for line in lines if line["message"] == "run crashed"]
-    assert crashed and "NoSuchBucket" in crashed[0]["exception"]
+    assert crashed and "RuntimeError" in crashed[0]["exception"]
     assert len(rollbar_server.items) == 1
-    assert rollbar_server.items[0]["data"]["body"]["trace"]["exception"]["class"] == "NoSuchBucket"
+    assert rollbar_server.items[0]["data"]["body"]["trace"]["exception"]["class"] == "RuntimeError"
+
+
+def test_a_missing_bucket_ends_as_a_failed_run_with_its_summary_not_a_traceback(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = {**aws.environ, "ARTIFACT_BUCKET": "no-such-bucket-here"}
+    with pytest.raises(RunFailed) as caught:
+        invoke({"scoring_period": "2026-11"}, Context(), environ, base=FROM_RAW)
+    summary = caught.value.summary
+    assert (summary["status"], summary["exit_code"]) == ("failed", 1)
+    assert summary["run_id"] is not None and summary["run_location"] is None
+    assert summary["accounts_total"] == 25
+    (message,) = summary["messages"]
+    assert message.startswith(
+        "the run's files could not be written: S3 listing of s3://no-such-bucket-here/runs/"
+    )
+    assert "NoSuchBucket" in message
+    assert summary["writeback"] == {"status": "skipped", "reason": "run failed"}
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    lines = json_lines(out)
+    assert not [line for line in lines if "exception" in line]
+    finished = [line for line in lines if line["message"] == "run finished: failed"]
+    assert finished and finished[0]["summary"]["messages"] == [message]
+
+
+class Remaining(Context):
+    """A context that says how long the invocation has left, as Lambda's does."""
+
+    def __init__(self, millis: int) -> None:
+        super().__init__()
+        self.millis = millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
+
+
+def test_the_budget_on_lambda_is_the_time_left_minus_the_margin_when_smaller() -> None:
+    # 900 s left − 120 s margin = 780 s; 100 s left leaves nothing to extract with (0 s).
+    assert lambda_budget(Remaining(900_000)) == (
+        780.0,
+        "Lambda time left 900 s minus the 120 s margin",
+    )
+    assert lambda_budget(Remaining(100_000))[0] == 0.0
+    assert lambda_budget(Context()) == (None, "")
+    options = RunOptions(budget_cap_seconds=780.0, budget_cap_origin="Lambda")
+    assert run_budget(780.0, options) == (780.0, "run.budget_seconds")  # a tie: configured
+    assert run_budget(600.0, options) == (600.0, "run.budget_seconds")
+    assert run_budget(900.0, options) == (780.0, "Lambda")
+    flag = RunOptions(budget_seconds=1000.0, budget_cap_seconds=780.0, budget_cap_origin="Lambda")
+    assert run_budget(600.0, flag) == (780.0, "Lambda")
+    assert run_budget(600.0, RunOptions(budget_seconds=30.0)) == (30.0, "--budget-seconds")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -176,3 +176,44 @@ def test_a_degraded_dry_run_returns_and_is_reported_as_a_warning(
     assert summary["sources"]["jira"]["status"] == "failed"
     (item,) = rollbar_server.items
     assert item["data"]["level"] == "warning"
+
+
+class Remaining(Context):
+    """Lambda's context: the invocation has ``millis`` left."""
+
+    def __init__(self, millis: int) -> None:
+        super().__init__()
+        self.millis = millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
+
+
+def test_on_lambda_a_source_slower_than_the_time_left_is_stopped_at_the_deadline(
+    aws: Aws, sandbox: Sandbox, config_dir: Path
+) -> None:
+    # 121.5 s left − the 120 s margin = a 1.5 s budget (smaller than run.budget_seconds, 780 s);
+    # Jira answers after 4 s, so it is stopped and the dry run is degraded.
+    sandbox.servers["jira"].knobs.latency_ms = 4000
+    try:
+        summary = invoke(
+            {"dry_run": True},
+            Remaining(121_500),
+            with_secret(aws, sandbox),
+            base=base(sandbox, config_dir),
+        )
+    finally:
+        sandbox.servers["jira"].knobs.latency_ms = 0.0
+    assert summary["status"] == "degraded" and summary["exit_code"] == 0
+    jira = summary["sources"]["jira"]
+    assert jira["status"] == "failed"
+    assert jira["error"] == (
+        "deadline: stopped after 2 s (run budget 1.5 s, Lambda time left 122 s minus the "
+        "120 s margin)"
+    )
+    document = manifest(aws, summary)
+    assert document["budget"] == {
+        "seconds": 1.5,
+        "origin": "Lambda time left 122 s minus the 120 s margin",
+    }
+    assert document["sources"]["intercom"]["status"] == "ok"

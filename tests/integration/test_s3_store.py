@@ -167,3 +167,42 @@ def test_a_whole_run_lands_in_s3_with_the_manifest_written_last(s3: Any, tmp_pat
     stamps = {v["Key"].removeprefix(prefix): v["LastModified"] for v in versions}
     assert all(stamps[MANIFEST] >= stamp for stamp in stamps.values())
     assert body(s3, prefix + "scores.csv") == (tmp_path / "scores.csv").read_bytes()
+
+
+def test_a_bucket_gone_at_write_time_is_a_store_error_naming_bucket_and_key(s3: Any) -> None:
+    writer = S3RunStore(BUCKET, "runs", client=s3).create_run("r1")
+    s3.delete_bucket(Bucket=BUCKET)  # empty still, so it can go between listing and writing
+    with pytest.raises(S3StoreError) as caught:
+        writer.write_bytes("scores.csv", b"a\n")
+    assert str(caught.value) == (
+        f"S3 write of s3://{BUCKET}/runs/r1/scores.csv failed: NoSuchBucket "
+        "(The specified bucket does not exist)"
+    )
+    assert writer.written == []
+
+
+class Denied:
+    """A client whose role may not touch the bucket (what S3 answers: AccessDenied)."""
+
+    def list_objects_v2(self, **request: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "List")
+
+
+def test_access_denied_ends_the_run_as_failed_with_a_message_naming_the_bucket(
+    tmp_path: Path,
+) -> None:
+    summary = run(
+        RunOptions(
+            config_dir=REPO / "config",
+            from_raw=REPO / "examples" / "raw_metrics.csv",
+            output=tmp_path / "s.csv",
+        ),
+        store=S3RunStore(BUCKET, "runs", client=Denied()),
+    )
+    assert (summary.status, summary.exit_code, summary.run_location) == ("failed", 1, None)
+    assert summary.run_id is not None
+    (message,) = summary.messages
+    assert message == (
+        f"the run's files could not be written: S3 listing of s3://{BUCKET}/runs/"
+        f"{summary.run_id}/ failed: AccessDenied (Access Denied)"
+    )

@@ -305,7 +305,7 @@ def test_check_config_command_reports_ok_and_problems(
 
 def test_sources_yaml_is_read_as_sections(config_copy: Path) -> None:
     config = load_config(with_mapping(config_copy))
-    assert tuple(config.sources) == (*SOURCE_NAMES, "writeback")
+    assert tuple(config.sources) == (*SOURCE_NAMES, "writeback", "run")
     assert config.sources["jira"]["page_size"] == 100
     assert isinstance(config.sources["looker"]["looks"], list)
 

@@ -15,6 +15,7 @@ import stamina
 from requests.structures import CaseInsensitiveDict
 from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 
+from health_score.deadline import Deadline, DeadlineExceeded
 from health_score.sources.http import (
     AUTH_STATUS,
     LOGIN_RETRYABLE_STATUS,
@@ -178,14 +179,14 @@ def test_fatal_statuses_fail_at_once(status: int, error: type[SourceError]) -> N
 
 
 def test_the_client_waits_what_the_server_asks_capped_by_its_policy() -> None:
-    # Retry-After: 600 against a policy cap of 0.01 s: stamina is asked to wait 0.01 s (and does,
-    # which keeps the test fast); the second answer succeeds.
+    # Retry-After: 200 (within the call's 300 s budget) against a policy cap of 0.01 s: stamina
+    # is asked to wait 0.01 s (and does, which keeps the test fast); the second answer succeeds.
     waits: list[float] = []
 
     def record(details: RetryDetails) -> None:
         waits.append(details.wait_for)
 
-    session = Scripted([(429, {"Retry-After": "600"}), (200, {})])
+    session = Scripted([(429, {"Retry-After": "200"}), (200, {})])
     policy = HttpPolicy(attempts=2, max_server_delay=0.01)
     client = SourceClient("x", "https://x.example", session=session, policy=policy)
     previous = get_on_retry_hooks()
@@ -195,6 +196,85 @@ def test_the_client_waits_what_the_server_asks_capped_by_its_policy() -> None:
     finally:
         set_on_retry_hooks(previous)
     assert waits == [0.01]
+
+
+def test_a_retry_after_beyond_the_calls_budget_fails_the_call_at_once() -> None:
+    # 600 s asked, 300 s of budget (the default) at most left: no sleep, one request sent.
+    session = Scripted([(429, {"Retry-After": "600"}), (200, {})])
+    client = SourceClient("x", "https://x.example", session=session)
+    with pytest.raises(SourceError) as caught:
+        client.get_json("/a")
+    assert str(caught.value) == (
+        "x: GET /a: rate limited: server asks to wait 600 s, beyond the remaining budget of 300 s"
+    )
+    assert caught.value.status == 429
+    assert session.sent == 1
+
+
+def test_a_rate_limit_reset_beyond_the_run_deadline_fails_the_call_at_once() -> None:
+    # The run has 40 s left (a frozen clock), sooner than the call's 300 s: a 429 asking for
+    # 60 s (X-RateLimit-Reset as seconds remaining) fails at once, naming the 40 s.
+    deadline = Deadline(40, clock=lambda: 0.0)
+    session = Scripted([(429, {"X-RateLimit-Reset": "60"}), (200, {})])
+    client = SourceClient(
+        "x", "https://x.example", session=session, policy=HttpPolicy(deadline=deadline)
+    )
+    with pytest.raises(SourceError) as caught:
+        client.get_json("/a")
+    assert str(caught.value).endswith(
+        "rate limited: server asks to wait 60 s, beyond the remaining budget of 40 s"
+    )
+    assert session.sent == 1
+
+
+def test_a_retry_after_within_the_run_deadline_is_waited() -> None:
+    deadline = Deadline(40, clock=lambda: 0.0)
+    session = Scripted([(503, {"Retry-After": "30"}), (200, {})])
+    policy = HttpPolicy(deadline=deadline)
+    client = SourceClient("x", "https://x.example", session=session, policy=policy)
+    with stamina.set_testing(True, attempts=3):  # the 30 s wait is not slept
+        assert client.get_json("/a") == {"ok": True}
+    assert session.sent == 2
+
+
+def test_a_passed_deadline_stops_the_call_before_any_request() -> None:
+    clock = [0.0]
+    deadline = Deadline(10, clock=lambda: clock[0], origin="run.budget_seconds")
+    clock[0] = 12.0
+    session = Scripted([(200, {})])
+    client = SourceClient(
+        "x", "https://x.example", session=session, policy=HttpPolicy(deadline=deadline)
+    )
+    with pytest.raises(DeadlineExceeded) as caught:
+        client.get_json("/a")
+    assert str(caught.value) == (
+        "deadline: stopped after 12 s (run budget 10 s, run.budget_seconds)"
+    )
+    assert session.sent == 0
+
+
+def test_a_backoff_that_would_outlast_the_deadline_stops_the_call() -> None:
+    # 0.3 s left; the first backoff can be up to wait_initial 0.5 + jitter 1.0 = 1.5 s: no retry.
+    deadline = Deadline(0.3, clock=lambda: 0.0)
+    session = Scripted([(503, {}), (200, {})])
+    client = SourceClient(
+        "x", "https://x.example", session=session, policy=HttpPolicy(deadline=deadline)
+    )
+    with pytest.raises(DeadlineExceeded):
+        client.get_json("/a")
+    assert session.sent == 1
+
+
+def test_a_backoff_within_the_deadline_is_retried() -> None:
+    # 1.6 s left, the first backoff is at most 0.5 + 1.0 = 1.5 s: retried (not slept, testing).
+    deadline = Deadline(1.6, clock=lambda: 0.0)
+    session = Scripted([(503, {}), (200, {})])
+    client = SourceClient(
+        "x", "https://x.example", session=session, policy=HttpPolicy(deadline=deadline)
+    )
+    with stamina.set_testing(True, attempts=3):
+        assert client.get_json("/a") == {"ok": True}
+    assert session.sent == 2
 
 
 def test_http_settings_make_the_policy() -> None:

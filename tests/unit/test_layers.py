@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from health_score.config import WRITEBACK_SECTION
+from health_score.config import RUN_SECTION, WRITEBACK_SECTION
+from health_score.deadline import SECTION as RUN
 from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
 from health_score.sources import intercom, jira, looker, salesforce
 from health_score.sources.intercom import extractor as intercom_extractor
@@ -101,9 +102,11 @@ def test_the_vendor_packages_export_settings_and_pure_metrics_only() -> None:
 
 def test_source_settings_has_one_field_per_source() -> None:
     settings = SourceSettings()
-    assert tuple(f for f in SourceSettings.__dataclass_fields__) == (*SOURCES, WRITEBACK)
+    assert tuple(f for f in SourceSettings.__dataclass_fields__) == (*SOURCES, WRITEBACK, RUN)
     assert WRITEBACK == WRITEBACK_SECTION
+    assert RUN == RUN_SECTION == "run"
     assert settings["writeback"] is settings.writeback
+    assert settings["run"] is settings.run
     assert settings["jira"] is settings.jira
     with pytest.raises(KeyError):
         settings["zendesk"]

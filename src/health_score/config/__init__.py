@@ -51,9 +51,11 @@ CONFIG_FILES = (WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE, MAPPING_FILE)
 
 #: The sources, in the order runs report them; each has one section in sources.yaml.
 SOURCE_NAMES = ("intercom", "jira", "looker", "salesforce")
-#: sources.yaml's one other top-level section: the Salesforce write-back (the loader's settings).
+#: sources.yaml's other top-level sections: the Salesforce write-back (the loader's settings) and
+#: the limits of a whole run (:mod:`health_score.deadline`).
 WRITEBACK_SECTION = "writeback"
-SOURCES_FILE_SECTIONS = (*SOURCE_NAMES, WRITEBACK_SECTION)
+RUN_SECTION = "run"
+SOURCES_FILE_SECTIONS = (*SOURCE_NAMES, WRITEBACK_SECTION, RUN_SECTION)
 
 HEALTH_SCORE = "health_score"
 COMPONENT_KEYS = {"churn_risk_weight": CHURN_RISK, "platform_value_weight": PLATFORM_VALUE}

@@ -10,6 +10,10 @@ The same guarantees as the local store (DESIGN §5):
   whole or not at all) and carries an MD5 that S3 verifies before storing;
 - ``manifest.json`` is written last, so a folder with a manifest is complete. Once it is
   written the writer is sealed and refuses further files.
+
+Any S3 or botocore failure (no such bucket, access denied, no credentials, no connection) is an
+:class:`S3StoreError` naming the ``s3://bucket/key`` and the S3 error code, never a raw botocore
+exception: the pipeline ends the run as failed with that message.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from health_score.loaders.artifacts import MANIFEST, ArtifactExistsError, StoreError
@@ -55,6 +61,32 @@ def _client_error() -> type[Exception]:
     return error
 
 
+def _boto_errors() -> tuple[type[Exception], ...]:
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # no botocore, no botocore errors
+        return ()
+    return (ClientError, BotoCoreError)
+
+
+def _describe(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    code = _error_code(exc)
+    message = response.get("Error", {}).get("Message") if isinstance(response, dict) else None
+    if code:
+        return f"{code}" + (f" ({message})" if message else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def _s3_failures(action: str, url: str) -> Iterator[None]:
+    """Turn a botocore error inside the block into an S3StoreError naming ``url``."""
+    try:
+        yield
+    except _boto_errors() as exc:
+        raise S3StoreError(f"S3 {action} {url} failed: {_describe(exc)}") from None
+
+
 def _check_relative(name: str) -> str:
     parts = name.split("/")
     if not name or any(not _SEGMENT.fullmatch(part) for part in parts):
@@ -90,6 +122,13 @@ class S3RunWriter:
                 f"{self.location}{MANIFEST} is written; the run is complete and immutable"
             )
         key = self.run_prefix + _check_relative(name)
+        with _s3_failures("write of", f"s3://{self.bucket}/{key}"):
+            self._put(name, key, data)
+        self.written.append(name)
+        if name == MANIFEST:
+            self._sealed = True
+
+    def _put(self, name: str, key: str, data: bytes) -> None:
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
         request: dict[str, Any] = {
             "Bucket": self.bucket,
@@ -117,9 +156,6 @@ class S3RunWriter:
                     f"s3://{self.bucket}/{key} already exists; run files are immutable"
                 )
             self.client.put_object(**request)
-        self.written.append(name)
-        if name == MANIFEST:
-            self._sealed = True
 
     def _exists(self, key: str) -> bool:
         try:
@@ -163,14 +199,16 @@ class S3RunStore:
         if self._client is None:
             import boto3  # only runs that write to S3 pay for importing boto3
 
-            self._client = boto3.client("s3")
+            with _s3_failures("client for", self.location):
+                self._client = boto3.client("s3")
         return self._client
 
     def create_run(self, run_id: str) -> S3RunWriter:
         if not _SEGMENT.fullmatch(run_id):
             raise S3StoreError(f"run id {run_id!r} cannot be an S3 folder name")
         run_prefix = f"{self.prefix}{run_id}/"
-        listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=run_prefix, MaxKeys=1)
+        with _s3_failures("listing of", f"s3://{self.bucket}/{run_prefix}"):
+            listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=run_prefix, MaxKeys=1)
         if listing.get("KeyCount", 0) or listing.get("Contents"):
             raise ArtifactExistsError(
                 f"run folder s3://{self.bucket}/{run_prefix} already exists; runs are immutable"

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import requests
 
+from health_score.deadline import Deadline
 from health_score.sources.base import Extractor
 from health_score.sources.intercom import extractor as intercom
 from health_score.sources.jira import extractor as jira
@@ -25,13 +26,23 @@ def activate(
     *,
     session: requests.Session | None = None,
     as_of: datetime | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[list[Extractor], list[str]]:
-    """The extractors whose credentials are present, and the names of those left inactive."""
+    """The extractors whose credentials are present, and the names of those left inactive.
+
+    ``deadline`` (the run's) is shared by every source's HTTP client.
+    """
     built: dict[str, Extractor | None] = {
-        "intercom": intercom.from_env(settings.intercom, env, session=session, as_of=as_of),
-        "jira": jira.from_env(settings.jira, env, session=session, as_of=as_of),
-        "looker": looker.from_env(settings.looker, env, session=session, as_of=as_of),
-        "salesforce": salesforce.from_env(settings.salesforce, env, session=session, as_of=as_of),
+        "intercom": intercom.from_env(
+            settings.intercom, env, session=session, as_of=as_of, deadline=deadline
+        ),
+        "jira": jira.from_env(settings.jira, env, session=session, as_of=as_of, deadline=deadline),
+        "looker": looker.from_env(
+            settings.looker, env, session=session, as_of=as_of, deadline=deadline
+        ),
+        "salesforce": salesforce.from_env(
+            settings.salesforce, env, session=session, as_of=as_of, deadline=deadline
+        ),
     }
     active: list[Extractor] = []
     inactive: list[str] = []

@@ -3,7 +3,9 @@
 Timeouts on every call; retries only on 429, 5xx and connection errors, with exponential backoff
 and jitter, honouring ``Retry-After`` / ``X-RateLimit-Reset``, inside a total time budget; a
 client-side rate limit per source; fatal 4xx fail fast naming the source and endpoint; an expired
-token is refreshed once.
+token is refreshed once. Each request has a total wall-clock limit (a server trickling bytes
+is cut off), and the run's deadline, when the policy has one, is checked before every attempt and
+caps every sleep and timeout.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +26,7 @@ import stamina
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from health_score.sources.http_policy import MAX_SERVER_DELAY, HttpPolicy, HttpSettings
+from health_score.sources.request_watch import Watch, WatchedAdapter
 
 __all__ = [
     "AUTH_STATUS",
@@ -34,6 +39,7 @@ __all__ = [
     "HttpPolicy",
     "HttpSettings",
     "RateLimiter",
+    "RequestCutOff",
     "RetriableHTTPError",
     "SourceClient",
     "SourceError",
@@ -96,9 +102,12 @@ class RetriableHTTPError(Retriable):
         delay: float | None,
         where: str = "",
         attempts: int | None = None,
+        requested: float | None = None,
     ) -> None:
         self.response = response
         self.delay = delay
+        #: What the server asked for, before the cap (``delay`` is what would be slept).
+        self.requested = delay if requested is None else requested
         super().__init__(f"HTTP {response.status_code}", where, attempts)
 
 
@@ -107,7 +116,28 @@ class RetriableConnectionError(Retriable):
 
     def __init__(self, error: Exception, where: str, attempts: int) -> None:
         self.error = error
-        super().__init__(type(error).__name__, where, attempts)
+        cause = str(error) if isinstance(error, RequestCutOff) else type(error).__name__
+        super().__init__(cause, where, attempts)
+
+
+class RequestCutOff(requests.Timeout):
+    """A request that did not complete within its total limit (retried like a timeout)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"cut off: no complete response within {seconds:.1f} s (the total limit of one "
+            "request; the server was sending too slowly or not at all)"
+        )
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call's clock and why it stopped retrying early (set by its backoff hook)."""
+
+    started: float
+    stop: str | None = None  # a server's delay beyond the budget
+    deadline_hit: bool = False  # the next wait would outlast the run's deadline
+    failures: int = 0
 
 
 def log_retry(details: RetryDetails) -> None:
@@ -253,7 +283,7 @@ class SourceClient:
         self.base_url = base_url.rstrip("/")
         self.policy = policy or HttpPolicy()
         self.session = session or requests.Session()
-        adapter = requests.adapters.HTTPAdapter(
+        adapter = WatchedAdapter(
             pool_connections=self.policy.pool_size, pool_maxsize=self.policy.pool_size
         )
         self.session.mount("http://", adapter)
@@ -290,20 +320,50 @@ class SourceClient:
         with self._count_lock:
             self.requests += 1
 
+    def time_left(self, started: float) -> float:
+        """Seconds a call begun at ``started`` (monotonic) may still take: the sooner of its
+        retry budget and the run's deadline."""
+        left = self.policy.budget_seconds - (time.monotonic() - started)
+        if self.policy.deadline is not None:
+            left = min(left, self.policy.deadline.remaining())
+        return max(left, 0.0)
+
     def _send(
-        self, method: str, url: str, refresh: bool, kwargs: dict[str, Any]
+        self,
+        method: str,
+        url: str,
+        refresh: bool,
+        kwargs: dict[str, Any],
+        started: float | None = None,
     ) -> requests.Response:
         headers = {**kwargs.pop("headers", {}), **self._headers(refresh)}
         self._limiter.acquire()
         self.count_request()
+        limit = self.policy.request_timeout
+        if started is not None:
+            limit = min(limit, max(self.time_left(started), 0.001))
         try:
-            return self.session.request(
-                method,
-                url,
-                headers=headers,
-                timeout=(self.policy.connect_timeout, self.policy.read_timeout),
-                **kwargs,
-            )
+            with Watch(limit) as watch:
+                try:
+                    response = self.session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        timeout=(
+                            min(self.policy.connect_timeout, limit),
+                            min(self.policy.read_timeout, limit),
+                        ),
+                        **kwargs,
+                    )
+                except requests.RequestException as exc:
+                    if watch.fired:
+                        raise RequestCutOff(limit) from exc
+                    raise
+                if watch.fired:
+                    # Cut mid-response, an HTTP/1.0-style answer can look complete (a status
+                    # line, then end of stream): never trust it.
+                    raise RequestCutOff(limit)
+                return response
         finally:
             kwargs["headers"] = {k: v for k, v in headers.items() if k.lower() != "authorization"}
 
@@ -314,9 +374,11 @@ class SourceClient:
         url = self.url(path_or_url)
         endpoint = f"{method} {endpoint_of(url)}"
         refreshed = False
+        call = _Call(time.monotonic())
+        deadline = self.policy.deadline
         try:
             for attempt in stamina.retry_context(
-                on=_backoff_hook,
+                on=lambda exc: self._retry_verdict(exc, call),
                 attempts=self.policy.attempts,
                 timeout=self.policy.budget_seconds,
                 wait_initial=self.policy.wait_initial,
@@ -327,9 +389,11 @@ class SourceClient:
                     if attempt.num > 1:
                         with self._count_lock:
                             self.retries += 1
+                    if deadline is not None and deadline.expired():
+                        raise deadline.exceeded()
                     where = f"{self.source}: {endpoint}"
                     try:
-                        response = self._send(method, url, False, dict(kwargs))
+                        response = self._send(method, url, False, dict(kwargs), call.started)
                         if (
                             response.status_code == 401
                             and self.reauthenticate_on_401
@@ -337,17 +401,22 @@ class SourceClient:
                         ):
                             refreshed = True
                             log.info("%s: token rejected, authenticating again", self.source)
-                            response = self._send(method, url, True, dict(kwargs))
+                            response = self._send(method, url, True, dict(kwargs), call.started)
                     except (requests.ConnectionError, requests.Timeout) as exc:
                         raise RetriableConnectionError(exc, where, self.policy.attempts) from exc
                     if response.status_code in RETRYABLE_STATUS:
+                        requested = _retry_after_seconds(response, cap=math.inf)
                         raise RetriableHTTPError(
                             response,
-                            _retry_after_seconds(response, cap=self.policy.max_server_delay),
+                            None
+                            if requested is None
+                            else min(requested, self.policy.max_server_delay),
                             where,
                             self.policy.attempts,
+                            requested,
                         )
         except RetriableHTTPError as exc:
+            self._stopped_early(call, endpoint, exc.response.status_code)
             raise SourceError(
                 self.source,
                 endpoint,
@@ -355,8 +424,51 @@ class SourceClient:
                 exc.response.status_code,
             ) from None
         except RetriableConnectionError as exc:
+            self._stopped_early(call, endpoint, None)
+            if isinstance(exc.error, RequestCutOff):
+                raise SourceError(self.source, endpoint, exc.cause) from None
             raise SourceError(self.source, endpoint, f"cannot connect: {exc.cause}") from None
         return self.check(response, endpoint)
+
+    def _retry_verdict(self, exc: Exception, call: _Call) -> bool | float:
+        """stamina's hook for one call: :func:`_backoff_hook`, unless the wait would outlast
+        the call's budget or the run's deadline; then no retry, and ``call.stop`` says why."""
+        verdict = _backoff_hook(exc)
+        if verdict is False:
+            return False
+        call.failures += 1
+        if isinstance(exc, RetriableHTTPError) and exc.requested is not None:
+            left = self.time_left(call.started)
+            if exc.requested > left:
+                call.stop = (
+                    f"rate limited: server asks to wait {exc.requested:.0f} s, beyond the "
+                    f"remaining budget of {left:.0f} s"
+                )
+                return False
+        deadline = self.policy.deadline
+        if deadline is not None:
+            # The longest stamina's backoff can be for this retry (its jitter included).
+            wait = (
+                verdict
+                if not isinstance(verdict, bool)
+                else min(
+                    self.policy.wait_max,
+                    self.policy.wait_initial * 2 ** (call.failures - 1) + self.policy.wait_jitter,
+                )
+            )
+            if wait >= deadline.remaining():
+                call.deadline_hit = True
+                return False
+        return verdict
+
+    def _stopped_early(self, call: _Call, endpoint: str, status: int | None) -> None:
+        """Raise what stopped the retries early: the run's deadline, or a server's delay
+        beyond the budget. Returns when the retries simply ran out."""
+        deadline = self.policy.deadline
+        if deadline is not None and (call.deadline_hit or deadline.expired()):
+            raise deadline.exceeded() from None
+        if call.stop is not None:
+            raise SourceError(self.source, endpoint, call.stop, status) from None
 
     def check(self, response: requests.Response, endpoint: str) -> requests.Response:
         """Sort a final response: 2xx through, auth errors and other 4xx fatal."""

@@ -33,6 +33,8 @@ from health_score.config import (
     read_config_files,
     source_sections,
 )
+from health_score.deadline import SECTION as RUN
+from health_score.deadline import RunSettings, parse_run
 from health_score.loaders.salesforce_settings import SECTION as WRITEBACK
 from health_score.loaders.salesforce_settings import WritebackSettings, parse_writeback
 from health_score.scoring.spec import ScoringConfig
@@ -80,10 +82,12 @@ class SourceSettings:
     writeback: WritebackSettings = field(
         default_factory=lambda: WritebackSettings.model_validate({})
     )
+    #: The top-level ``run:`` section: limits of the whole run (its deadline).
+    run: RunSettings = field(default_factory=lambda: RunSettings.model_validate({}))
 
     def __getitem__(self, name: str) -> pydantic.BaseModel:
         """One section's settings by name (for code that iterates over :data:`SOURCES`)."""
-        if name not in (*SOURCES, WRITEBACK):
+        if name not in (*SOURCES, WRITEBACK, RUN):
             raise KeyError(name)
         section: pydantic.BaseModel = getattr(self, name)
         return section
@@ -132,6 +136,7 @@ def parse_sources(
         # Not a source: the Salesforce loader's section, read whatever ``only`` names.
         writeback=parse_writeback(sections[WRITEBACK], add_problem)
         or WritebackSettings.model_validate({}),
+        run=parse_run(sections[RUN], add_problem) or RunSettings.model_validate({}),
     )
 
 

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import requests
 
+from health_score.deadline import Deadline
 from health_score.records import Account, MetricValue
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceClient, SourceError
@@ -309,6 +310,7 @@ def from_env(
     *,
     session: requests.Session | None = None,
     as_of: datetime | None = None,
+    deadline: Deadline | None = None,
 ) -> IntercomExtractor | None:
     """The Intercom extractor when ``INTERCOM_API_TOKEN`` is set, else None."""
     token = (env.get("INTERCOM_API_TOKEN") or "").strip()
@@ -324,7 +326,7 @@ def from_env(
         SOURCE,
         base_url,
         session=session,
-        policy=settings.http.policy(),
+        policy=settings.http.policy(deadline),
         authenticate=lambda: headers,
         credential_hint="INTERCOM_API_TOKEN",
         verify=(env.get("REQUESTS_CA_BUNDLE") or None),

@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from health_score.deadline import Deadline
 from health_score.records import Account
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceClient, SourceError
@@ -76,6 +77,7 @@ class JiraExtractor:
         *,
         session: requests.Session | None = None,
         verify: str | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.settings = settings
         basic = base64.b64encode(f"{email}:{api_token}".encode()).decode("ascii")
@@ -84,7 +86,7 @@ class JiraExtractor:
             NAME,
             base_url,
             session=session,
-            policy=settings.http.policy(),
+            policy=settings.http.policy(deadline),
             authenticate=lambda: header,
             credential_hint="JIRA_EMAIL / JIRA_API_TOKEN",
             verify=verify,
@@ -244,6 +246,7 @@ def from_env(
     *,
     session: requests.Session | None = None,
     as_of: datetime | None = None,
+    deadline: Deadline | None = None,
 ) -> JiraExtractor | None:
     """The Jira extractor when JIRA_BASE_URL, JIRA_EMAIL and JIRA_API_TOKEN are all set.
 
@@ -264,4 +267,5 @@ def from_env(
         values["JIRA_API_TOKEN"],
         session=session,
         verify=env.get("REQUESTS_CA_BUNDLE") or None,
+        deadline=deadline,
     )

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pydantic
 import requests
 
+from health_score.deadline import Deadline
 from health_score.records import Account
 from health_score.sources.base import Extractor, SourceResult
 from health_score.sources.http import AuthenticationError, SourceClient, SourceError
@@ -96,6 +97,7 @@ class LookerExtractor:
         client_id: str,
         client_secret: pydantic.SecretStr,
         session: requests.Session | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.settings = settings
         root = base_url.rstrip("/")
@@ -105,7 +107,7 @@ class LookerExtractor:
             SOURCE,
             root,
             session=session,
-            policy=settings.http.policy(),
+            policy=settings.http.policy(deadline),
             credential_hint=CREDENTIAL_HINT,
         )
         self._client_id = client_id
@@ -289,6 +291,7 @@ def from_env(
     *,
     session: requests.Session | None = None,
     as_of: datetime | None = None,
+    deadline: Deadline | None = None,
 ) -> Extractor | None:
     """The Looker extractor when LOOKER_BASE_URL, _CLIENT_ID and _CLIENT_SECRET are all set."""
     del as_of  # Looks carry their own windows
@@ -305,4 +308,5 @@ def from_env(
         client_id=env["LOOKER_CLIENT_ID"].strip(),
         client_secret=pydantic.SecretStr(env["LOOKER_CLIENT_SECRET"].strip()),
         session=session,
+        deadline=deadline,
     )

@@ -34,6 +34,7 @@ from typing import Any
 
 import requests
 
+from health_score.deadline import Deadline
 from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources.base import SourceResult
@@ -110,11 +111,13 @@ class SalesforceExtractor:
         *,
         session: requests.Session | None = None,
         as_of: datetime | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.settings = settings
         self.env = dict(env)
         self.session = session
         self.as_of = as_of
+        self.deadline = deadline
         self._client: SalesforceClient | None = None
 
     @property
@@ -151,7 +154,7 @@ class SalesforceExtractor:
             self.env,
             version=self.settings.api_version,
             session=self.session,
-            policy=self.settings.http.policy(),
+            policy=self.settings.http.policy(self.deadline),
         )
         if client is None:
             raise AuthenticationError(self.name, "login", NO_CREDENTIALS)
@@ -333,8 +336,9 @@ def from_env(
     *,
     session: requests.Session | None = None,
     as_of: datetime | None = None,
+    deadline: Deadline | None = None,
 ) -> SalesforceExtractor | None:
     """The Salesforce extractor when credentials are in ``env``, else None."""
     if not has_credentials(env):
         return None
-    return SalesforceExtractor(settings, env, session=session, as_of=as_of)
+    return SalesforceExtractor(settings, env, session=session, as_of=as_of, deadline=deadline)
