@@ -474,7 +474,8 @@ def test_only_partial_runs_give_a_clear_message_and_the_demo_offer(
     (partial / MANIFEST).unlink()
     at = app(tmp_path / "runs", monkeypatch).run()
     assert not at.exception
-    assert "is incomplete" in texts(at.error)
+    assert "can be shown" in texts(at.error)
+    assert "is incomplete" in texts(at.text)
     assert at.button(key="run-demo")
 
 
@@ -487,9 +488,10 @@ def test_only_partial_runs_give_a_clear_message_and_the_demo_offer(
         ),
         (
             lambda folder: (folder / "scores.csv").write_text(
-                (folder / "scores.csv").read_text().replace(",93.5,", ",ninety,", 1)
+                (folder / "scores.csv").read_text().replace(",93.5,", ",**ninety**,", 1)
             ),
-            "scores.csv line 2, column quantitative_score: expected a number, got 'ninety'",
+            # Plain text: the asterisks stay asterisks.
+            "scores.csv line 2, column quantitative_score: expected a number, got '**ninety**'",
         ),
         (
             lambda folder: (folder / "scores.csv").write_bytes(b"\xff\xfe\x00garbage"),
@@ -510,7 +512,8 @@ def test_a_corrupt_run_folder_gives_a_clear_message(
     damage(copy_run(runs_dir / first, runs, first))
     at = app(runs, monkeypatch).run()
     assert not at.exception, at.exception
-    assert message in texts(at.error)
+    assert "This run cannot be shown:" in texts(at.error)
+    assert message in texts(at.text)  # file text is shown as plain text, never as Markdown
 
 
 def test_a_manifest_that_is_not_json_is_named_in_the_message(
