@@ -9,8 +9,6 @@ byte-identical result. Skipped without ``soffice`` locally; with ``CI`` set it f
 
 from __future__ import annotations
 
-import csv
-import io
 import shutil
 import subprocess
 import zipfile
@@ -25,11 +23,11 @@ from health_score.cli import main as cli_main
 from health_score.dashboard import frames
 from health_score.loaders.csv_output import METRIC_COLUMNS
 from health_score.loaders.explanation import metric_csv_lines
-from tests.conftest import DEFAULT_CONFIG, REPO, required_in_ci
+from tests.conftest import DEFAULT_CONFIG, required_in_ci
+from tests.raw_support import edited_raw
 
 pytestmark = pytest.mark.spreadsheet
 
-EXAMPLE = REPO / "examples" / "raw_metrics.csv"
 #: account id → hostile name; the raw reader strips the tab of the last one (so it is "=1").
 HOSTILE = {
     "001Sb0000000001IAA": '=HYPERLINK("http://x","y")',
@@ -47,17 +45,6 @@ SHOWN = {
     "001Sb0000000005IAA": "'+cmd|' /C calc'!A0",
 }
 NS = {"s": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
-
-
-def raw_file(target: Path, changes: dict[str, dict[str, str]]) -> Path:
-    rows = list(csv.DictReader(io.StringIO(EXAMPLE.read_text(encoding="utf-8"))))
-    for row in rows:
-        row.update(changes.get(row["account_id"], {}))
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return target
 
 
 def score(raw: Path, base: Path, period: str) -> Path:
@@ -125,10 +112,10 @@ def opened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[
         required_in_ci("soffice is absent (install Debian's libreoffice-calc-nogui)")
     base = tmp_path_factory.mktemp("injection")
     names = {k: {"account_name": v} for k, v in HOSTILE.items()}
-    first = score(raw_file(base / "raw-09.csv", names), base, "2026-09")
+    first = score(edited_raw(base / "raw-09.csv", names), base, "2026-09")
     # The second period: the hostile accounts lose adoption, so their change is negative.
     worse = {k: {**v, "active_user_pct": "5", "feature_breadth_pct": "5"} for k, v in names.items()}
-    second = score(raw_file(base / "raw-10.csv", worse), base, "2026-10")
+    second = score(edited_raw(base / "raw-10.csv", worse), base, "2026-10")
 
     files = base / "csv"
     files.mkdir()
@@ -231,7 +218,7 @@ def test_raw_csv_is_not_guarded_and_rescores_to_the_byte_identical_result(
     tmp_path: Path,
 ) -> None:
     names = {k: {"account_name": v} for k, v in HOSTILE.items()}
-    hostile = raw_file(tmp_path / "hostile.csv", names)
+    hostile = edited_raw(tmp_path / "hostile.csv", names)
     first = score(hostile, tmp_path / "a", "2026-09")
     assert (first / "raw.csv").read_bytes() == hostile.read_bytes()
     again = score(first / "raw.csv", tmp_path / "b", "2026-09")

@@ -7,7 +7,6 @@ numbers come from those artifacts or from calling the scoring package directly.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import shutil
@@ -27,6 +26,7 @@ from health_score.dashboard.whatif import score_outcomes
 from health_score.pipeline import RunOptions, run
 from health_score.rawfile import read_raw
 from tests.explanation_support import metric_csv
+from tests.raw_support import edited_raw
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboard.py"
@@ -55,17 +55,6 @@ def make_run(raw: Path, runs_dir: Path, period: str) -> str:
     )
     assert summary.run_id is not None, summary.messages
     return summary.run_id
-
-
-def edited_raw(target: Path, changes: dict[str, dict[str, str]]) -> Path:
-    rows = list(csv.DictReader(io.StringIO(EXAMPLE.read_text(encoding="utf-8"))))
-    for row in rows:
-        row.update(changes.get(row["account_id"], {}))
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return target
 
 
 @pytest.fixture(scope="module")
