@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import requests
@@ -28,9 +28,13 @@ SHARED = Path(os.environ.get("HSM_SHARED_DIR") or REPO.parent / "shared")
 def shared_file(path: Path, what: str = "../shared/contracts") -> Path:
     """``path`` under SHARED; skip without it locally, but fail when ``CI`` is set, so a CI run
     can never pass with its contract tests silently skipped."""
-    if path.exists():
-        return path
-    message = f"{path} is missing ({what}; set HSM_SHARED_DIR to the folder holding it)"
+    if not path.exists():
+        required_in_ci(f"{path} is missing ({what}; set HSM_SHARED_DIR to the folder holding it)")
+    return path
+
+
+def required_in_ci(message: str) -> NoReturn:
+    """Skip a test whose requirement is missing locally; fail it when ``CI`` is set."""
     if os.environ.get("CI"):
         pytest.fail(f"CI is set and {message}", pytrace=False)
     pytest.skip(message)

@@ -7,7 +7,6 @@ numbers come from those artifacts or from calling the scoring package directly.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import shutil
@@ -27,6 +26,7 @@ from health_score.dashboard.whatif import score_outcomes
 from health_score.pipeline import RunOptions, run
 from health_score.rawfile import read_raw
 from tests.explanation_support import metric_csv
+from tests.raw_support import edited_raw
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboard.py"
@@ -55,17 +55,6 @@ def make_run(raw: Path, runs_dir: Path, period: str) -> str:
     )
     assert summary.run_id is not None, summary.messages
     return summary.run_id
-
-
-def edited_raw(target: Path, changes: dict[str, dict[str, str]]) -> Path:
-    rows = list(csv.DictReader(io.StringIO(EXAMPLE.read_text(encoding="utf-8"))))
-    for row in rows:
-        row.update(changes.get(row["account_id"], {}))
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -474,7 +463,8 @@ def test_only_partial_runs_give_a_clear_message_and_the_demo_offer(
     (partial / MANIFEST).unlink()
     at = app(tmp_path / "runs", monkeypatch).run()
     assert not at.exception
-    assert "is incomplete" in texts(at.error)
+    assert "can be shown" in texts(at.error)
+    assert "is incomplete" in texts(at.text)
     assert at.button(key="run-demo")
 
 
@@ -487,9 +477,10 @@ def test_only_partial_runs_give_a_clear_message_and_the_demo_offer(
         ),
         (
             lambda folder: (folder / "scores.csv").write_text(
-                (folder / "scores.csv").read_text().replace(",93.5,", ",ninety,", 1)
+                (folder / "scores.csv").read_text().replace(",93.5,", ",**ninety**,", 1)
             ),
-            "scores.csv line 2, column quantitative_score: expected a number, got 'ninety'",
+            # Plain text: the asterisks stay asterisks.
+            "scores.csv line 2, column quantitative_score: expected a number, got '**ninety**'",
         ),
         (
             lambda folder: (folder / "scores.csv").write_bytes(b"\xff\xfe\x00garbage"),
@@ -510,7 +501,8 @@ def test_a_corrupt_run_folder_gives_a_clear_message(
     damage(copy_run(runs_dir / first, runs, first))
     at = app(runs, monkeypatch).run()
     assert not at.exception, at.exception
-    assert message in texts(at.error)
+    assert "This run cannot be shown:" in texts(at.error)
+    assert message in texts(at.text)  # file text is shown as plain text, never as Markdown
 
 
 def test_a_manifest_that_is_not_json_is_named_in_the_message(

@@ -113,6 +113,13 @@ def password_gate() -> None:
     st.stop()
 
 
+def problem(heading: str, detail: str, *, warn: bool = False) -> None:
+    """A fixed heading in an error (or warning) box, then the detail as plain text: the detail
+    carries manifest, file and vendor text, which must never render as Markdown or HTML."""
+    (st.warning if warn else st.error)(heading)
+    st.text(detail)
+
+
 # --------------------------------------------------------------------------------------------
 # Cached loading (run folders are immutable, so a run's files are cached for good)
 
@@ -183,8 +190,9 @@ def no_runs_page(location: str, runs: list[RunInfo]) -> None:
     broken = [r for r in runs if not r.complete]
     failed = [r for r in runs if r.complete and not r.usable]
     if broken or failed:
-        st.error(
-            f"No run in {location} can be shown. " + " ".join(r.problem or "" for r in broken[:5])
+        problem(
+            f"No run in `{location}` can be shown.",
+            "\n".join(r.problem or "" for r in broken[:5]) or "every run failed",
         )
         for r in failed[-5:]:
             reason = "; ".join(str(m) for m in r.manifest.get("messages", []))
@@ -200,9 +208,9 @@ def no_runs_page(location: str, runs: list[RunInfo]) -> None:
         with st.spinner("Running the pipeline…"):
             result = first_run(location, accounts=accounts)
         if result.note:
-            st.warning(result.note)
+            problem("The demo did not run as planned:", result.note, warn=True)
         if result.summary.run_id is None:
-            st.error("The first run failed: " + "; ".join(result.summary.messages))
+            problem("The first run failed:", "; ".join(result.summary.messages))
             return
         runs_in.clear()
         st.session_state["run_id"] = result.summary.run_id
@@ -297,7 +305,7 @@ def accounts_view(shown: pd.DataFrame, earlier: RunInfo | None) -> None:
     )
     st.download_button(
         "Download CSV",
-        table.to_csv(index=False).encode("utf-8"),
+        frames.download_csv(table),
         file_name="accounts.csv",
         mime="text/csv",
         key="download-accounts",
@@ -350,9 +358,7 @@ def drilldown_view(
     )
     st.download_button(
         "Download CSV",
-        rows.assign(account_id=account_id)[list(METRIC_COLUMNS)]
-        .to_csv(index=False)
-        .encode("utf-8"),
+        frames.download_csv(rows.assign(account_id=account_id)[list(METRIC_COLUMNS)]),
         file_name=f"metrics-{account_id}.csv",
         mime="text/csv",
         key="download-metrics",
@@ -472,7 +478,7 @@ def whatif_view(location: str, run: RunInfo, scores: pd.DataFrame, order: list[s
     st.header("What-if: new weights")
     engine = whatif_of(location, run.run_id)
     if isinstance(engine, str):
-        st.error(engine)
+        problem("What-if is not available for this run:", engine)
         return
     st.caption(
         "Re-scores this run's own raw inputs with the scoring package, using its config with "
@@ -689,7 +695,7 @@ def main() -> None:
     try:
         runs = runs_in(location)
     except Exception as exc:  # unreachable bucket, bad prefix, permissions: say so, no trace
-        st.error(f"Cannot list runs in {location}: {type(exc).__name__}: {exc}")
+        problem(f"Cannot list runs in `{location}`:", f"{type(exc).__name__}: {exc}")
         st.stop()
     complete = [r for r in runs if r.usable]
     default = latest(runs)
@@ -752,7 +758,7 @@ def main() -> None:
         else:
             trends_view(location, run, runs, order)
     except RunError as exc:
-        st.error(str(exc))
+        problem("This run cannot be shown:", str(exc))
 
 
 if __name__ == "__main__":  # AppTest and `streamlit run` run the script as __main__; a

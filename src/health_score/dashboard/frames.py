@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
 
+from health_score.csvsafe import safe_cell, unescape_cell
 from health_score.dashboard.runs import METRICS, SCORES, RunError
 from health_score.loaders.csv_output import METRIC_COLUMNS, SCORE_COLUMNS_HEAD, SCORE_COLUMNS_TAIL
 from health_score.loaders.explanation import metric_columns
@@ -58,6 +59,18 @@ def _numbers(run_id: str, name: str, frame: pd.DataFrame, columns: Iterable[str]
         frame[column] = values.astype("float64")
 
 
+def download_csv(frame: pd.DataFrame) -> bytes:
+    """A table as a CSV download, its text cells guarded against formula injection
+    (:mod:`health_score.csvsafe`); number columns are written as numbers."""
+    guarded = frame.copy()
+    for column in guarded.columns:
+        if not pd.api.types.is_numeric_dtype(guarded[column]):  # text (str or object) columns
+            guarded[column] = guarded[column].map(
+                lambda v: safe_cell(v) if isinstance(v, str) else v
+            )
+    return str(guarded.to_csv(index=False)).encode("utf-8")
+
+
 def dimension_columns(scores: pd.DataFrame) -> list[str]:
     """The per-dimension score columns (between the fixed head and tail of scores.csv)."""
     fixed = {*SCORE_COLUMNS_HEAD, *SCORE_COLUMNS_TAIL, *CHANGE_COLUMNS}
@@ -72,6 +85,8 @@ def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
     for column in TEXT_SCORE_COLUMNS:
         if column not in frame.columns:
             frame[column] = ""
+        else:  # the file's text cells are guarded against formula injection: undo that
+            frame[column] = frame[column].map(unescape_cell)
     numeric = [c for c in frame.columns if c not in TEXT_SCORE_COLUMNS and c != "modifier_applied"]
     _numbers(run_id, SCORES, frame, numeric)
     frame["account_name"] = frame["account_name"].where(
@@ -103,6 +118,8 @@ def parse_metrics(run_id: str, data: bytes, name: str = METRICS) -> pd.DataFrame
     missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
     if missing:
         raise RunError(f"run {run_id}: {name} lacks column(s) {', '.join(missing)}")
+    for column in ("account_id", "dimension", "metric"):
+        frame[column] = frame[column].map(unescape_cell)
     _numbers(run_id, name, frame, METRIC_NUMBERS)
     frame["lower_is_better"] = frame["lower_is_better"].str.lower().eq("true")
     return frame

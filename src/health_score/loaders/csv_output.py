@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from health_score.csvsafe import safe_cell
 from health_score.records import AccountInput
 from health_score.scoring.composite import (
     MISSING,
@@ -188,7 +189,7 @@ class DetailLines:
 
     def lines(self, account: AccountInput, compact: CompactScore) -> str:
         """All detail rows of one account, as CSV text."""
-        prefix = csv_cell(account.account_id) + ","
+        prefix = csv_cell(safe_cell(account.account_id)) + ","
         values = account.metrics
         unavailable = account.unavailable
         out: list[str] = []
@@ -221,7 +222,7 @@ def _static_cells(
     dimension: str, metric: str, lower_is_better: bool, band: Band | None, weight: Decimal
 ) -> tuple[str, str, str]:
     """The cells of a detail row that depend only on metric and segment."""
-    names = f"{csv_cell(dimension)},{csv_cell(metric)}"
+    names = f"{csv_cell(safe_cell(dimension))},{csv_cell(safe_cell(metric))}"
     direction = "true" if lower_is_better else "false"
     if band is None:
         thresholds = f"{direction},,,"
@@ -267,4 +268,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
 
 
 def write_scores(path: Path, scores: Sequence[AccountScore], config: ScoringConfig) -> Path:
-    return write_csv_atomic(path, score_columns(config), (score_row(s, config) for s in scores))
+    """The scores CSV, its cells guarded against formula injection (:mod:`health_score.csvsafe`)."""
+    rows = ([safe_cell(cell) for cell in score_row(s, config)] for s in scores)
+    return write_csv_atomic(path, score_columns(config), rows)
