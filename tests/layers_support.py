@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.numbers",
             "health_score.salesforce_ids",
             "health_score.deadline",
+            "health_score.csvsafe",
         ),
     ),
     ("scoring", ("health_score.scoring",)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from health_score.pipeline import (
     RunSummary,
     run,
 )
+from health_score.sources.credentials import check_credentials
 from health_score.sources.registry import load_run_config
 
 log = logging.getLogger("health_score")
@@ -383,6 +385,12 @@ def check_config(config_dir: Path | None) -> int:
         f"config OK: {directory} ({len(config.accounts)} accounts, "
         f"{len(config.scoring.metric_names)} metrics, sha256 {config.sha256[:12]})"
     )
+    # Credentials are the environment's, not the folder's: said here, refused by a live run.
+    credentials = check_credentials(config.sources, config.accounts, os.environ)
+    for line in (*credentials.problems, *credentials.hints):
+        print(f"note: {line}", file=sys.stderr)
+    for name in credentials.disabled:
+        print(f"note: {name} is disabled by config ({SOURCES_FILE}: {name}.enabled: false)")
     return EXIT_OK
 
 

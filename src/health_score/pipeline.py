@@ -56,12 +56,14 @@ from health_score.salesforce_ids import is_salesforce_id
 from health_score.scoring.composite import AccountScore, Model
 from health_score.scoring.spec import ScoringConfig
 from health_score.sources.base import Extractor, SourceResult
+from health_score.sources.credentials import check_credentials, missing_credentials
 from health_score.sources.extractors import activate
 from health_score.sources.registry import (
     SOURCES,
     SourceSettings,
     load_run_config,
     load_sources,
+    providers,
 )
 
 log = logging.getLogger("health_score")
@@ -73,6 +75,7 @@ EXIT_USAGE = 2
 STATUS_OK = "ok"
 STATUS_DEGRADED = "degraded"
 STATUS_FAILED = "failed"
+STATUS_DISABLED = "disabled"  # a source switched off in sources.yaml (enabled: false)
 
 PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>0[1-9]|1[0-2])")
 DEFAULT_OUTPUT = Path("output/health_scores.csv")
@@ -124,7 +127,7 @@ class RunOptions:
 class SourceReport:
     """How one source did in a run (the manifest's ``sources`` entry)."""
 
-    status: str  # ok | degraded (ran, but partial: see notes) | failed | inactive
+    status: str  # ok | degraded (ran, but partial: see notes) | failed | inactive | disabled
     accounts_with_data: int = 0
     requests: int = 0
     seconds: float = 0.0
@@ -257,11 +260,13 @@ def tier_counts(counts: Mapping[str, int], labels: Sequence[str]) -> dict[str, i
 def run_status(sources: Mapping[str, SourceReport]) -> str:
     """failed when every active source failed; degraded when one failed or returned partial
     data (e.g. a Look reached its row limit); else ok."""
-    active = [s for s in sources.values() if s.status != "inactive"]
+    active = [s for s in sources.values() if s.status not in ("inactive", STATUS_DISABLED)]
     failed = [s for s in active if s.status == STATUS_FAILED]
     if active and len(failed) == len(active):
         return STATUS_FAILED
     partial = [s for s in active if s.status == STATUS_DEGRADED]
+    # A source switched off in sources.yaml whose metrics are weighted: inputs not read.
+    partial += [s for s in sources.values() if s.status == STATUS_DISABLED and s.missing_metrics]
     return STATUS_DEGRADED if failed or partial else STATUS_OK
 
 
@@ -425,11 +430,43 @@ def gather(
     seconds, origin = run_budget(config.sources.run.budget_seconds, options)
     deadline = Deadline(seconds, origin=origin, start=started)
     if extractors is None:
+        _require_credentials(config, env)
         active, inactive = activate(config.sources, env, as_of=as_of, deadline=deadline)
     else:
         active = list(extractors)
         inactive = [name for name in SOURCES if name not in {e.name for e in active}]
     return _gather_live(config, active, inactive, mode, progress, deadline)
+
+
+def _require_credentials(config: AppConfig[SourceSettings], env: Mapping[str, str]) -> None:
+    """Every source the mapping maps accounts to has complete credentials or is switched off
+    (``enabled: false``); misspelt variable names are answered with the closest known one."""
+    check = check_credentials(config.sources, config.accounts, env)
+    for hint in check.hints:
+        log.warning("%s", hint)
+    if check.problems:
+        lines = [*check.problems, *check.hints]
+        if all(missing_credentials(name, env) is not None for name in SOURCES):
+            lines.append(
+                "no source has credentials in the environment: set the variables in "
+                ".env.example, score a file with --from-raw RAW.csv, or try the built-in "
+                "demo: health-score run --dry-run --demo"
+            )
+        raise UsageError("credentials missing:\n  " + "\n  ".join(lines))
+
+
+def _disabled_report(config: AppConfig[SourceSettings], name: str) -> SourceReport:
+    """A source switched off in sources.yaml: its weighted metrics are unavailable."""
+    weighted = {m.name for d in config.scoring.dimensions.values() for m in d.metrics if m.weight}
+    produced = sorted(
+        metric
+        for metric, sources in providers(config.sources).items()
+        if name in sources and metric in weighted
+    )
+    note = f"disabled by config ({SOURCES_FILE}: {name}.enabled: false)"
+    if produced:
+        note += f"; its weighted metrics are unavailable: {', '.join(produced)}"
+    return SourceReport(STATUS_DISABLED, notes=(note,), missing_metrics=tuple(produced))
 
 
 def _gather_live(
@@ -460,7 +497,11 @@ def _gather_live(
         if reports[extractor.name].status == STATUS_FAILED:
             unavailable |= extractor.provides
     for name in inactive:
-        reports[name] = SourceReport("inactive")
+        if getattr(config.sources[name], "enabled", True):
+            reports[name] = SourceReport("inactive")
+        else:
+            reports[name] = _disabled_report(config, name)
+            unavailable |= set(reports[name].missing_metrics)
     ordered = {name: reports[name] for name in SOURCES if name in reports}
     names = [WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE]
     return Inputs(

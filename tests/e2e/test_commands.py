@@ -193,7 +193,7 @@ def test_dot_env_in_the_working_folder_is_read_and_the_environment_wins(tmp_path
     """Jira credentials only in ./.env activate Jira; a variable already set wins over .env."""
     assert main(["init", str(tmp_path / "config")]) == 0
     with (tmp_path / "config" / "account_mapping.csv").open("a", encoding="utf-8") as mapping:
-        mapping.write("001000000000001AAA,,,Acme,paid,ACME,Acme\n")
+        mapping.write(",,,Acme,paid,ACME,Acme\n")  # Jira only: no Salesforce id
     env = {
         k: v
         for k, v in os.environ.items()

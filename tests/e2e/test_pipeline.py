@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -281,15 +282,54 @@ def test_no_credentials_exits_2_and_points_at_the_demo(
     assert not (tmp_path / "runs").exists()
 
 
-def test_only_sources_with_credentials_run(
+def test_a_mapped_source_without_credentials_is_an_error_naming_the_variables(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: Jira and Salesforce were "inactive", their weight went to the others, status ok.
+    env = {k: v for k, v in sandbox.env().items() if k not in ("JIRA_EMAIL", "SF_CLIENT_SECRET")}
+    summary = go(sandbox, config_dir, tmp_path, env=env)
+    assert (summary.exit_code, summary.run_location) == (2, None)
+    message = summary.messages[0]
+    assert "jira: the mapping ties" in message and "set JIRA_EMAIL, or set" in message
+    assert "salesforce: the mapping ties" in message
+    assert "set SF_CLIENT_SECRET (for the client credentials login)" in message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_misspelt_variable_is_named_with_the_closest_known_one(
     sandbox: Sandbox, config_dir: Path, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in sandbox.env().items() if not k.startswith(("JIRA_", "SF_"))}
+    env = {k: v for k, v in sandbox.env().items() if k != "INTERCOM_API_TOKEN"}
+    env["INTERCOM_TOKEN"] = sandbox.env()["INTERCOM_API_TOKEN"]
+    env["SF_CLIENTID"] = "x"
     summary = go(sandbox, config_dir, tmp_path, env=env)
-    assert summary.status == "ok"
-    assert summary.sources["jira"].status == "inactive"
-    assert summary.sources["salesforce"].status == "inactive"
-    assert manifest_of(summary)["sources"]["jira"]["status"] == "inactive"
+    assert summary.exit_code == 2
+    message = summary.messages[0]
+    assert "set INTERCOM_API_TOKEN, or set" in message
+    assert "INTERCOM_TOKEN is not a variable this tool reads: did you mean INTERCOM_API_TOKEN?" in (
+        message
+    )
+    assert "SF_CLIENTID is not a variable this tool reads: did you mean SF_CLIENT_ID?" in message
+
+
+def test_a_source_disabled_by_config_runs_degraded_with_its_metrics_unavailable(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    sources = yaml.safe_load((config_dir / "sources.yaml").read_text())
+    sources["jira"]["enabled"] = False
+    (config_dir / "sources.yaml").write_text(yaml.safe_dump(sources))
+    env = {k: v for k, v in sandbox.env().items() if not k.startswith("JIRA_")}
+    summary = go(sandbox, config_dir, tmp_path, env=env)
+    assert summary.status == "degraded" and summary.exit_code == 0
+    report = manifest_of(summary)["sources"]["jira"]
+    assert report["status"] == "disabled"
+    assert report["notes"] == [
+        "disabled by config (sources.yaml: jira.enabled: false); its weighted metrics are "
+        "unavailable: open_bugs_p1_p2, open_bugs_total"
+    ]
+    rows = metric_rows(Path(summary.run_location or ""))
+    jira = {r["status"] for r in rows if r["metric"] in ("open_bugs_p1_p2", "open_bugs_total")}
+    assert jira == {"unavailable"}
 
 
 def test_one_account_failing_never_stops_the_others(tmp_path: Path) -> None:
@@ -527,3 +567,15 @@ def test_account_names_with_quotes_and_unicode_run_and_never_reach_a_soql_query(
             # neither as written nor as a SOQL literal would escape it
             assert name not in soql and name.replace("'", "\\'") not in soql, soql[:200]
         assert "Mollie" not in soql and "Este" not in soql
+
+
+def test_check_config_notes_missing_credentials_and_misspelt_names(
+    config_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith(("INTERCOM_", "JIRA_", "LOOKER_", "SF_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("INTERCOM_TOKEN", "x")
+    assert cli_main(["check-config", "--config-dir", str(config_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "note: intercom: the mapping ties" in err
+    assert "note: INTERCOM_TOKEN is not a variable this tool reads: did you mean " in err

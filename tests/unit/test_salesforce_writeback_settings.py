@@ -92,7 +92,8 @@ def test_parse_writeback_reports_through_the_callback() -> None:
 
 def test_the_commented_example_in_sources_yaml_is_valid_and_shows_the_defaults() -> None:
     text = DEFAULT_SOURCES.read_text(encoding="utf-8")
-    block = text[text.index("# writeback:") :]
+    start = text.index("# writeback:")
+    block = text[start : text.find("\n\n", start) % (len(text) + 1)]
     example = yaml.safe_load("\n".join(line.removeprefix("# ") for line in block.splitlines()))
     shown = WritebackSettings.model_validate(example["writeback"])
     assert shown == WritebackSettings.model_validate({})

@@ -45,6 +45,7 @@ SCORE_COLUMNS_TAIL = (
     "moderate_count",
     "watch_count",
     "critical_confirmed",
+    "low_coverage",
 )
 METRIC_COLUMNS = (
     "account_id",
@@ -95,6 +96,7 @@ def score_row(score: AccountScore, config: ScoringConfig) -> list[str]:
         str(s.moderate),
         str(s.watch),
         str(s.critical_confirmed),
+        "true" if score.low_coverage else "false",
     ]
 
 

@@ -91,6 +91,7 @@ def score_rows(
         ["true" if a else "false" for a in result.applied[keep].tolist()],
         [condition[r] for r in result.rule[keep].tolist()],
         *(_counts(signals[:, j]) for j in range(4)),
+        ["true" if low else "false" for low in result.low_coverage[keep].tolist()],
     ]
     assert len(columns) == len(score_columns(config))
     return columns

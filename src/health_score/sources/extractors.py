@@ -28,7 +28,8 @@ def activate(
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
 ) -> tuple[list[Extractor], list[str]]:
-    """The extractors whose credentials are present, and the names of those left inactive.
+    """The extractors whose credentials are present, and the names of those left inactive
+    (no credentials, or ``enabled: false`` in sources.yaml).
 
     ``deadline`` (the run's) is shared by every source's HTTP client.
     """
@@ -48,7 +49,7 @@ def activate(
     inactive: list[str] = []
     for name in SOURCES:
         extractor = built[name]
-        if extractor is None:
+        if extractor is None or not getattr(settings[name], "enabled", True):
             inactive.append(name)
         else:
             active.append(extractor)

@@ -34,6 +34,8 @@ class Settings(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
+    #: ``enabled: false`` switches the source off: its metrics are unavailable (never missing).
+    enabled: bool = True
     #: Conversations created in the last N days before the run's reference instant are measured.
     lookback_days: int = pydantic.Field(30, ge=1, le=366)
     #: Where a conversation's priority is read, and which values make it P1/P2 (case-insensitive).

@@ -53,6 +53,8 @@ class Settings(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
+    #: ``enabled: false`` switches the source off: its metrics are unavailable (never missing).
+    enabled: bool = True
     #: What counts as an open bug (a JQL condition without ORDER BY); the extractor adds the
     #: project (and, when chunking, customer) restriction around it.
     bug_jql: str = "issuetype = Bug AND statusCategory != Done"

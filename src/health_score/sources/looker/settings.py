@@ -122,6 +122,8 @@ class LookSettings(_Model):
 class Settings(_Model):
     """The ``looker:`` section of sources.yaml."""
 
+    #: ``enabled: false`` switches the source off: its metrics are unavailable (never missing).
+    enabled: bool = True
     looks: tuple[LookSettings, ...] = ()
     http: HttpSettings = HttpSettings.model_validate({})
 

@@ -125,6 +125,8 @@ class Settings(pydantic.BaseModel):
 
     model_config = _MODEL
 
+    #: ``enabled: false`` switches the source off: its metrics are unavailable (never missing).
+    enabled: bool = True
     api_version: str = pydantic.Field("62.0", pattern=r"^\d{2,3}\.0$")
     lookback_months: int = pydantic.Field(12, ge=1, le=60)
     #: Ids per query: bounded by Salesforce's 16,384-byte URI limit (an 18-character id costs
