@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from health_score.pipeline import (
     RunSummary,
     run,
 )
-from health_score.sources.registry import load_run_config
+from health_score.sources.registry import credential_problems, load_run_config
 
 log = logging.getLogger("health_score")
 
@@ -355,6 +356,11 @@ def check_config(config_dir: Path | None) -> int:
         config = load_run_config(directory)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    problems = credential_problems(os.environ)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
         return EXIT_USAGE
     print(
         f"config OK: {directory} ({len(config.accounts)} accounts, "

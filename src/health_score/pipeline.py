@@ -58,6 +58,7 @@ from health_score.sources.extractors import activate
 from health_score.sources.registry import (
     SOURCES,
     SourceSettings,
+    credential_problems,
     load_run_config,
     load_sources,
 )
@@ -361,6 +362,9 @@ def gather(
         )
     env = os.environ if options.env is None else options.env
     config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
+    problems = credential_problems(env) if extractors is None else []
+    if problems:
+        raise UsageError("; ".join(problems))
     mode = "demo" if options.mapping_path is not None and options.demo else "live"
     if extractors is None:
         active, inactive = activate(config.sources, env, as_of=as_of)

@@ -40,7 +40,15 @@ from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.portfolio import Portfolio, expected_signal_counts, salesforce_id
 from health_score_sandbox.salesforce_write import WriteApi
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
-from health_score_sandbox.soql import FieldDef, Org, SObject, SoqlError, execute, to_id18
+from health_score_sandbox.soql import (
+    AGGREGATE_CAP_MESSAGE,
+    FieldDef,
+    Org,
+    SObject,
+    SoqlError,
+    execute,
+    to_id18,
+)
 from health_score_sandbox.truth import Metric, exact, percent, rounded
 
 PAGE_SIZE = 2000  # records per query page (Sforce-Query-Options batchSize may lower it)
@@ -52,6 +60,9 @@ MAX_IDS_PER_QUERY = (URI_LIMIT - 1_400) // 27
 DEFAULT_DAILY_API_LIMIT = 100_000
 SUPPORTED_VERSIONS = (31, 66)  # vNN.0 accepted, inclusive
 MAX_CURSORS = 1_000  # open query locators kept (oldest dropped first)
+#: Hosts that answer the client credentials flow with invalid_grant: a request whose Host header
+#: names one is answered as Salesforce's generic login servers answer it.
+GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
 
 ORG_ID = "00DSb0000000001EAA"
 USER_ID = "005Sb0000000001AAA"
@@ -720,6 +731,9 @@ class App(VendorApp):
         self.security_token = FAKE_SECURITY_TOKEN
         #: PEM public key accepted for OAuth 2.0 JWT bearer assertions (None: flow refused).
         self.jwt_public_key: bytes | None = None
+        #: errorCode of the too-many-groups refusal (its message is fixed; its code is not
+        #: something a client may rely on).
+        self.aggregate_cap_code = "MALFORMED_QUERY"
         self.tokens: dict[str, int] = {}  # session id → authorised calls made with it
         self.logins = 0
         self.writes = WriteApi()
@@ -768,6 +782,11 @@ class App(VendorApp):
 
     def handle(self, request: Request) -> Response:
         path = request.path
+        is_login = path.rstrip("/") == "/services/oauth2/token" or (
+            _SOAP_PATH.match(path) is not None and request.method == "POST"
+        )
+        if is_login and self.faults.login_status is not None:
+            return self.login_outage(path, self.faults.login_status)
         if path.rstrip("/") == "/services/oauth2/token":
             if request.method != "POST":
                 return self.error(405, "METHOD_NOT_ALLOWED", "HTTP Method 'GET' not allowed")
@@ -828,9 +847,34 @@ class App(VendorApp):
             self.tokens[token] = 0
         return token
 
+    def login_outage(self, path: str, status: int) -> Response:
+        """A login endpoint failing: SOAP's generic server fault in a 500, else a plain page."""
+        if status == 500 and path.startswith("/services/Soap/"):
+            fault = (
+                '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>'
+                "<faultcode>sf:UNKNOWN_EXCEPTION</faultcode><faultstring>UNKNOWN_EXCEPTION: An "
+                "unexpected error occurred. Please include this ErrorId if you contact support"
+                "</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+            )
+            return Response(500, fault, content_type="text/xml; charset=utf-8")
+        page = f"<html><body><h1>{status} Service Unavailable</h1></body></html>"
+        return Response(status, page, content_type="text/html; charset=utf-8")
+
     def oauth_token(self, request: Request) -> Response:
         form = request.form()
         grant = form.get("grant_type")
+        host = (request.header("Host") or "").rsplit(":", 1)[0].lower()
+        if grant == "client_credentials" and host in GENERIC_LOGIN_HOSTS:
+            # Salesforce takes the client credentials flow only on the org's My Domain.
+            return Response(
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": "request not supported on this domain",
+                },
+            )
         if grant == "client_credentials":
             ok = (
                 form.get("client_id") == self.client_id
@@ -959,7 +1003,10 @@ class App(VendorApp):
                 include_deleted=endpoint == "queryAll",
             )
         except SoqlError as exc:
-            return Response(exc.status, exc.body())
+            body = exc.body()
+            if exc.message == AGGREGATE_CAP_MESSAGE:
+                body[0]["errorCode"] = self.aggregate_cap_code
+            return Response(exc.status, body)
         batch = PAGE_SIZE
         options = request.header("Sforce-Query-Options") or ""
         size = re.search(r"batchSize=(\d+)", options)
