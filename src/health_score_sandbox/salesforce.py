@@ -59,6 +59,7 @@ URI_LIMIT = 16_384  # bytes in the request line's target, as Salesforce document
 MAX_IDS_PER_QUERY = (URI_LIMIT - 1_400) // 27
 DEFAULT_DAILY_API_LIMIT = 100_000
 SUPPORTED_VERSIONS = (31, 66)  # vNN.0 accepted, inclusive
+ARCHIVE_AFTER_DAYS = 365  # Events older than this are archived (plain query omits them)
 MAX_CURSORS = 1_000  # open query locators kept (oldest dropped first)
 #: Hosts that answer the client credentials flow with invalid_grant: a request whose Host header
 #: names one is answered as Salesforce's generic login servers answer it.
@@ -278,6 +279,8 @@ def build_schema(section: SectionLike = None) -> Org:
                 FieldDef(e.date_field, "date"),
                 FieldDef("ActivityDateTime", "datetime"),
                 FieldDef(e.attended_field, "boolean"),
+                FieldDef("IsChild", "boolean"),
+                FieldDef("IsArchived", "boolean"),
             ],
         ),
         (
@@ -406,6 +409,9 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     def event(account_id: str, kind: str, day: date, attended: bool) -> None:
         events.records.append(
             {
+                # Salesforce archives Events older than a year: only queryAll returns them.
+                "IsArchived": day < as_of - timedelta(days=ARCHIVE_AFTER_DAYS),
+                "IsChild": False,
                 "Id": ids.next("00U"),
                 "Subject": f"{kind} {day.isoformat()}",
                 e.account_field: account_id,
@@ -582,6 +588,9 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
         prospect = salesforce_id("001Sc", number + 1)
         draw_account(prospect, f"Prospect {number + 1:04d}", {"contract_changes": 1.5})
         signal(prospect, severity_value["Critical"], confirmed, status_value["Active"])
+    _invitees_and_deletions(
+        portfolio.rng("salesforce-events"), events.records, ids, e.attended_field
+    )
     owners: dict[str, list[str]] = {}  # 18-character id → account_ids mapped to it
     for profile in portfolio.profiles:
         if profile.account.sf_account_id:
@@ -591,6 +600,22 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
             expected[owner].update(values)
     counts = {sobject.name: len(sobject.records) for sobject in org.objects.values()}
     return Data(org, as_of, tuple(mapped), expected, expected_signals, counts)
+
+
+def _invitees_and_deletions(
+    rng: random.Random, records: list[dict[str, Any]], ids: _Ids, attended_field: str
+) -> None:
+    """Group events: an attended event with invitees has one child copy (``IsChild``) per
+    invitee, and a few events are deleted (in the recycle bin: only queryAll returns them).
+    A separate random stream, so the rest of the org is the same as without them."""
+    for record in list(records):
+        if record["IsDeleted"] or record["IsChild"]:
+            continue
+        if record[attended_field] and rng.random() < 0.4:
+            for _ in range(rng.randint(1, 3)):
+                records.append({**record, "Id": ids.next("00U"), "IsChild": True})
+        if rng.random() < 0.03:
+            records.append({**record, "Id": ids.next("00U"), "IsDeleted": True})
 
 
 def _expected(
@@ -665,6 +690,8 @@ def _expected(
     qbrs: dict[str, list[bool]] = {}
     last_exec: dict[str, date] = {}
     for record in live(e.object_name):
+        if record.get("IsChild"):
+            continue  # a group event counts once, not once per invitee
         account_id, day, kind = record[e.account_field], record[e.date_field], record[e.type_field]
         if kind in e.qbr_types and in_window(day):
             qbrs.setdefault(account_id, []).append(bool(record[e.attended_field]))

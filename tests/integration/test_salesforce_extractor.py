@@ -448,3 +448,20 @@ def test_check_config_refuses_client_credentials_on_login_salesforce_com(
     assert "s3cret-value" not in err
     monkeypatch.setenv("SF_LOGIN_URL", "https://acme.my.salesforce.com")
     assert cli.check_config(config_copy) == 0
+
+
+def test_archived_events_count_and_a_group_event_counts_once(
+    tls: tuple[ssl.SSLContext, str], settings: ext.Settings
+) -> None:
+    """Two years back, QBRs older than a year are archived (only queryAll returns them); attended
+    events have invitees' child copies (IsChild) and a few are deleted."""
+    two_years = settings.model_copy(update={"lookback_months": 24})
+    for org in _org(tls, two_years, 40):
+        events = org.data.org.get("Event")
+        assert events is not None
+        assert any(r["IsArchived"] and r["Type"] == "QBR" for r in events.records)
+        assert any(r["IsChild"] for r in events.records)
+        result = org.extract()
+        wrong = {a: v for a, v in result.metrics.items() if dict(v) != org.data.expected[a]}
+        assert wrong == {}
+        assert any("queryAll" in label for label in org.server.stats)

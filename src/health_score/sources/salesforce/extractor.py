@@ -180,7 +180,8 @@ class SalesforceExtractor:
         """Run one plan over one id list; split the list when an aggregate has too many groups."""
         soql = state.plan.build(chunk, state.metrics)
         try:
-            return state.plan.parse(client.query(soql), state.metrics)
+            rows = client.query(soql, all_rows=state.plan.query_all)
+            return state.plan.parse(rows, state.metrics)
         except SalesforceApiError as exc:
             # Known by its message, whatever errorCode comes with it.
             too_many_groups = _TOO_MANY_GROUPS.search(exc.api_message) is not None
