@@ -711,6 +711,7 @@ def _expected(
 
 
 _DATA_PATH = re.compile(r"^/services/data(?:/v(\d+)\.0(/.*)?)?/?$")
+_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 _SOAP_PATH = re.compile(r"^/services/Soap/u/(\d+\.\d)(?:/.*)?$")
 _FOLD = re.compile(r"/(?:[A-Za-z0-9]{15}|[A-Za-z0-9]{18})(?:-\d+)?(?=/|$)")
 _GENERIC_CODES = {
@@ -863,6 +864,8 @@ class App(VendorApp):
             )
         if len(parts) == 3 and parts[0] == "sobjects" and parts[2] == "describe":
             return self.describe(parts[1])
+        if len(parts) == 3 and parts[0] == "sobjects":
+            return self.record(version, parts[1], parts[2])
         return self.error(404, "NOT_FOUND", "The requested resource does not exist")
 
     # -- auth -----------------------------------------------------------------------------------
@@ -1075,6 +1078,28 @@ class App(VendorApp):
         if end < len(cursor.rows):
             body["nextRecordsUrl"] = f"/services/data/v{version}/{endpoint}/{locator}-{end}"
         return Response(200, body)
+
+    def record(self, version: str, object_name: str, record_id: str) -> Response:
+        """``GET /sobjects/{Object}/{Id}``: every field of one record (or one written)."""
+        sobject = self.org.get(object_name)
+        if sobject is not None and _ID.fullmatch(record_id):
+            columns = ", ".join(sobject.fields)
+            try:
+                found = execute(
+                    self.org,
+                    f"SELECT {columns} FROM {sobject.name} WHERE Id = '{record_id}'",  # noqa: S608 - validated id
+                    today=self.data.as_of,
+                    version=version,
+                ).records
+            except SoqlError:
+                found = []
+            if found:
+                return Response(200, found[0])
+        written = self.writes.stored(object_name, record_id)
+        if written is not None:
+            url = f"/services/data/v{version}/sobjects/{object_name}/{written['Id']}"
+            return Response(200, {"attributes": {"type": object_name, "url": url}, **written})
+        return self.error(404, "NOT_FOUND", "The requested resource does not exist")
 
     def describe(self, object_name: str) -> Response:
         sobject = self.org.get(object_name)
