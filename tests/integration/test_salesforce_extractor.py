@@ -465,3 +465,27 @@ def test_archived_events_count_and_a_group_event_counts_once(
         wrong = {a: v for a, v in result.metrics.items() if dict(v) != org.data.expected[a]}
         assert wrong == {}
         assert any("queryAll" in label for label in org.server.stats)
+
+
+def test_a_run_with_client_credentials_on_login_salesforce_com_is_refused_at_start(
+    config_copy: Path, tmp_path: Path
+) -> None:
+    from health_score.pipeline import RunOptions, run
+
+    mapping = config_copy / "account_mapping.csv"
+    header = mapping.read_text(encoding="utf-8").splitlines()[0]
+    mapping.write_text(f"{header}\n001Sb0000000001,,,Acme,paid,,\n", encoding="utf-8")
+    env = {"SF_CLIENT_ID": "id", "SF_CLIENT_SECRET": "s3cret-value", "SF_DOMAIN": "login"}
+    summary = run(
+        RunOptions(
+            config_dir=config_copy,
+            dry_run=True,
+            env=env,
+            output=tmp_path / "scores.csv",
+            runs_dir=str(tmp_path / "runs"),
+        )
+    )
+    assert summary.exit_code == 2 and summary.run_id is None
+    (message,) = summary.messages
+    assert "not on login.salesforce.com (SF_DOMAIN is login)" in message
+    assert "s3cret-value" not in message
