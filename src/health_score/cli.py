@@ -42,7 +42,7 @@ from health_score.pipeline import (
     run,
 )
 from health_score.sources.credentials import check_credentials
-from health_score.sources.registry import load_run_config
+from health_score.sources.registry import credential_problems, load_run_config
 
 log = logging.getLogger("health_score")
 
@@ -380,6 +380,11 @@ def check_config(config_dir: Path | None) -> int:
         config = load_run_config(directory)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    problems = credential_problems(os.environ)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
         return EXIT_USAGE
     print(
         f"config OK: {directory} ({len(config.accounts)} accounts, "

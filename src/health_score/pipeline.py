@@ -61,6 +61,7 @@ from health_score.sources.extractors import activate
 from health_score.sources.registry import (
     SOURCES,
     SourceSettings,
+    credential_problems,
     load_run_config,
     load_sources,
     providers,
@@ -426,6 +427,9 @@ def gather(
         )
     env = os.environ if options.env is None else options.env
     config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
+    problems = credential_problems(env) if extractors is None else []
+    if problems:
+        raise UsageError("; ".join(problems))
     mode = "demo" if options.mapping_path is not None and options.demo else "live"
     seconds, origin = run_budget(config.sources.run.budget_seconds, options)
     deadline = Deadline(seconds, origin=origin, start=started)

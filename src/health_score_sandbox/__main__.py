@@ -24,7 +24,9 @@ FAULT_HELP = (
     "(tokens expire after K calls), and looker:limit=N (every Look run returns at most N rows, "
     "as an instance row cap would: a Look cut at its row limit makes the run degraded), and "
     "salesforce:hide=OBJECT (the object answers INVALID_TYPE, as one hidden from the "
-    "integration user does: its metrics become unavailable and the run degraded)"
+    "integration user does: its metrics become unavailable and the run degraded), and "
+    "salesforce:login_5xx[=STATUS] (the OAuth token endpoint and SOAP login answer STATUS, "
+    "default 500, without a login fault: the source fails as 'Salesforce unavailable')"
 )
 
 
@@ -48,6 +50,10 @@ def parse_fault(text: str, faults: dict[str, Faults]) -> None:
             if not value.isidentifier():
                 raise ValueError(value)
             fault.hidden_objects.append(value)
+        elif kind == "login_5xx":
+            fault.login_status = int(value or 500)
+            if not 500 <= fault.login_status <= 599:
+                raise ValueError(value)
         elif kind == "limit":
             fault.row_limit = int(value)
             if fault.row_limit < 1:

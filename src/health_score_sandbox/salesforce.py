@@ -40,7 +40,15 @@ from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.portfolio import Portfolio, expected_signal_counts, salesforce_id
 from health_score_sandbox.salesforce_write import WriteApi
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
-from health_score_sandbox.soql import FieldDef, Org, SObject, SoqlError, execute, to_id18
+from health_score_sandbox.soql import (
+    AGGREGATE_CAP_MESSAGE,
+    FieldDef,
+    Org,
+    SObject,
+    SoqlError,
+    execute,
+    to_id18,
+)
 from health_score_sandbox.truth import Metric, exact, percent, rounded
 
 PAGE_SIZE = 2000  # records per query page (Sforce-Query-Options batchSize may lower it)
@@ -51,8 +59,12 @@ URI_LIMIT = 16_384  # bytes in the request line's target, as Salesforce document
 MAX_IDS_PER_QUERY = (URI_LIMIT - 1_400) // 27
 DEFAULT_DAILY_API_LIMIT = 100_000
 SUPPORTED_VERSIONS = (31, 66)  # vNN.0 accepted, inclusive
+ARCHIVE_AFTER_DAYS = 365  # Events older than this are archived (plain query omits them)
 MAX_CURSORS = 1_000  # open query locators kept (oldest dropped first)
 QUERY_LOG = 1_000  # SOQL texts received that App.queries keeps (oldest dropped first)
+#: Hosts that answer the client credentials flow with invalid_grant: a request whose Host header
+#: names one is answered as Salesforce's generic login servers answer it.
+GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
 
 ORG_ID = "00DSb0000000001EAA"
 USER_ID = "005Sb0000000001AAA"
@@ -268,6 +280,8 @@ def build_schema(section: SectionLike = None) -> Org:
                 FieldDef(e.date_field, "date"),
                 FieldDef("ActivityDateTime", "datetime"),
                 FieldDef(e.attended_field, "boolean"),
+                FieldDef("IsChild", "boolean"),
+                FieldDef("IsArchived", "boolean"),
             ],
         ),
         (
@@ -396,6 +410,9 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     def event(account_id: str, kind: str, day: date, attended: bool) -> None:
         events.records.append(
             {
+                # Salesforce archives Events older than a year: only queryAll returns them.
+                "IsArchived": day < as_of - timedelta(days=ARCHIVE_AFTER_DAYS),
+                "IsChild": False,
                 "Id": ids.next("00U"),
                 "Subject": f"{kind} {day.isoformat()}",
                 e.account_field: account_id,
@@ -572,6 +589,9 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
         prospect = salesforce_id("001Sc", number + 1)
         draw_account(prospect, f"Prospect {number + 1:04d}", {"contract_changes": 1.5})
         signal(prospect, severity_value["Critical"], confirmed, status_value["Active"])
+    _invitees_and_deletions(
+        portfolio.rng("salesforce-events"), events.records, ids, e.attended_field
+    )
     owners: dict[str, list[str]] = {}  # 18-character id → account_ids mapped to it
     for profile in portfolio.profiles:
         if profile.account.sf_account_id:
@@ -581,6 +601,22 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
             expected[owner].update(values)
     counts = {sobject.name: len(sobject.records) for sobject in org.objects.values()}
     return Data(org, as_of, tuple(mapped), expected, expected_signals, counts)
+
+
+def _invitees_and_deletions(
+    rng: random.Random, records: list[dict[str, Any]], ids: _Ids, attended_field: str
+) -> None:
+    """Group events: an attended event with invitees has one child copy (``IsChild``) per
+    invitee, and a few events are deleted (in the recycle bin: only queryAll returns them).
+    A separate random stream, so the rest of the org is the same as without them."""
+    for record in list(records):
+        if record["IsDeleted"] or record["IsChild"]:
+            continue
+        if record[attended_field] and rng.random() < 0.4:
+            for _ in range(rng.randint(1, 3)):
+                records.append({**record, "Id": ids.next("00U"), "IsChild": True})
+        if rng.random() < 0.03:
+            records.append({**record, "Id": ids.next("00U"), "IsDeleted": True})
 
 
 def _expected(
@@ -655,6 +691,8 @@ def _expected(
     qbrs: dict[str, list[bool]] = {}
     last_exec: dict[str, date] = {}
     for record in live(e.object_name):
+        if record.get("IsChild"):
+            continue  # a group event counts once, not once per invitee
         account_id, day, kind = record[e.account_field], record[e.date_field], record[e.type_field]
         if kind in e.qbr_types and in_window(day):
             qbrs.setdefault(account_id, []).append(bool(record[e.attended_field]))
@@ -674,6 +712,7 @@ def _expected(
 
 
 _DATA_PATH = re.compile(r"^/services/data(?:/v(\d+)\.0(/.*)?)?/?$")
+_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 _SOAP_PATH = re.compile(r"^/services/Soap/u/(\d+\.\d)(?:/.*)?$")
 _FOLD = re.compile(r"/(?:[A-Za-z0-9]{15}|[A-Za-z0-9]{18})(?:-\d+)?(?=/|$)")
 _GENERIC_CODES = {
@@ -721,6 +760,9 @@ class App(VendorApp):
         self.security_token = FAKE_SECURITY_TOKEN
         #: PEM public key accepted for OAuth 2.0 JWT bearer assertions (None: flow refused).
         self.jwt_public_key: bytes | None = None
+        #: errorCode of the too-many-groups refusal (its message is fixed; its code is not
+        #: something a client may rely on).
+        self.aggregate_cap_code = "MALFORMED_QUERY"
         self.tokens: dict[str, int] = {}  # session id → authorised calls made with it
         self.logins = 0
         self.writes = WriteApi()
@@ -771,6 +813,11 @@ class App(VendorApp):
 
     def handle(self, request: Request) -> Response:
         path = request.path
+        is_login = path.rstrip("/") == "/services/oauth2/token" or (
+            _SOAP_PATH.match(path) is not None and request.method == "POST"
+        )
+        if is_login and self.faults.login_status is not None:
+            return self.login_outage(path, self.faults.login_status)
         if path.rstrip("/") == "/services/oauth2/token":
             if request.method != "POST":
                 return self.error(405, "METHOD_NOT_ALLOWED", "HTTP Method 'GET' not allowed")
@@ -820,6 +867,8 @@ class App(VendorApp):
             )
         if len(parts) == 3 and parts[0] == "sobjects" and parts[2] == "describe":
             return self.describe(parts[1])
+        if len(parts) == 3 and parts[0] == "sobjects":
+            return self.record(version, parts[1], parts[2])
         return self.error(404, "NOT_FOUND", "The requested resource does not exist")
 
     # -- auth -----------------------------------------------------------------------------------
@@ -831,9 +880,34 @@ class App(VendorApp):
             self.tokens[token] = 0
         return token
 
+    def login_outage(self, path: str, status: int) -> Response:
+        """A login endpoint failing: SOAP's generic server fault in a 500, else a plain page."""
+        if status == 500 and path.startswith("/services/Soap/"):
+            fault = (
+                '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+                'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+                'xmlns:sf="urn:fault.partner.soap.sforce.com"><soapenv:Body><soapenv:Fault>'
+                "<faultcode>sf:UNKNOWN_EXCEPTION</faultcode><faultstring>UNKNOWN_EXCEPTION: An "
+                "unexpected error occurred. Please include this ErrorId if you contact support"
+                "</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+            )
+            return Response(500, fault, content_type="text/xml; charset=utf-8")
+        page = f"<html><body><h1>{status} Service Unavailable</h1></body></html>"
+        return Response(status, page, content_type="text/html; charset=utf-8")
+
     def oauth_token(self, request: Request) -> Response:
         form = request.form()
         grant = form.get("grant_type")
+        host = (request.header("Host") or "").rsplit(":", 1)[0].lower()
+        if grant == "client_credentials" and host in GENERIC_LOGIN_HOSTS:
+            # Salesforce takes the client credentials flow only on the org's My Domain.
+            return Response(
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": "request not supported on this domain",
+                },
+            )
         if grant == "client_credentials":
             ok = (
                 form.get("client_id") == self.client_id
@@ -963,7 +1037,10 @@ class App(VendorApp):
                 include_deleted=endpoint == "queryAll",
             )
         except SoqlError as exc:
-            return Response(exc.status, exc.body())
+            body = exc.body()
+            if exc.message == AGGREGATE_CAP_MESSAGE:
+                body[0]["errorCode"] = self.aggregate_cap_code
+            return Response(exc.status, body)
         batch = PAGE_SIZE
         options = request.header("Sforce-Query-Options") or ""
         size = re.search(r"batchSize=(\d+)", options)
@@ -1005,6 +1082,28 @@ class App(VendorApp):
         if end < len(cursor.rows):
             body["nextRecordsUrl"] = f"/services/data/v{version}/{endpoint}/{locator}-{end}"
         return Response(200, body)
+
+    def record(self, version: str, object_name: str, record_id: str) -> Response:
+        """``GET /sobjects/{Object}/{Id}``: every field of one record (or one written)."""
+        sobject = self.org.get(object_name)
+        if sobject is not None and _ID.fullmatch(record_id):
+            columns = ", ".join(sobject.fields)
+            try:
+                found = execute(
+                    self.org,
+                    f"SELECT {columns} FROM {sobject.name} WHERE Id = '{record_id}'",  # noqa: S608 - validated id
+                    today=self.data.as_of,
+                    version=version,
+                ).records
+            except SoqlError:
+                found = []
+            if found:
+                return Response(200, found[0])
+        written = self.writes.stored(object_name, record_id)
+        if written is not None:
+            url = f"/services/data/v{version}/sobjects/{object_name}/{written['Id']}"
+            return Response(200, {"attributes": {"type": object_name, "url": url}, **written})
+        return self.error(404, "NOT_FOUND", "The requested resource does not exist")
 
     def describe(self, object_name: str) -> Response:
         sobject = self.org.get(object_name)

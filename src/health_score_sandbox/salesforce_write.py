@@ -448,6 +448,8 @@ class WriteApi:
             return f"{method} /{shape}"
         if parts[:2] == ["composite", "sobjects"]:
             return f"{method} /{'/'.join(parts)}"
+        if parts[:1] == ["sobjects"] and len(parts) == 4 and method == "PATCH":
+            return f"PATCH /sobjects/{parts[1]}/{parts[2]}/{{value}}"
         return None
 
     def handle(self, request: Request, subpath: str) -> Response | None:
@@ -464,7 +466,63 @@ class WriteApi:
                 return self._collection_upsert(request, parts[2], parts[3])
             if len(parts) == 2:
                 return self._collection_update(request)
+        if parts[:1] == ["sobjects"] and len(parts) == 4 and request.method == "PATCH":
+            with self._lock:
+                self.write_requests += 1
+            return self._single_upsert(request, parts[1], parts[2], parts[3])
         return None
+
+    def _single_upsert(self, request: Request, obj: str, external: str, value: str) -> Response:
+        """``PATCH /sobjects/{Object}/{ExternalIdField}/{value}``: 201 created; updated is 200
+        with the same body from API v46.0 on, 204 without a body before."""
+        schema = self.schema.get(obj)
+        ext_spec = schema.field(external) if schema is not None else None
+        if schema is None:
+            return _errors(404, "NOT_FOUND", f"The requested resource does not exist: {obj}")
+        if ext_spec is None or not ext_spec.external_id:
+            return _errors(
+                400,
+                "INVALID_FIELD",
+                f"Field name provided, {external} is not an External ID or indexed field for {obj}",
+            )
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        try:
+            values = _record_values(body, obj)
+            if any(k.lower() == ext_spec.name.lower() for k in values):
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_FIELD",
+                        f"{ext_spec.name} is in the URL and must not be in the body",
+                        (ext_spec.name,),
+                    )
+                )
+            record_id, created = self._upsert(
+                schema, ext_spec.name, {**values, ext_spec.name: value}, insert=False
+            )
+        except RecordRejected as exc:
+            error = exc.error
+            return Response(
+                400,
+                [{"message": error.message, "errorCode": error.code, "fields": list(error.fields)}],
+            )
+        result = {"id": record_id, "success": True, "errors": [], "created": created}
+        if created:
+            return Response(201, result)
+        version = _VERSION_RE.search(request.path)
+        if version and float(version.group(1)[1:]) < 46:
+            return Response(204, None)
+        return Response(200, result)
+
+    def stored(self, obj: str, record_id: str) -> dict[str, Any] | None:
+        """A record this API wrote, by Id (for ``GET /sobjects/{Object}/{Id}``)."""
+        with self._lock:
+            where = self._by_id.get(id18(record_id)) if is_valid_id(record_id) else None
+            if where is None or where[0] != obj:
+                return None
+            return dict(self.records[obj][where[1]])
 
     # -- Bulk API 2.0 -------------------------------------------------------------------------
 

@@ -31,9 +31,10 @@ FAULT_KINDS = (
     "token_expiry",  # issued tokens expire after K authorised calls
     "limit",  # Looker only: a Look run returns at most N rows, whatever limit it asks for
     "hide",  # Salesforce only: an object the user cannot see (INVALID_TYPE), e.g. hide=Event
+    "login_5xx",  # Salesforce only: the login endpoints answer this 5xx (default 500)
 )
 #: Fault kinds that only one vendor's stand-in implements.
-VENDOR_FAULTS = {"limit": "looker", "hide": "salesforce"}
+VENDOR_FAULTS = {"limit": "looker", "hide": "salesforce", "login_5xx": "salesforce"}
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Faults:
     row_limit: int | None = None  # Looker: rows a Look run returns at most (an instance cap)
     #: Salesforce: objects the integration user cannot see (queries on them: INVALID_TYPE).
     hidden_objects: list[str] = field(default_factory=list)
+    #: Salesforce: the OAuth token endpoint and SOAP login answer this status (an outage).
+    login_status: int | None = None
 
 
 @dataclass

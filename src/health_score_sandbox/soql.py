@@ -1001,7 +1001,9 @@ class _Evaluator:
         rows = [
             record
             for record in self.candidates()
-            if (include_deleted or not record.get("IsDeleted")) and (where is None or where(record))
+            # queryAll (include_deleted) also returns archived records (Events older than a year).
+            if (include_deleted or not (record.get("IsDeleted") or record.get("IsArchived")))
+            and (where is None or where(record))
         ]
         if query.count_only:
             total = len(rows) if query.limit is None else min(len(rows), query.limit)

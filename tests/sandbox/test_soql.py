@@ -185,6 +185,21 @@ def test_deleted_records_show_only_through_query_all() -> None:
     assert len(run("SELECT Id FROM Opportunity", include_deleted=True)) == 6
 
 
+def test_archived_records_show_only_through_query_all_and_is_deleted_filters_the_bin() -> None:
+    org = build_org()
+    opportunities = org.get("Opportunity")
+    assert opportunities is not None
+    opportunities.add_field(FieldDef("IsArchived", "boolean"))
+    opportunities.records[0]["IsArchived"] = True
+    assert len(execute(org, "SELECT Id FROM Opportunity", today=TODAY).records) == 4
+    every = execute(org, "SELECT Id FROM Opportunity", today=TODAY, include_deleted=True)
+    assert len(every.records) == 6
+    live = execute(
+        org, "SELECT Id FROM Opportunity WHERE IsDeleted = false", today=TODAY, include_deleted=True
+    )
+    assert len(live.records) == 5  # the archived one included, the deleted one not
+
+
 def test_order_by_puts_nulls_first_ascending_and_last_descending() -> None:
     ascending = run("SELECT Name FROM Account ORDER BY ARR__c")
     descending = run("SELECT Name FROM Account ORDER BY ARR__c DESC")

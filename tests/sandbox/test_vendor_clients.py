@@ -237,3 +237,31 @@ def test_simple_salesforce_queries_the_stand_in(sandbox: Sandbox) -> None:
     ids = {record["Id"] for record in result["records"]}
     assert result["totalSize"] == len(result["records"]) >= ACCOUNTS // 2
     assert ids & mapped
+
+
+def test_simple_salesforce_upserts_by_external_id_and_gets_one_record(sandbox: Sandbox) -> None:
+    simple_salesforce = pytest.importorskip("simple_salesforce")
+    env = sandbox.env()
+    account_id = next(p.account.sf_account_id for p in sandbox.portfolio.profiles)
+    with requests.Session() as http:
+        http.verify = env["SF_CA_BUNDLE"]
+        http.trust_env = False
+        instance_url, token = sandbox_salesforce.login(http, env["SF_LOGIN_URL"])
+        client = simple_salesforce.Salesforce(
+            instance_url=instance_url, session_id=token, session=http
+        )
+        created = client.Health_Score__c.upsert(
+            "External_Key__c/k-1", {"Health_Tier__c": "Healthy"}
+        )
+        updated = client.Health_Score__c.upsert(
+            "External_Key__c/k-1", {"Health_Tier__c": "At Risk"}
+        )
+        account = client.Account.get(account_id)
+        app = sandbox.servers["salesforce"].app
+        assert isinstance(app, sandbox_salesforce.App)
+        written = app.writes.records["Health_Score__c"]["k-1"]
+        score = client.Health_Score__c.get(written["Id"])
+    assert (created, updated) == (201, 200)
+    assert account["Id"][:15] == str(account_id)[:15]
+    assert account["attributes"]["type"] == "Account" and "Name" in account
+    assert score["Health_Tier__c"] == "At Risk" and score["External_Key__c"] == "k-1"

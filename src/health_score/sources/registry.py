@@ -55,6 +55,7 @@ __all__ = [
     "SOURCES",
     "HttpSettings",
     "SourceSettings",
+    "credential_problems",
     "load_run_config",
     "load_sources",
     "parse_sources",
@@ -100,6 +101,12 @@ CREDENTIAL_VARS: Mapping[str, tuple[str, ...]] = {
     "looker": looker.CREDENTIAL_VARS,
     "salesforce": salesforce.CREDENTIAL_VARS,
 }
+
+
+def credential_problems(env: Mapping[str, str]) -> list[str]:
+    """Credentials present in ``env`` that cannot work as set (names and hosts, never secrets)."""
+    problem = salesforce.client_credentials_problem(env)
+    return [problem] if problem else []
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:

@@ -48,6 +48,7 @@ from health_score.sources.salesforce.settings import (
     CLIENT_CREDENTIALS_VARS,
     JWT_VARS,
     PASSWORD_VARS,
+    client_credentials_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,22 @@ TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 - a URL path, not a secret
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,120}[A-Za-z0-9])?")
 _TRANSIENT_LOGIN_STATUS = LOGIN_RETRYABLE_STATUS  # 429, 502–504: a refused SOAP login is 500
+#: SOAP ``login`` faults that refuse the credentials (an HTTP 500 with another fault, such as
+#: UNKNOWN_EXCEPTION, or none, is Salesforce failing, not a rejection).
+LOGIN_FAULTS = frozenset(
+    {
+        "INVALID_LOGIN",
+        "LOGIN_MUST_USE_SECURITY_TOKEN",
+        "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+        "PASSWORD_LOCKOUT",
+        "LOGIN_DURING_RESTRICTED_DOMAIN",
+        "LOGIN_DURING_RESTRICTED_TIME",
+        "API_DISABLED_FOR_ORG",
+        "API_CURRENTLY_DISABLED",
+        "INVALID_SSO_GATEWAY_URL",
+        "ORG_LOCKED",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +119,9 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials | None:
     location = ("SF_DOMAIN",) if env.get("SF_DOMAIN") and not env.get("SF_LOGIN_URL") else ()
     location = location or ("SF_LOGIN_URL",)
     if has(*CLIENT_CREDENTIALS_VARS):
+        problem = client_credentials_problem(env)
+        if problem is not None:
+            raise AuthenticationError(SOURCE, "login", problem.removeprefix(f"{SOURCE}: "))
         return Credentials(
             "client_credentials",
             login_url_from_env(env),
@@ -135,6 +155,11 @@ def credentials_from_env(env: Mapping[str, str]) -> Credentials | None:
 
 # --------------------------------------------------------------------------------------------
 # Login calls
+
+
+def _unavailable(endpoint: str, status: int) -> SourceError:
+    """A 5xx at login: Salesforce is down or failing, the credentials are not in question."""
+    return SourceError(SOURCE, endpoint, f"Salesforce unavailable (HTTP {status} at login)", status)
 
 
 def _rejected(credentials: Credentials, endpoint: str, status: int, reason: str) -> Exception:
@@ -180,9 +205,10 @@ def _post_login(
                         min(policy.attempts, 5),
                     )
     except RetriableHTTPError as exc:
-        raise SourceError(
-            SOURCE, endpoint, f"HTTP {exc.response.status_code} after retries"
-        ) from None
+        status = exc.response.status_code
+        if status >= 500:
+            raise _unavailable(endpoint, status) from None
+        raise SourceError(SOURCE, endpoint, f"HTTP {status} after retries", status) from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise SourceError(SOURCE, endpoint, f"cannot connect: {type(exc).__name__}") from None
     return response
@@ -201,7 +227,7 @@ def _oauth(
             "client_secret": credentials.client_secret.get_secret_value(),
         }
     else:
-        form = {"grant_type": JWT_GRANT, "assertion": _jwt_assertion(credentials)}
+        form = {"grant_type": JWT_GRANT, "assertion": jwt_assertion(credentials)}
     response = _post_login(credentials, session, policy, count, TOKEN_PATH, data=form)
     endpoint = f"POST {TOKEN_PATH}"
     body: Any = None
@@ -209,6 +235,8 @@ def _oauth(
         body = response.json()
     except ValueError:
         body = None
+    if response.status_code >= 500:
+        raise _unavailable(endpoint, response.status_code)
     if response.status_code != 200:
         reason = f"HTTP {response.status_code}"
         if isinstance(body, dict) and isinstance(body.get("error"), str):
@@ -219,19 +247,26 @@ def _oauth(
     return str(body["access_token"]), str(body["instance_url"]).rstrip("/")
 
 
-def _jwt_assertion(credentials: Credentials) -> str:
+def jwt_audience(login_url: str) -> str:
+    """The JWT bearer ``aud``: test.salesforce.com for sandbox orgs (``test.`` or a My Domain
+    sandbox host ``*.sandbox.my.salesforce.com``), else login.salesforce.com."""
+    host = (urlsplit(login_url).hostname or "").lower()
+    sandbox = host.startswith("test.") or host.endswith(".sandbox.my.salesforce.com")
+    return "https://test.salesforce.com" if sandbox else DEFAULT_LOGIN_URL
+
+
+def jwt_assertion(credentials: Credentials) -> str:
+    """The signed RS256 assertion of the JWT bearer flow (claims iss, sub, aud, exp)."""
     try:
         key = Path(credentials.jwt_key_file).read_bytes()
     except OSError as exc:
         raise AuthenticationError(
             SOURCE, "login", f"cannot read SF_JWT_KEY_FILE ({type(exc).__name__})"
         ) from None
-    host = urlsplit(credentials.login_url).hostname or ""
-    audience = "https://test.salesforce.com" if host.startswith("test.") else DEFAULT_LOGIN_URL
     claims = {
         "iss": credentials.client_id,
         "sub": credentials.username,
-        "aud": audience,
+        "aud": jwt_audience(credentials.login_url),
         "exp": int(time.time()) + 180,
     }
     try:
@@ -291,8 +326,11 @@ def _soap(
     if response.status_code != 200:
         fault = _xml_text(text, "faultcode") or f"HTTP {response.status_code}"
         fault = fault.split(":")[-1][:60]
-        if response.status_code == 500 and fault.isupper():  # a SOAP fault: a refused login
+        # SOAP refuses a login with a fault in an HTTP 500; any other 500 is an outage.
+        if response.status_code == 500 and fault in LOGIN_FAULTS:
             raise _rejected(credentials, endpoint, response.status_code, fault)
+        if response.status_code >= 500:
+            raise _unavailable(endpoint, response.status_code)
         raise SourceError(SOURCE, endpoint, f"login failed (HTTP {response.status_code})")
     session_id, server_url = _xml_text(text, "sessionId"), _xml_text(text, "serverUrl")
     if not session_id or not server_url:

@@ -333,9 +333,14 @@ class SalesforceClient(SourceClient):
             raise SourceError(SOURCE, endpoint, "malformed query response (not a JSON object)")
         return body
 
-    def query(self, soql: str) -> Iterator[Mapping[str, Any]]:
-        """Every record of ``soql`` (``GET query/?q=``), page after page via ``nextRecordsUrl``."""
-        page = self._records_page(self.request("GET", "query/", params={"q": soql}))
+    def query(self, soql: str, *, all_rows: bool = False) -> Iterator[Mapping[str, Any]]:
+        """Every record of ``soql`` (``GET query/?q=``), page after page via ``nextRecordsUrl``.
+
+        ``all_rows`` uses ``queryAll``: deleted and archived records too (Salesforce archives
+        Events older than a year, and plain ``query`` never returns them).
+        """
+        resource = "queryAll/" if all_rows else "query/"
+        page = self._records_page(self.request("GET", resource, params={"q": soql}))
         seen: set[str] = set()
         while True:
             records = page.get("records")

@@ -77,6 +77,14 @@ _MISSING_PATTERNS = (
 )
 
 
+#: An aggregate over more than 2,000 groups: "Aggregate query does not support queryMore(), use
+#: LIMIT to restrict the results to a single batch" (or Apex's "Aggregate query has too many
+#: rows for direct assignment").
+_TOO_MANY_GROUPS = re.compile(
+    r"aggregate query (?:does not support querymore|has too many rows)", re.IGNORECASE
+)
+
+
 #: Error codes of a query on an object this user cannot read (absent, or hidden by permissions).
 UNREADABLE_OBJECT = frozenset(
     {"INVALID_TYPE", "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY"}
@@ -175,9 +183,11 @@ class SalesforceExtractor:
         """Run one plan over one id list; split the list when an aggregate has too many groups."""
         soql = state.plan.build(chunk, state.metrics)
         try:
-            return state.plan.parse(client.query(soql), state.metrics)
+            rows = client.query(soql, all_rows=state.plan.query_all)
+            return state.plan.parse(rows, state.metrics)
         except SalesforceApiError as exc:
-            too_many_groups = exc.error_code == "MALFORMED_QUERY" and "queryMore" in exc.api_message
+            # Known by its message, whatever errorCode comes with it.
+            too_many_groups = _TOO_MANY_GROUPS.search(exc.api_message) is not None
             if not (too_many_groups and len(chunk) > 1):
                 raise
         half = len(chunk) // 2

@@ -126,6 +126,8 @@ class Plan:
 
     object_name: str
     aggregate = True
+    #: Read with ``queryAll`` (archived records too; the query itself leaves deleted ones out).
+    query_all = False
     #: metric → the fields it needs (a missing one makes the metric missing).
     needs: dict[str, tuple[str, ...]]
 
@@ -281,7 +283,14 @@ class PaymentPlan(Plan):
 
 
 class EventPlan(Plan):
-    """QBRs in the window (held and attended) and the last executive meeting before the end."""
+    """QBRs in the window (held and attended) and the last executive meeting before the end.
+
+    Read with ``queryAll`` and ``IsDeleted = false``: Salesforce archives Events older than a
+    year and plain ``query`` omits them. On ``Event``, ``IsChild = false`` counts a group event
+    once, not once more per invitee's copy.
+    """
+
+    query_all = True
 
     def __init__(self, settings: Settings, window: Window) -> None:
         f = settings.event
@@ -306,9 +315,12 @@ class EventPlan(Plan):
         if EXEC_ENGAGEMENT in metrics:
             branches.append(f"{kind} IN {soql_list(f.exec_types)}")
         grouped = ", ".join(groups)
+        live = " AND IsDeleted = false"
+        if self.object_name.casefold() == "event":
+            live += " AND IsChild = false"
         return (
             f"SELECT {grouped}, COUNT(Id) n, MAX({day}) latest FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
-            f" WHERE {account} IN {soql_id_list(ids)} AND {day} < {w.end.isoformat()}"
+            f" WHERE {account} IN {soql_id_list(ids)}{live} AND {day} < {w.end.isoformat()}"
             f" AND ({' OR '.join(branches)}) GROUP BY {grouped}"
         )
 

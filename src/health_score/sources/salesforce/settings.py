@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import pydantic
 
@@ -191,3 +192,32 @@ CREDENTIAL_VARS = (
     "SF_DOMAIN",
     "SF_CA_BUNDLE",
 )
+
+#: Login hosts on which Salesforce refuses the OAuth client credentials flow: it must be sent to
+#: the org's My Domain URL ("request not supported on this domain").
+GENERIC_LOGIN_HOSTS = frozenset({"login.salesforce.com", "test.salesforce.com"})
+
+
+def client_credentials_problem(env: Mapping[str, str]) -> str | None:
+    """Why the client credentials flow in ``env`` cannot log in (a generic login host), or None.
+
+    Pure: names the variables and the host, never a secret.
+    """
+    if not all((env.get(name) or "").strip() for name in CLIENT_CREDENTIALS_VARS):
+        return None
+    url = (env.get("SF_LOGIN_URL") or "").strip()
+    domain = (env.get("SF_DOMAIN") or "").strip()
+    if url:
+        host, where = (urlsplit(url).hostname or "").lower(), f"SF_LOGIN_URL is {url[:80]}"
+    elif domain:
+        host, where = f"{domain.lower()}.salesforce.com", f"SF_DOMAIN is {domain[:40]}"
+    else:
+        host, where = "login.salesforce.com", "neither SF_LOGIN_URL nor SF_DOMAIN is set"
+    if host not in GENERIC_LOGIN_HOSTS:
+        return None
+    return (
+        f"salesforce: the OAuth client credentials flow (SF_CLIENT_ID, SF_CLIENT_SECRET) only "
+        f"works on the org's My Domain URL, not on {host} ({where}); set SF_LOGIN_URL to the "
+        "My Domain URL, e.g. https://acme.my.salesforce.com (a sandbox: "
+        "https://acme--uat.sandbox.my.salesforce.com)"
+    )
