@@ -77,6 +77,10 @@ def dimension_columns(scores: pd.DataFrame) -> list[str]:
     return [c for c in scores.columns if c not in fixed]
 
 
+#: scores.csv columns holding true/false.
+BOOLEAN_SCORE_COLUMNS = ("modifier_applied", "low_coverage")
+
+
 def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
     frame = _read_text_csv(run_id, SCORES, data)
     missing = [c for c in REQUIRED_SCORE_COLUMNS if c not in frame.columns]
@@ -87,15 +91,18 @@ def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
             frame[column] = ""
         else:  # the file's text cells are guarded against formula injection: undo that
             frame[column] = frame[column].map(unescape_cell)
-    numeric = [c for c in frame.columns if c not in TEXT_SCORE_COLUMNS and c != "modifier_applied"]
+    numeric = [
+        c for c in frame.columns if c not in TEXT_SCORE_COLUMNS and c not in BOOLEAN_SCORE_COLUMNS
+    ]
     _numbers(run_id, SCORES, frame, numeric)
     frame["account_name"] = frame["account_name"].where(
         frame["account_name"] != "", frame["account_id"]
     )
-    if "modifier_applied" in frame.columns:
-        frame["modifier_applied"] = frame["modifier_applied"].str.lower().eq("true")
-    else:
-        frame["modifier_applied"] = False
+    for column in BOOLEAN_SCORE_COLUMNS:  # true/false; absent from older runs' files
+        if column in frame.columns:
+            frame[column] = frame[column].str.lower().eq("true")
+        else:
+            frame[column] = False
     for column in COUNT_COLUMNS:
         if column not in frame.columns:
             frame[column] = 0.0
