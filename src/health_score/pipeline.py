@@ -37,6 +37,7 @@ from health_score.config import (
 )
 from health_score.loaders.artifacts import (
     MANIFEST,
+    RedactingRunWriter,
     RunStore,
     RunWriter,
     StoreError,
@@ -50,12 +51,14 @@ from health_score.loaders.salesforce import LoadResult, SalesforceLoader
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
+from health_score.redact import redact, register_credentials
 from health_score.salesforce_ids import is_salesforce_id
 from health_score.scoring.composite import AccountScore, Model
 from health_score.scoring.spec import ScoringConfig
 from health_score.sources.base import Extractor, SourceResult
 from health_score.sources.extractors import activate
 from health_score.sources.registry import (
+    CREDENTIAL_VARS,
     SOURCES,
     SourceSettings,
     load_run_config,
@@ -276,12 +279,13 @@ def _extract_all(
             result = extractor.extract(accounts)
         except Exception as exc:  # a source failing as a whole is reported, not raised
             seconds = time.monotonic() - started
-            log.error("source %s failed: %s", extractor.name, exc)
+            error = redact(str(exc))  # it goes to the log, the summary and the manifest
+            log.error("source %s failed: %s", extractor.name, error)
             progress(f"{extractor.name}: FAILED after {seconds:.1f}s")
             return (
                 extractor.name,
                 None,
-                SourceReport(STATUS_FAILED, 0, extractor.requests_made, seconds, str(exc)),
+                SourceReport(STATUS_FAILED, 0, extractor.requests_made, seconds, error),
             )
         seconds = time.monotonic() - started
         for note in result.notes:
@@ -595,6 +599,9 @@ def _run(
 ) -> RunSummary:
     started = datetime.now(UTC)
     progress = _progress_printer(options.progress)
+    env = os.environ if options.env is None else options.env
+    # Before any vendor is called: a credential echoed back is redacted wherever it is quoted.
+    register_credentials(env, {name for names in CREDENTIAL_VARS.values() for name in names})
     try:
         period = check_period(options.period or current_period(started))
         as_of = options.as_of or started
@@ -609,8 +616,7 @@ def _run(
     model = Model(inputs.scoring)
     status = run_status(inputs.sources)
     run_id = new_run_id(period, started)
-    writer = store.create_run(run_id)
-    env = os.environ if options.env is None else options.env
+    writer = RedactingRunWriter(store.create_run(run_id))
     batch = score_and_write(
         writer,
         inputs.table if inputs.table is not None else inputs.accounts,
@@ -679,7 +685,7 @@ def _run(
         output=str(output) if output is not None else None,
         run_location=writer.location,
         writeback=writeback,
-        messages=(*inputs.warnings, *messages),
+        messages=tuple(redact(m) for m in (*inputs.warnings, *messages)),
     )
 
 

@@ -59,6 +59,10 @@ TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 - a URL path, not a secret
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,120}[A-Za-z0-9])?")
 _TRANSIENT_LOGIN_STATUS = LOGIN_RETRYABLE_STATUS  # 429, 502–504: a refused SOAP login is 500
+# A login's body is never quoted: only a code of the vendor's fixed vocabulary is named
+# (OAuth "invalid_client", SOAP "INVALID_LOGIN"), never free text that could echo a secret.
+_ERROR_CODE = re.compile(r"[a-z][a-z_]{2,40}")
+_FAULT_CODE = re.compile(r"[A-Z][A-Z_]{2,60}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +215,9 @@ def _oauth(
         body = None
     if response.status_code != 200:
         reason = f"HTTP {response.status_code}"
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            reason += f" {body['error'][:60]}"
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, str) and _ERROR_CODE.fullmatch(error):
+            reason += f" {error}"
         raise _rejected(credentials, endpoint, response.status_code, reason)
     if not isinstance(body, dict) or not body.get("access_token") or not body.get("instance_url"):
         raise SourceError(SOURCE, endpoint, "token response without access_token/instance_url")
@@ -290,8 +295,8 @@ def _soap(
     text = response.text
     if response.status_code != 200:
         fault = _xml_text(text, "faultcode") or f"HTTP {response.status_code}"
-        fault = fault.split(":")[-1][:60]
-        if response.status_code == 500 and fault.isupper():  # a SOAP fault: a refused login
+        fault = fault.split(":")[-1]
+        if response.status_code == 500 and _FAULT_CODE.fullmatch(fault):  # a refused login
             raise _rejected(credentials, endpoint, response.status_code, fault)
         raise SourceError(SOURCE, endpoint, f"login failed (HTTP {response.status_code})")
     session_id, server_url = _xml_text(text, "sessionId"), _xml_text(text, "serverUrl")
