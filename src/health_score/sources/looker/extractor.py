@@ -150,7 +150,9 @@ class LookerExtractor:
         try:
             body = response.json()
         except ValueError:
-            raise SourceError(SOURCE, endpoint, "login answer is not valid JSON") from None
+            raise SourceError(
+                SOURCE, endpoint, "malformed JSON in the login answer (never quoted)"
+            ) from None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise SourceError(SOURCE, endpoint, "no access_token in the answer")
