@@ -32,6 +32,7 @@ from health_score.config import (
     ConfigError,
 )
 from health_score.envfile import load_local_env
+from health_score.logging_setup import RedactingFormatter
 from health_score.pipeline import (
     DEFAULT_OUTPUT,
     DEFAULT_RUNS_DIR,
@@ -299,9 +300,10 @@ def _log_level(args: argparse.Namespace) -> int:
 
 
 def _configure_logging(level: int) -> None:
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # Every line is redacted (tokens, credentials): a last line of defence, like the Lambda's.
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Third-party chatter stays at WARNING unless -v.
     for name in ("urllib3", "botocore", "boto3", "s3transfer"):
         logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)

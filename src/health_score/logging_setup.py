@@ -4,8 +4,9 @@
   stdout (CloudWatch Logs keeps each line as an event; Logs Insights reads the fields). Every line
   carries ``time``, ``level``, ``logger``, ``message`` and the invocation's ``request_id``; fields
   passed with ``extra={"fields": {...}}`` are added at the top level.
-- Any value in ``masked`` (the credentials of this run) is replaced by ``***`` in every line, as
-  a last line of defence: the pipeline itself never logs credentials.
+- Any value in ``masked`` (the credentials of this run) is replaced by ``[redacted]`` in every
+  line, and so is any token-like text :func:`health_score.redact.redact` finds, as a last line
+  of defence: the pipeline itself never logs credentials.
 - ``Rollbar`` reports failed and degraded runs when ``ROLLBAR_ACCESS_TOKEN`` is set; the
   ``rollbar`` package is optional and imported only then. Reports carry no local variables and
   scrub credential-named fields.
@@ -22,7 +23,20 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TextIO
 
-MASK = "***"
+from health_score.redact import REDACTED, Masker, redact
+
+__all__ = [
+    "MASK",
+    "JsonFormatter",
+    "JsonHandler",
+    "Masker",
+    "RedactingFormatter",
+    "Rollbar",
+    "configure",
+    "metrics_line",
+]
+
+MASK = REDACTED
 #: Libraries whose DEBUG records carry request and response bodies (botocore logs the body of
 #: GetSecretValue, i.e. every credential): never below INFO, whatever LOG_LEVEL says.
 QUIET_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "requests", "rollbar", "zeep")
@@ -31,22 +45,11 @@ METRICS_NAMESPACE = "HealthScoreMiddleware"
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
-class Masker:
-    """Replaces known secret values in text (longest first, so overlaps mask fully)."""
+class RedactingFormatter(logging.Formatter):
+    """A text formatter whose lines pass through :func:`health_score.redact.redact` (the CLI)."""
 
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self.values: tuple[str, ...] = ()
-        self.update(values)
-
-    def update(self, values: Iterable[str]) -> None:
-        merged = set(self.values) | {v for v in values if v}
-        self.values = tuple(sorted(merged, key=len, reverse=True))
-
-    def __call__(self, text: str) -> str:
-        for value in self.values:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,7 +73,7 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info and record.exc_info[0] is not None:
             line["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        return self.masker(json.dumps(line, default=str, ensure_ascii=False))
+        return redact(self.masker(json.dumps(line, default=str, ensure_ascii=False)))
 
 
 class JsonHandler(logging.Handler):
@@ -107,7 +110,7 @@ def configure(
     removes every other root handler — on Lambda, the runtime's own text handler, so each record
     is written once, as JSON.
     """
-    masker = Masker(masked)
+    masker = Masker(masked, mask=MASK)
     handler = JsonHandler(stream)
     handler.setFormatter(JsonFormatter(masker, static))
     root = logging.getLogger()

@@ -39,6 +39,7 @@ from health_score.config import (
 from health_score.deadline import Deadline, DeadlineExceeded
 from health_score.loaders.artifacts import (
     MANIFEST,
+    RedactingRunWriter,
     RunStore,
     RunWriter,
     StoreError,
@@ -52,6 +53,7 @@ from health_score.loaders.salesforce import LoadResult, SalesforceLoader
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
+from health_score.redact import redact, register_credentials
 from health_score.salesforce_ids import is_salesforce_id
 from health_score.scoring.composite import AccountScore, Model
 from health_score.scoring.spec import ScoringConfig
@@ -59,6 +61,7 @@ from health_score.sources.base import Extractor, SourceResult
 from health_score.sources.credentials import check_credentials, missing_credentials
 from health_score.sources.extractors import activate
 from health_score.sources.registry import (
+    CREDENTIAL_VARS,
     SOURCES,
     SourceSettings,
     credential_problems,
@@ -322,12 +325,13 @@ def _extract_all(
             return extractor.name, None, _stopped(extractor, deadline, started)
         except Exception as exc:  # a source failing as a whole is reported, not raised
             seconds = time.monotonic() - started
-            log.error("source %s failed: %s", extractor.name, exc)
+            error = redact(str(exc))  # it goes to the log, the summary and the manifest
+            log.error("source %s failed: %s", extractor.name, error)
             progress(f"{extractor.name}: FAILED after {seconds:.1f}s")
             return (
                 extractor.name,
                 None,
-                SourceReport(STATUS_FAILED, 0, extractor.requests_made, seconds, str(exc)),
+                SourceReport(STATUS_FAILED, 0, extractor.requests_made, seconds, error),
             )
         seconds = time.monotonic() - started
         for note in result.notes:
@@ -707,6 +711,9 @@ def _run(
     started = datetime.now(UTC)
     clock_started = time.monotonic()  # the run's deadline counts from here
     progress = _progress_printer(options.progress)
+    env = os.environ if options.env is None else options.env
+    # Before any vendor is called: a credential echoed back is redacted wherever it is quoted.
+    register_credentials(env, {name for names in CREDENTIAL_VARS.values() for name in names})
     try:
         period = check_period(options.period or current_period(started))
         as_of = options.as_of or started
@@ -762,7 +769,7 @@ def _record(
     as_of = options.as_of or started
     # The scoring config parsed while gathering (the same bytes the manifest hashes).
     model = Model(inputs.scoring)
-    writer = store.create_run(run_id)
+    writer = RedactingRunWriter(store.create_run(run_id))
     done["location"] = writer.location
     env = os.environ if options.env is None else options.env
     batch = score_and_write(
@@ -836,7 +843,7 @@ def _record(
         output=str(output) if output is not None else None,
         run_location=writer.location,
         writeback=writeback,
-        messages=(*inputs.warnings, *messages),
+        messages=tuple(redact(m) for m in (*inputs.warnings, *messages)),
     )
 
 

@@ -18,7 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
 
+from health_score.redact import redact
+
 MANIFEST = "manifest.json"
+#: Run files read as text, and so redacted on their way out (metrics.npz is numbers).
+TEXT_SUFFIXES = (".json", ".csv", ".log", ".txt", ".yaml", ".yml")
 
 
 class ArtifactExistsError(Exception):
@@ -121,6 +125,38 @@ def open_binary(writer: RunWriter, name: str) -> Iterator[BinaryIO]:
     buffer = io.BytesIO()
     yield buffer
     writer.write_bytes(name, buffer.getvalue())
+
+
+class RedactingRunWriter:
+    """Any store's writer, with every text file passed through :func:`~health_score.redact.redact`.
+
+    This is where secrets are kept out of the manifest, the CSVs and any log of a run, locally
+    and on S3 alike: whatever an error message or a vendor field carried, a token-like value or
+    a registered credential is ``[redacted]`` in the file. Bytes that hold no secret are written
+    unchanged (undecodable bytes round-trip).
+    """
+
+    def __init__(self, inner: RunWriter) -> None:
+        self.inner = inner
+        self.location = inner.location
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        if name.endswith(TEXT_SUFFIXES):
+            data = redact(data.decode("utf-8", "surrogateescape")).encode(
+                "utf-8", "surrogateescape"
+            )
+        self.inner.write_bytes(name, data)
+
+    @contextmanager
+    def open_binary(self, name: str) -> Iterator[BinaryIO]:
+        """A binary file streams through as is; a text one is buffered, redacted, then put."""
+        if name.endswith(TEXT_SUFFIXES):
+            buffer = io.BytesIO()
+            yield buffer
+            self.write_bytes(name, buffer.getvalue())
+            return
+        with open_binary(self.inner, name) as handle:
+            yield handle
 
 
 class StoreError(Exception):

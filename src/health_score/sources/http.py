@@ -25,6 +25,7 @@ import requests
 import stamina
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
+from health_score.redact import EXCERPT_LIMIT, excerpt
 from health_score.sources.http_policy import MAX_SERVER_DELAY, HttpPolicy, HttpSettings
 from health_score.sources.request_watch import Watch, WatchedAdapter
 
@@ -507,6 +508,7 @@ def _looks_like_auth(response: requests.Response) -> bool:
     return "REQUEST_LIMIT_EXCEEDED" not in body and "LIMIT" not in body
 
 
-def _excerpt(response: requests.Response, limit: int = 200) -> str:
-    text = " ".join(response.text.split())
-    return text[:limit] + ("…" if len(text) > limit else "")
+def _excerpt(response: requests.Response, limit: int = EXCERPT_LIMIT) -> str:
+    """The start of a body for an error message, token-like content redacted (never a login's:
+    its callers say the status and a fixed message instead)."""
+    return excerpt(response.text, limit)

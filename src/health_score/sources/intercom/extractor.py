@@ -26,6 +26,7 @@ import requests
 
 from health_score.deadline import Deadline
 from health_score.records import Account, MetricValue
+from health_score.redact import register_secret
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceClient, SourceError
 from health_score.sources.intercom.metrics import (
@@ -316,6 +317,7 @@ def from_env(
     token = (env.get("INTERCOM_API_TOKEN") or "").strip()
     if not token:
         return None
+    register_secret(token)
     base_url = (env.get(BASE_URL_VAR) or "").strip() or DEFAULT_BASE_URL
     headers = {
         "Authorization": f"Bearer {token}",

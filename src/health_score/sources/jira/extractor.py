@@ -22,6 +22,7 @@ import requests
 
 from health_score.deadline import Deadline
 from health_score.records import Account
+from health_score.redact import register_secret
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceClient, SourceError
 from health_score.sources.jira.metrics import (
@@ -81,6 +82,8 @@ class JiraExtractor:
     ) -> None:
         self.settings = settings
         basic = base64.b64encode(f"{email}:{api_token}".encode()).decode("ascii")
+        register_secret(api_token)
+        register_secret(basic)
         header = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
         self.client = SourceClient(
             NAME,

@@ -22,6 +22,7 @@ import requests
 
 from health_score.deadline import Deadline
 from health_score.records import Account
+from health_score.redact import register_secret
 from health_score.sources.base import Extractor, SourceResult
 from health_score.sources.http import AuthenticationError, SourceClient, SourceError
 from health_score.sources.looker.metrics import (
@@ -141,11 +142,23 @@ class LookerExtractor:
                     "(and that LOOKER_BASE_URL is the instance's API address)",
                     404,
                 ) from None
+            if exc.status is not None and not isinstance(exc, AuthenticationError):
+                # A login's body is never quoted (it may echo the credentials sent).
+                raise SourceError(
+                    SOURCE, exc.endpoint, f"login failed (HTTP {exc.status})", exc.status
+                ) from None
             raise
-        body = self.client.json(response)
+        endpoint = f"POST {API_PATH}/login"
+        try:
+            body = response.json()
+        except ValueError:
+            raise SourceError(
+                SOURCE, endpoint, "malformed JSON in the login answer (never quoted)"
+            ) from None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise SourceError(SOURCE, f"POST {API_PATH}/login", "no access_token in the answer")
+            raise SourceError(SOURCE, endpoint, "no access_token in the answer")
+        register_secret(token)
         expires_in = body.get("expires_in")
         lifetime = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
         log.debug("looker: logged in (token valid %.0f s)", lifetime)

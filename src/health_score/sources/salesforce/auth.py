@@ -76,6 +76,9 @@ LOGIN_FAULTS = frozenset(
         "ORG_LOCKED",
     }
 )
+# A login's body is never quoted: only a code of the vendor's fixed vocabulary is named
+# (OAuth "invalid_client", SOAP "INVALID_LOGIN"), never free text that could echo a secret.
+_ERROR_CODE = re.compile(r"[a-z][a-z_]{2,40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +242,9 @@ def _oauth(
         raise _unavailable(endpoint, response.status_code)
     if response.status_code != 200:
         reason = f"HTTP {response.status_code}"
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            reason += f" {body['error'][:60]}"
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, str) and _ERROR_CODE.fullmatch(error):
+            reason += f" {error}"
         raise _rejected(credentials, endpoint, response.status_code, reason)
     if not isinstance(body, dict) or not body.get("access_token") or not body.get("instance_url"):
         raise SourceError(SOURCE, endpoint, "token response without access_token/instance_url")
@@ -325,7 +329,7 @@ def _soap(
     text = response.text
     if response.status_code != 200:
         fault = _xml_text(text, "faultcode") or f"HTTP {response.status_code}"
-        fault = fault.split(":")[-1][:60]
+        fault = fault.split(":")[-1]
         # SOAP refuses a login with a fault in an HTTP 500; any other 500 is an outage.
         if response.status_code == 500 and fault in LOGIN_FAULTS:
             raise _rejected(credentials, endpoint, response.status_code, fault)

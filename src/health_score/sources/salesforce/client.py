@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import requests
 
+from health_score.redact import register_secret
 from health_score.sources.http import (
     AuthenticationError,
     HttpPolicy,
@@ -214,6 +215,7 @@ class SalesforceClient(SourceClient):
     # -- the session ------------------------------------------------------------------------------
 
     def _use(self, instance_url: str, session_id: str) -> None:
+        register_secret(session_id)  # issued or given, it never appears in a quoted body
         self.instance_url = instance_url.rstrip("/")
         self.session_id = session_id
         self.base_url = f"{self.instance_url}/services/data/v{self.version}"
