@@ -17,12 +17,13 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from health_score.columns import AccountTable
+from health_score.loaders.changes_output import ScoredArrays
 from health_score.loaders.explanation import (
     score_rows,
     scores_csv_from_columns,
@@ -56,6 +57,8 @@ class ScoredBatch:
     exact_accounts: int = 0  # accounts scored with the Decimal rule
     #: What the explanation file is written from (:meth:`write_explanation`).
     detail: tuple[VectorModel, AccountTable, Result, NDArray[np.bool_]] | None = None
+    #: What ``changes.csv`` is computed from, kept when the explanation is written.
+    arrays: ScoredArrays | None = None
 
     @property
     def rows(self) -> list[tuple[str, ...]]:
@@ -70,6 +73,24 @@ class ScoredBatch:
         """Write ``metrics.npz`` (once; the arrays are let go afterwards)."""
         assert self.detail is not None, "the explanation was written already"
         write_explanation(handle, *self.detail)
+        vmodel, table, result, ok = self.detail
+        keep = np.flatnonzero(ok)
+        everything = len(keep) == table.size
+
+        def pick(values: NDArray[Any]) -> NDArray[Any]:
+            return values if everything else values[keep]
+
+        self.arrays = ScoredArrays(
+            vmodel=vmodel,
+            ids=table.ids if everything else [table.ids[i] for i in keep.tolist()],
+            names=table.names if everything else [table.names[i] for i in keep.tolist()],
+            raw_text=table.raw_text if everything else table.raw_text[:, keep],
+            score=pick(result.score),
+            effective=pick(result.effective),
+            final=pick(result.final),
+            rule=pick(result.rule),
+            tier=pick(result.tier),
+        )
         self.detail = None
 
     def explanation(self) -> bytes:

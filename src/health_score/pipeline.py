@@ -47,6 +47,7 @@ from health_score.loaders.artifacts import (
     json_bytes,
     open_binary,
 )
+from health_score.loaders.changes_output import write_changes
 from health_score.loaders.csv_output import score_columns, write_bytes_atomic
 from health_score.loaders.explanation import EXPLANATION
 from health_score.loaders.salesforce import LoadResult, SalesforceLoader
@@ -782,6 +783,17 @@ def _record(
     scores = batch.scores_csv(score_columns(model.config))
     batch.columns = []  # the bytes are all that is needed from here on
     write_run_files(writer, inputs, scores, model)
+    # changes.csv against the previous ok run (a failed run's scores are not compared).
+    compared = None
+    if status != STATUS_FAILED and batch.arrays is not None:
+        compared = write_changes(
+            writer,
+            store,
+            batch.arrays,
+            period=period,
+            run_id=run_id,
+            started_at=started.isoformat(),
+        )
     # The current results (--output) are replaced only by a run one may act on; a failed or
     # degraded run keeps its scores in its own folder.
     output: Path | None = None
@@ -825,6 +837,7 @@ def _record(
         "config_sha256": inputs.config_sha256,
         "code_version": __version__,
         "as_of": as_of.isoformat(),
+        "compared_with": compared.as_dict() if compared is not None else None,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "exit_code": exit_code,

@@ -164,6 +164,8 @@ def test_one_source_down_degrades_the_run_and_keeps_the_others(
         f"{current} was not replaced because the run is degraded" in m for m in summary.messages
     )
     assert (Path(summary.run_location or "") / "scores.csv").is_file()
+    # A degraded run still says what changed (here: against no earlier ok run).
+    assert (Path(summary.run_location or "") / "changes.csv").is_file()
 
 
 def test_a_look_reaching_its_row_limit_degrades_the_run_and_names_the_look(
@@ -245,6 +247,9 @@ def test_every_source_down_fails_the_run(
     assert summary.status == "failed"
     assert summary.exit_code == 1
     assert manifest_of(summary)["status"] == "failed"
+    # A failed run's scores are not compared with anything.
+    assert manifest_of(summary)["compared_with"] is None
+    assert not (Path(summary.run_location or "") / "changes.csv").exists()
 
 
 def test_rerunning_a_period_updates_instead_of_duplicating(

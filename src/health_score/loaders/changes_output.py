@@ -1,0 +1,455 @@
+"""``changes.csv``: each account's change since the previous ``ok`` run, split into its parts.
+
+The previous run is found in the same runs folder (local or S3): the latest ``ok`` run of the
+latest earlier period; if no earlier period has one, the latest ``ok`` run of the same period
+that started before this one. Its side is read from its ``metrics.npz``, ``scores.csv`` and
+``config/``; this run's from the batch in memory. The arithmetic is
+:mod:`health_score.scoring.changes`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from health_score.config import (
+    THRESHOLDS_FILE,
+    WEIGHTS_FILE,
+    ConfigError,
+    ConfigFiles,
+    scoring_from,
+)
+from health_score.csvsafe import unescape_cell
+from health_score.loaders.artifacts import MANIFEST, LocalRunStore, RunStore, RunWriter
+from health_score.loaders.explanation import EXPLANATION, load_explanation, scores_csv_from_columns
+from health_score.loaders.s3_store import S3RunStore
+from health_score.scoring.changes import (
+    APPEARED,
+    COMPARED,
+    LOST_SCORE,
+    PART_UNIT,
+    SCORE_UNIT,
+    Attribution,
+    Side,
+    attribute,
+    pattern_weights,
+    weights_signature,
+)
+from health_score.scoring.composite import Model
+from health_score.scoring.vector import VectorModel
+
+log = logging.getLogger(__name__)
+
+CHANGES = "changes.csv"
+CHANGE_COLUMNS = (
+    "account_id",
+    "account_name",
+    "previous_final",
+    "final",
+    "change",
+    "previous_tier",
+    "tier",
+    "part",
+    "dimension",
+    "raw_before",
+    "raw_after",
+    "points_change",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredArrays:
+    """A scored run's accounts (those scored without failure), as the explanation holds them."""
+
+    vmodel: VectorModel
+    ids: list[str]
+    names: list[str]
+    raw_text: NDArray[np.bytes_]  # metrics × accounts
+    score: NDArray[np.signedinteger[Any]]  # accounts × slots, ×10⁴, -1 = none
+    effective: NDArray[np.signedinteger[Any]]  # ×10⁸
+    final: NDArray[np.int64]  # published ×10, -1 = none
+    rule: NDArray[np.int64]  # matched cap rule, -1 = none
+    tier: NDArray[np.int64]  # index into config.tier_labels
+
+
+class ChangesError(Exception):
+    """The previous run's files cannot be compared with; the message names the run and file."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the runs folder
+
+
+class _Runs:
+    """Reading the run folders of a store (local folder or S3 prefix)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def run_ids(self) -> list[str]:
+        store = self.store
+        if isinstance(store, LocalRunStore):
+            if not store.base.is_dir():
+                return []
+            return sorted(
+                p.name
+                for p in store.base.iterdir()
+                if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+            )
+        if isinstance(store, S3RunStore):
+            names: list[str] = []
+            paginator = store.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=store.bucket, Prefix=store.prefix, Delimiter="/"):
+                for entry in page.get("CommonPrefixes", []):
+                    name = str(entry["Prefix"])[len(store.prefix) :].strip("/")
+                    if name:
+                        names.append(name)
+            return sorted(names)
+        return []  # a store that cannot be listed (a test double): nothing to compare with
+
+    def read(self, run_id: str, name: str) -> bytes | None:
+        store = self.store
+        if isinstance(store, LocalRunStore):
+            path = Path(store.base, run_id, name)
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                return None
+        if isinstance(store, S3RunStore):
+            from botocore.exceptions import ClientError
+
+            key = f"{store.prefix}{run_id}/{name}"
+            try:
+                response = store.client.get_object(Bucket=store.bucket, Key=key)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in {"NoSuchKey", "404", "NotFound"}:
+                    return None
+                raise ChangesError(f"cannot read s3://{store.bucket}/{key}: {code}") from None
+            body: bytes = response["Body"].read()
+            return body
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousRun:
+    run_id: str
+    period: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "period": self.period}
+
+
+def previous_ok_run(
+    runs: Sequence[tuple[str, dict[str, Any]]], period: str, started_at: str, run_id: str
+) -> PreviousRun | None:
+    """The run to compare with, from ``(run_id, manifest)`` pairs: the latest ``ok`` run of the
+    latest earlier period, else the latest ``ok`` run of ``period`` started before this one."""
+    candidates = [
+        (str(m.get("period", "")), str(m.get("started_at", "")), rid)
+        for rid, m in runs
+        if rid != run_id and m.get("status") == "ok"
+    ]
+    earlier = [c for c in candidates if c[0] < period]
+    same = [c for c in candidates if c[0] == period and c[1] < started_at]
+    chosen = max(earlier) if earlier else (max(same) if same else None)
+    return None if chosen is None else PreviousRun(chosen[2], chosen[0])
+
+
+def find_previous(store: RunStore, period: str, started_at: str, run_id: str) -> PreviousRun | None:
+    reader = _Runs(store)
+    runs: list[tuple[str, dict[str, Any]]] = []
+    for rid in reader.run_ids():
+        if rid == run_id:
+            continue
+        data = reader.read(rid, MANIFEST)
+        if data is None:
+            continue  # a partial run (still running or stopped half-way)
+        try:
+            manifest = json.loads(data)
+        except ValueError:
+            log.warning("run %s: %s is not JSON; not compared with", rid, MANIFEST)
+            continue
+        if isinstance(manifest, dict):
+            runs.append((rid, manifest))
+    return previous_ok_run(runs, period, started_at, run_id)
+
+
+# --------------------------------------------------------------------------------------------
+# The two sides
+
+
+@dataclass(frozen=True, slots=True)
+class _Previous:
+    ids: list[str]
+    names: list[str]
+    tiers: list[str]
+    final: NDArray[np.int64]  # ×10
+    cap: NDArray[np.int64]  # ×10⁴
+    slots: list[tuple[str, str]]
+    score: NDArray[np.int64]
+    effective: NDArray[np.int64]
+    raw_value: NDArray[np.bytes_]  # metrics × accounts
+    slot_metric: list[int]  # slot → row of raw_value
+    model: Model | None
+
+
+def _tenths(text: str) -> int:
+    return -1 if text == "" else int(Decimal(text) * 10)
+
+
+def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
+    reader = _Runs(store)
+
+    def need(name: str) -> bytes:
+        data = reader.read(run.run_id, name)
+        if data is None:
+            raise ChangesError(f"run {run.run_id}: {name} is missing")
+        return data
+
+    try:
+        arrays = load_explanation(need(EXPLANATION))
+    except ValueError as exc:
+        raise ChangesError(f"run {run.run_id}: {EXPLANATION}: {exc}") from None
+    rows = list(csv.DictReader(io.StringIO(need("scores.csv").decode("utf-8"))))
+    by_id = {unescape_cell(r.get("account_id", "")): r for r in rows}
+    ids = [str(i) for i in arrays["account_id"].tolist()]
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ChangesError(f"run {run.run_id}: scores.csv lacks account {missing[0]!r}")
+    try:
+        final = np.array([_tenths(by_id[i]["final_score"]) for i in ids], dtype=np.int64)
+        cap = np.array(
+            [
+                -1
+                if not (c := by_id[i].get("qualitative_override") or "")
+                else int((Decimal(c) * SCORE_UNIT).to_integral_value())
+                for i in ids
+            ],
+            dtype=np.int64,
+        )
+    except (KeyError, ArithmeticError) as exc:
+        raise ChangesError(
+            f"run {run.run_id}: scores.csv: expected final_score and qualitative_override "
+            f"numbers ({type(exc).__name__}: {exc})"
+        ) from None
+    files = {
+        name: data
+        for name in (WEIGHTS_FILE, THRESHOLDS_FILE)
+        if (data := reader.read(run.run_id, f"config/{name}")) is not None
+    }
+    model: Model | None = None
+    if len(files) == 2:
+        try:
+            model = Model(scoring_from(ConfigFiles(Path("config"), tuple(files), files)))
+        except ConfigError:
+            log.warning("run %s: its config cannot be read; weights are taken as unchanged", run)
+    return _Previous(
+        ids=ids,
+        names=[unescape_cell(by_id[i].get("account_name", "")) for i in ids],
+        tiers=[unescape_cell(by_id[i].get("health_tier", "")) for i in ids],
+        final=final,
+        cap=cap,
+        slots=list(zip(arrays["dimension"].tolist(), arrays["metric"].tolist(), strict=True)),
+        score=arrays["normalised_score"].astype(np.int64),
+        effective=arrays["effective_weight"].astype(np.int64),
+        raw_value=arrays["raw_value"],
+        slot_metric=[int(x) for x in arrays["slot_metric"].tolist()],
+        model=model,
+    )
+
+
+def _fixed(value: int, places: int) -> str:
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**places)
+    return f"{sign}{whole}.{frac:0{places}d}"
+
+
+def write_changes(
+    writer: RunWriter,
+    store: RunStore,
+    current: ScoredArrays,
+    *,
+    period: str,
+    run_id: str,
+    started_at: str,
+) -> PreviousRun | None:
+    """Write ``changes.csv`` against the previous ok run; returns that run (None: none found,
+    and every scored account is ``appeared``)."""
+    previous = find_previous(store, period, started_at, run_id)
+    before = _read_previous(store, previous) if previous is not None else None
+    writer.write_bytes(CHANGES, changes_csv(current, before))
+    return previous
+
+
+def changes_csv(current: ScoredArrays, before: _Previous | None) -> bytes:
+    model = current.vmodel.model
+    slots = [(d.name, m.name) for d in model.dimensions for m in d.metrics]
+    old_slots = before.slots if before is not None else []
+    union = slots + [s for s in old_slots if s not in set(slots)]
+    position = {s: i for i, s in enumerate(union)}
+    k = len(union)
+    n_cur = len(current.ids)
+    old_ids = before.ids if before is not None else []
+    old_index = {a: i for i, a in enumerate(old_ids)}
+    gone = [i for i, a in enumerate(old_ids) if a not in set(current.ids)]
+    n = n_cur + len(gone)
+
+    score1 = np.full((n, k), -1, dtype=np.int64)
+    eff1 = np.zeros((n, k), dtype=np.int64)
+    score1[:n_cur, : len(slots)] = current.score
+    eff1[:n_cur, : len(slots)] = current.effective
+    rules = model.config.cap_rules
+    cap_values = np.array([int(r.value * SCORE_UNIT) for r in rules] + [-1], dtype=np.int64)
+    cap1 = np.full(n, -1, dtype=np.int64)
+    cap1[:n_cur] = cap_values[current.rule]
+    final1 = np.full(n, -1, dtype=np.int64)
+    final1[:n_cur] = current.final
+
+    score0 = np.full((n, k), -1, dtype=np.int64)
+    eff0 = np.zeros((n, k), dtype=np.int64)
+    cap0 = np.full(n, -1, dtype=np.int64)
+    final0 = np.full(n, -1, dtype=np.int64)
+    # row in `before` of each aligned account (-1: not in the previous run)
+    source = (
+        np.array([old_index.get(a, -1) for a in current.ids] + gone, dtype=np.intp)
+        if n
+        else np.zeros(0, dtype=np.intp)
+    )
+    cross = None
+    if before is not None:
+        there = np.flatnonzero(source >= 0)
+        rows = source[there]
+        columns = np.array([position[s] for s in old_slots], dtype=np.intp)
+        score0[np.ix_(there, columns)] = before.score[rows]
+        eff0[np.ix_(there, columns)] = before.effective[rows]
+        cap0[there] = before.cap[rows]
+        final0[there] = before.final[rows]
+        if before.model is not None and weights_signature(before.model) != weights_signature(model):
+            new_slots: list[int | None] = [position[s] for s in slots]
+            old_model_slots: list[int | None] = [
+                position.get((d.name, m.name)) for d in before.model.dimensions for m in d.metrics
+            ]
+            cross = (
+                pattern_weights(model, new_slots, score0 >= 0),
+                pattern_weights(before.model, old_model_slots, score1 >= 0),
+            )
+    result = attribute(Side(score0, eff0, cap0, final0), Side(score1, eff1, cap1, final1), cross)
+    return _rows(current, before, union, source, n_cur, result)
+
+
+def _rows(
+    current: ScoredArrays,
+    before: _Previous | None,
+    union: list[tuple[str, str]],
+    source: NDArray[np.intp],
+    n_cur: int,
+    result: Attribution,
+) -> bytes:
+    model = current.vmodel.model
+    labels = model.config.tier_labels
+    column_of = current.vmodel.slot_column
+    n_slots = len(column_of)
+    columns: list[list[str]] = [[] for _ in CHANGE_COLUMNS]
+    (
+        c_id,
+        c_name,
+        c_prev,
+        c_final,
+        c_change,
+        c_prev_tier,
+        c_tier,
+        c_part,
+        c_dim,
+        c_before,
+        c_after,
+        c_points,
+    ) = columns
+    kinds = result.kind.tolist()
+    changes = result.change.tolist()
+    metric = result.metric
+    changed = np.flatnonzero((metric != 0).any(axis=1)).tolist() if metric.size else []
+    changed_set = set(changed)
+    weights, coverage = result.weights.tolist(), result.coverage.tolist()
+    caps, rounding = result.cap.tolist(), result.rounding.tolist()
+    final_cur = current.final.tolist()
+    tiers_cur = current.tier.tolist()
+    src = source.tolist()
+    old_position = {s: i for i, s in enumerate(before.slots)} if before is not None else {}
+
+    for i, kind in enumerate(kinds):
+        j = src[i]
+        if i < n_cur:
+            account_id, name = current.ids[i], current.names[i]
+            final_text = "" if final_cur[i] < 0 else _fixed(final_cur[i], 1)
+            tier = labels[tiers_cur[i]]
+        else:
+            assert before is not None
+            account_id, name = before.ids[j], before.names[j]
+            final_text, tier = "", ""
+        if j >= 0 and before is not None:
+            previous_final = before.final[j]
+            prev_text = "" if previous_final < 0 else _fixed(int(previous_final), 1)
+            prev_tier = before.tiers[j]
+        else:
+            prev_text, prev_tier = "", ""
+        # The change is a difference of published (one-decimal) scores.
+        scored = kind in (COMPARED, APPEARED, LOST_SCORE)
+        change_text = _fixed(changes[i] // (PART_UNIT // 10), 1) if scored else ""
+        parts: list[tuple[str, str, str, str, int]] = []
+        if kind == APPEARED:
+            parts.append(("appeared", "", "", "", changes[i]))
+        elif kind == LOST_SCORE:
+            parts.append(("lost_score", "", "", "", changes[i]))
+        elif kind == COMPARED:
+            if i in changed_set:
+                for slot in np.flatnonzero(metric[i]).tolist():
+                    dim, metric_name = union[slot]
+                    old_slot = old_position.get(union[slot])
+                    raw_before = (
+                        before.raw_value[before.slot_metric[old_slot], j].decode("utf-8")
+                        if before is not None and old_slot is not None and j >= 0
+                        else ""
+                    )
+                    raw_after = (
+                        current.raw_text[column_of[slot], i].decode("utf-8")
+                        if slot < n_slots and i < n_cur
+                        else ""
+                    )
+                    parts.append((metric_name, dim, raw_before, raw_after, int(metric[i, slot])))
+            for part, value in (
+                ("weights", weights[i]),
+                ("coverage", coverage[i]),
+                ("cap", caps[i]),
+                ("rounding", rounding[i]),
+            ):
+                if value:
+                    parts.append((part, "", "", "", value))
+            if not parts:
+                parts.append(("unchanged", "", "", "", 0))
+        else:
+            parts.append(("unscored", "", "", "", 0))
+        for part, dim, raw_before, raw_after, value in parts:
+            c_id.append(account_id)
+            c_name.append(name)
+            c_prev.append(prev_text)
+            c_final.append(final_text)
+            c_change.append(change_text)
+            c_prev_tier.append(prev_tier)
+            c_tier.append(tier)
+            c_part.append(part)
+            c_dim.append(dim)
+            c_before.append(raw_before)
+            c_after.append(raw_after)
+            c_points.append(_fixed(value, 4) if part != "unscored" else "")
+    return scores_csv_from_columns(CHANGE_COLUMNS, columns)
