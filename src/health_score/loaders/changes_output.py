@@ -29,9 +29,10 @@ from health_score.config import (
     ConfigFiles,
     scoring_from,
 )
-from health_score.csvsafe import unescape_cell
+from health_score.csvsafe import safe_cell, unescape_cell
 from health_score.loaders.artifacts import MANIFEST, LocalRunStore, RunStore, RunWriter
-from health_score.loaders.explanation import EXPLANATION, load_explanation, scores_csv_from_columns
+from health_score.loaders.csv_output import csv_cell
+from health_score.loaders.explanation import EXPLANATION, load_explanation
 from health_score.loaders.s3_store import S3RunStore
 from health_score.scoring.changes import (
     APPEARED,
@@ -296,13 +297,15 @@ def changes_csv(current: ScoredArrays, before: _Previous | None) -> bytes:
     model = current.vmodel.model
     slots = [(d.name, m.name) for d in model.dimensions for m in d.metrics]
     old_slots = before.slots if before is not None else []
-    union = slots + [s for s in old_slots if s not in set(slots)]
+    known = set(slots)
+    union = slots + [s for s in old_slots if s not in known]
     position = {s: i for i, s in enumerate(union)}
     k = len(union)
     n_cur = len(current.ids)
     old_ids = before.ids if before is not None else []
     old_index = {a: i for i, a in enumerate(old_ids)}
-    gone = [i for i, a in enumerate(old_ids) if a not in set(current.ids)]
+    current_ids = set(current.ids)
+    gone = [i for i, a in enumerate(old_ids) if a not in current_ids]
     n = n_cur + len(gone)
 
     score1 = np.full((n, k), -1, dtype=np.int64)
@@ -348,6 +351,25 @@ def changes_csv(current: ScoredArrays, before: _Previous | None) -> bytes:
     return _rows(current, before, union, source, n_cur, result)
 
 
+def _cell(text: str) -> str:
+    """A text cell for people: guarded against formula injection, quoted when it must be."""
+    return csv_cell(safe_cell(text))
+
+
+def _texts(values: NDArray[np.bytes_]) -> list[str]:
+    """Raw value texts (numbers as written: ASCII, decoded in one go where they are)."""
+    try:
+        decoded: list[str] = values.astype(np.str_).tolist()
+    except UnicodeDecodeError:
+        decoded = [v.decode("utf-8") for v in values.tolist()]
+    return decoded
+
+
+def _points(values: NDArray[np.int64]) -> list[str]:
+    """10⁻⁴ points as text with 4 decimals (exact: |v| is far below 2⁵³)."""
+    return [f"{v:.4f}" for v in (values / PART_UNIT).tolist()]
+
+
 def _rows(
     current: ScoredArrays,
     before: _Previous | None,
@@ -356,37 +378,14 @@ def _rows(
     n_cur: int,
     result: Attribution,
 ) -> bytes:
-    model = current.vmodel.model
-    labels = model.config.tier_labels
-    column_of = current.vmodel.slot_column
-    n_slots = len(column_of)
-    columns: list[list[str]] = [[] for _ in CHANGE_COLUMNS]
-    (
-        c_id,
-        c_name,
-        c_prev,
-        c_final,
-        c_change,
-        c_prev_tier,
-        c_tier,
-        c_part,
-        c_dim,
-        c_before,
-        c_after,
-        c_points,
-    ) = columns
+    """The CSV: each account's rows (its non-zero parts, metric by metric first), in account
+    order. Built line by line as text: at 100,000 accounts it has millions of rows."""
+    labels = [_cell(label) for label in current.vmodel.model.config.tier_labels]
     kinds = result.kind.tolist()
-    changes = result.change.tolist()
-    metric = result.metric
-    changed = np.flatnonzero((metric != 0).any(axis=1)).tolist() if metric.size else []
-    changed_set = set(changed)
-    weights, coverage = result.weights.tolist(), result.coverage.tolist()
-    caps, rounding = result.cap.tolist(), result.rounding.tolist()
+    src = source.tolist()
     final_cur = current.final.tolist()
     tiers_cur = current.tier.tolist()
-    src = source.tolist()
-    old_position = {s: i for i, s in enumerate(before.slots)} if before is not None else {}
-
+    prefixes: list[str] = []
     for i, kind in enumerate(kinds):
         j = src[i]
         if i < n_cur:
@@ -398,58 +397,79 @@ def _rows(
             account_id, name = before.ids[j], before.names[j]
             final_text, tier = "", ""
         if j >= 0 and before is not None:
-            previous_final = before.final[j]
-            prev_text = "" if previous_final < 0 else _fixed(int(previous_final), 1)
-            prev_tier = before.tiers[j]
+            previous_final = int(before.final[j])
+            prev_text = "" if previous_final < 0 else _fixed(previous_final, 1)
+            prev_tier = _cell(before.tiers[j])
         else:
             prev_text, prev_tier = "", ""
         # The change is a difference of published (one-decimal) scores.
         scored = kind in (COMPARED, APPEARED, LOST_SCORE)
-        change_text = _fixed(changes[i] // (PART_UNIT // 10), 1) if scored else ""
-        parts: list[tuple[str, str, str, str, int]] = []
+        change_text = _fixed(int(result.change[i]) // (PART_UNIT // 10), 1) if scored else ""
+        prefixes.append(
+            f"{_cell(account_id)},{_cell(name)},{prev_text},{final_text},{change_text},"
+            f"{prev_tier},{tier}"
+        )
+
+    # Metric rows: only where both runs scored the metric (else its part is 0), so both runs
+    # hold its raw value.
+    accounts, slots = np.nonzero(result.metric)
+    slot_texts = [f"{_cell(metric)},{_cell(dim)}" for dim, metric in union]
+    metric_lines: list[str] = []
+    if accounts.size:
+        assert before is not None
+        old_position = {s: i for i, s in enumerate(before.slots)}
+        old_slot = np.array([old_position.get(s, -1) for s in union], dtype=np.intp)
+        old_metric = np.array(before.slot_metric, dtype=np.intp)
+        column_of = np.array(current.vmodel.slot_column, dtype=np.intp)
+        raw_before = _texts(before.raw_value[old_metric[old_slot[slots]], source[accounts]])
+        raw_after = _texts(current.raw_text[column_of[slots], accounts])
+        metric_lines = [
+            f"{prefixes[a]},{slot_texts[k]},{b},{r},{p}\n"
+            for a, k, b, r, p in zip(
+                accounts.tolist(),
+                slots.tolist(),
+                raw_before,
+                raw_after,
+                _points(result.metric[accounts, slots]),
+                strict=True,
+            )
+        ]
+    starts = np.searchsorted(accounts, np.arange(len(kinds) + 1)).tolist()
+
+    totals = {
+        "weights": _points(result.weights),
+        "coverage": _points(result.coverage),
+        "cap": _points(result.cap),
+        "rounding": _points(result.rounding),
+    }
+    nonzero = {
+        name: (values != 0).tolist()
+        for name, values in (
+            ("weights", result.weights),
+            ("coverage", result.coverage),
+            ("cap", result.cap),
+            ("rounding", result.rounding),
+        )
+    }
+    change_points = _points(result.change)
+    out: list[str] = [",".join(CHANGE_COLUMNS) + "\n"]
+    for i, kind in enumerate(kinds):
+        prefix = prefixes[i]
         if kind == APPEARED:
-            parts.append(("appeared", "", "", "", changes[i]))
+            out.append(f"{prefix},appeared,,,,{change_points[i]}\n")
         elif kind == LOST_SCORE:
-            parts.append(("lost_score", "", "", "", changes[i]))
+            out.append(f"{prefix},lost_score,,,,{change_points[i]}\n")
         elif kind == COMPARED:
-            if i in changed_set:
-                for slot in np.flatnonzero(metric[i]).tolist():
-                    dim, metric_name = union[slot]
-                    old_slot = old_position.get(union[slot])
-                    raw_before = (
-                        before.raw_value[before.slot_metric[old_slot], j].decode("utf-8")
-                        if before is not None and old_slot is not None and j >= 0
-                        else ""
-                    )
-                    raw_after = (
-                        current.raw_text[column_of[slot], i].decode("utf-8")
-                        if slot < n_slots and i < n_cur
-                        else ""
-                    )
-                    parts.append((metric_name, dim, raw_before, raw_after, int(metric[i, slot])))
-            for part, value in (
-                ("weights", weights[i]),
-                ("coverage", coverage[i]),
-                ("cap", caps[i]),
-                ("rounding", rounding[i]),
-            ):
-                if value:
-                    parts.append((part, "", "", "", value))
-            if not parts:
-                parts.append(("unchanged", "", "", "", 0))
+            first, last = starts[i], starts[i + 1]
+            out.extend(metric_lines[first:last])
+            rest = [
+                f"{prefix},{part},,,,{totals[part][i]}\n"
+                for part in ("weights", "coverage", "cap", "rounding")
+                if nonzero[part][i]
+            ]
+            out.extend(rest)
+            if first == last and not rest:
+                out.append(f"{prefix},unchanged,,,,0.0000\n")
         else:
-            parts.append(("unscored", "", "", "", 0))
-        for part, dim, raw_before, raw_after, value in parts:
-            c_id.append(account_id)
-            c_name.append(name)
-            c_prev.append(prev_text)
-            c_final.append(final_text)
-            c_change.append(change_text)
-            c_prev_tier.append(prev_tier)
-            c_tier.append(tier)
-            c_part.append(part)
-            c_dim.append(dim)
-            c_before.append(raw_before)
-            c_after.append(raw_after)
-            c_points.append(_fixed(value, 4) if part != "unscored" else "")
-    return scores_csv_from_columns(CHANGE_COLUMNS, columns)
+            out.append(f"{prefix},unscored,,,,\n")
+    return "".join(out).encode("utf-8")
