@@ -74,8 +74,15 @@ _SCHEME = re.compile(
     r"(?=[A-Za-z]*[0-9+/=._~-])([A-Za-z0-9+/=._~-]{8,})"
 )
 #: What a text must contain (case-folded) for ``_KEYED`` to match anything.
-_KEYED_WORDS = ("access_token", "id_token", "refresh_token", "sessionid", "session_id")
-_KEYED_WORDS += ("client_secret", "password")
+_KEYED_WORDS: tuple[str, ...] = (
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "sessionid",
+    "session_id",
+    "client_secret",
+    "password",
+)
 _SOAP_SESSION = re.compile(r"(<(?:\w+:)?sessionId>)(?!\[redacted\])[^<]+", re.IGNORECASE)
 
 
