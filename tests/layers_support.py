@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.rawfile",
             "health_score.columns",
             "health_score.secrets",
+            "health_score.redact",
             "health_score.envfile",
             "health_score.logging_setup",
         ),

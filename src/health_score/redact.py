@@ -60,6 +60,8 @@ _KEYED = re.compile(
 )
 _AUTHORIZATION = re.compile(
     rf"(?<![A-Za-z0-9])(authorization{_SEPARATOR})"
+    # Already redacted (with or without its scheme): left alone, so redacting twice is a no-op.
+    r"(?!(?:(?:bearer|basic|token|digest|negotiate|oauth)\s+)?\[redacted\])"
     r"((?:bearer|basic|token|digest|negotiate|oauth)\s+)?"
     rf"({_VALUE})",
     re.IGNORECASE,
@@ -70,6 +72,16 @@ _AUTHORIZATION = re.compile(
 _SCHEME = re.compile(
     r"(?<![A-Za-z0-9])((?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+)"
     r"(?=[A-Za-z]*[0-9+/=._~-])([A-Za-z0-9+/=._~-]{8,})"
+)
+#: What a text must contain (case-folded) for ``_KEYED`` to match anything.
+_KEYED_WORDS: tuple[str, ...] = (
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "sessionid",
+    "session_id",
+    "client_secret",
+    "password",
 )
 _SOAP_SESSION = re.compile(r"(<(?:\w+:)?sessionId>)(?!\[redacted\])[^<]+", re.IGNORECASE)
 
@@ -122,10 +134,18 @@ def register_credentials(env: Mapping[str, str], names: Iterable[str] = ()) -> N
 def redact(text: str) -> str:
     """``text`` with every registered secret and token-like value replaced by ``[redacted]``."""
     text = _values(text)
-    text = _KEYED.sub(rf"\1\2{REDACTED}", text)
-    text = _AUTHORIZATION.sub(rf"\1\2{REDACTED}", text)
-    text = _SCHEME.sub(rf"\1{REDACTED}", text)
-    return _SOAP_SESSION.sub(rf"\1{REDACTED}", text)
+    # Each pattern needs its keyword: one case-folded copy tells which can match at all, so a
+    # large CSV without any (the usual case) costs a scan, not four regex passes.
+    lowered = text.lower()
+    if any(key in lowered for key in _KEYED_WORDS):
+        text = _KEYED.sub(rf"\1\2{REDACTED}", text)
+    if "authorization" in lowered:
+        text = _AUTHORIZATION.sub(rf"\1\2{REDACTED}", text)
+    if "bearer" in lowered or "basic" in lowered:
+        text = _SCHEME.sub(rf"\1{REDACTED}", text)
+    if "sessionid" in lowered:
+        text = _SOAP_SESSION.sub(rf"\1{REDACTED}", text)
+    return text
 
 
 def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
