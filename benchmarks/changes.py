@@ -1,8 +1,10 @@
 """Benchmark: the cost of ``changes.csv`` in a 10,000- and a 100,000-account ``--from-raw`` run.
 
-For each size, two raw files are generated (not timed) with the scoring benchmark's generator and
-different seeds, so every account's metrics differ between the months (the worst case: every
-account has a part per metric). Then, alternately ``--repeat`` times, as subprocesses:
+For each size, a first month is generated (not timed) with the scoring benchmark's generator,
+and two second months: *typical* (the first with 20 % of the metric values moved by up to ±10 %,
+1 % of the accounts gone and 1 % new) and *worst* (generated with another seed: every metric of
+every account differs, so each account has a part per metric). Then, for each second month,
+alternately ``--repeat`` times, as subprocesses:
 
 - *alone*: the second month's run into an empty runs folder (no previous run: each account is
   one ``appeared`` row), i.e. scoring with all its run files;
@@ -18,6 +20,8 @@ and row count of ``changes.csv``. Target at 100,000 accounts: compared ≤ 1.5 �
 from __future__ import annotations
 
 import argparse
+import csv
+import random
 import shutil
 import sys
 import tempfile
@@ -49,10 +53,41 @@ def run(raw: Path, runs: Path, period: str, out: Path) -> Timing:
     )
 
 
+def typical_month(first: Path, second: Path, seed: int = 3) -> None:
+    """``first`` with 20 % of the values moved by up to ±10 %, 1 % of accounts gone, 1 % new."""
+    rng = random.Random(seed)
+    with first.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], rows[1:]
+    metrics = range(3, len(header) - 4)
+    out = []
+    for index, row in enumerate(body):
+        if rng.random() < 0.01:
+            continue
+        row = list(row)
+        for j in metrics:
+            if row[j] and rng.random() < 0.2:
+                row[j] = f"{float(row[j]) * rng.uniform(0.9, 1.1):.2f}"
+        out.append(row)
+        if rng.random() < 0.01:
+            out.append([f"001New{index:010d}", *row[1:]])
+    with second.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([header, *out])
+
+
 def bench(accounts: int, repeat: int, tmp: Path) -> None:
-    september, october = tmp / f"sep-{accounts}.csv", tmp / f"oct-{accounts}.csv"
+    september = tmp / f"sep-{accounts}.csv"
     generate(september, accounts, seed=1)
-    generate(october, accounts, seed=2)
+    typical, worst = tmp / f"typical-{accounts}.csv", tmp / f"worst-{accounts}.csv"
+    typical_month(september, typical)
+    generate(worst, accounts, seed=2)
+    for label, october in (("typical month", typical), ("every account changed", worst)):
+        compare(accounts, label, september, october, repeat, tmp)
+
+
+def compare(
+    accounts: int, label: str, september: Path, october: Path, repeat: int, tmp: Path
+) -> None:
     alone: list[Timing] = []
     compared: list[Timing] = []
     rows = size = 0
@@ -73,7 +108,7 @@ def bench(accounts: int, repeat: int, tmp: Path) -> None:
     c = min(t.wall for t in compared)
     a_cpu = min(t.cpu for t in alone)
     c_cpu = min(t.cpu for t in compared)
-    print(f"{accounts:,} accounts (every account changed):")
+    print(f"{accounts:,} accounts ({label}):")
     print(
         f"  alone    {a:6.2f}s wall, {a_cpu:.2f} CPU s; all: "
         + ", ".join(f"{t.wall:.2f}" for t in alone)

@@ -83,6 +83,9 @@ class ScoredArrays:
     tier: NDArray[np.int64]  # index into config.tier_labels
 
 
+SCORE_FIELDS = ("account_id", "account_name", "final_score", "health_tier", "qualitative_override")
+
+
 class ChangesError(Exception):
     """The previous run's files cannot be compared with; the message names the run and file."""
 
@@ -206,7 +209,13 @@ class _Previous:
 
 
 def _tenths(text: str) -> int:
-    return -1 if text == "" else int(Decimal(text) * 10)
+    """A published one-decimal score ×10 (−1 = none)."""
+    if text == "":
+        return -1
+    whole, dot, tenth = text.partition(".")
+    if dot and len(tenth) == 1 and whole.isdigit() and tenth.isdigit():
+        return int(whole) * 10 + int(tenth)
+    return int(Decimal(text) * 10)  # raises for a text that is no number
 
 
 def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
@@ -222,24 +231,32 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
         arrays = load_explanation(need(EXPLANATION))
     except ValueError as exc:
         raise ChangesError(f"run {run.run_id}: {EXPLANATION}: {exc}") from None
-    rows = list(csv.DictReader(io.StringIO(need("scores.csv").decode("utf-8"))))
-    by_id = {unescape_cell(r.get("account_id", "")): r for r in rows}
+    reader_rows = csv.reader(io.StringIO(need("scores.csv").decode("utf-8")))
+    header = next(reader_rows, [])
+    try:
+        at = {name: header.index(name) for name in SCORE_FIELDS}
+    except ValueError:
+        raise ChangesError(
+            f"run {run.run_id}: scores.csv: expected the columns {', '.join(SCORE_FIELDS)}"
+        ) from None
+    by_id = {unescape_cell(r[at["account_id"]]): r for r in reader_rows if len(r) == len(header)}
     ids = [str(i) for i in arrays["account_id"].tolist()]
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise ChangesError(f"run {run.run_id}: scores.csv lacks account {missing[0]!r}")
+    rows = [by_id[i] for i in ids]
     try:
-        final = np.array([_tenths(by_id[i]["final_score"]) for i in ids], dtype=np.int64)
+        final = np.array([_tenths(r[at["final_score"]]) for r in rows], dtype=np.int64)
         cap = np.array(
             [
                 -1
-                if not (c := by_id[i].get("qualitative_override") or "")
+                if not (c := r[at["qualitative_override"]])
                 else int((Decimal(c) * SCORE_UNIT).to_integral_value())
-                for i in ids
+                for r in rows
             ],
             dtype=np.int64,
         )
-    except (KeyError, ArithmeticError) as exc:
+    except (ValueError, ArithmeticError) as exc:
         raise ChangesError(
             f"run {run.run_id}: scores.csv: expected final_score and qualitative_override "
             f"numbers ({type(exc).__name__}: {exc})"
@@ -257,8 +274,8 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
             log.warning("run %s: its config cannot be read; weights are taken as unchanged", run)
     return _Previous(
         ids=ids,
-        names=[unescape_cell(by_id[i].get("account_name", "")) for i in ids],
-        tiers=[unescape_cell(by_id[i].get("health_tier", "")) for i in ids],
+        names=[unescape_cell(r[at["account_name"]]) for r in rows],
+        tiers=[unescape_cell(r[at["health_tier"]]) for r in rows],
         final=final,
         cap=cap,
         slots=list(zip(arrays["dimension"].tolist(), arrays["metric"].tolist(), strict=True)),
@@ -385,6 +402,8 @@ def _rows(
     src = source.tolist()
     final_cur = current.final.tolist()
     tiers_cur = current.tier.tolist()
+    final_old = before.final.tolist() if before is not None else []
+    change_tenths = (result.change // (PART_UNIT // 10)).tolist()
     prefixes: list[str] = []
     for i, kind in enumerate(kinds):
         j = src[i]
@@ -397,14 +416,14 @@ def _rows(
             account_id, name = before.ids[j], before.names[j]
             final_text, tier = "", ""
         if j >= 0 and before is not None:
-            previous_final = int(before.final[j])
+            previous_final = final_old[j]
             prev_text = "" if previous_final < 0 else _fixed(previous_final, 1)
             prev_tier = _cell(before.tiers[j])
         else:
             prev_text, prev_tier = "", ""
         # The change is a difference of published (one-decimal) scores.
         scored = kind in (COMPARED, APPEARED, LOST_SCORE)
-        change_text = _fixed(int(result.change[i]) // (PART_UNIT // 10), 1) if scored else ""
+        change_text = _fixed(change_tenths[i], 1) if scored else ""
         prefixes.append(
             f"{_cell(account_id)},{_cell(name)},{prev_text},{final_text},{change_text},"
             f"{prev_tier},{tier}"
