@@ -40,6 +40,7 @@ from health_score.scoring.changes import (
     LOST_SCORE,
     PART_UNIT,
     SCORE_UNIT,
+    UNSCORED,
     Attribution,
     Side,
     attribute,
@@ -312,6 +313,20 @@ def write_changes(
 
 def changes_csv(current: ScoredArrays, before: _Previous | None) -> bytes:
     model = current.vmodel.model
+    if before is None:  # nothing to compare with: each scored account appeared
+        n = len(current.ids)
+        final = current.final.astype(np.int64)
+        zeros = np.zeros(n, dtype=np.int64)
+        appeared = Attribution(
+            kind=np.where(final >= 0, APPEARED, UNSCORED).astype(np.int64),
+            change=np.maximum(final, 0) * (PART_UNIT // 10),
+            metric=np.zeros((n, 0), dtype=np.int64),
+            weights=zeros,
+            coverage=zeros,
+            cap=zeros,
+            rounding=zeros,
+        )
+        return _rows(current, None, [], np.full(n, -1, dtype=np.intp), n, appeared)
     slots = [(d.name, m.name) for d in model.dimensions for m in d.metrics]
     old_slots = before.slots if before is not None else []
     known = set(slots)
@@ -364,8 +379,42 @@ def changes_csv(current: ScoredArrays, before: _Previous | None) -> bytes:
                 pattern_weights(model, new_slots, score0 >= 0),
                 pattern_weights(before.model, old_model_slots, score1 >= 0),
             )
-    result = attribute(Side(score0, eff0, cap0, final0), Side(score1, eff1, cap1, final1), cross)
+    result = _attribute_in_chunks(
+        Side(score0, eff0, cap0, final0), Side(score1, eff1, cap1, final1), cross
+    )
     return _rows(current, before, union, source, n_cur, result)
+
+
+CHUNK = 8192  # accounts per call: bounds the temporary arrays of the arithmetic
+
+
+def _attribute_in_chunks(
+    before: Side, after: Side, cross: tuple[NDArray[np.int64], NDArray[np.int64]] | None
+) -> Attribution:
+    """:func:`attribute`, a slice of accounts at a time (each account is independent)."""
+    pieces: list[Attribution] = []
+    n = len(before.final)
+    for start in range(0, max(n, 1), CHUNK):
+        part = slice(start, start + CHUNK)
+
+        def cut(side: Side, part: slice = part) -> Side:
+            return Side(side.score[part], side.effective[part], side.cap[part], side.final[part])
+
+        pieces.append(
+            attribute(
+                cut(before),
+                cut(after),
+                None if cross is None else (cross[0][part], cross[1][part]),
+            )
+        )
+    if len(pieces) == 1:
+        return pieces[0]
+    return Attribution(
+        *(
+            np.concatenate([getattr(p, name) for p in pieces])
+            for name in ("kind", "change", "metric", "weights", "coverage", "cap", "rounding")
+        )
+    )
 
 
 def _cell(text: str) -> str:
