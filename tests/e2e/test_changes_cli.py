@@ -7,6 +7,8 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_cli import example, run_cli, write_raw
 
 EIGHTIES = ("80", "80", "80", "80", "80")
@@ -134,3 +136,19 @@ def test_a_weight_change_between_runs_is_the_weights_part(
         "-2.0",
     )
     assert parts(rows) == {"weights": "-2.0000"}
+
+
+def test_a_damaged_previous_run_never_fails_the_run(
+    tmp_path: Path, identity_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = write_raw(tmp_path / "raw.csv", [example("A", EIGHTIES)])
+    args = ("--from-raw", str(raw), "--config-dir", str(identity_config))
+    assert run_cli(tmp_path, *args, "--period", "2026-09") == 0
+    (damaged,) = runs(tmp_path)
+    (damaged / "metrics.npz").unlink()
+    (damaged / "metrics.npz").write_bytes(b"not an archive")
+    assert run_cli(tmp_path, *args, "--period", "2026-10") == 0
+    latest = runs(tmp_path)[-1]
+    assert json.loads((latest / "manifest.json").read_text())["compared_with"] is None
+    assert not (latest / "changes.csv").exists()
+    assert f"changes.csv not written: run {damaged.name}: metrics.npz" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,26 @@ def test_access_denied_ends_the_run_as_failed_with_a_message_naming_the_bucket(
         f"the run's files could not be written: S3 listing of s3://{BUCKET}/runs/"
         f"{summary.run_id}/ failed: AccessDenied (Access Denied)"
     )
+
+
+def test_changes_compare_with_the_previous_run_in_the_same_bucket(s3: Any, tmp_path: Path) -> None:
+    summaries = [
+        run(
+            RunOptions(
+                config_dir=REPO / "config",
+                from_raw=REPO / "examples" / "raw_metrics.csv",
+                dry_run=True,
+                period=period,
+                output=tmp_path / "scores.csv",
+                runs_dir=f"s3://{BUCKET}/runs",
+            )
+        )
+        for period in ("2026-10", "2026-11")
+    ]
+    first, second = summaries
+    manifest = json.loads(body(s3, f"runs/{second.run_id}/{MANIFEST}"))
+    assert manifest["compared_with"] == {"run_id": first.run_id, "period": "2026-10"}
+    changes = body(s3, f"runs/{second.run_id}/changes.csv").decode().splitlines()
+    # The same raw file: every account is unchanged.
+    assert len(changes) == 1 + 25
+    assert all(line.split(",")[7] == "unchanged" for line in changes[1:])

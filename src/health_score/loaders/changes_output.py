@@ -84,6 +84,15 @@ class ScoredArrays:
     tier: NDArray[np.int64]  # index into config.tier_labels
 
 
+EXPLANATION_FIELDS = (
+    "account_id",
+    "dimension",
+    "metric",
+    "slot_metric",
+    "raw_value",
+    "normalised_score",
+    "effective_weight",
+)
 SCORE_FIELDS = ("account_id", "account_name", "final_score", "health_tier", "qualitative_override")
 
 
@@ -112,13 +121,21 @@ class _Runs:
                 if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
             )
         if isinstance(store, S3RunStore):
+            from botocore.exceptions import BotoCoreError, ClientError
+
             names: list[str] = []
-            paginator = store.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=store.bucket, Prefix=store.prefix, Delimiter="/"):
-                for entry in page.get("CommonPrefixes", []):
-                    name = str(entry["Prefix"])[len(store.prefix) :].strip("/")
-                    if name:
-                        names.append(name)
+            try:
+                paginator = store.client.get_paginator("list_objects_v2")
+                pages = paginator.paginate(Bucket=store.bucket, Prefix=store.prefix, Delimiter="/")
+                for page in pages:
+                    for entry in page.get("CommonPrefixes", []):
+                        name = str(entry["Prefix"])[len(store.prefix) :].strip("/")
+                        if name:
+                            names.append(name)
+            except (BotoCoreError, ClientError) as exc:
+                raise ChangesError(
+                    f"cannot list the runs in {store.location}: {type(exc).__name__}"
+                ) from None
             return sorted(names)
         return []  # a store that cannot be listed (a test double): nothing to compare with
 
@@ -202,8 +219,8 @@ class _Previous:
     final: NDArray[np.int64]  # ×10
     cap: NDArray[np.int64]  # ×10⁴
     slots: list[tuple[str, str]]
-    score: NDArray[np.int64]
-    effective: NDArray[np.int64]
+    score: NDArray[np.signedinteger[Any]]
+    effective: NDArray[np.signedinteger[Any]]
     raw_value: NDArray[np.bytes_]  # metrics × accounts
     slot_metric: list[int]  # slot → row of raw_value
     model: Model | None
@@ -232,7 +249,18 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
         arrays = load_explanation(need(EXPLANATION))
     except ValueError as exc:
         raise ChangesError(f"run {run.run_id}: {EXPLANATION}: {exc}") from None
-    reader_rows = csv.reader(io.StringIO(need("scores.csv").decode("utf-8")))
+    lacking = [name for name in EXPLANATION_FIELDS if name not in arrays]
+    n_slots = len(arrays.get("metric", ()))
+    if lacking or arrays["normalised_score"].shape != (len(arrays["account_id"]), n_slots):
+        raise ChangesError(
+            f"run {run.run_id}: {EXPLANATION}: expected the arrays "
+            f"{', '.join(EXPLANATION_FIELDS)} with one row per account and one column per slot"
+        )
+    try:
+        text = need("scores.csv").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChangesError(f"run {run.run_id}: scores.csv is not UTF-8 text") from None
+    reader_rows = csv.reader(io.StringIO(text))
     header = next(reader_rows, [])
     try:
         at = {name: header.index(name) for name in SCORE_FIELDS}
@@ -280,8 +308,8 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
         final=final,
         cap=cap,
         slots=list(zip(arrays["dimension"].tolist(), arrays["metric"].tolist(), strict=True)),
-        score=arrays["normalised_score"].astype(np.int64),
-        effective=arrays["effective_weight"].astype(np.int64),
+        score=arrays["normalised_score"],
+        effective=arrays["effective_weight"],
         raw_value=arrays["raw_value"],
         slot_metric=[int(x) for x in arrays["slot_metric"].tolist()],
         model=model,
@@ -304,9 +332,17 @@ def write_changes(
     started_at: str,
 ) -> PreviousRun | None:
     """Write ``changes.csv`` against the previous ok run; returns that run (None: none found,
-    and every scored account is ``appeared``)."""
-    previous = find_previous(store, period, started_at, run_id)
-    before = _read_previous(store, previous) if previous is not None else None
+    and every scored account is ``appeared``).
+
+    A previous run that cannot be read (a damaged file, S3 refusing the listing) never fails
+    this run: the problem is logged, no ``changes.csv`` is written and None is returned.
+    """
+    try:
+        previous = find_previous(store, period, started_at, run_id)
+        before = _read_previous(store, previous) if previous is not None else None
+    except ChangesError as exc:
+        log.error("changes.csv not written: %s", exc)
+        return None
     writer.write_bytes(CHANGES, changes_csv(current, before))
     return previous
 
@@ -340,8 +376,13 @@ def changes_csv(current: ScoredArrays, before: _Previous | None) -> bytes:
     gone = [i for i, a in enumerate(old_ids) if a not in current_ids]
     n = n_cur + len(gone)
 
-    score1 = np.full((n, k), -1, dtype=np.int64)
-    eff1 = np.zeros((n, k), dtype=np.int64)
+    # int32 where every stored value fits (as the explanation stores them): half the memory.
+    kinds = [current.score.dtype, current.effective.dtype]
+    if before is not None:
+        kinds += [before.score.dtype, before.effective.dtype]
+    cell = np.int32 if all(kind == np.int32 for kind in kinds) else np.int64
+    score1 = np.full((n, k), -1, dtype=cell)
+    eff1 = np.zeros((n, k), dtype=cell)
     score1[:n_cur, : len(slots)] = current.score
     eff1[:n_cur, : len(slots)] = current.effective
     rules = model.config.cap_rules
@@ -351,8 +392,8 @@ def changes_csv(current: ScoredArrays, before: _Previous | None) -> bytes:
     final1 = np.full(n, -1, dtype=np.int64)
     final1[:n_cur] = current.final
 
-    score0 = np.full((n, k), -1, dtype=np.int64)
-    eff0 = np.zeros((n, k), dtype=np.int64)
+    score0 = np.full((n, k), -1, dtype=cell)
+    eff0 = np.zeros((n, k), dtype=cell)
     cap0 = np.full(n, -1, dtype=np.int64)
     final0 = np.full(n, -1, dtype=np.int64)
     # row in `before` of each aligned account (-1: not in the previous run)

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -61,8 +62,8 @@ class Side:
     ×10, −1 = none (or the account is not in this run).
     """
 
-    score: NDArray[np.int64]
-    effective: NDArray[np.int64]
+    score: NDArray[np.signedinteger[Any]]
+    effective: NDArray[np.signedinteger[Any]]
     cap: NDArray[np.int64]
     final: NDArray[np.int64]
 
