@@ -45,6 +45,7 @@ def test_two_runs_explain_each_accounts_change(tmp_path: Path, identity_config: 
             example("D", EIGHTIES),
             example("L", ("50", "50", "50", "50", "50")),
             example("=X", EIGHTIES),  # a formula-like id stays text in the CSV
+            example("T", ("80", "80", "80", "80", "79.8")),  # 79.92 → 79.9
         ],
     )
     second = write_raw(
@@ -56,6 +57,7 @@ def test_two_runs_explain_each_accounts_change(tmp_path: Path, identity_config: 
             example("D", EIGHTIES),
             example("N", ("70", "70", "70", "70", "70")),  # new: 70.0
             example("=X", EIGHTIES),
+            example("T", ("80", "80", "80", "80", "79.6")),  # 79.84 → 79.8: −0.1
         ],
     )
     for raw, period in ((first, "2026-09"), (second, "2026-10")):
@@ -95,6 +97,11 @@ def test_two_runs_explain_each_accounts_change(tmp_path: Path, identity_config: 
     assert (got["N"][0]["previous_final"], parts(got["N"])) == ("", {"appeared": "70.0000"})
     assert (got["L"][0]["final"], parts(got["L"])) == ("", {"lost_score": "-50.0000"})
     assert "'=X" in got and "=X" not in got
+    # T: platform value 79.8 → 79.6 at 0.40: −0.08; published 79.9 → 79.8: rounding −0.02.
+    assert (got["T"][0]["change"], parts(got["T"])) == (
+        "-0.1",
+        {"pvs": "-0.0800", "rounding": "-0.0200"},
+    )
     for rows in got.values():
         total = sum(Decimal(r["points_change"]) for r in rows)
         assert total == Decimal(rows[0]["change"])

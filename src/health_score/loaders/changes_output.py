@@ -29,7 +29,7 @@ from health_score.config import (
     ConfigFiles,
     scoring_from,
 )
-from health_score.csvsafe import safe_cell, unescape_cell
+from health_score.csvsafe import safe_cell, safe_column, unescape_cell
 from health_score.loaders.artifacts import MANIFEST, LocalRunStore, RunStore, RunWriter
 from health_score.loaders.csv_output import csv_cell
 from health_score.loaders.explanation import EXPLANATION, load_explanation
@@ -463,6 +463,24 @@ def _cell(text: str) -> str:
     return csv_cell(safe_cell(text))
 
 
+def _cells(texts: Sequence[str]) -> list[str]:
+    """:func:`_cell` of each text; one scan when none needs guarding or quoting (the usual)."""
+    guarded = safe_column(texts)
+    if any(ch in "\x00".join(guarded) for ch in ',"\r\n'):
+        return [csv_cell(text) for text in guarded]
+    return list(guarded)
+
+
+_TENTHS = [f"{v // 10}.{v % 10}" for v in range(1001)]
+
+
+def _tenths_text(value: int) -> str:
+    """A published score ×10 as its one-decimal text ('' for −1 = none)."""
+    if 0 <= value < len(_TENTHS):
+        return _TENTHS[value]
+    return "" if value == -1 else _fixed(value, 1)
+
+
 def _texts(values: NDArray[np.bytes_]) -> list[str]:
     """Raw value texts (numbers as written: ASCII, decoded in one go where they are)."""
     try:
@@ -494,29 +512,31 @@ def _rows(
     tiers_cur = current.tier.tolist()
     final_old = before.final.tolist() if before is not None else []
     change_tenths = (result.change // (PART_UNIT // 10)).tolist()
+    ids = _cells([*current.ids, *(before.ids if before is not None else [])])
+    names = _cells([*current.names, *(before.names if before is not None else [])])
+    old_offset = n_cur
+    tier_cells: dict[str, str] = {}
     prefixes: list[str] = []
     for i, kind in enumerate(kinds):
         j = src[i]
         if i < n_cur:
-            account_id, name = current.ids[i], current.names[i]
-            final_text = "" if final_cur[i] < 0 else _fixed(final_cur[i], 1)
+            account_id, name = ids[i], names[i]
+            final_text = _tenths_text(final_cur[i])
             tier = labels[tiers_cur[i]]
         else:
-            assert before is not None
-            account_id, name = before.ids[j], before.names[j]
+            account_id, name = ids[old_offset + j], names[old_offset + j]
             final_text, tier = "", ""
         if j >= 0 and before is not None:
-            previous_final = final_old[j]
-            prev_text = "" if previous_final < 0 else _fixed(previous_final, 1)
-            prev_tier = _cell(before.tiers[j])
+            prev_text = _tenths_text(final_old[j])
+            old_tier = before.tiers[j]
+            prev_tier = tier_cells.get(old_tier) or tier_cells.setdefault(old_tier, _cell(old_tier))
         else:
             prev_text, prev_tier = "", ""
         # The change is a difference of published (one-decimal) scores.
         scored = kind in (COMPARED, APPEARED, LOST_SCORE)
         change_text = _fixed(change_tenths[i], 1) if scored else ""
         prefixes.append(
-            f"{_cell(account_id)},{_cell(name)},{prev_text},{final_text},{change_text},"
-            f"{prev_tier},{tier}"
+            f"{account_id},{name},{prev_text},{final_text},{change_text},{prev_tier},{tier}"
         )
 
     # Metric rows: only where both runs scored the metric (else its part is 0), so both runs
