@@ -226,10 +226,21 @@ class _Previous:
     model: Model | None
 
 
+def _unescaped(cells: list[str]) -> list[str]:
+    """:func:`unescape_cell` of each cell (none to undo, the usual case: one scan)."""
+    if "\x00'" not in "\x00" + "\x00".join(cells):
+        return cells
+    return [unescape_cell(cell) for cell in cells]
+
+
+_TENTHS_OF = {f"{v // 10}.{v % 10}": v for v in range(1001)} | {"": -1}
+
+
 def _tenths(text: str) -> int:
     """A published one-decimal score ×10 (−1 = none)."""
-    if text == "":
-        return -1
+    known = _TENTHS_OF.get(text)
+    if known is not None:
+        return known
     whole, dot, tenth = text.partition(".")
     if dot and len(tenth) == 1 and whole.isdigit() and tenth.isdigit():
         return int(whole) * 10 + int(tenth)
@@ -268,12 +279,16 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
         raise ChangesError(
             f"run {run.run_id}: scores.csv: expected the columns {', '.join(SCORE_FIELDS)}"
         ) from None
-    by_id = {unescape_cell(r[at["account_id"]]): r for r in reader_rows if len(r) == len(header)}
+    rows = [r for r in reader_rows if len(r) == len(header)]
     ids = [str(i) for i in arrays["account_id"].tolist()]
-    missing = [i for i in ids if i not in by_id]
-    if missing:
-        raise ChangesError(f"run {run.run_id}: scores.csv lacks account {missing[0]!r}")
-    rows = [by_id[i] for i in ids]
+    # Both files list the run's scored accounts in the same order (scores.csv's ids guarded):
+    # checked in one comparison; otherwise matched by id.
+    if list(safe_column(ids)) != [r[at["account_id"]] for r in rows]:
+        by_id = {unescape_cell(r[at["account_id"]]): r for r in rows}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise ChangesError(f"run {run.run_id}: scores.csv lacks account {missing[0]!r}")
+        rows = [by_id[i] for i in ids]
     try:
         final = np.array([_tenths(r[at["final_score"]]) for r in rows], dtype=np.int64)
         cap = np.array(
@@ -303,8 +318,8 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
             log.warning("run %s: its config cannot be read; weights are taken as unchanged", run)
     return _Previous(
         ids=ids,
-        names=[unescape_cell(r[at["account_name"]]) for r in rows],
-        tiers=[unescape_cell(r[at["health_tier"]]) for r in rows],
+        names=_unescaped([r[at["account_name"]] for r in rows]),
+        tiers=_unescaped([r[at["health_tier"]] for r in rows]),
         final=final,
         cap=cap,
         slots=list(zip(arrays["dimension"].tolist(), arrays["metric"].tolist(), strict=True)),
