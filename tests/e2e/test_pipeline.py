@@ -405,6 +405,7 @@ def test_scores_of_a_raw_file_are_written_back_for_salesforce_ids(
             dry_run=False,
             env=sandbox.env(),
             period="2029-03",
+            now=datetime(2029, 4, 2, tzinfo=UTC),  # a month not ended yet would be refused
             output=tmp_path / "s.csv",
             runs_dir=str(tmp_path / "runs"),
         )

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -297,7 +297,8 @@ class SalesforceExtractor:
         lost = frozenset(missing - {SIGNALS})
         unavailable = {a.account_id: lost for a in accounts} if lost else {}
         by_plan = {type(s.plan): s.metrics for s in states}
-        window_end = self._window().end
+        window = self._window()
+        window_end = window.end
         metrics: dict[str, dict[str, MetricValue]] = {}
         signal_counts: dict[str, SignalCounts] = {}
         for account in accounts:
@@ -329,7 +330,12 @@ class SalesforceExtractor:
             notes=tuple(notes),
             unavailable=unavailable,
             incomplete=tuple(gaps),
+            window=(_midnight(window.start), _midnight(window.end)),
         )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def has_credentials(env: Mapping[str, str]) -> bool:
