@@ -507,7 +507,9 @@ def gather(
     deadline = Deadline(seconds, origin=origin, start=started)
     if extractors is None:
         _require_credentials(config, env)
-        active, inactive = activate(config.sources, env, as_of=as_of, deadline=deadline)
+        active, inactive = activate(
+            config.sources, env, as_of=as_of, deadline=deadline, now=options.now
+        )
     else:
         active = list(extractors)
         inactive = [name for name in SOURCES if name not in {e.name for e in active}]

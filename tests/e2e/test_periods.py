@@ -16,6 +16,7 @@ import pytest
 from health_score.pipeline import RunOptions, RunSummary, run
 from health_score_sandbox.sandbox import Sandbox
 from tests.conftest import DEFAULT_CONFIG
+from tests.explanation_support import metric_rows
 
 ACCOUNTS = 60
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)  # the sandbox's date: the runs' reference now
@@ -149,3 +150,57 @@ def test_a_past_period_live_run_sends_no_window_of_another_month(
     dates = {d for q in soql for d in re.findall(r"\b\d{4}-\d\d-\d\d\b", q)}
     assert dates == {"2025-10-01", "2026-10-01"}
     assert AUG_END < SEPT_END  # (the constants are the two months' ends, in order)
+
+
+CURRENT_STATE = [
+    "arr_trajectory_pct",
+    "champion_stability",
+    "days_to_renewal",
+    "expansion_signals",
+    "responsiveness",
+    "tier_alignment",
+]
+
+
+def test_a_past_period_marks_salesforce_current_state_unavailable_and_degrades_the_run(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    """2026-09 ends 31 days before the sandbox date: more than the 7 days of grace."""
+    sent = Sent(sandbox)
+    summary, manifest = period_run(sandbox, config_dir, tmp_path, "2026-09", dry_run=True)
+    assert manifest["status"] == "degraded"
+    report = manifest["sources"]["salesforce"]
+    assert report["status"] == "degraded"
+    assert report["missing_metrics"] == CURRENT_STATE
+    (note,) = [n for n in report["notes"] if "past period" in n]
+    assert note == (
+        "not reconstructable for a past period (as_of 2026-10-01 is more than 7 days before "
+        "now): no field history; current-state metrics unavailable: arr_trajectory_pct, "
+        "champion_stability, days_to_renewal, expansion_signals, responsiveness, "
+        "tier_alignment; churn signal status (caps cannot be applied)"
+    )
+    # Only the account ids are asked of Account, and no signal is read.
+    account = [q for q in sent.soql() if " FROM Account " in q]
+    assert account and all(q.startswith("SELECT Id FROM Account WHERE") for q in account)
+    assert not [q for q in sent.soql() if "Churn_Signal__c" in q]
+    status = {
+        (r["account_id"], r["metric"]): r["status"]
+        for r in metric_rows(Path(summary.run_location or ""))
+    }
+    for profile in sandbox.portfolio.profiles:
+        for metric in CURRENT_STATE:
+            assert status[(profile.account_id, metric)] == "unavailable"
+    # Dated records still count: the metrics of payments, closed deals and events are there.
+    assert any(
+        status[(p.account_id, "payment_health")] != "unavailable"
+        for p in sandbox.portfolio.profiles
+    )
+
+
+def test_the_month_just_ended_reads_current_state_within_the_grace_days(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    """2026-10 ends on the sandbox date: current-state fields still describe it."""
+    _, manifest = period_run(sandbox, config_dir, tmp_path, "2026-10", dry_run=True)
+    assert manifest["status"] == "ok"
+    assert manifest["sources"]["salesforce"]["missing_metrics"] == []

@@ -61,6 +61,7 @@ def go(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **options: Any) -> Ru
         "runs_dir": str(tmp_path / "runs"),
         "period": "2026-11",
         "as_of": datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),
+        "now": datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),  # the sandbox's date
     }
     return run(RunOptions(**{**defaults, **options}))
 

@@ -47,7 +47,7 @@ class Org:
         settings = self.settings.model_copy(update=changes)
         with requests.Session() as session:
             extractor = sf_extractor.from_env(
-                settings, env or self.env(), session=session, as_of=AS_OF
+                settings, env or self.env(), session=session, as_of=AS_OF, now=AS_OF
             )
             assert extractor is not None
             return extractor.extract(self.portfolio.accounts)
@@ -134,7 +134,9 @@ def test_requests_stay_within_the_minimum_and_every_one_is_counted(
 def test_an_injection_attempt_in_an_id_is_refused_before_any_request(small: Org) -> None:
     evil = Account("x", "Evil Corp", "paid", sf_account_id="001' OR Name != '")
     with requests.Session() as session:
-        extractor = sf_extractor.from_env(small.settings, small.env(), session=session, as_of=AS_OF)
+        extractor = sf_extractor.from_env(
+            small.settings, small.env(), session=session, as_of=AS_OF, now=AS_OF
+        )
         assert extractor is not None
         with pytest.raises(SourceError, match="sf_account_id refused"):
             extractor.extract([*small.portfolio.accounts, evil])

@@ -257,7 +257,11 @@ def test_salesforce_arr_trajectory_on_a_half_is_published_rounded_half_up(
     accounts = [Account(**dataclasses.asdict(p.account)) for p in portfolio.profiles]
     with VendorServer(sfs.App(data, settings), tls=tls[0]) as server, requests.Session() as session:
         extractor = sf_extractor.from_env(
-            settings, sfs.environment(server.url, tls[1]), session=session, as_of=AS_OF_UTC
+            settings,
+            sfs.environment(server.url, tls[1]),
+            session=session,
+            as_of=AS_OF_UTC,
+            now=AS_OF_UTC,
         )
         assert extractor is not None
         result = extractor.extract(accounts)

@@ -77,3 +77,19 @@ def test_a_source_report_writes_its_window_in_utc() -> None:
     state = SourceReport("ok", window=(None, datetime(2026, 12, 1, tzinfo=UTC)))
     assert state.as_dict()["window"] == {"from": None, "to": "2026-12-01T00:00:00+00:00"}
     assert SourceReport("failed").as_dict()["window"] is None
+
+
+def test_salesforce_current_state_is_past_beyond_the_grace_days() -> None:
+    from health_score.sources.salesforce.extractor import SalesforceExtractor
+    from health_score.sources.salesforce.settings import Settings
+
+    as_of = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def past(now: datetime, **section: int) -> bool:
+        settings = Settings.model_validate(section)
+        return SalesforceExtractor(settings, {}, as_of=as_of, now=now).past
+
+    assert not past(datetime(2026, 11, 8, tzinfo=UTC))  # 7 days: still the current state
+    assert past(datetime(2026, 11, 8, 0, 0, 1, tzinfo=UTC))
+    assert not past(datetime(2026, 11, 20, tzinfo=UTC), current_state_grace_days=19)
+    assert past(datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC), current_state_grace_days=0)

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -56,11 +56,17 @@ from health_score.sources.salesforce.metrics import (
     months_before,
 )
 from health_score.sources.salesforce.settings import (
+    ARR_TRAJECTORY_PCT,
+    CHAMPION_STABILITY,
+    DAYS_TO_RENEWAL,
     EXEC_ENGAGEMENT,
+    EXPANSION_SIGNALS,
     METRICS,
     PAYMENT_HEALTH,
     QBR_ATTENDANCE_PCT,
+    RESPONSIVENESS,
     SIGNALS,
+    TIER_ALIGNMENT,
     Settings,
 )
 
@@ -120,11 +126,13 @@ class SalesforceExtractor:
         session: requests.Session | None = None,
         as_of: datetime | None = None,
         deadline: Deadline | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.settings = settings
         self.env = dict(env)
         self.session = session
         self.as_of = as_of
+        self.now = now
         self.deadline = deadline
         self._client: SalesforceClient | None = None
 
@@ -135,6 +143,15 @@ class SalesforceExtractor:
     @property
     def requests_made(self) -> int:
         return self._client.requests if self._client is not None else 0
+
+    @property
+    def past(self) -> bool:
+        """Whether ``as_of`` lies more than ``current_state_grace_days`` before the reference
+        now (the wall clock unless given): current-state fields then describe another time."""
+        if self.as_of is None:
+            return False
+        now = self.now or datetime.now(UTC)
+        return now - self.as_of > timedelta(days=self.settings.current_state_grace_days)
 
     def _window(self) -> Window:
         instant = self.as_of or datetime.now(UTC)
@@ -239,6 +256,8 @@ class SalesforceExtractor:
         self, client: SalesforceClient, ids: Sequence[str], window: Window
     ) -> tuple[list[_PlanState], list[str], set[str], list[str]]:
         settings = self.settings
+        notes: list[str] = []
+        gaps: list[str] = []  # objects and fields the org lacks or hides (also in notes)
         plans: list[Plan] = [
             AccountPlan(settings, window),
             OpportunityPlan(settings, window),
@@ -247,10 +266,24 @@ class SalesforceExtractor:
             SignalPlan(settings),
         ]
         states = [_PlanState(plan, frozenset(plan.needs)) for plan in plans]
+        stale: list[str] = []
+        if self.past:
+            for state in states:
+                current = state.metrics & CURRENT_STATE
+                if current:
+                    state.metrics -= current  # the Account query still tells who is in the org
+                    stale.extend(sorted(current))
+        if stale:
+            what = ", ".join(sorted(m for m in stale if m != SIGNALS))
+            if SIGNALS in stale:
+                what += "; churn signal status (caps cannot be applied)"
+            gaps.append(
+                f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more "
+                f"than {settings.current_state_grace_days} days before now): no field history; "
+                f"current-state metrics unavailable: {what}"
+            )
         size = settings.id_chunk_size
         chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
-        notes: list[str] = []
-        gaps: list[str] = []  # objects and fields the org lacks or hides (also in notes)
         if not chunks:
             return states, notes, set(), gaps
         with ThreadPoolExecutor(max_workers=settings.http.max_workers) as pool:
@@ -338,6 +371,22 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+#: What Salesforce holds only as it is now: the Account fields, open expansion opportunities and
+#: the churn signals' status. Dated records (closed opportunities, payments, events) are read for
+#: the window instead.
+CURRENT_STATE = frozenset(
+    {
+        DAYS_TO_RENEWAL,
+        ARR_TRAJECTORY_PCT,
+        TIER_ALIGNMENT,
+        CHAMPION_STABILITY,
+        RESPONSIVENESS,
+        EXPANSION_SIGNALS,
+        SIGNALS,
+    }
+)
+
+
 def has_credentials(env: Mapping[str, str]) -> bool:
     """Whether one login flow's variables are all present (nothing is checked remotely)."""
     try:
@@ -353,8 +402,12 @@ def from_env(
     session: requests.Session | None = None,
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
+    now: datetime | None = None,
 ) -> SalesforceExtractor | None:
-    """The Salesforce extractor when credentials are in ``env``, else None."""
+    """The Salesforce extractor when credentials are in ``env``, else None (``now``: the run's
+    reference now, which tells a past period; the wall clock unless given)."""
     if not has_credentials(env):
         return None
-    return SalesforceExtractor(settings, env, session=session, as_of=as_of, deadline=deadline)
+    return SalesforceExtractor(
+        settings, env, session=session, as_of=as_of, deadline=deadline, now=now
+    )
