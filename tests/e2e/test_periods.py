@@ -128,10 +128,14 @@ def test_a_past_period_live_run_sends_no_window_of_another_month(
     sandbox: Sandbox, config_dir: Path, tmp_path: Path
 ) -> None:
     sent = Sent(sandbox)
+    sandbox.reset_stats()
     summary, manifest = period_run(
         sandbox, config_dir, tmp_path, "2026-09", dry_run=False, allow_degraded=True
     )
     assert manifest["dry_run"] is False
+    # Looker: a saved Look answers for today's relative window, so none is run.
+    assert sandbox.requests("looker") == 0
+    assert manifest["sources"]["looker"]["status"] == "degraded"
     assert summary.writeback is not None and summary.writeback["status"] == "ok"
     # Intercom: every conversation search lies within [as_of − 30 days, as_of).
     searches = sent.searches()

@@ -41,7 +41,7 @@ def activate(
         ),
         "jira": jira.from_env(settings.jira, env, session=session, as_of=as_of, deadline=deadline),
         "looker": looker.from_env(
-            settings.looker, env, session=session, as_of=as_of, deadline=deadline
+            settings.looker, env, session=session, as_of=as_of, deadline=deadline, now=now
         ),
         "salesforce": salesforce.from_env(
             settings.salesforce, env, session=session, as_of=as_of, deadline=deadline, now=now
