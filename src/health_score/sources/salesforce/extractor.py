@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +48,7 @@ from health_score.sources.salesforce.client import (
 from health_score.sources.salesforce.metrics import (
     AccountPlan,
     EventPlan,
+    FieldHistory,
     OpportunityPlan,
     PaymentPlan,
     Plan,
@@ -198,10 +199,15 @@ class SalesforceExtractor:
         self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str]
     ) -> dict[str, Any]:
         """Run one plan over one id list; split the list when an aggregate has too many groups."""
-        soql = state.plan.build(chunk, state.metrics)
+        plan = state.plan
+        soql = plan.build(chunk, state.metrics)
         try:
-            rows = client.query(soql, all_rows=state.plan.query_all)
-            return state.plan.parse(rows, state.metrics)
+            rows: Iterable[Mapping[str, Any]] = client.query(soql, all_rows=plan.query_all)
+            if isinstance(plan, AccountPlan) and plan.history is not None:
+                rows = self._as_it_stood(
+                    client, plan.history, chunk, plan.fields(state.metrics), rows
+                )
+            return plan.parse(rows, state.metrics)
         except SalesforceApiError as exc:
             # Known by its message, whatever errorCode comes with it.
             too_many_groups = _TOO_MANY_GROUPS.search(exc.api_message) is not None
@@ -212,6 +218,32 @@ class SalesforceExtractor:
             **self._query_chunk(client, state, chunk[:half]),
             **self._query_chunk(client, state, chunk[half:]),
         }
+
+    def _as_it_stood(
+        self,
+        client: SalesforceClient,
+        history: FieldHistory,
+        chunk: Sequence[str],
+        fields: Sequence[str],
+        rows: Iterable[Mapping[str, Any]],
+    ) -> list[Mapping[str, Any]]:
+        """The Account rows with their fields rolled back to the period's end."""
+        current = list(rows)
+        if not fields:
+            return current
+        try:
+            changes = client.query(history.build(chunk, fields))
+        except SalesforceApiError as exc:
+            if exc.error_code not in UNREADABLE_OBJECT and exc.error_code != "INVALID_FIELD":
+                raise
+            raise SourceError(
+                self.name,
+                "SOQL",
+                f"salesforce.field_history is true but {history.object_name} cannot be read "
+                f"({exc.error_code}): enable field history tracking for {', '.join(fields)}, "
+                "or set field_history: false (past periods then mark those metrics unavailable)",
+            ) from None
+        return history.rolled_back(current, changes)
 
     def _settle(
         self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], gaps: list[str]
@@ -252,6 +284,46 @@ class SalesforceExtractor:
                 )
                 state.metrics -= lost
 
+    def _history_reaches(self) -> bool:
+        """Whether the field history kept reaches back to ``as_of``."""
+        if not self.settings.field_history or self.as_of is None:
+            return False
+        now = (self.now or datetime.now(UTC)).astimezone(UTC).date()
+        return self.as_of.astimezone(UTC).date() >= months_before(
+            now, self.settings.field_history_months
+        )
+
+    def _past_period(self, states: list[_PlanState], gaps: list[str]) -> None:
+        """Drop what cannot be known of a past period: current-state fields without (or beyond)
+        field history; open expansions and signal status always (no history holds them)."""
+        assert self.as_of is not None  # a past period has one
+        history = self._history_reaches()
+        stale: list[str] = []
+        for state in states:
+            current = state.metrics & CURRENT_STATE
+            if history and isinstance(state.plan, AccountPlan):
+                state.plan.history = FieldHistory(self.settings, self.as_of)
+                current = frozenset()
+            if current:
+                state.metrics -= current  # the Account query still tells who is in the org
+                stale.extend(sorted(current))
+        if not stale:
+            return
+        what = ", ".join(sorted(m for m in stale if m != SIGNALS))
+        if SIGNALS in stale:
+            what += "; churn signal status (caps cannot be applied)"
+        if history:
+            why = "not kept in field history"
+        elif self.settings.field_history:
+            why = f"beyond the {self.settings.field_history_months} months of field history"
+        else:
+            why = "no field history"
+        gaps.append(
+            f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more than "
+            f"{self.settings.current_state_grace_days} days before now): {why}; "
+            f"current-state metrics unavailable: {what}"
+        )
+
     def _run(
         self, client: SalesforceClient, ids: Sequence[str], window: Window
     ) -> tuple[list[_PlanState], list[str], set[str], list[str]]:
@@ -266,22 +338,8 @@ class SalesforceExtractor:
             SignalPlan(settings),
         ]
         states = [_PlanState(plan, frozenset(plan.needs)) for plan in plans]
-        stale: list[str] = []
         if self.past:
-            for state in states:
-                current = state.metrics & CURRENT_STATE
-                if current:
-                    state.metrics -= current  # the Account query still tells who is in the org
-                    stale.extend(sorted(current))
-        if stale:
-            what = ", ".join(sorted(m for m in stale if m != SIGNALS))
-            if SIGNALS in stale:
-                what += "; churn signal status (caps cannot be applied)"
-            gaps.append(
-                f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more "
-                f"than {settings.current_state_grace_days} days before now): no field history; "
-                f"current-state metrics unavailable: {what}"
-            )
+            self._past_period(states, gaps)
         size = settings.id_chunk_size
         chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
         if not chunks:
