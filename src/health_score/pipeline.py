@@ -270,6 +270,11 @@ def resolve_period(
     if as_of is not None:
         if as_of.tzinfo is None:
             raise UsageError("as_of must be timezone-aware (UTC)")
+        if as_of > now:
+            raise UsageError(
+                f"--as-of {as_of.astimezone(UTC):%Y-%m-%d} is after the reference now "
+                f"{now.astimezone(UTC):%Y-%m-%dT%H:%MZ}: its data does not exist yet"
+            )
         return check_period(period) if period else period_of(as_of), as_of.astimezone(UTC)
     chosen = check_period(period) if period else last_complete_period(now)
     end = period_end(chosen)

@@ -58,6 +58,11 @@ def test_as_of_replaces_the_period_end_and_names_the_month_it_ends() -> None:
     assert resolve_period("2026-09", mid, NOW) == ("2026-09", mid)
 
 
+def test_an_as_of_after_now_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"--as-of 2026-12-04 is after the reference now"):
+        resolve_period(None, datetime(2026, 12, 4, tzinfo=UTC), NOW)
+
+
 def test_as_of_must_carry_a_time_zone_and_periods_a_month() -> None:
     with pytest.raises(UsageError, match="timezone-aware"):
         resolve_period(None, datetime(2026, 8, 15), NOW)
