@@ -5,12 +5,15 @@ here: on Lambda, credentials come from the environment and Secrets Manager only.
 
 Events
     - the EventBridge schedule (``"source": "aws.events"``, ``"detail-type": "Scheduled
-      Event"``): a live run for the current month (a dry run when ``SCHEDULE_DRY_RUN=true``);
+      Event"``): a live run for the last complete month (a dry run when
+      ``SCHEDULE_DRY_RUN=true``): the schedule on the 1st scores the month just ended;
       the manual keys below may ride along, at the top level or in ``detail``, and are honoured
       (an explicit ``dry_run: true`` is always a dry run); any other key is rejected;
     - a manual event holding only ``dry_run`` (bool, default **true**, so a hand-made event
       never writes Salesforce by accident), ``scoring_period`` (``"YYYY-MM"``) and
-      ``allow_degraded`` (bool, default false). ``{}`` is a dry run of the current month.
+      ``allow_degraded`` (bool, default false). ``{}`` is a dry run of the last complete month;
+      a ``scoring_period`` is scored with its own data (windows ending at the first instant of
+      the next month), and one that has not ended yet is refused.
       Anything else is rejected, naming the allowed keys.
 
 Environment

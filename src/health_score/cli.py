@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -66,6 +67,7 @@ examples:
   health-score run --dry-run --from-raw examples/raw_metrics.csv
   health-score run --dry-run --config-dir myconfig   extract with the credentials in .env
   health-score run --config-dir myconfig --period 2026-11   … and write back to Salesforce
+  health-score run --dry-run --config-dir myconfig --as-of 2026-11-15   an ad-hoc look
 """
 
 
@@ -160,7 +162,16 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--period",
         metavar="YYYY-MM",
-        help="scoring period, the key of the Salesforce records (default: this month)",
+        help="the month scored (the key of the Salesforce records); its data windows end at the "
+        "first instant of the next month, UTC (default: the last complete month)",
+    )
+    parser.add_argument(
+        "--as-of",
+        type=_as_of,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="end the data windows at midnight UTC of this day instead of the period's end "
+        "(ad-hoc dry runs only; recorded in the manifest)",
     )
     parser.add_argument(
         "--output",
@@ -190,6 +201,17 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="the run's deadline for extraction, in seconds; sources still running then are "
         "stopped and reported failed (default: run.budget_seconds in sources.yaml, 780)",
     )
+
+
+def _as_of(text: str) -> datetime:
+    """``YYYY-MM-DD`` as midnight UTC of that day."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+    if len(text) != len("2026-11-01"):
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}")
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _budget(text: str) -> float:
@@ -310,7 +332,8 @@ def _configure_logging(level: int) -> None:
 
 
 def print_summary(summary: RunSummary) -> None:
-    print(f"Run {summary.run_id} — period {summary.period} — status {summary.status}")
+    window = f" (data to {summary.as_of:%Y-%m-%d %H:%M} UTC)" if summary.as_of else ""
+    print(f"Run {summary.run_id} — period {summary.period}{window} — status {summary.status}")
     print(f"Accounts: {summary.accounts_scored} scored of {summary.accounts_total}")
     if summary.tiers:
         total = sum(summary.tiers.values()) or 1
@@ -343,6 +366,12 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error("--demo and --from-raw are alternatives; choose one")
     if args.accounts is not None and args.accounts < 1:
         parser.error("--accounts must be at least 1")
+    if args.as_of is not None and not args.dry_run:
+        # A live write is keyed by period: it must carry that period's data, nothing ad hoc.
+        parser.error(
+            "--as-of is for ad-hoc dry runs: add --dry-run, or drop --as-of to write the "
+            "period (its data windows end at the first instant of the next month)"
+        )
     config_dir, builtin = _config_dir(args.config_dir)
     if builtin and not (args.demo or args.from_raw):
         print(f"error: {_no_config_folder()}", file=sys.stderr)
@@ -356,6 +385,7 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         demo_accounts=args.accounts or DEFAULT_DEMO_ACCOUNTS,
         dry_run=args.dry_run,
         period=args.period,
+        as_of=args.as_of,
         output=args.output,
         runs_dir=args.runs_dir,
         allow_degraded=args.allow_degraded,

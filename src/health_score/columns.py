@@ -44,8 +44,11 @@ TEXT_WIDTH = 256  # the widest id or name read array-wise
 UNPLAIN = np.zeros(256, dtype=bool)
 UNPLAIN[1:32] = True
 UNPLAIN[127:] = True
-SEPARATOR = np.zeros(256, dtype=bool)
-SEPARATOR[[ord(","), ord("\n")]] = True
+#: Bytes a plain decimal literal's cells may hold (zero: padding), first and later.
+_LATER_BYTE = np.zeros(256, dtype=bool)
+_LATER_BYTE[[0, ord("."), *range(ord("0"), ord("9") + 1)]] = True
+_FIRST_BYTE = _LATER_BYTE.copy()
+_FIRST_BYTE[ord("-")] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +211,9 @@ def read_raw_table(path: Path, config: ScoringConfig) -> RawTable:
 
 
 def _fast(path: Path, data: bytes, text: str, config: ScoringConfig) -> RawTable:
-    header = [h.strip() for h in next(csv.reader(io.StringIO(text), strict=True), [])]
+    first = text[: text.find("\n") + 1]  # the header line (a StringIO of the file costs ~50 ms)
+    source = text if '"' in first or "\r" in first or not first else first
+    header = [h.strip() for h in next(csv.reader(io.StringIO(source), strict=True), [])]
     metrics = config.metric_names
     if "account_id" not in header or not any(m in header for m in metrics):
         raise _Unusual
@@ -319,24 +324,30 @@ class _Cells:
             data += b"\n"
         # Zero bytes after the end, so a cell's bytes can be read a fixed width at a time.
         buf = np.frombuffer(data + bytes(PAD), dtype=np.uint8)
-        separators = np.flatnonzero(SEPARATOR[buf])
+        # Two comparisons are about three times as fast as a lookup table over the file.
+        separators = np.flatnonzero((buf == 44) | (buf == 10))
         if len(buf) < 2**31:
             separators = separators.astype(np.int32)
         newlines = np.flatnonzero(buf[separators] == 10)
-        if not len(newlines) or newlines[0] != width - 1:
+        # Every line has ``width`` cells exactly when the line ends are every width-th
+        # separator (a separator is a comma or a line end), the header's included.
+        lines, extra = divmod(len(separators), width)
+        if (
+            not lines
+            or extra  # a row with more or fewer cells (or a blank line)
+            or len(newlines) != lines
+            or not (newlines == np.arange(width - 1, len(separators), width)).all()
+        ):
             raise _Unusual
+        header_end = int(separators[width - 1])
         separators = separators[width:]  # the header's
-        rows, extra = divmod(len(separators), width)
-        if extra:
-            raise _Unusual  # a row with more or fewer cells (or a blank line)
+        rows = lines - 1
         grid = separators.reshape(rows, width)
-        if not ((buf[grid[:, -1]] == 10).all() and (buf[grid[:, :-1]] == 44).all()):
-            raise _Unusual
         starts = np.empty_like(grid)
         starts[:, 1:] = grid[:, :-1] + 1
         starts[1:, 0] = grid[:-1, -1] + 1
         if rows:
-            starts[0, 0] = int(np.flatnonzero(buf == 10)[0]) + 1  # after the header
+            starts[0, 0] = header_end + 1  # after the header
         if len(data) > CSV_FIELD_LIMIT and int((grid - starts).max(initial=0)) > CSV_FIELD_LIMIT:
             raise _Unusual  # a cell the csv module would refuse: the raw-file reader says where
         return cls([buf], starts, grid, [data], rows, shared=True)
@@ -463,38 +474,38 @@ def _plain_decimals(chars: NDArray[np.uint8]) -> tuple[NDArray[np.float64], int]
     ``float(text)``; and float64 orders such numbers exactly.
     """
     n = chars.shape[0]
-    chars = np.ascontiguousarray(chars.T)  # one row per byte position: fast to scan
-    mantissa = np.zeros(n, dtype=np.int64)
-    digits = np.zeros(n, dtype=np.int64)
-    after = np.zeros(n, dtype=np.int64)  # digits after the point
-    dots = np.zeros(n, dtype=np.int64)
-    ok = np.ones(n, dtype=bool)
-    ended = np.zeros(n, dtype=bool)  # padding seen
-    previous_digit = np.zeros(n, dtype=bool)
-    last_dot = np.zeros(n, dtype=bool)
-    negative = chars[0] == 45
-    for k in range(chars.shape[0]):
-        c = chars[k]
-        pad = c == 0
-        is_digit = (c - np.uint8(48)) <= 9  # wraps below '0'
-        is_dot = c == 46
-        allowed = is_digit | is_dot | pad | ((c == 45) if k == 0 else False)
-        lone_zero = (digits == 1) & (mantissa == 0) & (dots == 0)
-        ok &= allowed & ~(ended & ~pad) & ~(is_dot & ~previous_digit) & ~(lone_zero & is_digit)
-        ended |= pad
-        dots += is_dot
-        after += is_digit & (dots > 0)
-        digits += is_digit
-        mantissa = np.where(is_digit, mantissa * 10 + (c.astype(np.int64) - 48), mantissa)
-        previous_digit = is_digit
-        last_dot = np.where(pad, last_dot, is_dot)
-    empty = chars[0] == 0
-    ok &= (dots <= 1) & (digits >= 1) & (digits <= MAX_DIGITS) & ~last_dot
+    c = np.ascontiguousarray(chars.T)  # one row per byte position: fast to scan
+    d = c - np.uint8(48)
+    is_digit = d <= 9  # wraps below '0'
+    is_dot = c == 46
+    pad = c == 0
+    # The form, checked on every byte position at once.
+    ok = _FIRST_BYTE[c[0]] & ~is_dot[0] & ~is_dot[-1]  # no point first or last
+    if len(c) > 1:
+        ok &= _LATER_BYTE[c[1:]].all(axis=0)
+        bad = pad[:-1] & ~pad[1:]  # padding only after the literal
+        bad |= is_dot[1:] & ~is_digit[:-1]  # a point follows a digit
+        bad |= is_dot[:-1] & pad[1:]  # and is not last
+        ok &= ~bad.any(axis=0)
+        ok &= ~((c[0] == 48) & is_digit[1])  # no leading zero before another digit,
+        if len(c) > 2:
+            ok &= ~((c[0] == 45) & (c[1] == 48) & is_digit[2])  # after a minus either
+    digits = np.count_nonzero(is_digit, axis=0)
+    ok &= (np.count_nonzero(is_dot, axis=0) <= 1) & (digits >= 1) & (digits <= MAX_DIGITS)
+    empty = c[0] == 0
     if not (ok | empty).all():
         raise _Unusual
+    mantissa = np.zeros(n, dtype=np.int64)
+    after = np.zeros(n, dtype=np.int64)  # digits after the point
+    seen_dot = np.zeros(n, dtype=bool)
+    for k in range(len(c)):
+        digit = is_digit[k]
+        mantissa = np.where(digit, mantissa * 10 + d[k], mantissa)
+        seen_dot |= is_dot[k]
+        after += digit & seen_dot
     values = mantissa / (10.0**after)
     places = int(after.max(initial=0))
-    return np.where(empty, np.nan, np.where(negative, -values, values)), places
+    return np.where(empty, np.nan, np.where(c[0] == 45, -values, values)), places
 
 
 def _whole_numbers(chars: NDArray[np.uint8]) -> NDArray[np.int64]:

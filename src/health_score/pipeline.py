@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,7 +119,12 @@ class RunOptions:
     allow_degraded: bool = False
     env: Mapping[str, str] | None = None  # None → os.environ
     mapping_path: Path | None = None  # replaces config_dir/account_mapping.csv (the demo's)
-    as_of: datetime | None = None  # end of look-back windows; None → now (demo: sandbox date)
+    #: The data instant, replacing the period's end (``--as-of``, ad-hoc dry runs; the CLI
+    #: refuses it with a live write). None → the first instant of the month after the period.
+    as_of: datetime | None = None
+    #: The run's reference now: which month is the last complete one, and whether ``as_of`` is
+    #: in the past. None → the wall clock (the demo: the sandbox date).
+    now: datetime | None = None
     progress: bool = False
     #: Replaces run.budget_seconds of sources.yaml (``--budget-seconds``).
     budget_seconds: float | None = None
@@ -139,10 +144,18 @@ class SourceReport:
     error: str | None = None
     notes: tuple[str, ...] = ()
     missing_metrics: tuple[str, ...] = ()
+    #: The data window the source read (``from`` None: everything before ``to``), if it ran.
+    window: tuple[datetime | None, datetime] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
+            "window": None
+            if self.window is None
+            else {
+                "from": None if self.window[0] is None else _instant(self.window[0]),
+                "to": _instant(self.window[1]),
+            },
             "accounts_with_data": self.accounts_with_data,
             "requests": self.requests,
             "seconds": round(self.seconds, 3),
@@ -186,6 +199,7 @@ class RunSummary:
     run_location: str | None = None
     writeback: Mapping[str, Any] | None = None
     messages: tuple[str, ...] = ()
+    as_of: datetime | None = None  # the data instant the period's windows end at
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +207,7 @@ class RunSummary:
             "status": self.status,
             "run_id": self.run_id,
             "period": self.period,
+            "as_of": None if self.as_of is None else _instant(self.as_of),
             "accounts_total": self.accounts_total,
             "accounts_scored": self.accounts_scored,
             "tiers": dict(self.tiers),
@@ -208,14 +223,71 @@ class RunSummary:
 # Small pure helpers
 
 
+def _instant(moment: datetime) -> str:
+    """An instant as the manifest writes it: ISO 8601 in UTC (``2026-12-01T00:00:00+00:00``)."""
+    return moment.astimezone(UTC).isoformat()
+
+
 def current_period(now: datetime) -> str:
+    """The month ``now`` falls in (UTC)."""
+    now = now.astimezone(UTC)
     return f"{now.year:04d}-{now.month:02d}"
+
+
+def last_complete_period(now: datetime) -> str:
+    """The month before the one ``now`` falls in (UTC): a run on 2026-12-03 scores 2026-11."""
+    now = now.astimezone(UTC)
+    year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
 
 
 def check_period(period: str) -> str:
     if not PERIOD.fullmatch(period):
         raise UsageError(f"--period must be YYYY-MM (e.g. 2026-11), got {period!r}")
     return period
+
+
+def period_end(period: str) -> datetime:
+    """The first instant (UTC) of the month after ``period``: the period's ``as_of``."""
+    year, month = int(check_period(period)[:4]), int(period[5:])
+    year, month = (year, month + 1) if month < 12 else (year + 1, 1)
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def period_of(as_of: datetime) -> str:
+    """The month whose data ends at ``as_of``: the month of the instant just before it."""
+    return current_period(as_of - timedelta(microseconds=1))
+
+
+def resolve_period(
+    period: str | None, as_of: datetime | None, now: datetime
+) -> tuple[str, datetime]:
+    """The run's period and data instant.
+
+    ``--as-of`` wins when given (the period defaults to the month it ends); otherwise the
+    period's end, the period being the last complete month by default. A period that has not
+    ended by ``now`` is refused: its data would change after the run.
+    """
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            raise UsageError("as_of must be timezone-aware (UTC)")
+        if as_of > now:
+            raise UsageError(
+                f"--as-of {as_of.astimezone(UTC):%Y-%m-%d} is after the reference now "
+                f"{now.astimezone(UTC):%Y-%m-%dT%H:%MZ}: its data does not exist yet"
+            )
+        return check_period(period) if period else period_of(as_of), as_of.astimezone(UTC)
+    chosen = check_period(period) if period else last_complete_period(now)
+    end = period_end(chosen)
+    if end > now:
+        raise UsageError(
+            f"--period {chosen} has not ended yet (its data window ends at "
+            f"{end:%Y-%m-%dT%H:%MZ}, after the reference now "
+            f"{now.astimezone(UTC):%Y-%m-%dT%H:%MZ}); "
+            f"score a complete month such as {last_complete_period(now)}, or give --as-of "
+            "YYYY-MM-DD for an ad-hoc dry run"
+        )
+    return chosen, end
 
 
 def new_run_id(period: str, started: datetime) -> str:
@@ -352,6 +424,7 @@ def _extract_all(
                 None,
                 tuple(result.notes),
                 tuple(sorted(result.missing_metrics)),
+                result.window,
             ),
         )
 
@@ -440,7 +513,9 @@ def gather(
     deadline = Deadline(seconds, origin=origin, start=started)
     if extractors is None:
         _require_credentials(config, env)
-        active, inactive = activate(config.sources, env, as_of=as_of, deadline=deadline)
+        active, inactive = activate(
+            config.sources, env, as_of=as_of, deadline=deadline, now=options.now
+        )
     else:
         active = list(extractors)
         inactive = [name for name in SOURCES if name not in {e.name for e in active}]
@@ -681,7 +756,9 @@ def run(
         )
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(message,))
 
-    today = (options.as_of or datetime.now(UTC)).date()
+    # The sandbox lives at the run's reference now (its date); the data instant follows the
+    # period from there like any run's.
+    today = (options.now or options.as_of or datetime.now(UTC)).date()
     _progress_printer(options.progress)(
         f"demo: generating a {options.demo_accounts}-account portfolio and starting the sandbox…"
     )
@@ -695,7 +772,7 @@ def run(
                 options,
                 env={**(options.env or {}), **sandbox.env()},
                 mapping_path=sandbox.write_mapping(sandbox.workdir / MAPPING_FILE),
-                as_of=datetime(today.year, today.month, today.day, tzinfo=UTC),
+                now=datetime(today.year, today.month, today.day, tzinfo=UTC),
             ),
             extractors,
             loader,
@@ -716,8 +793,10 @@ def _run(
     # Before any vendor is called: a credential echoed back is redacted wherever it is quoted.
     register_credentials(env, {name for names in CREDENTIAL_VARS.values() for name in names})
     try:
-        period = check_period(options.period or current_period(started))
-        as_of = options.as_of or started
+        now = (options.now or started).astimezone(UTC)
+        period, as_of = resolve_period(options.period, options.as_of, now)
+        # From here on the options carry the resolved instants (the manifest records them).
+        options = dataclasses.replace(options, period=period, as_of=as_of, now=now)
         # Where the results go is checked before any vendor is called.
         check_output(options.output)
         store = store or open_store(options.runs_dir)
@@ -729,7 +808,8 @@ def _run(
     run_id = new_run_id(period, started)
     done: dict[str, Any] = {}  # what _record achieved before a store failure, if one comes
     try:
-        return _record(options, inputs, store, loader, period, run_id, status, started, done)
+        summary = _record(options, inputs, store, loader, period, run_id, status, started, done)
+        return dataclasses.replace(summary, as_of=as_of)
     except StoreError as exc:
         # The run's record cannot be kept (S3: no such bucket, access denied, …): a failed run
         # with its summary, never a traceback. Write-back never starts before the run's files
@@ -748,6 +828,7 @@ def _run(
             run_location=done.get("location"),
             writeback=writeback,
             messages=(*inputs.warnings, message),
+            as_of=as_of,
         )
 
 
@@ -837,6 +918,7 @@ def _record(
         "config_sha256": inputs.config_sha256,
         "code_version": __version__,
         "as_of": as_of.isoformat(),
+        "reference_now": options.now.isoformat() if options.now is not None else None,
         "compared_with": compared.as_dict() if compared is not None else None,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),

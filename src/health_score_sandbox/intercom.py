@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_left, bisect_right
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -41,6 +41,8 @@ from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.portfolio import Portfolio
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
 from health_score_sandbox.truth import Metric, median, percent, rounded
+
+QUERY_LOG = 1_000  # conversation search queries App.queries keeps (oldest dropped first)
 
 TOKEN = "sandbox-intercom-token"  # noqa: S105 - a fake credential for the stand-in
 APP_ID = "hsmsbx01"
@@ -1062,6 +1064,8 @@ class App(VendorApp):
         self._contacts = {c.id: c for c in data.contacts}
         self._created = [c.created_at for c in data.conversations]
         self._lock = threading.Lock()
+        #: The ``query`` of every conversation search received (the latest QUERY_LOG), for tests.
+        self.queries: deque[Any] = deque(maxlen=QUERY_LOG)
         self._results: OrderedDict[str, list[Any]] = OrderedDict()
         self._scroll: _Scroll | None = None
         self._scrolls = itertools.count(1)
@@ -1212,6 +1216,7 @@ class App(VendorApp):
     def _search_conversations(self, request: Request, with_company: bool) -> dict[str, Any]:
         body = self._body(request)
         query = body["query"]
+        self.queries.append(query)
         predicate = compile_query(query, CONVERSATION_FIELDS)
         key = "conversations:" + json.dumps(query, sort_keys=True, separators=(",", ":"))
 

@@ -25,7 +25,7 @@ import binascii
 import hashlib
 import math
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,7 +51,7 @@ class Settings:
     select-list custom field id such as ``customfield_10042``.
     """
 
-    bug_jql: str = "issuetype = Bug AND statusCategory != Done"
+    bug_jql: str = "issuetype = Bug"
     customer_field: str = COMPONENT
     p1_p2_priorities: tuple[str, ...] = ("Highest", "High")
 
@@ -90,6 +90,7 @@ SYSTEM_FIELDS = (
     ("components", "Components", ("component",), "array"),
     ("labels", "Labels", ("labels",), "array"),
     ("created", "Created", ("created", "createdDate"), "datetime"),
+    ("resolutiondate", "Resolved", ("resolved", "resolutiondate", "resolutionDate"), "datetime"),
     ("updated", "Updated", ("updated", "updatedDate"), "datetime"),
 )
 REMOVED_PATHS = frozenset({"/rest/api/3/search", "/rest/api/2/search", "/rest/api/latest/search"})
@@ -154,7 +155,10 @@ NAVIGABLE = (
     "labels",
     "created",
     "updated",
+    "resolutiondate",
 )
+#: JQL texts received that App.queries keeps (oldest dropped first).
+QUERY_LOG = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,7 @@ class Issue:
     customer: str | None  # the custom customer field's option value
     created: str
     summary: str
+    resolved: str | None = None  # when a done issue was resolved; None while it is open
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +195,14 @@ class Data:
     mapped: frozenset[tuple[str, str]]  # (project, customer) of every mapped account
     index: Index
     expected: dict[str, dict[str, Decimal | None]] = field(default_factory=dict)
+    #: The sandbox date (midnight UTC): every issue was created, and every done one resolved,
+    #: before it.
+    as_of: datetime = datetime(2026, 11, 1, tzinfo=UTC)
 
-    def bug_indices(self, section: SectionLike = None) -> list[int]:
-        """Issues matching the organisation's bug definition (evaluated by the stand-in)."""
-        return self.index.search(parse(Settings.of(section).bug_jql))
+    def bug_indices(self, section: SectionLike = None, at: datetime | None = None) -> list[int]:
+        """Issues matching the organisation's bug definition that were open ``at`` (default:
+        the sandbox date): created before it and not resolved before it."""
+        return self.index.search(parse(open_at(Settings.of(section).bug_jql, at or self.as_of)))
 
     def customers(self, issue: Issue, section: SectionLike = None) -> tuple[str, ...]:
         if Settings.of(section).customer_field == COMPONENT:
@@ -233,6 +242,12 @@ class _Draft:
     customer: str | None
     age_minutes: int
     summary: str
+
+
+def open_at(bug_jql: str, at: datetime) -> str:
+    """``bug_jql`` restricted to the issues open at ``at``, as the JQL the extractor sends."""
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return f'({bug_jql}) AND created < "{stamp}" AND (resolved IS EMPTY OR resolved >= "{stamp}")'
 
 
 def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
@@ -323,9 +338,14 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     counters = dict.fromkeys(all_projects, 0)
     as_of = datetime(portfolio.as_of.year, portfolio.as_of.month, portfolio.as_of.day, tzinfo=UTC)
     issues: list[Issue] = []
+    # A stream of its own, so the issues drawn above stay those of earlier sandboxes.
+    resolutions = portfolio.rng("jira-resolutions")
     for n, d in enumerate(drafts):
         counters[d.project] += 1
         created = as_of - timedelta(minutes=d.age_minutes)
+        resolved = None
+        if d.status in _DONE:  # resolved some time between its creation and the sandbox date
+            resolved = created + timedelta(minutes=resolutions.randrange(1, d.age_minutes))
         issues.append(
             Issue(
                 id=10001 + n,
@@ -338,6 +358,7 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
                 customer=d.customer,
                 created=created.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
                 summary=d.summary,
+                resolved=None if resolved is None else resolved.strftime(_STAMP),
             )
         )
     customers = sorted({c for _, c in mapped} | {i.customer for i in issues if i.customer})
@@ -354,6 +375,7 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
         customer_options={value: str(20000 + n) for n, value in enumerate(customers)},
         mapped=mapped,
         index=Index(),
+        as_of=as_of,
     )
     data.index = build_index(data)
     data.expected = _expected(portfolio, data, settings)
@@ -386,6 +408,13 @@ def _expected(
     return expected
 
 
+_STAMP = "%Y-%m-%dT%H:%M:%S.000+0000"
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+
+
 def build_index(data: Data) -> Index:
     """The JQL index over ``data.issues``: names, ids and keys a query may use per field."""
     index = Index(size=len(data.issues))
@@ -411,6 +440,14 @@ def build_index(data: Data) -> Index:
     component.declare(data.component_ids.values())
     customer.declare(data.customer_options)
     customer.declare(data.customer_options.values())
+    created = index.add_date_field("created", "created", ["created", "createdDate"])
+    resolved = index.add_date_field(
+        "resolutiondate", "resolved", ["resolved", "resolutiondate", "resolutionDate"]
+    )
+    created.values = [_instant(issue.created) for issue in data.issues]
+    resolved.values = [
+        None if issue.resolved is None else _instant(issue.resolved) for issue in data.issues
+    ]
     for i, issue in enumerate(data.issues):
         p = data.projects[issue.project]
         project.add(i, (p.key, p.id, p.name))
@@ -486,6 +523,8 @@ class App(VendorApp):
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.all_fields = (*NAVIGABLE, data.customer_field)
+        #: The JQL of every search and count received (the latest QUERY_LOG), for tests to read.
+        self.queries: deque[str] = deque(maxlen=QUERY_LOG)
 
     # -- shapes ------------------------------------------------------------------------------
 
@@ -649,6 +688,7 @@ class App(VendorApp):
     def _matches(self, jql: str | None) -> tuple[list[int], str]:
         """Issue positions matching ``jql`` in result order (cached), and the JQL as cached."""
         text = jql or ""
+        self.queries.append(text)
         with self._cache_lock:
             cached = self._cache.get(text)
             if cached is not None:
@@ -679,6 +719,8 @@ class App(VendorApp):
         if folded == "priority":
             return lambda issue: _PRIORITY_RANK[issue.priority]
         field_key = self.data.index.field_key(name)
+        if field_key == "resolutiondate":
+            return lambda issue: issue.resolved or ""
         if field_key == "project":
             return lambda issue: issue.project
         if field_key == "issuetype":
@@ -801,6 +843,8 @@ class App(VendorApp):
             return []
         if name in ("created", "updated"):
             return issue.created
+        if name == "resolutiondate":
+            return issue.resolved
         if issue.customer is None:
             return None
         option = self.data.customer_options[issue.customer]

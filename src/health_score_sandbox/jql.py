@@ -1,9 +1,11 @@
 """A small JQL parser and evaluator for the Jira stand-in.
 
 The subset is what a health-score extractor needs: clauses ``field = v``, ``field != v``,
-``field IN (…)``, ``field NOT IN (…)`` joined by ``AND`` / ``OR`` (also ``&&`` / ``||``) with
-parentheses, values unquoted or in single or double quotes with JQL's backslash escapes, and an
-optional ``ORDER BY`` of up to 7 fields. Anything else (``~``, ``<``, ``IS EMPTY``, ``WAS``,
+``field IN (…)``, ``field NOT IN (…)``, ``field IS [NOT] EMPTY`` (or ``NULL``) and, on date fields
+(``created``, ``resolved``), ``<``, ``<=``, ``>``, ``>=`` against ``"yyyy-MM-dd[ HH:mm]"`` (or
+``yyyy/MM/dd``; read in UTC, the sandbox user's time zone), joined by ``AND`` / ``OR`` (also
+``&&`` / ``||``) with parentheses, values unquoted or in single or double quotes with JQL's
+backslash escapes, and an optional ``ORDER BY`` of up to 7 fields. Anything else (``~``, ``WAS``,
 functions, prefix ``NOT``) is refused with a Jira-style message rather than answered with a silent
 empty result.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 MAX_ORDER_BY_FIELDS = 7
 
@@ -54,7 +57,8 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Clause:
-    """``field op values``; ``op`` is one of ``=``, ``!=``, ``in``, ``not in``."""
+    """``field op values``; ``op`` is one of ``=``, ``!=``, ``in``, ``not in``, ``<``, ``<=``,
+    ``>``, ``>=`` (one date value), ``is`` or ``is not`` (no values: EMPTY)."""
 
     field: str
     op: str
@@ -239,7 +243,20 @@ class _Parser:
         elif keyword == "not" and self.token.keyword() == "in":
             self.advance()
             op = "not in"
-        elif keyword in ("~", "!~", "<", ">", "<=", ">=", "is", "was", "changed"):
+        elif keyword in ("<", ">", "<=", ">="):
+            op = keyword
+        elif keyword == "is":
+            op = "is"
+            if self.token.keyword() == "not":
+                self.advance()
+                op = "is not"
+            if self.token.keyword() not in ("empty", "null"):
+                raise self.fail(
+                    f"Expecting 'EMPTY' or 'NULL' but got '{self.token.shown()}'.", self.token
+                )
+            self.advance()
+            return Clause(name.text, op, (), name.offset)
+        elif keyword in ("~", "!~", "was", "changed"):
             raise self.unsupported(f"The operator '{op_token.text}'", op_token)
         else:
             raise self.fail(
@@ -363,6 +380,47 @@ class FieldIndex:
         return memo
 
 
+_DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
+
+
+def jql_date(value: str, field_name: str) -> datetime:
+    """A JQL date literal as an instant (the sandbox user's time zone is UTC)."""
+    for pattern in _DATE_FORMATS:
+        try:
+            return datetime.strptime(value.strip(), pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise JqlError(
+        f"Date value '{value}' for field '{field_name}' is invalid. Valid formats include: "
+        "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format "
+        "e.g. '-5d', '4w 2d'."
+    )
+
+
+@dataclass
+class DateIndex:
+    """One date field: each issue's instant (None: empty, e.g. an unresolved issue)."""
+
+    display: str
+    values: list[datetime | None] = field(default_factory=list)
+
+    def compare(self, op: str, bound: datetime) -> int:
+        """Issues whose date is ``op`` the bound (an empty date never matches, as in Jira)."""
+        tests = {
+            "<": lambda d: d < bound,
+            "<=": lambda d: d <= bound,
+            ">": lambda d: d > bound,
+            ">=": lambda d: d >= bound,
+        }
+        test = tests[op]
+        return _mask(
+            (i for i, d in enumerate(self.values) if d is not None and test(d)), len(self.values)
+        )
+
+    def empty(self) -> int:
+        return _mask((i for i, d in enumerate(self.values) if d is None), len(self.values))
+
+
 @dataclass
 class Index:
     """All searchable fields of a list of issues, and the names JQL may use for each."""
@@ -370,12 +428,32 @@ class Index:
     size: int = 0
     fields: dict[str, FieldIndex] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # case-folded JQL name → field key
+    dates: dict[str, DateIndex] = field(default_factory=dict)
 
     def add_field(self, key: str, display: str, names: Iterable[str]) -> FieldIndex:
         index = self.fields.setdefault(key, FieldIndex(display))
         for name in names:
             self.aliases[name.casefold()] = key
         return index
+
+    def add_date_field(self, key: str, display: str, names: Iterable[str]) -> DateIndex:
+        """A date field; fill its ``values`` with one instant (or None) per issue, in order."""
+        index = self.dates.setdefault(key, DateIndex(display))
+        for name in names:
+            self.aliases[name.casefold()] = key
+        return index
+
+    def _evaluate_date(self, node: Clause, target: DateIndex) -> int:
+        if node.op == "is":
+            return target.empty()
+        if node.op == "is not":
+            return _mask(range(self.size), self.size) & ~target.empty()
+        if node.op not in ("<", "<=", ">", ">="):
+            raise JqlError(
+                f"The operator '{node.op.upper()}' is not supported by the sandbox for the date "
+                f"field '{target.display}'; use <, <=, >, >= or IS [NOT] EMPTY."
+            )
+        return target.compare(node.op, jql_date(node.values[0], target.display))
 
     def field_key(self, name: str) -> str:
         key = self.aliases.get(name.casefold())
@@ -393,7 +471,19 @@ class Index:
             for mask in masks[1:]:
                 result = (result & mask) if node.op == "and" else (result | mask)
             return result
-        target = self.fields[self.field_key(node.field)]
+        key = self.field_key(node.field)
+        if key in self.dates:
+            return self._evaluate_date(node, self.dates[key])
+        target = self.fields[key]
+        if node.op in ("<", "<=", ">", ">="):
+            raise JqlError(
+                f"The operator '{node.op}' is not supported for the field '{target.display}'."
+            )
+        if node.op in ("is", "is not"):
+            nonempty = target.nonempty(self.size)
+            return (
+                nonempty if node.op == "is not" else _mask(range(self.size), self.size) & ~nonempty
+            )
         matched = 0
         for value in node.values:
             if not target.exists(value):

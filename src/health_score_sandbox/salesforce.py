@@ -215,6 +215,14 @@ def relationship_name(field_name: str) -> str:
     return field_name[:-2] if field_name.endswith("Id") else field_name
 
 
+def history_object(object_name: str) -> tuple[str, str]:
+    """The field history object of ``object_name`` and its parent field (``AccountHistory`` /
+    ``AccountId``; ``X__History`` / ``ParentId`` for a custom object ``X__c``)."""
+    if object_name.casefold().endswith("__c"):
+        return f"{object_name[:-3]}__History", "ParentId"
+    return f"{object_name}History", f"{object_name}Id"
+
+
 def _lookup(name: str, target: str) -> FieldDef:
     return FieldDef(name, "reference", target, relationship_name(name))
 
@@ -294,6 +302,17 @@ def build_schema(section: SectionLike = None) -> Org:
                 FieldDef(c.confidence_field, "picklist"),
                 FieldDef(c.status_field, "picklist"),
                 FieldDef("Detected_Date__c", "date"),
+            ],
+        ),
+        (
+            history_object(a.object_name)[0],
+            "017",
+            [
+                _lookup(history_object(a.object_name)[1], a.object_name),
+                FieldDef("Field", "picklist"),
+                # anyType in Salesforce: the stand-in keeps each value's own type.
+                FieldDef("OldValue", "string"),
+                FieldDef("NewValue", "string"),
             ],
         ),
     ]
@@ -592,6 +611,16 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     _invitees_and_deletions(
         portfolio.rng("salesforce-events"), events.records, ids, e.attended_field
     )
+    history = org.get(history_object(a.object_name)[0])
+    assert history is not None
+    _field_history(
+        portfolio.rng("salesforce-history"),
+        accounts.records,
+        history.records,
+        a,
+        ids,
+        datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),
+    )
     owners: dict[str, list[str]] = {}  # 18-character id → account_ids mapped to it
     for profile in portfolio.profiles:
         if profile.account.sf_account_id:
@@ -601,6 +630,71 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
             expected[owner].update(values)
     counts = {sobject.name: len(sobject.records) for sobject in org.objects.values()}
     return Data(org, as_of, tuple(mapped), expected, expected_signals, counts)
+
+
+#: How far back the stand-in's Account field history reaches (Salesforce keeps 18 months).
+HISTORY_MONTHS = 24
+
+
+def _field_history(
+    rng: random.Random,
+    accounts: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    fields: Any,
+    ids: _Ids,
+    now: datetime,
+) -> None:
+    """Up to three earlier values per tracked Account field, each change dated in the last
+    :data:`HISTORY_MONTHS` months before ``now`` (the sandbox date); the latest change's new
+    value is the field's current value."""
+    tiers = ("Standard", "Premium", "Enterprise")
+
+    def older(name: str, value: Any) -> Any:
+        if name in (fields.arr_field, fields.prior_year_arr_field):
+            return _money(float(value) * rng.uniform(0.7, 1.3))
+        if name == fields.renewal_date_field:
+            return value - timedelta(days=365)
+        if name == fields.champion_changed_date_field:
+            return value - timedelta(days=rng.randint(100, 600))
+        if name == fields.support_tier_field:
+            return rng.choice([t for t in tiers if t != value])
+        return round(rng.uniform(1, 120), 1)
+
+    tracked = (
+        fields.renewal_date_field,
+        fields.arr_field,
+        fields.prior_year_arr_field,
+        fields.support_tier_field,
+        fields.champion_changed_date_field,
+        fields.avg_response_hours_field,
+    )
+    parent = history_object(fields.object_name)[1]
+    for account in accounts:
+        for name in tracked:
+            value = account.get(name)
+            if value is None:
+                continue
+            moments = sorted(
+                (
+                    now - timedelta(minutes=rng.randint(60, HISTORY_MONTHS * 30 * 24 * 60))
+                    for _ in range(rng.randint(0, 3))
+                ),
+                reverse=True,
+            )
+            for moment in moments:  # newest first, walking back from the current value
+                previous = older(name, value)
+                history.append(
+                    {
+                        "Id": ids.next("017"),
+                        parent: account["Id"],
+                        "Field": name,
+                        "OldValue": previous,
+                        "NewValue": value,
+                        "IsDeleted": False,
+                        "CreatedDate": moment,
+                    }
+                )
+                value = previous
 
 
 def _invitees_and_deletions(

@@ -261,19 +261,70 @@ def test_from_raw_needs_only_weights_and_thresholds(
     )
 
 
-def test_period_defaults_to_the_current_month(
+def test_period_defaults_to_the_last_complete_month(
     tmp_path: Path, identity_config: Path, examples_raw: Path
 ) -> None:
     from datetime import UTC, datetime
 
-    before = datetime.now(UTC).strftime("%Y-%m")
+    from health_score.pipeline import last_complete_period, period_end
+
+    before = last_complete_period(datetime.now(UTC))
     assert (
         run_cli(tmp_path, "--from-raw", str(examples_raw), "--config-dir", str(identity_config))
         == 0
     )
-    after = datetime.now(UTC).strftime("%Y-%m")
+    after = last_complete_period(datetime.now(UTC))
     (folder,) = (tmp_path / "runs").iterdir()
-    assert json.loads((folder / "manifest.json").read_text())["period"] in {before, after}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["period"] in {before, after}
+    assert manifest["as_of"] == period_end(manifest["period"]).isoformat()
+
+
+def test_as_of_is_recorded_in_a_dry_run_and_names_its_month(
+    tmp_path: Path, identity_config: Path, examples_raw: Path
+) -> None:
+    code = run_cli(
+        tmp_path,
+        "--from-raw",
+        str(examples_raw),
+        "--config-dir",
+        str(identity_config),
+        "--as-of",
+        "2026-08-15",
+    )
+    assert code == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["as_of"] == "2026-08-15T00:00:00+00:00"
+    assert manifest["period"] == "2026-08"
+
+
+def test_as_of_is_refused_with_a_live_write(
+    tmp_path: Path, identity_config: Path, examples_raw: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(
+            [
+                "run",
+                "--from-raw",
+                str(examples_raw),
+                "--config-dir",
+                str(identity_config),
+                "--as-of",
+                "2026-08-15",
+            ]
+        )
+    assert stopped.value.code == 2
+    assert "--as-of is for ad-hoc dry runs" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("given", ["2026-8-15", "15/08/2026", "2026-08-15T10:00"])
+def test_as_of_must_be_a_day(given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["run", "--dry-run", "--from-raw", "x.csv", "--as-of", given])
+    assert stopped.value.code == 2
+    assert "expected YYYY-MM-DD" in capsys.readouterr().err
 
 
 def test_each_run_gets_its_own_folder(

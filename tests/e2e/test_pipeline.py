@@ -61,6 +61,7 @@ def go(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **options: Any) -> Ru
         "runs_dir": str(tmp_path / "runs"),
         "period": "2026-11",
         "as_of": datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),
+        "now": datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),  # the sandbox's date
     }
     return run(RunOptions(**{**defaults, **options}))
 
@@ -410,6 +411,7 @@ def test_scores_of_a_raw_file_are_written_back_for_salesforce_ids(
             dry_run=False,
             env=sandbox.env(),
             period="2029-03",
+            now=datetime(2029, 4, 2, tzinfo=UTC),  # a month not ended yet would be refused
             output=tmp_path / "s.csv",
             runs_dir=str(tmp_path / "runs"),
         )

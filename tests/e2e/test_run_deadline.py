@@ -64,6 +64,7 @@ def options(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **extra: Any) ->
         runs_dir=str(tmp_path / "runs"),
         period="2026-11",
         as_of=datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),
+        now=datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),  # the sandbox's date
         **extra,
     )
 

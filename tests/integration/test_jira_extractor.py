@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -48,12 +50,19 @@ HOSTILE = (
 )
 
 VENDOR = "jira"  # for the shared stand-in fixtures in conftest.py
+SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)  # the default portfolio's date
 
 
 def make(
-    server: VendorServer, settings: Settings, session: requests.Session, **env: str
+    server: VendorServer,
+    settings: Settings,
+    session: requests.Session,
+    as_of: datetime | None = None,
+    **env: str,
 ) -> JiraExtractor:
-    extractor = from_env(settings, {**environment(server.url, ""), **env}, session=session)
+    extractor = from_env(
+        settings, {**environment(server.url, ""), **env}, session=session, as_of=as_of
+    )
     assert extractor is not None
     return extractor
 
@@ -87,7 +96,7 @@ def run(server: VendorServer, settings: Settings, portfolio: Portfolio) -> Run:
     server.reset_stats()
     with requests.Session() as http:
         bodies = record_bodies(http)
-        result = make(server, settings, http).extract(portfolio.accounts)
+        result = make(server, settings, http, SANDBOX_DATE).extract(portfolio.accounts)
     return Run(result, dict(server.stats), bodies)
 
 
@@ -130,7 +139,7 @@ def test_customer_chunks_list_every_customer_once_within_the_length_limit(
     assert all(len(jql) <= 1000 for jql in chunks)
     listed = [v for jql in chunks for v in _listed_values(parse(jql).where)]
     assert sorted(listed) == sorted(c for _, c in customers)
-    assert all(f"({tight.bug_jql})" in jql for jql in chunks)
+    assert all(jql.endswith(f") AND {extractor.bug_condition}") for jql in chunks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,11 +193,69 @@ def test_one_bounded_query_asks_only_for_the_needed_fields_at_the_largest_page(
     run: Run, settings: Settings
 ) -> None:
     searches = [b for b in run.bodies if b["path"] == SEARCH_PATH]
-    assert {b["jql"] for b in searches} == {f'project IN ("SUP") AND ({settings.bug_jql})'}
+    assert {b["jql"] for b in searches} == {
+        'project IN ("SUP") AND (issuetype = Bug) AND created < "2026-11-01 00:00" AND '
+        '(resolved IS EMPTY OR resolved >= "2026-11-01 00:00")'
+    }
     assert all(b["fields"] == ["project", "priority", "components"] for b in searches)
     assert all(b["maxResults"] == 100 for b in searches)
     tokens = [b.get("nextPageToken") for b in searches]
     assert tokens[0] is None and len(set(tokens[1:])) == len(tokens) - 1
+
+
+def test_the_window_is_the_instant_the_bugs_are_open_at(run: Run) -> None:
+    assert run.result.window == (None, SANDBOX_DATE)
+
+
+def _open_by_hand(data: Data, portfolio: Portfolio, at: datetime) -> dict[str, int]:
+    """Open bugs per mapped SUP customer at ``at``, counted from the issues' own dates."""
+    stamp = "%Y-%m-%dT%H:%M:%S.%f%z"
+    mapped = {p.account.jira_component: p.account_id for p in portfolio.profiles}
+    counts = dict.fromkeys(
+        (p.account_id for p in portfolio.profiles if p.account.jira_project_key == "SUP"), 0
+    )
+    for issue in data.issues:
+        created = datetime.strptime(issue.created, stamp)
+        resolved = None if issue.resolved is None else datetime.strptime(issue.resolved, stamp)
+        if issue.project != "SUP" or issue.issuetype != "Bug" or created >= at:
+            continue
+        if resolved is not None and resolved < at:
+            continue
+        for component in set(issue.components):
+            if component in mapped and mapped[component] in counts:
+                counts[mapped[component]] += 1
+    return counts
+
+
+def test_a_past_as_of_counts_the_bugs_open_then_not_today(
+    server: VendorServer, settings: Settings, portfolio: Portfolio, data: Data
+) -> None:
+    """Bugs resolved since 2026-06-01 were open then; bugs created since did not exist."""
+    past = datetime(2026, 6, 1, tzinfo=UTC)
+    with requests.Session() as http:
+        result = make(server, settings, http, past).extract(portfolio.accounts)
+    then = _open_by_hand(data, portfolio, past)
+    now = _open_by_hand(data, portfolio, SANDBOX_DATE)
+    got = {a: int(v[OPEN_BUGS_TOTAL] or 0) for a, v in result.metrics.items() if a in then}
+    assert got == then
+    assert then != now  # the portfolio has bugs opened and resolved in between
+    assert result.window == (None, past)
+
+
+def test_a_past_as_of_sends_no_other_instant(
+    server: VendorServer, settings: Settings, portfolio: Portfolio
+) -> None:
+    app = server.app
+    assert isinstance(app, App)
+    app.queries.clear()
+    with requests.Session() as http:
+        make(server, settings, http, datetime(2026, 3, 1, tzinfo=UTC)).extract(portfolio.accounts)
+    assert app.queries
+    for jql in app.queries:
+        assert 'created < "2026-03-01 00:00"' in jql
+        assert 'resolved IS EMPTY OR resolved >= "2026-03-01 00:00"' in jql
+        assert set(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d", jql)) == {"2026-03-01 00:00"}
+        assert "statusCategory" not in jql  # today's status is never asked
 
 
 def test_bugs_naming_no_mapped_customer_are_reported_once(run: Run) -> None:
@@ -463,7 +530,7 @@ def test_invalid_jira_settings_are_refused(section: dict[str, Any]) -> None:
 
 def test_an_empty_section_is_valid_and_means_the_usual_bug_definition() -> None:
     defaults = Settings.model_validate({})
-    assert defaults.bug_jql == "issuetype = Bug AND statusCategory != Done"
+    assert defaults.bug_jql == "issuetype = Bug"
     assert defaults.customer_jql_field == "component"
     assert Settings.model_validate({"customer_field": "customfield_10042"}).customer_jql_field == (
         "cf[10042]"

@@ -72,7 +72,8 @@ def with_secret(aws: Aws, sandbox: Sandbox, **extra: str) -> dict[str, str]:
 
 def base(sandbox: Sandbox, config_dir: Path) -> RunOptions:
     mapping = sandbox.write_mapping(sandbox.workdir / "account_mapping.csv")
-    return RunOptions(config_dir=config_dir, mapping_path=mapping, as_of=AS_OF)
+    # The sandbox's date is the run's reference now (the data is current, not a past period).
+    return RunOptions(config_dir=config_dir, mapping_path=mapping, as_of=AS_OF, now=AS_OF)
 
 
 def salesforce_writes(sandbox: Sandbox) -> int:

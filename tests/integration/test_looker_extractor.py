@@ -55,6 +55,7 @@ def extractor(
         environment(server.url, "") | env,
         session=session,
         as_of=as_of(portfolio),
+        now=as_of(portfolio),  # the sandbox's date: the Looks answer for the run's period
     )
     assert isinstance(found, LookerExtractor)
     return found
@@ -710,3 +711,49 @@ def test_the_cut_of_a_truncated_look_is_located_only_in_customer_order(
     customers: list[Any], cut: Cut | None
 ) -> None:
     assert locate_cut(customers) == cut
+
+
+def test_a_past_period_runs_no_look_and_marks_every_looker_metric_unavailable(
+    server: VendorServer, settings: Settings, portfolio: Portfolio
+) -> None:
+    """A saved Look answers for its own "last 30 days": 2026-09's data cannot come from it."""
+    server.reset_stats()
+    with requests.Session() as http:
+        found = from_env(
+            settings,
+            environment(server.url, ""),
+            session=http,
+            as_of=datetime(2026, 10, 1, tzinfo=UTC),
+            now=as_of(portfolio),  # 2026-11-01: 31 days later, beyond the 7 days of grace
+        )
+        assert isinstance(found, LookerExtractor)
+        result = found.extract(portfolio.accounts)
+    assert dict(server.stats) == {}  # not even a login
+    names = sorted(settings.metric_names)
+    assert result.degraded
+    (note,) = result.notes
+    assert note.startswith(
+        "not reconstructable for a past period (as_of 2026-10-01 is more than 7 days before "
+        "now): Look 101"
+    )
+    assert note.endswith(f"metrics unavailable: {', '.join(names)}")
+    for account in portfolio.accounts:
+        assert result.unavailable[account.account_id] == frozenset(names)
+        assert all(v is None for v in result.metrics[account.account_id].values())
+
+
+def test_the_month_just_ended_is_within_the_grace_days_and_runs_the_looks(
+    server: VendorServer, settings: Settings, portfolio: Portfolio
+) -> None:
+    with requests.Session() as http:
+        found = from_env(
+            settings,
+            environment(server.url, ""),
+            session=http,
+            as_of=datetime(2026, 10, 25, tzinfo=UTC),
+            now=as_of(portfolio),  # 7 days later: still the current state
+        )
+        assert isinstance(found, LookerExtractor)
+        assert not found.past
+        result = found.extract(portfolio.accounts)
+    assert not result.degraded and result.accounts_with_data > 0

@@ -6,6 +6,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,16 @@ class Org:
         return {**sfs.environment(self.server.url, self.ca), **overrides}
 
     def extract(self, env: dict[str, str] | None = None, **changes: Any) -> SourceResult:
+        return self.extract_at(AS_OF, env, **changes)
+
+    def extract_at(
+        self, as_of: datetime, env: dict[str, str] | None = None, **changes: Any
+    ) -> SourceResult:
+        """One pass for the period ending at ``as_of``, run on the sandbox's date."""
         settings = self.settings.model_copy(update=changes)
         with requests.Session() as session:
             extractor = sf_extractor.from_env(
-                settings, env or self.env(), session=session, as_of=AS_OF
+                settings, env or self.env(), session=session, as_of=as_of, now=AS_OF
             )
             assert extractor is not None
             return extractor.extract(self.portfolio.accounts)
@@ -134,7 +141,9 @@ def test_requests_stay_within_the_minimum_and_every_one_is_counted(
 def test_an_injection_attempt_in_an_id_is_refused_before_any_request(small: Org) -> None:
     evil = Account("x", "Evil Corp", "paid", sf_account_id="001' OR Name != '")
     with requests.Session() as session:
-        extractor = sf_extractor.from_env(small.settings, small.env(), session=session, as_of=AS_OF)
+        extractor = sf_extractor.from_env(
+            small.settings, small.env(), session=session, as_of=AS_OF, now=AS_OF
+        )
         assert extractor is not None
         with pytest.raises(SourceError, match="sf_account_id refused"):
             extractor.extract([*small.portfolio.accounts, evil])
@@ -489,3 +498,61 @@ def test_a_run_with_client_credentials_on_login_salesforce_com_is_refused_at_sta
     (message,) = summary.messages
     assert "not on login.salesforce.com (SF_DOMAIN is login)" in message
     assert "s3cret-value" not in message
+
+
+# -- past periods --------------------------------------------------------------------------------
+
+
+def _value_at(org: Org, account_id: str, field: str, at: datetime) -> Any:
+    """A field of an Account as it stood at ``at``: the old value of its first change since."""
+    (record,) = [r for r in org.data.org.get("Account").records if r["Id"] == account_id]  # type: ignore[union-attr]
+    changes = sorted(
+        (
+            h
+            for h in org.data.org.get("AccountHistory").records  # type: ignore[union-attr]
+            if h["AccountId"] == account_id and h["Field"] == field and h["CreatedDate"] >= at
+        ),
+        key=lambda h: h["CreatedDate"],
+    )
+    return changes[0]["OldValue"] if changes else record[field]
+
+
+def test_field_history_rebuilds_the_account_fields_as_they_stood_at_a_past_period_end(
+    small: Org,
+) -> None:
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    small.app.queries.clear()
+    result = small.extract_at(at, field_history=True)
+    in_org = {r["Id"] for r in small.data.org.get("Account").records}  # type: ignore[union-attr]
+    checked = changed = 0
+    for profile in small.portfolio.profiles:
+        sf_id = profile.account.sf_account_id
+        if sf_id is None or ext.salesforce_id18(sf_id) not in in_org:
+            continue
+        account_id = ext.salesforce_id18(sf_id)
+        renewal = _value_at(small, account_id, "Renewal_Date__c", at)
+        champion = _value_at(small, account_id, "Champion_Changed_Date__c", at)
+        got = result.metrics[profile.account_id]
+        assert got["days_to_renewal"] == (
+            None if renewal is None else Decimal((renewal - at.date()).days)
+        )
+        assert got["champion_stability"] == (
+            None if champion is None else Decimal((at.date() - champion).days)
+        )
+        checked += 1
+        record = next(r for r in small.data.org.get("Account").records if r["Id"] == account_id)  # type: ignore[union-attr]
+        changed += renewal != record["Renewal_Date__c"]
+    assert checked >= 9 and changed >= 2  # every account in the org, real rollbacks among them
+    # What no field history holds stays unavailable; the run says so.
+    assert result.missing_metrics == frozenset({"expansion_signals"})
+    (note,) = [n for n in result.notes if "past period" in n]
+    assert "not kept in field history" in note and "expansion_signals" in note
+    history = [q for q in small.app.queries if "FROM AccountHistory" in q]
+    assert history and all("CreatedDate >= 2026-06-01T00:00:00Z" in q for q in history)
+
+
+def test_a_period_beyond_the_field_history_kept_is_unavailable(small: Org) -> None:
+    result = small.extract_at(datetime(2025, 4, 1, tzinfo=UTC), field_history=True)
+    assert "days_to_renewal" in result.missing_metrics
+    (note,) = [n for n in result.notes if "past period" in n]
+    assert "beyond the 18 months of field history" in note

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -112,12 +113,73 @@ def test_and_binds_tighter_than_or_and_parentheses_override_it() -> None:
     assert hits("LETTER = A && Number = 2") == [1]
 
 
+def dated_index() -> Index:
+    """Four issues: created on the 1st, 10th, 20th and 30th of Nov 2026; the first resolved on
+    Nov 15 at 12:00, the third on Nov 25; the others open."""
+    index = Index(size=4)
+    created = index.add_date_field("created", "created", ["created"])
+    resolved = index.add_date_field("resolutiondate", "resolved", ["resolved", "resolutiondate"])
+    created.values = [datetime(2026, 11, d, tzinfo=UTC) for d in (1, 10, 20, 30)]
+    resolved.values = [
+        datetime(2026, 11, 15, 12, tzinfo=UTC),
+        None,
+        datetime(2026, 11, 25, tzinfo=UTC),
+        None,
+    ]
+    return index
+
+
+def test_date_fields_compare_with_jql_dates_and_an_empty_date_never_matches() -> None:
+    index = dated_index()
+
+    def hits(text: str) -> list[int]:
+        where = parse(text).where
+        assert where is not None
+        return mask_indices(index.evaluate(where))
+
+    assert hits('created < "2026-11-20 00:00"') == [0, 1]
+    assert hits('created <= "2026-11-20"') == [0, 1, 2]
+    assert hits('created > "2026/11/20"') == [3]
+    assert hits('resolved >= "2026-11-15 12:00"') == [0, 2]
+    assert hits('resolved > "2026-11-15 12:00"') == [2]
+    assert hits("resolved IS EMPTY") == [1, 3]
+    assert hits("resolutiondate is not null") == [0, 2]
+
+
+def test_open_at_an_instant_is_created_before_it_and_not_resolved_before_it() -> None:
+    index = dated_index()
+    jql = 'created < "{0}" AND (resolved IS EMPTY OR resolved >= "{0}")'
+    where = parse(jql.format("2026-11-15 12:00")).where
+    assert where is not None
+    assert mask_indices(index.evaluate(where)) == [0, 1]  # issue 0 resolved at that very minute
+    where = parse(jql.format("2026-11-26 00:00")).where
+    assert where is not None
+    assert mask_indices(index.evaluate(where)) == [1]
+
+
+@pytest.mark.parametrize(
+    ("jql", "fragment"),
+    [
+        ('created < "next tuesday"', "Date value 'next tuesday' for field 'created' is invalid"),
+        ('created = "2026-11-01"', "not supported by the sandbox for the date field"),
+        ("letter > a", "operator '>' is not supported for the field 'letter'"),
+    ],
+)
+def test_dates_that_jira_would_refuse_are_refused(jql: str, fragment: str) -> None:
+    index = dated_index()
+    index.add_field("letter", "letter", ["letter"])
+    where = parse(jql).where
+    assert where is not None
+    with pytest.raises(JqlError) as caught:
+        index.evaluate(where)
+    assert fragment in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("jql", "fragment"),
     [
         ("summary ~ crash", "operator '~'"),
-        ("priority > Low", "operator '>'"),
-        ("component IS EMPTY", "operator 'IS'"),
+        ("component IS Done", "Expecting 'EMPTY' or 'NULL'"),
         ("status WAS Done", "operator 'WAS'"),
         ("assignee = currentUser()", "function 'currentUser()'"),
         ("project IN projectsWhereUserHasRole(x)", "function"),

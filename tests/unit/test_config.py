@@ -488,7 +488,7 @@ def test_an_empty_weights_file_is_named_as_such_and_the_mapping_is_not_blamed(
 def test_a_comments_only_sources_yaml_means_every_default(config_copy: Path) -> None:
     (config_copy / "sources.yaml").write_text("# defaults everywhere\n", encoding="utf-8")
     settings = load_sources(config_copy)
-    assert settings.jira.bug_jql == "issuetype = Bug AND statusCategory != Done"
+    assert settings.jira.bug_jql == "issuetype = Bug"
     assert settings.looker.looks == ()  # so the default weights' Looker metrics have no source:
     with_mapping(config_copy)
     with pytest.raises(ConfigError, match=r"platform_value\.sessions_per_user: weighted 0\.10"):

@@ -116,7 +116,11 @@ def test_looker_metrics_on_a_half_are_published_rounded_half_up() -> None:
     account = Account("acct-looker", "Tie Looker", "paid", looker_customer_id=LOOKER_CUSTOMER)
     with VendorServer(looker.App(data, settings)) as server, requests.Session() as session:
         extractor = looker_source.from_env(
-            settings, looker.environment(server.url, ""), session=session, as_of=AS_OF_UTC
+            settings,
+            looker.environment(server.url, ""),
+            session=session,
+            as_of=AS_OF_UTC,
+            now=AS_OF_UTC,
         )
         assert extractor is not None
         result = extractor.extract([account])
@@ -257,7 +261,11 @@ def test_salesforce_arr_trajectory_on_a_half_is_published_rounded_half_up(
     accounts = [Account(**dataclasses.asdict(p.account)) for p in portfolio.profiles]
     with VendorServer(sfs.App(data, settings), tls=tls[0]) as server, requests.Session() as session:
         extractor = sf_extractor.from_env(
-            settings, sfs.environment(server.url, tls[1]), session=session, as_of=AS_OF_UTC
+            settings,
+            sfs.environment(server.url, tls[1]),
+            session=session,
+            as_of=AS_OF_UTC,
+            now=AS_OF_UTC,
         )
         assert extractor is not None
         result = extractor.extract(accounts)

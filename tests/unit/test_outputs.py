@@ -12,6 +12,7 @@ import pytest
 from health_score.config import load_scoring_config
 from health_score.loaders.artifacts import ArtifactExistsError, LocalRunStore, open_text
 from health_score.loaders.csv_output import METRIC_COLUMNS, DetailLines, metric_rows
+from health_score.loaders.explanation import Plain, scores_csv_from_columns
 from health_score.records import AccountInput, SignalCounts
 from health_score.scoring.composite import Model
 from tests.conftest import DEFAULT_CONFIG
@@ -59,3 +60,17 @@ def test_a_stream_that_fails_leaves_no_half_file(tmp_path: Path) -> None:
     with open_text(writer, "metrics.csv") as handle:
         handle.write("complete\n")
     assert (tmp_path / "r" / "metrics.csv").read_text() == "complete\n"
+
+
+def test_number_columns_are_written_as_they_are_and_text_columns_are_guarded() -> None:
+    """Plain columns (numbers, booleans) skip the scans; text columns keep the formula guard
+    and CSV quoting, on both the joined path and the csv.writer path."""
+    header = ["account_id", "final_score", "account_name"]
+    plain = [["001A", "001B"], Plain(["-1.5", "100.0"]), ["=HYPERLINK(1)", "Beta"]]
+    assert scores_csv_from_columns(header, plain) == (
+        b"account_id,final_score,account_name\n001A,-1.5,'=HYPERLINK(1)\n001B,100.0,Beta\n"
+    )
+    quoted = [["001A", "001B"], Plain(["-1.5", "100.0"]), ["@SUM(A1)", "Beta, Inc."]]
+    assert scores_csv_from_columns(header, quoted) == (
+        b'account_id,final_score,account_name\n001A,-1.5,\'@SUM(A1)\n001B,100.0,"Beta, Inc."\n'
+    )

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from health_score.batch import score_batch
-from health_score.columns import AccountTable, read_raw_table
+from health_score.columns import AccountTable, _plain_decimals, _Unusual, read_raw_table
 from health_score.config import load_scoring_config
 from health_score.loaders.csv_output import (
     METRIC_COLUMNS,
@@ -300,3 +300,43 @@ def test_unusual_raw_files_fall_back_to_the_raw_file_reader(tmp_path: Path) -> N
     assert [list(r) for r in batch.rows] == oracle_rows
     assert "".join(metric_csv_lines(batch.explanation())) == detail
     assert score_columns(config)[0] == "account_id"
+
+
+def _cells(*texts: str) -> np.ndarray:
+    """A column's cells as the fast reader holds them: rows × bytes, zero-padded."""
+    width = max(1, *(len(t) for t in texts))
+    block = np.zeros((len(texts), width), dtype=np.uint8)
+    for row, text in enumerate(texts):
+        block[row, : len(text)] = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return block
+
+
+def test_plain_decimal_cells_are_read_exactly_and_anything_else_is_refused() -> None:
+    values, places = _plain_decimals(_cells("12.50", "-0.5", "", "7", "0.125", "-0"))
+    assert values[[0, 1, 3, 4]].tolist() == [12.5, -0.5, 7.0, 0.125]
+    assert np.isnan(values[2]) and values[5] == 0.0
+    assert places == 3
+    refused = ["00", "01", "-01", "1.", ".5", "-", "-.5", "1e5", "5.5.5", "1 2", "+1", "1-"]
+    for text in [*refused, "1234567890123456"]:  # the last: 16 digits
+        with pytest.raises(_Unusual):
+            _plain_decimals(_cells("1.5", text))
+
+
+def test_the_fast_reader_takes_rows_of_the_header_width_only(tmp_path: Path) -> None:
+    config = load_scoring_config(DEFAULT_CONFIG)
+    metrics = config.metric_names
+    head = "account_id,account_name,segment," + ",".join(metrics) + "\n"
+    full = "001A,Alpha,paid," + ",".join(["12.50"] * len(metrics)) + "\n"
+    path = tmp_path / "raw.csv"
+    path.write_text(head + full + "001B,Beta,standard,-0.5" + "," * (len(metrics) - 1) + "\n")
+    table = read_raw_table(path, config).accounts
+    assert table.inputs is None and table.ids == ["001A", "001B"]  # the array-wise reader
+    assert table.table.values[:, 0].tolist() == [12.5, -0.5]
+    assert np.isnan(table.table.values[1, 1:]).all()
+    path.write_text('"account_id",account_name,segment,' + head.split(",", 3)[3] + full)
+    assert read_raw_table(path, config).accounts.inputs is None  # a quoted header
+    short = "001B,Beta,paid," + ",".join(["1"] * (len(metrics) - 1)) + "\n"  # one cell short
+    path.write_text(head + full + short)
+    table = read_raw_table(path, config).accounts
+    assert table.inputs is not None  # the raw-file reader takes over
+    assert [a.account_id for a in table.inputs] == ["001A", "001B"]

@@ -42,21 +42,34 @@ def _published_texts(limit: int = 1000) -> list[str]:
 PUBLISHED = _published_texts()
 
 
-def _published(values: NDArray[np.int64]) -> list[str]:
+class Plain(list[str]):
+    """A column this module wrote from numbers or booleans only (decimal digits, ``.``, a
+    leading ``-``, ``true``/``false``, empty): nothing in it needs CSV quoting and no cell
+    starts like a formula except plain numbers, which :mod:`health_score.csvsafe` leaves
+    alone, so :func:`scores_csv_from_columns` need not scan it."""
+
+    __slots__ = ()
+
+
+def _published(values: NDArray[np.int64]) -> Plain:
     items: list[int] = values.tolist()
     if values.size and int(values.max()) >= len(PUBLISHED) - 1:
-        return ["" if v == NONE else f"{v // 10}.{v % 10}" for v in items]
-    return [PUBLISHED[v] for v in items]
+        return Plain(["" if v == NONE else f"{v // 10}.{v % 10}" for v in items])
+    return Plain([PUBLISHED[v] for v in items])
 
 
 SMALL = [str(i) for i in range(1000)]
 
 
-def _counts(values: NDArray[np.int64]) -> list[str]:
+def _counts(values: NDArray[np.int64]) -> Plain:
     items: list[int] = values.tolist()
     if values.size and (int(values.max()) >= len(SMALL) or int(values.min()) < 0):
-        return [str(v) for v in items]
-    return [SMALL[v] for v in items]
+        return Plain([str(v) for v in items])
+    return Plain([SMALL[v] for v in items])
+
+
+def _booleans(values: NDArray[np.bool_]) -> Plain:
+    return Plain(["true" if v else "false" for v in values.tolist()])
 
 
 def score_rows(
@@ -72,7 +85,7 @@ def score_rows(
 
     labels = config.tier_labels
     rules = config.cap_rules
-    override = [format(r.value, "f") for r in rules] + [""]
+    override = [safe_cell(format(r.value, "f")) for r in rules] + [""]  # numbers: as they are
     condition = [r.condition for r in rules] + [""]
     dims = [i for i, d in enumerate(vmodel.model.dimensions) if d.name != PLATFORM_VALUE]
     signals = accounts.table.signals[keep]
@@ -87,11 +100,11 @@ def score_rows(
         _published(result.platform_value[keep]),
         *(_published(result.dimensions[keep, d]) for d in dims),
         _published(result.coverage[keep]),
-        [override[r] for r in result.rule[keep].tolist()],
-        ["true" if a else "false" for a in result.applied[keep].tolist()],
+        Plain([override[r] for r in result.rule[keep].tolist()]),
+        _booleans(result.applied[keep]),
         [condition[r] for r in result.rule[keep].tolist()],
         *(_counts(signals[:, j]) for j in range(4)),
-        ["true" if low else "false" for low in result.low_coverage[keep].tolist()],
+        _booleans(result.low_coverage[keep]),
     ]
     assert len(columns) == len(score_columns(config))
     return columns
@@ -100,10 +113,12 @@ def score_rows(
 def scores_csv_from_columns(header: Sequence[str], columns: Sequence[Sequence[str]]) -> bytes:
     """scores.csv from its columns, each cell guarded against formula injection
     (:mod:`health_score.csvsafe`); what ``csv.writer`` writes, joined directly when no cell
-    needs quoting (the usual case: about five times as fast)."""
-    columns = [safe_column(column) for column in columns]
+    needs quoting (the usual case: about five times as fast). :class:`Plain` columns (numbers
+    and booleans this module wrote) are neither guarded nor scanned: they need neither."""
+    columns = [c if isinstance(c, Plain) else safe_column(c) for c in columns]
     special = (",", '"', "\r", "\n")
-    if any(ch in "\x00".join(column) for column in (header, *columns) for ch in special):
+    texts = (header, *(c for c in columns if not isinstance(c, Plain)))
+    if any(ch in "\x00".join(column) for column in texts for ch in special):
         return scores_csv(header, zip(*columns, strict=True))
     lines = [",".join(header), *map(",".join, zip(*columns, strict=True))]
     return ("\n".join(lines) + "\n").encode("utf-8")

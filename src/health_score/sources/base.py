@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from health_score.records import Account, MetricValue, SignalCounts
@@ -22,6 +23,8 @@ class SourceResult:
     missing data, and their values are None.
     ``incomplete`` says why the result is partial (each reason is also one of the ``notes``); a
     result with reasons is *degraded*, and so is the run it is part of.
+    ``window`` is the data window read, ``(from, to)`` with ``to`` the run's ``as_of`` (``from``
+    None: a state at ``to``, such as the bugs open then); the manifest records it.
     """
 
     source: str
@@ -32,6 +35,7 @@ class SourceResult:
     notes: tuple[str, ...] = ()
     unavailable: Mapping[str, frozenset[str]] = field(default_factory=dict)
     incomplete: tuple[str, ...] = ()
+    window: tuple[datetime | None, datetime] | None = None
 
     @property
     def degraded(self) -> bool:

@@ -27,11 +27,13 @@ def activate(
     session: requests.Session | None = None,
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
+    now: datetime | None = None,
 ) -> tuple[list[Extractor], list[str]]:
     """The extractors whose credentials are present, and the names of those left inactive
     (no credentials, or ``enabled: false`` in sources.yaml).
 
-    ``deadline`` (the run's) is shared by every source's HTTP client.
+    ``deadline`` (the run's) is shared by every source's HTTP client. ``as_of`` ends the data
+    windows; ``now`` (the run's reference now) tells whether ``as_of`` is a past period.
     """
     built: dict[str, Extractor | None] = {
         "intercom": intercom.from_env(
@@ -39,10 +41,10 @@ def activate(
         ),
         "jira": jira.from_env(settings.jira, env, session=session, as_of=as_of, deadline=deadline),
         "looker": looker.from_env(
-            settings.looker, env, session=session, as_of=as_of, deadline=deadline
+            settings.looker, env, session=session, as_of=as_of, deadline=deadline, now=now
         ),
         "salesforce": salesforce.from_env(
-            settings.salesforce, env, session=session, as_of=as_of, deadline=deadline
+            settings.salesforce, env, session=session, as_of=as_of, deadline=deadline, now=now
         ),
     }
     active: list[Extractor] = []

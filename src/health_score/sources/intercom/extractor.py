@@ -248,7 +248,11 @@ class IntercomExtractor:
             self.client.requests,
         )
         return SourceResult(
-            source=SOURCE, metrics=metrics, requests=self.client.requests, notes=tuple(notes)
+            source=SOURCE,
+            metrics=metrics,
+            requests=self.client.requests,
+            notes=tuple(notes),
+            window=(datetime.fromtimestamp(start, UTC), self.as_of),
         )
 
     def _attribute(

@@ -2,7 +2,9 @@
 
 Only ``/rest/api/3/search/jql`` is used (the old ``/rest/api/3/search`` answers 410 Gone). The
 search is restricted to the mapped projects and the organisation's bug definition from
-``sources.yaml``, asks only for the fields needed to attribute and classify a bug, pages with
+``sources.yaml`` and to the bugs open at the run's ``as_of`` (created before it and not resolved
+before it: a dated condition, so a past period counts the bugs open then, not today), asks only
+for the fields needed to attribute and classify a bug, pages with
 ``nextPageToken`` and groups issues by customer on the client. When the approximate count says
 one query would take many pages, the customers are split into chunks listed in the JQL (each
 chunk's JQL kept under a length limit) and the chunks are fetched concurrently.
@@ -15,7 +17,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -64,6 +66,16 @@ def jql_list(values: Sequence[str]) -> str:
     return "(" + ", ".join(jql_string(v) for v in values) + ")"
 
 
+def open_at(as_of: datetime) -> str:
+    """The JQL condition "open at ``as_of``": created before it, unresolved or resolved since.
+
+    JQL dates carry no zone (Jira reads them in the user's time zone) and stop at minutes; the
+    instant is written in UTC, so the integration user's Jira time zone should be UTC.
+    """
+    stamp = jql_string(as_of.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))
+    return f"created < {stamp} AND (resolved IS EMPTY OR resolved >= {stamp})"
+
+
 class JiraExtractor:
     """One pass over Jira for all accounts; see the module docstring."""
 
@@ -79,8 +91,15 @@ class JiraExtractor:
         session: requests.Session | None = None,
         verify: str | None = None,
         deadline: Deadline | None = None,
+        as_of: datetime | None = None,
     ) -> None:
         self.settings = settings
+        as_of = as_of or datetime.now(UTC)
+        if as_of.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware (UTC)")
+        self.as_of = as_of.astimezone(UTC)
+        #: The bug definition at as_of, as every query sends it.
+        self.bug_condition = f"({settings.bug_jql}) AND {open_at(self.as_of)}"
         basic = base64.b64encode(f"{email}:{api_token}".encode()).decode("ascii")
         register_secret(api_token)
         register_secret(basic)
@@ -115,7 +134,9 @@ class JiraExtractor:
             notes.append(
                 f"{unattributed} open bug(s) in the mapped projects name no mapped customer"
             )
-        return SourceResult(NAME, metrics, self.client.requests, notes=tuple(notes))
+        return SourceResult(
+            NAME, metrics, self.client.requests, notes=tuple(notes), window=(None, self.as_of)
+        )
 
     def _fetch(self, accounts: Sequence[Account], notes: list[str]) -> dict[str, Bug]:
         customers = sorted(
@@ -126,7 +147,7 @@ class JiraExtractor:
             }
         )
         projects = sorted({project for project, _ in customers})
-        project_jql = f"project IN {jql_list(projects)} AND ({self.settings.bug_jql})"
+        project_jql = f"project IN {jql_list(projects)} AND {self.bug_condition}"
         count = self._approximate_count(project_jql)
         pages = math.ceil(count / self.settings.page_size)
         if pages <= self.settings.pages_per_query:
@@ -148,7 +169,7 @@ class JiraExtractor:
         per_chunk = max(1, math.ceil(len(customers) / max(parts, 1)))
         field = self.settings.customer_jql_field
         # Room for the project clauses and the bug definition around the listed values.
-        overhead = len(self.settings.bug_jql) + 64
+        overhead = len(self.bug_condition) + 64
         chunks: list[list[tuple[str, str]]] = []
         current: list[tuple[str, str]] = []
         length = overhead
@@ -177,7 +198,7 @@ class JiraExtractor:
             for project, values in by_project.items()
         ]
         restriction = parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
-        return f"{restriction} AND ({self.settings.bug_jql})"
+        return f"{restriction} AND {self.bug_condition}"
 
     def _collect(self, queries: Sequence[str]) -> dict[str, Bug]:
         bugs: dict[str, Bug] = {}
@@ -253,9 +274,8 @@ def from_env(
 ) -> JiraExtractor | None:
     """The Jira extractor when JIRA_BASE_URL, JIRA_EMAIL and JIRA_API_TOKEN are all set.
 
-    ``as_of`` is accepted for the common interface and unused: open bugs are a snapshot.
+    ``as_of`` (default now) is the instant the bugs are counted open at.
     """
-    del as_of
     values = {name: env.get(name, "").strip() for name in CREDENTIAL_VARS}
     if not all(values.values()):
         present = [name for name, value in values.items() if value]
@@ -271,4 +291,5 @@ def from_env(
         session=session,
         verify=env.get("REQUESTS_CA_BUNDLE") or None,
         deadline=deadline,
+        as_of=as_of,
     )

@@ -55,9 +55,11 @@ class Settings(pydantic.BaseModel):
 
     #: ``enabled: false`` switches the source off: its metrics are unavailable (never missing).
     enabled: bool = True
-    #: What counts as an open bug (a JQL condition without ORDER BY); the extractor adds the
-    #: project (and, when chunking, customer) restriction around it.
-    bug_jql: str = "issuetype = Bug AND statusCategory != Done"
+    #: What counts as a bug (a JQL condition without ORDER BY); the extractor adds the project
+    #: (and, when chunking, customer) restriction and "open at as_of" (created before it and not
+    #: resolved before it) around it. A status condition here would be today's status, wrong
+    #: for a past period.
+    bug_jql: str = "issuetype = Bug"
     #: How an issue names its customer: ``component`` (the mapping's jira_component is a component
     #: of jira_project_key) or a select-list custom field such as ``customfield_10042``.
     customer_field: str = COMPONENT

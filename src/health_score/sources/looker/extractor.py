@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -99,8 +99,12 @@ class LookerExtractor:
         client_secret: pydantic.SecretStr,
         session: requests.Session | None = None,
         deadline: Deadline | None = None,
+        as_of: datetime | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.settings = settings
+        self.as_of = as_of
+        self.now = now
         root = base_url.rstrip("/")
         if not root.endswith(API_PATH):
             root += API_PATH  # looker.ini style: the instance URL without the API path
@@ -122,6 +126,16 @@ class LookerExtractor:
     @property
     def requests_made(self) -> int:
         return self.client.requests
+
+    @property
+    def past(self) -> bool:
+        """Whether ``as_of`` lies more than ``current_state_grace_days`` before the reference
+        now (the wall clock unless given): a saved Look's relative window then is not the
+        period's."""
+        if self.as_of is None:
+            return False
+        now = self.now or datetime.now(UTC)
+        return now - self.as_of > timedelta(days=self.settings.current_state_grace_days)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -196,6 +210,8 @@ class LookerExtractor:
     # -- one pass --------------------------------------------------------------------------
 
     def extract(self, accounts: Sequence[Account]) -> SourceResult:
+        if self.past and self.settings.looks:
+            return self._past_period(accounts)
         notes: list[str] = []
         if not self.settings.looks:
             notes.append("no Looks configured (sources.yaml looker.looks)")
@@ -244,6 +260,28 @@ class LookerExtractor:
             notes=(*notes, *incomplete),
             unavailable=unavailable,
             incomplete=tuple(incomplete),
+        )
+
+    def _past_period(self, accounts: Sequence[Account]) -> SourceResult:
+        """Nothing is asked of Looker: every Look's metrics are unavailable for the period."""
+        assert self.as_of is not None  # past needs it
+        looks = ", ".join(look.label for look in self.settings.looks)
+        metrics = sorted(self.settings.metric_names)
+        reason = (
+            f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more than "
+            f"{self.settings.current_state_grace_days} days before now): {looks} answer for "
+            f"their own relative window, not the period's; metrics unavailable: "
+            f"{', '.join(metrics)}"
+        )
+        log.warning("looker: %s", reason)
+        lost = frozenset(metrics)
+        return SourceResult(
+            source=SOURCE,
+            metrics={a.account_id: dict.fromkeys(metrics) for a in accounts},
+            requests=self.client.requests,
+            notes=(reason,),
+            unavailable={a.account_id: lost for a in accounts},
+            incomplete=(reason,),
         )
 
     def _run_all(self) -> dict[str, list[dict[str, Any]]]:
@@ -305,9 +343,13 @@ def from_env(
     session: requests.Session | None = None,
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
+    now: datetime | None = None,
 ) -> Extractor | None:
-    """The Looker extractor when LOOKER_BASE_URL, _CLIENT_ID and _CLIENT_SECRET are all set."""
-    del as_of  # Looks carry their own windows
+    """The Looker extractor when LOOKER_BASE_URL, _CLIENT_ID and _CLIENT_SECRET are all set.
+
+    Saved Looks carry their own relative windows: they are run only when ``as_of`` is within
+    ``current_state_grace_days`` of ``now`` (the run's reference now; the wall clock unless
+    given)."""
     present = [name for name in CREDENTIAL_VARS if env.get(name, "").strip()]
     if not present:
         return None
@@ -322,4 +364,6 @@ def from_env(
         client_secret=pydantic.SecretStr(env["LOOKER_CLIENT_SECRET"].strip()),
         session=session,
         deadline=deadline,
+        as_of=as_of,
+        now=now,
     )

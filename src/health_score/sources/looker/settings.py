@@ -125,6 +125,10 @@ class Settings(_Model):
     #: ``enabled: false`` switches the source off: its metrics are unavailable (never missing).
     enabled: bool = True
     looks: tuple[LookSettings, ...] = ()
+    #: A saved Look answers for its own relative window ("last 30 days" of Looker's today), so a
+    #: run whose ``as_of`` is more than this many days before its reference now cannot use it:
+    #: the Looks are not run and their metrics are *unavailable*.
+    current_state_grace_days: int = pydantic.Field(7, ge=0, le=366)
     http: HttpSettings = HttpSettings.model_validate({})
 
     @pydantic.field_validator("looks")

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
 import requests
 import stamina
 from pydantic import SecretStr
@@ -261,6 +260,10 @@ def jwt_audience(login_url: str) -> str:
 
 def jwt_assertion(credentials: Credentials) -> str:
     """The signed RS256 assertion of the JWT bearer flow (claims iss, sub, aud, exp)."""
+    # Imported here: PyJWT pulls in ``cryptography`` (about 45 ms), which only this flow needs,
+    # and every run (a scoring-only ``--from-raw`` run too) imports this module.
+    import jwt
+
     try:
         key = Path(credentials.jwt_key_file).read_bytes()
     except OSError as exc:

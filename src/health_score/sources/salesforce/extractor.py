@@ -25,10 +25,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -48,6 +48,7 @@ from health_score.sources.salesforce.client import (
 from health_score.sources.salesforce.metrics import (
     AccountPlan,
     EventPlan,
+    FieldHistory,
     OpportunityPlan,
     PaymentPlan,
     Plan,
@@ -56,11 +57,17 @@ from health_score.sources.salesforce.metrics import (
     months_before,
 )
 from health_score.sources.salesforce.settings import (
+    ARR_TRAJECTORY_PCT,
+    CHAMPION_STABILITY,
+    DAYS_TO_RENEWAL,
     EXEC_ENGAGEMENT,
+    EXPANSION_SIGNALS,
     METRICS,
     PAYMENT_HEALTH,
     QBR_ATTENDANCE_PCT,
+    RESPONSIVENESS,
     SIGNALS,
+    TIER_ALIGNMENT,
     Settings,
 )
 
@@ -120,11 +127,13 @@ class SalesforceExtractor:
         session: requests.Session | None = None,
         as_of: datetime | None = None,
         deadline: Deadline | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.settings = settings
         self.env = dict(env)
         self.session = session
         self.as_of = as_of
+        self.now = now
         self.deadline = deadline
         self._client: SalesforceClient | None = None
 
@@ -135,6 +144,15 @@ class SalesforceExtractor:
     @property
     def requests_made(self) -> int:
         return self._client.requests if self._client is not None else 0
+
+    @property
+    def past(self) -> bool:
+        """Whether ``as_of`` lies more than ``current_state_grace_days`` before the reference
+        now (the wall clock unless given): current-state fields then describe another time."""
+        if self.as_of is None:
+            return False
+        now = self.now or datetime.now(UTC)
+        return now - self.as_of > timedelta(days=self.settings.current_state_grace_days)
 
     def _window(self) -> Window:
         instant = self.as_of or datetime.now(UTC)
@@ -181,10 +199,15 @@ class SalesforceExtractor:
         self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str]
     ) -> dict[str, Any]:
         """Run one plan over one id list; split the list when an aggregate has too many groups."""
-        soql = state.plan.build(chunk, state.metrics)
+        plan = state.plan
+        soql = plan.build(chunk, state.metrics)
         try:
-            rows = client.query(soql, all_rows=state.plan.query_all)
-            return state.plan.parse(rows, state.metrics)
+            rows: Iterable[Mapping[str, Any]] = client.query(soql, all_rows=plan.query_all)
+            if isinstance(plan, AccountPlan) and plan.history is not None:
+                rows = self._as_it_stood(
+                    client, plan.history, chunk, plan.fields(state.metrics), rows
+                )
+            return plan.parse(rows, state.metrics)
         except SalesforceApiError as exc:
             # Known by its message, whatever errorCode comes with it.
             too_many_groups = _TOO_MANY_GROUPS.search(exc.api_message) is not None
@@ -195,6 +218,32 @@ class SalesforceExtractor:
             **self._query_chunk(client, state, chunk[:half]),
             **self._query_chunk(client, state, chunk[half:]),
         }
+
+    def _as_it_stood(
+        self,
+        client: SalesforceClient,
+        history: FieldHistory,
+        chunk: Sequence[str],
+        fields: Sequence[str],
+        rows: Iterable[Mapping[str, Any]],
+    ) -> list[Mapping[str, Any]]:
+        """The Account rows with their fields rolled back to the period's end."""
+        current = list(rows)
+        if not fields:
+            return current
+        try:
+            changes = client.query(history.build(chunk, fields))
+        except SalesforceApiError as exc:
+            if exc.error_code not in UNREADABLE_OBJECT and exc.error_code != "INVALID_FIELD":
+                raise
+            raise SourceError(
+                self.name,
+                "SOQL",
+                f"salesforce.field_history is true but {history.object_name} cannot be read "
+                f"({exc.error_code}): enable field history tracking for {', '.join(fields)}, "
+                "or set field_history: false (past periods then mark those metrics unavailable)",
+            ) from None
+        return history.rolled_back(current, changes)
 
     def _settle(
         self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], gaps: list[str]
@@ -235,10 +284,52 @@ class SalesforceExtractor:
                 )
                 state.metrics -= lost
 
+    def _history_reaches(self) -> bool:
+        """Whether the field history kept reaches back to ``as_of``."""
+        if not self.settings.field_history or self.as_of is None:
+            return False
+        now = (self.now or datetime.now(UTC)).astimezone(UTC).date()
+        return self.as_of.astimezone(UTC).date() >= months_before(
+            now, self.settings.field_history_months
+        )
+
+    def _past_period(self, states: list[_PlanState], gaps: list[str]) -> None:
+        """Drop what cannot be known of a past period: current-state fields without (or beyond)
+        field history; open expansions and signal status always (no history holds them)."""
+        assert self.as_of is not None  # a past period has one
+        history = self._history_reaches()
+        stale: list[str] = []
+        for state in states:
+            current = state.metrics & CURRENT_STATE
+            if history and isinstance(state.plan, AccountPlan):
+                state.plan.history = FieldHistory(self.settings, self.as_of)
+                current = frozenset()
+            if current:
+                state.metrics -= current  # the Account query still tells who is in the org
+                stale.extend(sorted(current))
+        if not stale:
+            return
+        what = ", ".join(sorted(m for m in stale if m != SIGNALS))
+        if SIGNALS in stale:
+            what += "; churn signal status (caps cannot be applied)"
+        if history:
+            why = "not kept in field history"
+        elif self.settings.field_history:
+            why = f"beyond the {self.settings.field_history_months} months of field history"
+        else:
+            why = "no field history"
+        gaps.append(
+            f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more than "
+            f"{self.settings.current_state_grace_days} days before now): {why}; "
+            f"current-state metrics unavailable: {what}"
+        )
+
     def _run(
         self, client: SalesforceClient, ids: Sequence[str], window: Window
     ) -> tuple[list[_PlanState], list[str], set[str], list[str]]:
         settings = self.settings
+        notes: list[str] = []
+        gaps: list[str] = []  # objects and fields the org lacks or hides (also in notes)
         plans: list[Plan] = [
             AccountPlan(settings, window),
             OpportunityPlan(settings, window),
@@ -247,10 +338,10 @@ class SalesforceExtractor:
             SignalPlan(settings),
         ]
         states = [_PlanState(plan, frozenset(plan.needs)) for plan in plans]
+        if self.past:
+            self._past_period(states, gaps)
         size = settings.id_chunk_size
         chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
-        notes: list[str] = []
-        gaps: list[str] = []  # objects and fields the org lacks or hides (also in notes)
         if not chunks:
             return states, notes, set(), gaps
         with ThreadPoolExecutor(max_workers=settings.http.max_workers) as pool:
@@ -297,7 +388,8 @@ class SalesforceExtractor:
         lost = frozenset(missing - {SIGNALS})
         unavailable = {a.account_id: lost for a in accounts} if lost else {}
         by_plan = {type(s.plan): s.metrics for s in states}
-        window_end = self._window().end
+        window = self._window()
+        window_end = window.end
         metrics: dict[str, dict[str, MetricValue]] = {}
         signal_counts: dict[str, SignalCounts] = {}
         for account in accounts:
@@ -329,7 +421,28 @@ class SalesforceExtractor:
             notes=tuple(notes),
             unavailable=unavailable,
             incomplete=tuple(gaps),
+            window=(_midnight(window.start), _midnight(window.end)),
         )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+#: What Salesforce holds only as it is now: the Account fields, open expansion opportunities and
+#: the churn signals' status. Dated records (closed opportunities, payments, events) are read for
+#: the window instead.
+CURRENT_STATE = frozenset(
+    {
+        DAYS_TO_RENEWAL,
+        ARR_TRAJECTORY_PCT,
+        TIER_ALIGNMENT,
+        CHAMPION_STABILITY,
+        RESPONSIVENESS,
+        EXPANSION_SIGNALS,
+        SIGNALS,
+    }
+)
 
 
 def has_credentials(env: Mapping[str, str]) -> bool:
@@ -347,8 +460,12 @@ def from_env(
     session: requests.Session | None = None,
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
+    now: datetime | None = None,
 ) -> SalesforceExtractor | None:
-    """The Salesforce extractor when credentials are in ``env``, else None."""
+    """The Salesforce extractor when credentials are in ``env``, else None (``now``: the run's
+    reference now, which tells a past period; the wall clock unless given)."""
     if not has_credentials(env):
         return None
-    return SalesforceExtractor(settings, env, session=session, as_of=as_of, deadline=deadline)
+    return SalesforceExtractor(
+        settings, env, session=session, as_of=as_of, deadline=deadline, now=now
+    )

@@ -10,7 +10,7 @@ import calendar
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -141,10 +141,14 @@ class Plan:
 class AccountPlan(Plan):
     aggregate = False
 
-    def __init__(self, settings: Settings, window: Window) -> None:
+    def __init__(
+        self, settings: Settings, window: Window, history: FieldHistory | None = None
+    ) -> None:
         f = settings.account
         self.settings = settings
         self.window = window
+        #: When set, the fields are read as they stood at the period's end.
+        self.history = history
         self.object_name = f.object_name
         self.needs = {
             DAYS_TO_RENEWAL: (f.renewal_date_field,),
@@ -154,11 +158,16 @@ class AccountPlan(Plan):
             RESPONSIVENESS: (f.avg_response_hours_field,),
         }
 
-    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
-        fields = ["Id"]
+    def fields(self, metrics: frozenset[str]) -> list[str]:
+        """The Account fields the metrics need, in order."""
+        fields: list[str] = []
         for metric, needed in self.needs.items():
             if metric in metrics:
                 fields.extend(n for n in needed if n not in fields)
+        return fields
+
+    def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
+        fields = ["Id", *self.fields(metrics)]
         columns = ", ".join(_api_name(f) for f in fields)
         return (
             f"SELECT {columns} FROM {_api_name(self.object_name)} WHERE Id IN {soql_id_list(ids)}"  # noqa: S608 - API names and escaped literals
@@ -200,6 +209,51 @@ class AccountPlan(Plan):
                     else Decimal(1 if hours < fast else 2 if hours <= slow else 3)
                 )
             out[salesforce_id18(str(row["Id"]))] = values
+        return out
+
+
+class FieldHistory:
+    """The Account fields as they stood at ``at``, rebuilt from the object's field history.
+
+    Salesforce records each change of a tracked field (``AccountHistory``, or
+    ``<Object>__History`` for a custom object) with its old and new value. A field's value at
+    ``at`` is the old value of its first change at or after ``at``; with no change since, it is
+    the current value.
+    """
+
+    def __init__(self, settings: Settings, at: datetime) -> None:
+        name = settings.account.object_name
+        if name.casefold().endswith("__c"):
+            self.object_name, self.parent = f"{name[:-3]}__History", "ParentId"
+        else:
+            self.object_name, self.parent = f"{name}History", f"{name}Id"
+        self.at = at.astimezone(UTC)
+
+    def build(self, ids: Sequence[str], fields: Sequence[str]) -> str:
+        parent = _api_name(self.parent)
+        return (
+            f"SELECT {parent}, Field, OldValue, CreatedDate FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
+            f" WHERE {parent} IN {soql_id_list(ids)} AND Field IN {soql_list(fields)}"
+            f" AND CreatedDate >= {self.at:%Y-%m-%dT%H:%M:%SZ} ORDER BY CreatedDate ASC"
+        )
+
+    def rolled_back(
+        self, rows: Iterable[Mapping[str, Any]], changes: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        """``rows`` (current Account values) with every changed field set to its value at ``at``."""
+        first: dict[tuple[str, str], Any] = {}
+        for change in changes:  # oldest first: the first change after ``at`` wins
+            key = (
+                salesforce_id18(str(_field(change, self.parent))),
+                str(_field(change, "Field")).casefold(),
+            )
+            first.setdefault(key, _field(change, "OldValue"))
+        out: list[Mapping[str, Any]] = []
+        for row in rows:
+            account = salesforce_id18(str(row["Id"]))
+            out.append(
+                {key: first.get((account, key.casefold()), value) for key, value in row.items()}
+            )
         return out
 
 

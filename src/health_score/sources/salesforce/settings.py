@@ -130,6 +130,16 @@ class Settings(pydantic.BaseModel):
     enabled: bool = True
     api_version: str = pydantic.Field("62.0", pattern=r"^\d{2,3}\.0$")
     lookback_months: int = pydantic.Field(12, ge=1, le=60)
+    #: A run whose ``as_of`` is more than this many days before its reference now scores a past
+    #: period: current-state fields (ARR, renewal date, champion date, tier, response hours,
+    #: open expansions, signal status) no longer describe it and are *unavailable*.
+    current_state_grace_days: int = pydantic.Field(7, ge=0, le=366)
+    #: The org tracks field history for the Account fields read (AccountHistory, or
+    #: ``<Object>__History``): a past period then reads them as they stood at its end.
+    field_history: bool = False
+    #: How far back that history reaches (Salesforce keeps 18 months): an older period's
+    #: Account-field metrics are unavailable.
+    field_history_months: int = pydantic.Field(18, ge=1, le=120)
     #: Ids per query: bounded by Salesforce's 16,384-byte URI limit (an 18-character id costs
     #: 27 bytes URL-encoded as ``'…',``), so at most 550.
     id_chunk_size: int = pydantic.Field(500, ge=1, le=550)
