@@ -178,6 +178,23 @@ class LocalRunStore:
         if not os.access(existing, os.W_OK | os.X_OK):
             raise StoreError(f"--runs-dir {self.base}: {existing} is not writable")
 
+    def run_ids(self) -> list[str]:
+        """The run folders (never a symlink or a hidden folder), oldest name first."""
+        if not self.base.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.base.iterdir()
+            if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+        )
+
+    def read(self, run_id: str, name: str) -> bytes | None:
+        """One file of a run, or None when the run has no such file."""
+        try:
+            return Path(self.base, run_id, name).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def create_run(self, run_id: str) -> LocalRunWriter:
         self.base.mkdir(parents=True, exist_ok=True)
         folder = self.base / run_id

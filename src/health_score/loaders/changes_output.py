@@ -30,7 +30,7 @@ from health_score.config import (
     scoring_from,
 )
 from health_score.csvsafe import safe_cell, safe_column, unescape_cell
-from health_score.loaders.artifacts import MANIFEST, LocalRunStore, RunStore, RunWriter
+from health_score.loaders.artifacts import MANIFEST, LocalRunStore, RunStore, RunWriter, StoreError
 from health_score.loaders.csv_output import csv_cell
 from health_score.loaders.explanation import EXPLANATION, load_explanation
 from health_score.loaders.s3_store import S3RunStore
@@ -112,55 +112,21 @@ class _Runs:
 
     def run_ids(self) -> list[str]:
         store = self.store
-        if isinstance(store, LocalRunStore):
-            if not store.base.is_dir():
-                return []
-            return sorted(
-                p.name
-                for p in store.base.iterdir()
-                if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
-            )
-        if isinstance(store, S3RunStore):
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            names: list[str] = []
-            try:
-                paginator = store.client.get_paginator("list_objects_v2")
-                pages = paginator.paginate(Bucket=store.bucket, Prefix=store.prefix, Delimiter="/")
-                for page in pages:
-                    for entry in page.get("CommonPrefixes", []):
-                        name = str(entry["Prefix"])[len(store.prefix) :].strip("/")
-                        if name:
-                            names.append(name)
-            except (BotoCoreError, ClientError) as exc:
-                raise ChangesError(
-                    f"cannot list the runs in {store.location}: {type(exc).__name__}"
-                ) from None
-            return sorted(names)
-        return []  # a store that cannot be listed (a test double): nothing to compare with
+        if not isinstance(store, LocalRunStore | S3RunStore):
+            return []  # a store that cannot be listed (a test double): nothing to compare with
+        try:
+            return store.run_ids()
+        except StoreError as exc:
+            raise ChangesError(f"cannot list the runs in {store.location}: {exc}") from None
 
     def read(self, run_id: str, name: str) -> bytes | None:
         store = self.store
-        if isinstance(store, LocalRunStore):
-            path = Path(store.base, run_id, name)
-            try:
-                return path.read_bytes()
-            except FileNotFoundError:
-                return None
-        if isinstance(store, S3RunStore):
-            from botocore.exceptions import ClientError
-
-            key = f"{store.prefix}{run_id}/{name}"
-            try:
-                response = store.client.get_object(Bucket=store.bucket, Key=key)
-            except ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                if code in {"NoSuchKey", "404", "NotFound"}:
-                    return None
-                raise ChangesError(f"cannot read s3://{store.bucket}/{key}: {code}") from None
-            body: bytes = response["Body"].read()
-            return body
-        return None
+        if not isinstance(store, LocalRunStore | S3RunStore):
+            return None
+        try:
+            return store.read(run_id, name)
+        except StoreError as exc:
+            raise ChangesError(f"run {run_id}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

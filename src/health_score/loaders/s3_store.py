@@ -203,6 +203,33 @@ class S3RunStore:
                 self._client = boto3.client("s3")
         return self._client
 
+    def run_ids(self) -> list[str]:
+        """The run folders under the prefix, oldest name first."""
+        names: list[str] = []
+        with _s3_failures("listing of", self.location):
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/")
+            for page in pages:
+                for entry in page.get("CommonPrefixes", []):
+                    name = str(entry["Prefix"])[len(self.prefix) :].strip("/")
+                    if name:
+                        names.append(name)
+        return sorted(names)
+
+    def read(self, run_id: str, name: str) -> bytes | None:
+        """One file of a run, or None when the run has no such file."""
+        key = f"{self.prefix}{run_id}/{name}"
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body: bytes = response["Body"].read()
+        except _boto_errors() as exc:
+            if _error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise S3StoreError(
+                f"S3 read of s3://{self.bucket}/{key} failed: {_describe(exc)}"
+            ) from None
+        return body
+
     def create_run(self, run_id: str) -> S3RunWriter:
         if not _SEGMENT.fullmatch(run_id):
             raise S3StoreError(f"run id {run_id!r} cannot be an S3 folder name")
