@@ -17,7 +17,7 @@ whatever the number of issues.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -406,7 +406,7 @@ class DateIndex:
 
     def compare(self, op: str, bound: datetime) -> int:
         """Issues whose date is ``op`` the bound (an empty date never matches, as in Jira)."""
-        tests = {
+        tests: dict[str, Callable[[datetime], bool]] = {
             "<": lambda d: d < bound,
             "<=": lambda d: d <= bound,
             ">": lambda d: d > bound,
