@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from health_score.loaders.artifacts import MANIFEST
+from health_score.loaders.artifacts import MANIFEST, StoreError
 from health_score.loaders.s3_store import S3RunStore
 
 RAW = "raw.csv"
@@ -107,28 +107,13 @@ class S3Runs:
         return self._store.client
 
     def run_ids(self) -> list[str]:
-        names: list[str] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
-            for entry in page.get("CommonPrefixes", []):
-                name = str(entry["Prefix"])[len(self.prefix) :].strip("/")
-                if name:
-                    names.append(name)
-        return sorted(names)
+        return self._store.run_ids()
 
     def read(self, run_id: str, name: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        key = f"{self.prefix}{run_id}/{name}"
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"NoSuchKey", "404", "NotFound"}:
-                return None
-            raise RunError(f"run {run_id}: cannot read s3://{self.bucket}/{key}: {code}") from None
-        body: bytes = response["Body"].read()
-        return body
+            return self._store.read(run_id, name)
+        except StoreError as exc:
+            raise RunError(f"run {run_id}: {exc}") from None
 
     def local_folder(self, run_id: str, names: tuple[str, ...]) -> Path:
         """Download ``names`` once into a temporary folder (runs are immutable)."""
