@@ -166,8 +166,13 @@ class Portfolio:
         return tuple(p.account for p in self.profiles)
 
     def rng(self, purpose: str) -> random.Random:
-        """An independent, deterministic random stream for one purpose (e.g. one vendor)."""
-        digest = hashlib.sha256(f"{self.seed}:{purpose}".encode()).digest()
+        """An independent, deterministic random stream for one purpose (e.g. one vendor).
+
+        A month of a timeline (:mod:`health_score_sandbox.timeline`) draws its own streams.
+        """
+        month = self.extra.get("slice")
+        key = f"{self.seed}:{purpose}" if month is None else f"{self.seed}:{purpose}:month{month}"
+        digest = hashlib.sha256(key.encode()).digest()
         return random.Random(int.from_bytes(digest[:8], "big"))
 
     def mapping_csv(self) -> str:

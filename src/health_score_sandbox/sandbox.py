@@ -23,6 +23,7 @@ from health_score_sandbox.portfolio import (
     build_portfolio,
 )
 from health_score_sandbox.server import Faults, Knobs, VendorServer
+from health_score_sandbox.timeline import Timeline, build_timeline, slices
 
 
 def vendor_module(name: str) -> ModuleType:
@@ -58,12 +59,21 @@ class Sandbox:
         rate_limits: Mapping[str, int] | None = None,
         config_dir: Path = DEFAULT_CONFIG_DIR,
         as_of: date = date(2026, 11, 1),
+        history_months: int = 0,
+        churn_model: str = "health",
     ) -> None:
         self.config_dir = config_dir
         self.portfolio: Portfolio = build_portfolio(
             accounts, seed=seed, as_of=as_of, config_dir=config_dir
         )
         self.settings = load_source_settings(config_dir)
+        #: The ground truth through time (None for a sandbox that only knows its date).
+        self.timeline: Timeline | None = None
+        self.slices: list[Portfolio] = []
+        if history_months:
+            self.timeline = build_timeline(self.portfolio, history_months, churn_model=churn_model)
+            self.slices = slices(self.portfolio, self.timeline)
+            self.portfolio = self.slices[-1]
         self._tmp = tempfile.TemporaryDirectory(prefix="hsm-sandbox-")
         self.workdir = Path(self._tmp.name)
         self.ca = trustme.CA()
@@ -75,7 +85,10 @@ class Sandbox:
         self.servers: dict[str, VendorServer] = {}
         for index, name in enumerate(SOURCES):
             module = vendor_module(name)
-            data = module.generate(self.portfolio, self.settings[name])
+            if self.timeline is None:
+                data = module.generate(self.portfolio, self.settings[name])
+            else:
+                data = module.generate_history(self.timeline, self.slices, self.settings[name])
             app = module.App(data, self.settings[name])
             knobs = Knobs(latency_ms=latency_ms, rate_limit=(rate_limits or {}).get(name))
             self.data[name] = data
@@ -121,14 +134,23 @@ class Sandbox:
     def write_mapping(self, path: Path) -> Path:
         return self.portfolio.write_mapping(path)
 
-    def expected_metrics(self) -> dict[str, dict[str, Decimal | None]]:
+    def expected_metrics(self, as_of: date | None = None) -> dict[str, dict[str, Decimal | None]]:
         """account_id → metric → the value a correct extractor must produce (the stand-ins'
-        own recount of their records, rounded by :func:`health_score_sandbox.truth.rounded`)."""
+        own recount of their records, rounded by :func:`health_score_sandbox.truth.rounded`).
+
+        ``as_of``: the end of a past period of a timeline sandbox (default: the sandbox date).
+        """
         merged: dict[str, dict[str, Decimal | None]] = {
             p.account_id: {} for p in self.portfolio.profiles
         }
-        for data in self.data.values():
-            for account_id, metrics in data.expected.items():
+        for name, data in self.data.items():
+            if as_of is None or as_of == self.portfolio.as_of:
+                expected = data.expected
+            elif self.timeline is None:
+                raise ValueError("only a sandbox with history knows past periods")
+            else:
+                expected = data.expected_at(as_of, self.settings[name])
+            for account_id, metrics in expected.items():
                 merged.setdefault(account_id, {}).update(metrics)
         return merged
 
