@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 import requests
+import yaml
 from hypothesis import settings
 
 # No per-example deadline: CI shares two cores between two test workers and the sandbox servers,
@@ -122,6 +123,22 @@ def config_copy(tmp_path: Path) -> Path:
     """A writable copy of the default config folder."""
     folder = tmp_path / "config"
     shutil.copytree(DEFAULT_CONFIG, folder)
+    return folder
+
+
+def sandbox_config(
+    folder: Path, sandbox: Any, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
+    """A config folder for runs against ``sandbox``: the default weights and thresholds, the
+    default ``sources.yaml`` (changed by ``edit`` when given) and the sandbox's mapping."""
+    folder.mkdir(parents=True)
+    for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
+        shutil.copy(DEFAULT_CONFIG / name, folder / name)
+    if edit is not None:
+        sources = yaml.safe_load((folder / "sources.yaml").read_text(encoding="utf-8"))
+        edit(sources)
+        (folder / "sources.yaml").write_text(yaml.safe_dump(sources), encoding="utf-8")
+    sandbox.write_mapping(folder / "account_mapping.csv")
     return folder
 
 

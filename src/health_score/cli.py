@@ -1,6 +1,7 @@
 """The ``health-score`` command (also ``python -m health_score``).
 
-Subcommands: ``run`` (score every account: extract → score → load), ``check-config``,
+Subcommands: ``run`` (score every account: extract → score → load), ``backfill`` (a range of
+past months, one run each), ``check-config``,
 ``sandbox serve`` (the vendor stand-ins), ``dashboard`` (Streamlit on 127.0.0.1) and ``init``
 (a starter config folder). Exit codes: 0 success; 1 the run failed, or write-back was refused or
 failed; 2 bad usage or config (nothing was written).
@@ -25,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from health_score import __version__
+from health_score.backfill import MAX_MONTHS, BackfillOptions, run_backfill
 from health_score.config import (
     MAPPING_FILE,
     SOURCES_FILE,
@@ -39,8 +41,10 @@ from health_score.pipeline import (
     DEFAULT_RUNS_DIR,
     EXIT_OK,
     EXIT_USAGE,
+    PERIOD,
     RunOptions,
     RunSummary,
+    last_complete_period,
     run,
 )
 from health_score.sources.credentials import check_credentials
@@ -294,6 +298,80 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=DASHBOARD_PORT, help="port on 127.0.0.1 (default: %(default)s)"
     )
 
+    backfill = sub.add_parser(
+        "backfill",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="score a range of past months, one run per month (dry unless --write)",
+        description="Run every month from --from to --to (oldest first) as an ordinary run of "
+        "that period, each with its own run folder. Months that already have an ok run are "
+        "skipped unless --force, so an interrupted backfill resumes where it stopped. Never "
+        "writes Salesforce unless --write.",
+        epilog="examples:\n  health-score backfill --demo --last 12          a year of history "
+        "on the sandbox\n  health-score backfill --config-dir myconfig --from 2026-01 --to "
+        "2026-10\n  health-score backfill --config-dir myconfig --from 2026-06 --to 2026-06 "
+        "--force --write\n\nexit codes:\n  0  every month is ok (or already was)\n  1  a month "
+        "failed or is degraded (see the table)\n  2  bad usage or config\n  130  interrupted "
+        "(run it again to resume)",
+    )
+    span = backfill.add_mutually_exclusive_group(required=True)
+    span.add_argument("--from", dest="first", metavar="YYYY-MM", help="the first month")
+    span.add_argument(
+        "--last",
+        type=int,
+        metavar="N",
+        help="the last N complete months (instead of --from/--to)",
+    )
+    backfill.add_argument(
+        "--to",
+        dest="last_month",
+        metavar="YYYY-MM",
+        help="the last month (default: the last complete month)",
+    )
+    backfill.add_argument(
+        "--write", action="store_true", help="upsert each month's scores to Salesforce"
+    )
+    backfill.add_argument(
+        "--force", action="store_true", help="re-run months that already have an ok run"
+    )
+    backfill.add_argument(
+        "--demo", action="store_true", help="against the built-in sandbox (its history)"
+    )
+    backfill.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"number of demo accounts (with --demo; default {DEFAULT_DEMO_ACCOUNTS})",
+    )
+    _config_flag(backfill)
+    backfill.add_argument(
+        "--runs-dir",
+        default=DEFAULT_RUNS_DIR,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="where the months' run folders go (default: %(default)s)",
+    )
+    backfill.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also replace this scores CSV with the newest month's scores (default: leave the "
+        "current scores alone)",
+    )
+    backfill.add_argument(
+        "--allow-degraded",
+        action="store_true",
+        help="with --write: write degraded months too",
+    )
+    backfill.add_argument(
+        "--budget-seconds",
+        type=_budget,
+        default=None,
+        metavar="S",
+        help="each month's extraction deadline (default: run.budget_seconds in sources.yaml)",
+    )
+
     init = sub.add_parser(
         "init",
         parents=[common],
@@ -401,6 +479,54 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         print(f"note: {message}", file=sys.stderr)
     print_summary(summary)
     return summary.exit_code
+
+
+def backfill_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.accounts is not None and not args.demo:
+        parser.error("--accounts only applies with --demo")
+    if args.accounts is not None and args.accounts < 1:
+        parser.error("--accounts must be at least 1")
+    if args.last is not None and (args.last < 1 or args.last > MAX_MONTHS):
+        parser.error(f"--last must be between 1 and {MAX_MONTHS}")
+    if args.last is not None and args.last_month is not None:
+        parser.error("--to goes with --from; --last counts back from the last complete month")
+    config_dir, builtin = _config_dir(args.config_dir)
+    if builtin and not args.demo:
+        print(f"error: {_no_config_folder()}", file=sys.stderr)
+        return EXIT_USAGE
+    now = datetime.now(UTC)
+    newest = args.last_month or last_complete_period(now)
+    first = args.first
+    if args.last is not None:
+        year, month = int(newest[:4]), int(newest[5:])
+        index = year * 12 + month - 1 - (args.last - 1)
+        first = f"{index // 12:04d}-{index % 12 + 1:02d}"
+    for flag, value in (("--from", first), ("--to", newest)):
+        if not PERIOD.fullmatch(value):
+            parser.error(f"{flag} must be YYYY-MM (e.g. 2026-11), got {value!r}")
+    options = BackfillOptions(
+        first=first,
+        last=newest,
+        run=RunOptions(
+            config_dir=config_dir,
+            demo=args.demo,
+            demo_accounts=args.accounts or DEFAULT_DEMO_ACCOUNTS,
+            dry_run=not args.write,
+            output=args.output or DEFAULT_OUTPUT,
+            runs_dir=args.runs_dir,
+            allow_degraded=args.allow_degraded,
+            progress=sys.stderr.isatty(),
+            budget_seconds=args.budget_seconds,
+            now=now,
+        ),
+        write=args.write,
+        force=args.force,
+        replace_output=args.output is not None,
+    )
+    # Each month logs like a run; the table says it all, so only warnings unless -v.
+    if not getattr(args, "verbose", False):
+        logging.getLogger("health_score").setLevel(logging.WARNING)
+    return run_backfill(options, sys.stdout, sys.stderr, live=True)
 
 
 def check_config(config_dir: Path | None) -> int:
@@ -519,6 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.config_dir)
     if args.command == "dashboard":
         return dashboard_command(args)
+    if args.command == "backfill":
+        return backfill_command(args, parser)
     return init_command(args.directory, force=args.force)  # argparse allows no other command
 
 

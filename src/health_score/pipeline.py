@@ -8,6 +8,7 @@ this module imports neither.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -17,7 +18,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -85,6 +86,9 @@ STATUS_DISABLED = "disabled"  # a source switched off in sources.yaml (enabled: 
 PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>0[1-9]|1[0-2])")
 DEFAULT_OUTPUT = Path("output/health_scores.csv")
 DEFAULT_RUNS_DIR = "output/runs"
+#: The demo sandbox's history: two years, so a year of backfilled periods each have their
+#: 12-month Salesforce look-back.
+DEMO_HISTORY_MONTHS = 0
 
 
 class UsageError(Exception):
@@ -112,9 +116,14 @@ class RunOptions:
     from_raw: Path | None = None
     demo: bool = False
     demo_accounts: int = 250
+    #: Months the demo's sandbox has lived through before its date (0: a sandbox without time).
+    demo_history_months: int = DEMO_HISTORY_MONTHS
     dry_run: bool = True
     period: str | None = None
     output: Path = DEFAULT_OUTPUT
+    #: False: leave ``output`` alone (backfill's older months; their scores stay in their run
+    #: folders).
+    replace_output: bool = True
     runs_dir: str = DEFAULT_RUNS_DIR
     allow_degraded: bool = False
     env: Mapping[str, str] | None = None  # None → os.environ
@@ -744,39 +753,59 @@ def run(
     With ``demo``, the sandbox runs for the whole run (extraction and any write-back) and the
     pipeline is pointed at it exactly as at the real services.
     """
-    if not options.demo:
+    if not options.demo or options.mapping_path is not None:
+        # Not a demo, or a demo whose sandbox is already running (``demo_session``).
         return _run(options, extractors, loader, store)
+    try:
+        with demo_session(options) as demo_options:
+            return _run(demo_options, extractors, loader, store)
+    except DemoUnavailable as exc:
+        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
+
+
+class DemoUnavailable(Exception):
+    """The demo cannot start: the sandbox extra is missing or the config cannot be read."""
+
+
+@contextlib.contextmanager
+def demo_session(options: RunOptions) -> Iterator[RunOptions]:
+    """The sandbox started for ``options`` (its portfolio, its history), and the options pointed
+    at it exactly as at the real services; stopped on leaving.
+
+    The sandbox lives at the run's reference now (its date) and has lived through
+    ``options.demo_history_months`` months before it, so any period of that history is scored
+    from its own month's records. Backfill runs many periods in one session.
+    """
     try:
         # Only the demo needs the stand-ins (the 'sandbox' extra); the product never imports them.
         from health_score_sandbox.sandbox import Sandbox
     except ImportError as exc:
-        message = (
+        raise DemoUnavailable(
             f"the demo needs the 'sandbox' extra ({exc.name or exc} is not installed): "
             "pip install 'health-score-middleware[sandbox]'"
-        )
-        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(message,))
-
-    # The sandbox lives at the run's reference now (its date); the data instant follows the
-    # period from there like any run's.
+        ) from None
     today = (options.now or options.as_of or datetime.now(UTC)).date()
+    months = options.demo_history_months
     _progress_printer(options.progress)(
-        f"demo: generating a {options.demo_accounts}-account portfolio and starting the sandbox…"
+        f"demo: generating a {options.demo_accounts}-account portfolio"
+        + (f" with {months} months of history" if months else "")
+        + " and starting the sandbox…"
     )
     try:
-        sandbox = Sandbox(options.demo_accounts, as_of=today, config_dir=options.config_dir)
+        sandbox = Sandbox(
+            options.demo_accounts,
+            as_of=today,
+            config_dir=options.config_dir,
+            history_months=months,
+        )
     except ConfigError as exc:
-        return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
+        raise DemoUnavailable(str(exc)) from None
     with sandbox:
-        return _run(
-            dataclasses.replace(
-                options,
-                env={**(options.env or {}), **sandbox.env()},
-                mapping_path=sandbox.write_mapping(sandbox.workdir / MAPPING_FILE),
-                now=datetime(today.year, today.month, today.day, tzinfo=UTC),
-            ),
-            extractors,
-            loader,
-            store,
+        yield dataclasses.replace(
+            options,
+            env={**(options.env or {}), **sandbox.env()},
+            mapping_path=sandbox.write_mapping(sandbox.workdir / MAPPING_FILE),
+            now=datetime(today.year, today.month, today.day, tzinfo=UTC),
         )
 
 
@@ -798,7 +827,8 @@ def _run(
         # From here on the options carry the resolved instants (the manifest records them).
         options = dataclasses.replace(options, period=period, as_of=as_of, now=now)
         # Where the results go is checked before any vendor is called.
-        check_output(options.output)
+        if options.replace_output:
+            check_output(options.output)
         store = store or open_store(options.runs_dir)
         inputs = gather(options, as_of, progress, extractors, started=clock_started)
     except (ConfigError, UsageError, StoreError) as exc:
@@ -878,14 +908,14 @@ def _record(
     # The current results (--output) are replaced only by a run one may act on; a failed or
     # degraded run keeps its scores in its own folder.
     output: Path | None = None
-    if replaces_output(options, status):
+    if options.replace_output and replaces_output(options, status):
         output = write_bytes_atomic(options.output, scores)
         done["output"] = str(output)
     writeback, exit_code, messages = _writeback(
         options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
     )
     done["writeback"] = writeback
-    if output is None:
+    if output is None and options.replace_output:
         messages = [
             *messages,
             f"{options.output} was not replaced because the run is {status} (the current "

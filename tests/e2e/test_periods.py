@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from health_score.pipeline import RunOptions, RunSummary, run
 from health_score_sandbox.sandbox import Sandbox
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import sandbox_config
 from tests.explanation_support import metric_rows
 
 ACCOUNTS = 60
@@ -33,12 +32,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def config_dir(tmp_path: Path, sandbox: Sandbox) -> Path:
-    folder = tmp_path / "config"
-    folder.mkdir()
-    for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
-        shutil.copy(DEFAULT_CONFIG / name, folder / name)
-    sandbox.write_mapping(folder / "account_mapping.csv")
-    return folder
+    return sandbox_config(tmp_path / "config", sandbox)
 
 
 def period_run(

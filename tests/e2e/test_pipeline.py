@@ -25,7 +25,7 @@ from health_score.records import AccountInput
 from health_score.scoring.composite import Model
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.server import Faults
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import DEFAULT_CONFIG, sandbox_config
 from tests.explanation_support import metric_rows
 
 ACCOUNTS = 120
@@ -37,19 +37,15 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
-@pytest.fixture
-def config_dir(tmp_path: Path, sandbox: Sandbox) -> Path:
-    folder = tmp_path / "config"
-    folder.mkdir()
-    for name in ("weights.yaml", "thresholds.yaml"):
-        shutil.copy(DEFAULT_CONFIG / name, folder / name)
+def _fail_fast(sources: dict[str, Any]) -> None:
     # A failing source should fail fast here: two attempts within a short budget.
-    sources = yaml.safe_load((DEFAULT_CONFIG / "sources.yaml").read_text())
     for section in sources.values():
         section.setdefault("http", {}).update(attempts=2, budget_seconds=5)
-    (folder / "sources.yaml").write_text(yaml.safe_dump(sources))
-    sandbox.write_mapping(folder / "account_mapping.csv")
-    return folder
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, sandbox: Sandbox) -> Path:
+    return sandbox_config(tmp_path / "config", sandbox, _fail_fast)
 
 
 def go(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **options: Any) -> RunSummary:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -14,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from health_score.cli import main as cli_main
 from health_score.pipeline import RunOptions, RunSummary, run
 from health_score.records import Account
 from health_score.sources.base import SourceResult
 from health_score_sandbox.sandbox import Sandbox
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import sandbox_config
 
 ACCOUNTS = 30
 #: Jira answers each request after this long; the run's budget is shorter.
@@ -43,16 +41,11 @@ def slow_jira(sandbox: Sandbox) -> Iterator[None]:
 
 
 def config_folder(tmp_path: Path, sandbox: Sandbox, run_section: dict[str, Any] | None) -> Path:
-    folder = tmp_path / "config"
-    folder.mkdir()
-    for name in ("weights.yaml", "thresholds.yaml"):
-        shutil.copy(DEFAULT_CONFIG / name, folder / name)
-    sources = yaml.safe_load((DEFAULT_CONFIG / "sources.yaml").read_text())
-    if run_section is not None:
-        sources["run"] = run_section
-    (folder / "sources.yaml").write_text(yaml.safe_dump(sources))
-    sandbox.write_mapping(folder / "account_mapping.csv")
-    return folder
+    def edit(sources: dict[str, Any]) -> None:
+        if run_section is not None:
+            sources["run"] = run_section
+
+    return sandbox_config(tmp_path / "config", sandbox, edit)
 
 
 def options(sandbox: Sandbox, config_dir: Path, tmp_path: Path, **extra: Any) -> RunOptions:
