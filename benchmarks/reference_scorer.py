@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from health_score.config import load_scoring_config  # noqa: E402
+from health_score.scoring.qualitative import rule_in_words  # noqa: E402
 from health_score.scoring.spec import CHURN_RISK, PLATFORM_VALUE, ScoringConfig  # noqa: E402
 
 Band = tuple[float, float, float]
@@ -91,7 +92,15 @@ class ReferenceScorer:
             w * self._share(dim) for dim, metrics in self.dimensions for _, w, _, _ in metrics
         )
         self.rules = [
-            (r.condition, r.severity, r.min_count, r.confirmed_only, float(r.value), r.value)
+            (
+                r.condition,
+                r.severity,
+                r.min_count,
+                r.confirmed_only,
+                float(r.value),
+                r.value,
+                rule_in_words(r),
+            )
             for r in config.cap_rules
         ]
         self.tiers = [(float(t.min), t.label) for t in config.tiers]
@@ -122,11 +131,11 @@ class ReferenceScorer:
         platform = dim_scores.get(PLATFORM_VALUE)
         quantitative = weighted_mean([(self.churn_weight, churn), (self.platform_weight, platform)])
         coverage = 100.0 * backed / self.total_weight if self.total_weight else 0.0
-        final, cap_cell, applied, rule_name = quantitative, "", False, ""
-        for condition, severity, min_count, confirmed, cap, literal in self.rules:
+        final, cap_cell, applied, rule_name, words = quantitative, "", False, "", ""
+        for condition, severity, min_count, confirmed, cap, literal, in_words in self.rules:
             key = f"{severity}_confirmed" if confirmed else severity
             if signals[key] >= min_count:
-                cap_cell, rule_name = format(literal, "f"), condition
+                cap_cell, rule_name, words = format(literal, "f"), condition, in_words
                 if quantitative is not None and cap < quantitative:
                     final, applied = cap, True
                 break
@@ -142,8 +151,9 @@ class ReferenceScorer:
             fmt(platform),
             *(fmt(dim_scores.get(d)) for d in self.dims),
             fmt(coverage),
-            cap_cell,
             "true" if applied else "false",
+            words,
+            cap_cell,
             rule_name,
         ]
 
@@ -175,6 +185,7 @@ def run(raw: Path, out: Path, config_dir: Path) -> int:
                 "coverage_pct",
                 "qualitative_override",
                 "modifier_applied",
+                "cap_value",
                 "cap_rule",
                 "critical_count",
                 "moderate_count",

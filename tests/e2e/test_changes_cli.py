@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import example, run_cli, write_raw
+from tests.scores_support import rewrite_as_old_scores
 
 EIGHTIES = ("80", "80", "80", "80", "80")
 
@@ -159,3 +160,30 @@ def test_a_damaged_previous_run_never_fails_the_run(
     assert json.loads((latest / "manifest.json").read_text())["compared_with"] is None
     assert not (latest / "changes.csv").exists()
     assert f"changes.csv not written: run {damaged.name}: metrics.npz" in capsys.readouterr().err
+
+
+def test_a_previous_run_written_before_cap_value_is_read(
+    tmp_path: Path, identity_config: Path
+) -> None:
+    """Older runs held the cap in qualitative_override (now true/false) and had no cap_value."""
+    first = write_raw(
+        tmp_path / "september.csv",
+        [example("A", EIGHTIES, critical_count="1"), example("B", EIGHTIES)],
+    )
+    second = write_raw(
+        tmp_path / "october.csv",
+        [example("A", EIGHTIES), example("B", EIGHTIES, moderate_count="1")],
+    )
+    args = ("--config-dir", str(identity_config))
+    assert run_cli(tmp_path, "--from-raw", str(first), *args, "--period", "2026-09") == 0
+    (september,) = runs(tmp_path)
+    old = rewrite_as_old_scores(september / "scores.csv").read_text(encoding="utf-8")
+    assert "cap_value" not in old and "\nA,Example A,paid,80.0,65.0,At Risk," in old
+    assert ",100.0,65,true,critical_1," in old  # coverage, the cap, the boolean, the key
+    assert run_cli(tmp_path, "--from-raw", str(second), *args, "--period", "2026-10") == 0
+    october = runs(tmp_path)[-1]
+    assert json.loads((october / "manifest.json").read_text())["compared_with"] is not None
+    got = changes(october)
+    # A: the cap of 65 read from the old column goes away: +15.0, all cap. B: capped at 75: −5.0.
+    assert (got["A"][0]["previous_final"], parts(got["A"])) == ("65.0", {"cap": "15.0000"})
+    assert (got["B"][0]["previous_final"], parts(got["B"])) == ("80.0", {"cap": "-5.0000"})

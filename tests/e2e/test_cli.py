@@ -102,7 +102,8 @@ def test_worked_examples_through_the_command_line(
         scores["B"]["health_tier"],
         scores["B"]["qualitative_override"],
         scores["B"]["modifier_applied"],
-    ) == ("86.7", "50.0", "Critical", "50", "true")
+        scores["B"]["cap_value"],
+    ) == ("86.7", "50.0", "Critical", "true", "Confirmed Critical signal → cap at 50", "50")
     assert (
         scores["C"]["churn_risk_score"],
         scores["C"]["final_score"],
@@ -115,6 +116,34 @@ def test_worked_examples_through_the_command_line(
     ) == ("89.4", "", "91.0")
     assert scores["W"]["final_score"] == "86.7"
     assert scores["M"]["final_score"] == "75.0"
+
+
+def test_cap_columns_hold_the_originals_meanings(tmp_path: Path, identity_config: Path) -> None:
+    """qualitative_override: the cap lowered the score (true/false); modifier_applied: the
+    matching rule in words; then our cap_value and cap_rule (DESIGN §5)."""
+    raw = write_raw(
+        tmp_path / "raw.csv",
+        [
+            example("CAPPED", ("80", "80", "80", "80", "80"), moderate_count="2"),
+            example("PLAIN", ("80", "80", "80", "80", "80")),
+            example("LOW", ("40", "40", "40", "40", "40"), critical_count="1"),
+        ],
+    )
+    assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 0
+    text = (tmp_path / "out" / "scores.csv").read_text(encoding="utf-8")
+    header, *lines = text.splitlines()
+    assert header.endswith(
+        ",coverage_pct,qualitative_override,modifier_applied,cap_value,cap_rule,"
+        "critical_count,moderate_count,watch_count,critical_confirmed,low_coverage"
+    )
+    tail = {line.split(",")[0]: line.split(",", 12)[12] for line in lines}
+    assert tail == {
+        "CAPPED": "100.0,true,1 Moderate signal → cap at 75,75,moderate_1plus,0,2,0,0,false",
+        "PLAIN": "100.0,false,,,,0,0,0,0,false",
+        "LOW": "100.0,false,1 Critical signal → cap at 65,65,critical_1,1,0,0,0,false",
+    }
+    run_folder = next((tmp_path / "runs").iterdir())
+    assert (run_folder / "scores.csv").read_text(encoding="utf-8") == text
 
 
 def test_run_folder_holds_raw_scores_detail_and_manifest(
@@ -409,7 +438,7 @@ def test_raw_file_with_bom_blank_lines_and_short_rows_is_read(
     assert run_cli(tmp_path, "--from-raw", str(raw), "--config-dir", str(identity_config)) == 0
     scores = read_scores(tmp_path / "out" / "scores.csv")
     assert scores["A"]["support_health"] == "85.0"
-    assert scores["A"]["qualitative_override"] == "65"
+    assert scores["A"]["cap_value"] == "65"
     assert scores["B"]["health_tier"] == "Insufficient Data"
 
 

@@ -27,6 +27,7 @@ from health_score.pipeline import RunOptions, run
 from health_score.rawfile import read_raw
 from tests.explanation_support import metric_csv
 from tests.raw_support import edited_raw
+from tests.scores_support import rewrite_as_old_scores
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboard.py"
@@ -176,7 +177,7 @@ def test_portfolio_filters_narrow_the_accounts(
     at = app(runs_dir, monkeypatch).run()
     at.sidebar.multiselect(key="f-seg").set_value(["paid"])
     at.sidebar.radio(key="f-cap").set_value("not capped").run()
-    expected = scores[(scores["segment"] == "paid") & ~scores["modifier_applied"]]
+    expected = scores[(scores["segment"] == "paid") & ~scores["qualitative_override"]]
     assert at.metric[0].value == str(len(expected))
     at.sidebar.multiselect(key="f-tier").set_value(["Critical"]).run()
     assert at.metric[0].value == str(int((expected["health_tier"] == "Critical").sum()))
@@ -249,9 +250,9 @@ def test_selecting_an_account_shows_its_metrics_and_their_points_sum_to_its_scor
     parts = table(at, "part", "dimension", "points")
     assert parts["points"].sum() == pytest.approx(score["final_score"], abs=0.05)
     assert at.metric[0].value == f"{score['final_score']:.1f}"
-    if score["modifier_applied"]:
+    if score["qualitative_override"]:  # the cap lowered the score
         assert any(p.startswith("qualitative cap") for p in parts["part"])
-        assert parts["points"].sum() == pytest.approx(score["qualitative_override"], abs=1e-9)
+        assert parts["points"].sum() == pytest.approx(score["cap_value"], abs=1e-9)
     missing = detail[detail["status"] != "scored"]["metric"].tolist()
     if missing:
         assert table(at, "dimension", "metric", "status", exact=True)["metric"].tolist() == missing
@@ -265,7 +266,10 @@ def test_the_drilldown_shows_the_account_history_across_runs(
     history = table(at, "period", "run_id")
     assert history["period"].tolist() == ["2026-09", "2026-10"]
     assert history["health_tier"].tolist() == ["Healthy", "At Risk"]
-    assert "critical_1" in texts(at.markdown)
+    assert (
+        "Rule **critical_1** matched: 1+ Critical signal (any confidence) → cap at 65, "
+        "which lowered the score."
+    ) in texts(at.markdown)
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,6 +422,29 @@ def test_a_partial_run_folder_is_skipped_with_a_clear_message(
     assert "2026-12_20261201T060000Z_aaaaaa is incomplete: it has no manifest.json" in texts(
         at.text
     )
+
+
+def test_a_run_written_before_cap_value_shows_its_caps(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older runs held the cap in qualitative_override and true/false in modifier_applied."""
+    runs_dir, first, latest = two_runs
+    runs = tmp_path / "runs"
+    copy_run(runs_dir / first, runs, first)
+    old = copy_run(runs_dir / latest, runs, latest)
+    rewrite_as_old_scores(old / "scores.csv")
+    capped = "001Sb0000000006IAA"  # critical signal in the second period: capped at 65
+    at = open_view(app(runs, monkeypatch), "Accounts")
+    shown = at.dataframe[0].value.set_index("account_id")
+    assert shown.loc[capped, "qualitative_override"]
+    assert (shown.loc[capped, "modifier_applied"], shown.loc[capped, "cap_value"]) == ("", 65.0)
+    assert shown.loc[capped, "cap_rule"] == "critical_1"
+    at.sidebar.radio(key="view").set_value("Account drill-down").run()
+    at.selectbox(key="account").set_value(capped).run()
+    assert not at.exception, at.exception
+    parts = table(at, "part", "dimension", "points")
+    assert parts["points"].sum() == pytest.approx(65.0, abs=1e-9)
+    assert "Rule **critical_1** matched: cap 65, which lowered the score." in texts(at.markdown)
 
 
 def with_status(folder: Path, status: str, message: str) -> Path:

@@ -17,9 +17,9 @@ from health_score.scoring.composite import (
     score_account,
 )
 from health_score.scoring.normaliser import normalise
-from health_score.scoring.qualitative import apply_cap
-from health_score.scoring.spec import Band
-from tests.conftest import IDENTITY_METRICS
+from health_score.scoring.qualitative import apply_cap, rule_in_words
+from health_score.scoring.spec import Band, CapRule
+from tests.conftest import DEFAULT_CONFIG, IDENTITY_METRICS
 
 
 def account(
@@ -126,6 +126,61 @@ def test_a_signal_never_raises_a_score_with_no_data(identity_config: Path) -> No
     final, decision = apply_cap(None, SignalCounts(critical=2), rules)
     assert final is None
     assert not decision.applied
+
+
+def test_rules_in_words_from_their_conditions(identity_config: Path) -> None:
+    """The identity config's rules have no description: the words come from the conditions."""
+    rules = load_scoring_config(identity_config).cap_rules
+    assert [rule_in_words(r) for r in rules] == [
+        "Confirmed Critical signal → cap at 50",
+        "2+ Critical signals → cap at 55",
+        "1 Critical signal → cap at 65",
+        "1 Moderate signal → cap at 75",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "words"),
+    [
+        (CapRule("watch_1", "watch", 1, False, D(85)), "1 Watch signal → cap at 85"),
+        (CapRule("moderate_2plus", "moderate", 2, False, D(75)), "2+ Moderate signals → cap at 75"),
+        (CapRule("watch_10plus", "watch", 10, False, D("80.0")), "10+ Watch signals → cap at 80"),
+        (
+            CapRule("critical_confirmed_3plus", "critical", 3, True, D("42.5")),
+            "3+ Confirmed Critical signals → cap at 42.5",
+        ),
+        (
+            CapRule("critical_confirmed", "critical", 1, True, D(50)),
+            "Confirmed Critical signal → cap at 50",
+        ),
+    ],
+)
+def test_rule_in_words_singular_plural_and_confirmed(rule: CapRule, words: str) -> None:
+    assert rule_in_words(rule) == words
+
+
+def test_rule_in_words_uses_the_description_and_names_the_cap() -> None:
+    described = CapRule("critical_1", "critical", 1, False, D(65), "1+ Critical signal (any)")
+    assert rule_in_words(described) == "1+ Critical signal (any) → cap at 65"
+    naming = CapRule("critical_1", "critical", 1, False, D(65), "Any Critical signal: capped at 65")
+    assert rule_in_words(naming) == "Any Critical signal: capped at 65"
+    assert rule_in_words(CapRule("c", "critical", 1, False, D(65), "Cap: 65.0")) == "Cap: 65.0"
+    # A cap word with another number does not name this cap.
+    wrong = CapRule("critical_1", "critical", 1, False, D(60), "Critical signal, cap 65")
+    assert rule_in_words(wrong) == "Critical signal, cap 65 → cap at 60"
+    # The number alone is not a mention of the cap.
+    counted = CapRule("critical_2plus", "critical", 2, False, D(2), "2+ Critical signals")
+    assert rule_in_words(counted) == "2+ Critical signals → cap at 2"
+
+
+def test_the_default_configs_rules_in_words() -> None:
+    rules = load_scoring_config(DEFAULT_CONFIG).cap_rules
+    assert [rule_in_words(r) for r in rules] == [
+        "1+ Critical signal with Confirmed confidence → cap at 50",
+        "2+ Critical signals (any confidence) → cap at 55",
+        "1+ Critical signal (any confidence) → cap at 65",
+        "1+ Moderate signal (any confidence) → cap at 75",
+    ]
 
 
 def test_account_with_no_data_is_insufficient_data(identity_config: Path) -> None:

@@ -217,7 +217,9 @@ def test_array_scoring_publishes_exactly_what_the_decimal_rule_does(
     # The portfolio does exercise the hard cases.
     finals = [r[4] for r in rows]
     assert {"90.0", "76.0", "60.0", "89.9", "75.9"} <= set(finals)
-    assert any(r[14] == "true" for r in rows) and any(r[5] == "Insufficient Data" for r in rows)
+    assert any(r[13] == "true" for r in rows) and any(r[5] == "Insufficient Data" for r in rows)
+    # modifier_applied (the rule in words) and cap_value are filled together, when a rule matched.
+    assert all((r[14] == "") == (r[15] == "") == (r[16] == "") for r in rows)
     # A matching cap overrides the coverage floor: thin accounts with and without a score.
     floor = float(config.min_coverage_pct)
     thin = [r for r in rows if float(r[12]) < floor and r[5] != "Insufficient Data"]

@@ -227,7 +227,7 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
     cols = st.columns(4)
     cols[0].metric("Accounts", f"{len(shown):,}", help=f"of {len(scores):,} in the run")
     cols[1].metric("Median score", f"{scored.median():.1f}" if len(scored) else "—")
-    cols[2].metric("Capped by signals", f"{int(shown['modifier_applied'].sum()):,}")
+    cols[2].metric("Capped by signals", f"{int(shown['qualitative_override'].sum()):,}")
     cols[3].metric(
         "Median coverage", f"{shown['coverage_pct'].median():.0f}%" if len(shown) else "—"
     )
@@ -300,7 +300,8 @@ def accounts_view(shown: pd.DataFrame, earlier: RunInfo | None) -> None:
         height=520,
         column_config={
             "change": st.column_config.NumberColumn(format="%+.1f"),
-            "modifier_applied": st.column_config.CheckboxColumn("capped"),
+            "qualitative_override": st.column_config.CheckboxColumn("capped"),
+            "modifier_applied": st.column_config.TextColumn("rule"),
         },
     )
     st.download_button(
@@ -395,10 +396,10 @@ def drilldown_view(
         st.write(f"Active signals: {signals}.")
         rule = row.get("cap_rule") or ""
         if rule:
-            applied = "lowered the score" if row["modifier_applied"] else "did not lower it"
-            st.write(
-                f"Rule **{rule}** matched: cap {row['qualitative_override']:g}, which {applied}."
-            )
+            applied = "lowered the score" if row["qualitative_override"] else "did not lower it"
+            # the rule in words; runs written before it existed have only the cap
+            words = row.get("modifier_applied") or f"cap {row['cap_value']:g}"
+            st.write(f"Rule **{rule}** matched: {words}, which {applied}.")
         else:
             st.write("No cap rule matched.")
         config = config_of(location, run.run_id)

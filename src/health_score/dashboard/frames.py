@@ -19,7 +19,14 @@ from health_score.loaders.explanation import metric_columns
 from health_score.scoring.spec import DEFAULT_TIER_LABELS, INSUFFICIENT_DATA
 
 #: The pipeline's tier order when a run's config cannot tell (labels of the default config).
-TEXT_SCORE_COLUMNS = ("account_id", "account_name", "segment", "health_tier", "cap_rule")
+TEXT_SCORE_COLUMNS = (
+    "account_id",
+    "account_name",
+    "segment",
+    "health_tier",
+    "modifier_applied",
+    "cap_rule",
+)
 COUNT_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
 REQUIRED_SCORE_COLUMNS = ("account_id", "segment", "final_score", "health_tier", "coverage_pct")
 METRIC_NUMBERS = (
@@ -78,11 +85,28 @@ def dimension_columns(scores: pd.DataFrame) -> list[str]:
 
 
 #: scores.csv columns holding true/false.
-BOOLEAN_SCORE_COLUMNS = ("modifier_applied", "low_coverage")
+BOOLEAN_SCORE_COLUMNS = ("qualitative_override", "low_coverage")
+
+
+def _renamed_old_cap_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A scores.csv written before ``cap_value`` in today's layout: there ``qualitative_override``
+    held the cap and ``modifier_applied`` true/false (the cap lowered the score); the rule in
+    words was not written (empty)."""
+    if "cap_value" in frame.columns or "qualitative_override" not in frame.columns:
+        return frame
+    renamed = frame.rename(
+        columns={"qualitative_override": "cap_value", "modifier_applied": "qualitative_override"}
+    )
+    if "qualitative_override" not in renamed.columns:
+        renamed["qualitative_override"] = ""
+    renamed["modifier_applied"] = ""
+    columns = [c for c in renamed.columns if c not in ("qualitative_override", "modifier_applied")]
+    at = columns.index("cap_value")
+    return renamed[[*columns[:at], "qualitative_override", "modifier_applied", *columns[at:]]]
 
 
 def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
-    frame = _read_text_csv(run_id, SCORES, data)
+    frame = _renamed_old_cap_columns(_read_text_csv(run_id, SCORES, data))
     missing = [c for c in REQUIRED_SCORE_COLUMNS if c not in frame.columns]
     if missing:
         raise RunError(f"run {run_id}: {SCORES} lacks column(s) {', '.join(missing)}")
@@ -106,6 +130,8 @@ def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
     for column in COUNT_COLUMNS:
         if column not in frame.columns:
             frame[column] = 0.0
+    if "cap_value" not in frame.columns:
+        frame["cap_value"] = float("nan")
     if frame["account_id"].duplicated().any():
         duplicate = frame.loc[frame["account_id"].duplicated(), "account_id"].iloc[0]
         raise RunError(f"run {run_id}: {SCORES} lists account {duplicate!r} more than once")
@@ -162,7 +188,7 @@ def filter_scores(
     low, high = coverage
     mask &= scores["coverage_pct"].fillna(0.0).between(low, high)
     if capped is not None:
-        mask &= scores["modifier_applied"] == capped
+        mask &= scores["qualitative_override"] == capped
     needle = search.strip().lower()
     if needle:
         mask &= scores["account_id"].str.lower().str.contains(needle, regex=False) | scores[
@@ -233,8 +259,9 @@ def account_table(scores: pd.DataFrame) -> pd.DataFrame:
         "platform_value_score",
         *dims,
         "coverage_pct",
-        "modifier_applied",
         "qualitative_override",
+        "modifier_applied",
+        "cap_value",
         "cap_rule",
     ]
     return scores[[c for c in columns if c in scores.columns]]
@@ -259,8 +286,8 @@ def contributions(rows: pd.DataFrame, score: Mapping[str, object]) -> pd.DataFra
             "points": scored["points"].fillna(0.0),
         }
     )
-    if bool(score.get("modifier_applied")):
-        cap = float(str(score.get("qualitative_override")))
+    if bool(score.get("qualitative_override")):  # the cap lowered the score
+        cap = float(str(score.get("cap_value")))
         rule = str(score.get("cap_rule") or "")
         cap_row = {
             "part": f"{CAP_PART} ({rule})" if rule else CAP_PART,

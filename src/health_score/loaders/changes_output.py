@@ -93,7 +93,10 @@ EXPLANATION_FIELDS = (
     "normalised_score",
     "effective_weight",
 )
-SCORE_FIELDS = ("account_id", "account_name", "final_score", "health_tier", "qualitative_override")
+SCORE_FIELDS = ("account_id", "account_name", "final_score", "health_tier")
+#: The matching rule's cap in scores.csv; runs written before ``cap_value`` existed held it in
+#: ``qualitative_override`` (now true/false: the cap lowered the score, as in the original).
+CAP_FIELD, OLD_CAP_FIELD = "cap_value", "qualitative_override"
 
 
 class ChangesError(Exception):
@@ -239,11 +242,13 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
         raise ChangesError(f"run {run.run_id}: scores.csv is not UTF-8 text") from None
     reader_rows = csv.reader(io.StringIO(text))
     header = next(reader_rows, [])
+    cap_field = CAP_FIELD if CAP_FIELD in header else OLD_CAP_FIELD
     try:
-        at = {name: header.index(name) for name in SCORE_FIELDS}
+        at = {name: header.index(name) for name in (*SCORE_FIELDS, cap_field)}
     except ValueError:
         raise ChangesError(
-            f"run {run.run_id}: scores.csv: expected the columns {', '.join(SCORE_FIELDS)}"
+            f"run {run.run_id}: scores.csv: expected the columns {', '.join(SCORE_FIELDS)} "
+            f"and {CAP_FIELD} (or, in runs written before it, {OLD_CAP_FIELD})"
         ) from None
     rows = [r for r in reader_rows if len(r) == len(header)]
     ids = [str(i) for i in arrays["account_id"].tolist()]
@@ -260,7 +265,7 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
         cap = np.array(
             [
                 -1
-                if not (c := r[at["qualitative_override"]])
+                if not (c := r[at[cap_field]])
                 else int((Decimal(c) * SCORE_UNIT).to_integral_value())
                 for r in rows
             ],
@@ -268,7 +273,7 @@ def _read_previous(store: RunStore, run: PreviousRun) -> _Previous:
         )
     except (ValueError, ArithmeticError) as exc:
         raise ChangesError(
-            f"run {run.run_id}: scores.csv: expected final_score and qualitative_override "
+            f"run {run.run_id}: scores.csv: expected final_score and {cap_field} "
             f"numbers ({type(exc).__name__}: {exc})"
         ) from None
     files = {

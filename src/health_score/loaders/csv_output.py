@@ -24,6 +24,7 @@ from health_score.scoring.composite import (
     Model,
     publish,
 )
+from health_score.scoring.qualitative import rule_in_words
 from health_score.scoring.spec import PLATFORM_VALUE, Band, ScoringConfig
 
 SCORE_COLUMNS_HEAD = (
@@ -38,9 +39,10 @@ SCORE_COLUMNS_HEAD = (
 )
 SCORE_COLUMNS_TAIL = (
     "coverage_pct",
-    "qualitative_override",
-    "modifier_applied",
-    "cap_rule",
+    "qualitative_override",  # true/false: the cap lowered the score (as in the original)
+    "modifier_applied",  # the matching rule in words (as in the original); empty: none matched
+    "cap_value",  # the matching rule's cap; empty: none matched
+    "cap_rule",  # the matching rule's condition key
     "critical_count",
     "moderate_count",
     "watch_count",
@@ -89,8 +91,9 @@ def score_row(score: AccountScore, config: ScoringConfig) -> list[str]:
         fmt(score.platform_value),
         *(fmt(score.dimensions.get(d)) for d in dims),
         fmt(score.coverage_pct),
-        "" if score.cap.cap is None else format(score.cap.cap, "f"),
         "true" if score.cap.applied else "false",
+        rule_in_words(score.cap.rule) if score.cap.rule else "",
+        "" if score.cap.cap is None else format(score.cap.cap, "f"),
         score.cap.rule.condition if score.cap.rule else "",
         str(s.critical),
         str(s.moderate),

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from health_score.columns import AccountTable
 from health_score.csvsafe import safe_cell, safe_column
 from health_score.loaders.csv_output import METRIC_COLUMNS, csv_cell, number_text, score_columns
+from health_score.scoring.qualitative import rule_in_words
 from health_score.scoring.spec import PLATFORM_VALUE
 from health_score.scoring.vector import NONE, SCORED, STATUS_NAMES, Result, VectorModel
 
@@ -85,10 +86,12 @@ def score_rows(
 
     labels = config.tier_labels
     rules = config.cap_rules
-    override = [safe_cell(format(r.value, "f")) for r in rules] + [""]  # numbers: as they are
+    cap_value = [safe_cell(format(r.value, "f")) for r in rules] + [""]  # numbers: as they are
+    words = [rule_in_words(r) for r in rules] + [""]
     condition = [r.condition for r in rules] + [""]
     dims = [i for i, d in enumerate(vmodel.model.dimensions) if d.name != PLATFORM_VALUE]
     signals = accounts.table.signals[keep]
+    matched: list[int] = result.rule[keep].tolist()  # index into rules; -1: none matched
     columns: list[list[str]] = [
         pick(accounts.ids),
         pick(accounts.names),
@@ -100,9 +103,10 @@ def score_rows(
         _published(result.platform_value[keep]),
         *(_published(result.dimensions[keep, d]) for d in dims),
         _published(result.coverage[keep]),
-        Plain([override[r] for r in result.rule[keep].tolist()]),
         _booleans(result.applied[keep]),
-        [condition[r] for r in result.rule[keep].tolist()],
+        [words[r] for r in matched],
+        Plain([cap_value[r] for r in matched]),
+        [condition[r] for r in matched],
         *(_counts(signals[:, j]) for j in range(4)),
         _booleans(result.low_coverage[keep]),
     ]
