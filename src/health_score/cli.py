@@ -1,7 +1,7 @@
 """The ``health-score`` command (also ``python -m health_score``).
 
 Subcommands: ``run`` (score every account: extract → score → load), ``backfill`` (a range of
-past months, one run each), ``check-config``,
+past months, one run each), ``backtest`` (the score against churn), ``check-config``,
 ``sandbox serve`` (the vendor stand-ins), ``dashboard`` (Streamlit on 127.0.0.1) and ``init``
 (a starter config folder). Exit codes: 0 success; 1 the run failed, or write-back was refused or
 failed; 2 bad usage or config (nothing was written).
@@ -27,6 +27,12 @@ from pathlib import Path
 
 from health_score import __version__
 from health_score.backfill import MAX_MONTHS, BackfillOptions, run_backfill
+from health_score.backtest import (
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_LEAD_DAYS,
+    BacktestOptions,
+    backtest_command,
+)
 from health_score.config import (
     MAPPING_FILE,
     SOURCES_FILE,
@@ -372,6 +378,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="each month's extraction deadline (default: run.budget_seconds in sources.yaml)",
     )
 
+    backtest = sub.add_parser(
+        "backtest",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="does the score predict churn? AUC, churn by tier, capture, per-metric signal",
+        description="Judge the run history against churn and renewal outcomes: for each event, "
+        "the account's score in the run --lead-days to --horizon-days before it. With "
+        "validity: floors in thresholds.yaml, exit 1 when one is missed.",
+        epilog="examples:\n  health-score backtest\n  health-score backtest --runs-dir "
+        "s3://my-bucket/runs --json output/backtest.json\n  health-score backtest --outcomes "
+        "churn_history.csv --from 2025-01\n\nexit codes:\n  0  done (every validity floor "
+        "met, or none configured)\n  1  a validity floor was missed or could not be judged\n"
+        "  2  bad usage or input",
+    )
+    backtest.add_argument(
+        "--runs-dir",
+        default=DEFAULT_RUNS_DIR,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="the run history (default: %(default)s)",
+    )
+    backtest.add_argument(
+        "--horizon-days",
+        type=int,
+        default=DEFAULT_HORIZON_DAYS,
+        metavar="N",
+        help="the earliest run used is N days before the event (default: %(default)s)",
+    )
+    backtest.add_argument(
+        "--lead-days",
+        type=int,
+        default=DEFAULT_LEAD_DAYS,
+        metavar="N",
+        help="the latest run used is N days before the event (default: %(default)s)",
+    )
+    backtest.add_argument("--from", dest="first", metavar="YYYY-MM", help="runs from this month")
+    backtest.add_argument("--to", dest="last", metavar="YYYY-MM", help="runs up to this month")
+    backtest.add_argument(
+        "--outcomes",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="churn/renewal events (account_id, event, date, arr) instead of the latest run's "
+        "outcomes.csv",
+    )
+    backtest.add_argument(
+        "--include-degraded", action="store_true", help="use degraded runs too (default: ok only)"
+    )
+    _config_flag(backtest)
+    backtest.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON"
+    )
+
     init = sub.add_parser(
         "init",
         parents=[common],
@@ -529,6 +587,24 @@ def backfill_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return run_backfill(options, sys.stdout, sys.stderr, live=True)
 
 
+def backtest_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    for flag, value in (("--from", args.first), ("--to", args.last)):
+        if value is not None and not PERIOD.fullmatch(value):
+            parser.error(f"{flag} must be YYYY-MM (e.g. 2026-11), got {value!r}")
+    options = BacktestOptions(
+        runs_dir=args.runs_dir,
+        lead_days=args.lead_days,
+        horizon_days=args.horizon_days,
+        first=args.first,
+        last=args.last,
+        outcomes_path=args.outcomes,
+        include_degraded=args.include_degraded,
+        config_dir=args.config_dir,
+        json_path=args.json,
+    )
+    return backtest_command(options, sys.stdout, sys.stderr)
+
+
 def check_config(config_dir: Path | None) -> int:
     directory, builtin = _config_dir(config_dir)
     if builtin:
@@ -647,6 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dashboard_command(args)
     if args.command == "backfill":
         return backfill_command(args, parser)
+    if args.command == "backtest":
+        return backtest_cli(args, parser)
     return init_command(args.directory, force=args.force)  # argparse allows no other command
 
 

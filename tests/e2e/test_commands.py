@@ -48,7 +48,7 @@ def test_version_and_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for command in ("run", "backfill", "check-config", "sandbox", "dashboard", "init"):
+    for command in ("run", "backfill", "backtest", "check-config", "sandbox", "dashboard", "init"):
         assert f"    {command}" in text
     assert "exit codes:" in text
     assert "health-score run --dry-run --demo" in text
@@ -57,7 +57,15 @@ def test_version_and_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_flag_of_every_command_has_help_text() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"run", "backfill", "check-config", "sandbox", "dashboard", "init"}
+    assert set(sub.choices) == {
+        "run",
+        "backfill",
+        "backtest",
+        "check-config",
+        "sandbox",
+        "dashboard",
+        "init",
+    }
     for name, command in sub.choices.items():
         for action in command._actions:
             if action.help == argparse.SUPPRESS:

@@ -40,6 +40,7 @@ from health_score.scoring.spec import (
     MetricSpec,
     ScoringConfig,
     Tier,
+    ValidityFloors,
 )
 
 WEIGHTS_FILE = "weights.yaml"
@@ -425,6 +426,45 @@ def parse_condition(condition: str) -> tuple[str, int, bool] | None:
     return match["severity"], count, bool(match["confirmed"])
 
 
+#: validity floors: key → (lowest, highest) allowed value.
+VALIDITY_FLOORS = {
+    "min_auc": (0.0, 1.0),
+    "min_red_lift": (0.0, 1000.0),
+    "min_churner_capture_pct": (0.0, 100.0),
+    "max_green_share_pct": (0.0, 100.0),
+}
+
+
+def _parse_validity(problems: Problems, raw: object) -> ValidityFloors:
+    """``validity:`` — the backtest's floors (health-score backtest exits 1 when one is missed)."""
+    if raw is None:
+        return ValidityFloors()
+    if not isinstance(raw, Mapping):
+        problems.add("validity", "expected a mapping such as {min_auc: 0.65, min_red_lift: 2}")
+        return ValidityFloors()
+    values: dict[str, Any] = {}
+    known = [*VALIDITY_FLOORS, "min_events"]
+    for key, value in raw.items():
+        loc = f"validity.{key}"
+        if key == "min_events":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                problems.add(loc, f"expected a whole number ≥ 2, got {shown(value)}")
+                continue
+            values[key] = value
+            continue
+        if key not in VALIDITY_FLOORS:
+            problems.add(loc, f"unknown floor (expected one of {', '.join(known)})")
+            continue
+        low, high = VALIDITY_FLOORS[key]
+        number = not isinstance(value, bool) and isinstance(value, int | float | Decimal)
+        if not number or not low <= value <= high:
+            got = str(value) if isinstance(value, Decimal) else shown(value)
+            problems.add(loc, f"expected a number in {low:g}–{high:g}, got {got}")
+            continue
+        values[key] = float(value)
+    return ValidityFloors(**values)
+
+
 def _parse_rules(problems: Problems, raw: object) -> tuple[CapRule, ...]:
     if raw is None:
         return ()
@@ -526,6 +566,7 @@ def parse_scoring(
         "tiers",
         "qualitative_modifier",
         "min_coverage_pct",
+        "validity",
         *dimension_names,
     }
     for section in thresholds_raw:
@@ -586,6 +627,8 @@ def parse_scoring(
         tp.add("min_coverage_pct", f"must be a number in 0–100, got {shown(coverage_raw)}")
         min_coverage = DEFAULT_MIN_COVERAGE_PCT
 
+    validity = _parse_validity(tp, thresholds_raw.get("validity"))
+
     if len(problems) > before:
         return None
     return ScoringConfig(
@@ -596,6 +639,7 @@ def parse_scoring(
         cap_rules=rules,
         min_coverage_pct=min_coverage,
         segments=frozenset(segments),
+        validity=validity,
     )
 
 

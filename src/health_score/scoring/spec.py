@@ -65,6 +65,30 @@ class CapRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidityFloors:
+    """``validity:`` of thresholds.yaml: what the backtest must show (None: no floor)."""
+
+    min_auc: float | None = None
+    min_red_lift: float | None = None
+    min_churner_capture_pct: float | None = None
+    max_green_share_pct: float | None = None
+    #: Fewest churners and renewers a figure needs (fewer: "too few events").
+    min_events: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.min_auc,
+                self.min_red_lift,
+                self.min_churner_capture_pct,
+                self.max_green_share_pct,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ScoringConfig:
     """Everything the pure scoring functions need."""
 
@@ -75,6 +99,7 @@ class ScoringConfig:
     cap_rules: tuple[CapRule, ...]
     min_coverage_pct: Decimal = DEFAULT_MIN_COVERAGE_PCT
     segments: frozenset[str] = frozenset()
+    validity: ValidityFloors = ValidityFloors()
 
     @property
     def tier_labels(self) -> tuple[str, ...]:

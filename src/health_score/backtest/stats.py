@@ -1,0 +1,280 @@
+"""The backtest's statistics: pure functions of observations, exact where they can be.
+
+An *observation* is one churn or renewal event with what the score said about the account some
+time before it (:class:`Observation`). Every figure here is a function of a list of them:
+
+- :func:`auc` — the probability that a renewing account scored higher than a churning one (ties
+  count half): the Mann–Whitney statistic over average ranks, computed exactly as a fraction.
+  0.5 is a coin; 1.0 means every renewer scored above every churner.
+- :func:`bootstrap_interval` — a 95 % percentile interval of the AUC from a seeded, stratified
+  bootstrap (churners and renewers resampled separately, so each resample has both).
+- :func:`tier_table` — churn rate per tier and each tier's lift over the base rate.
+- :func:`capture` — churners flagged below the healthiest tiers, and the book in them, by count
+  and by ARR.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+
+import numpy as np
+from numpy.typing import NDArray
+
+CHURN = "churn"
+RENEWAL = "renewal"
+EVENTS = (CHURN, RENEWAL)
+
+#: Below this many churners or renewers a figure is reported as "too few events".
+DEFAULT_MIN_EVENTS = 10
+DEFAULT_BOOTSTRAP = 1000
+DEFAULT_SEED = 20_261_201
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One outcome and the account's run before it."""
+
+    account_id: str
+    event: str  # churn | renewal
+    day: str  # the event's date, YYYY-MM-DD
+    arr: Decimal | None
+    run_id: str
+    period: str
+    final_score: float | None  # None: no score (Insufficient Data)
+    tier: str
+    low_coverage: bool = False
+    capped: bool = False
+    #: dimension or metric name → its score in that run (None: no data)
+    inputs: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def churned(self) -> bool:
+        return self.event == CHURN
+
+
+def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """1-based ranks, ties sharing the mean of their positions."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    sorted_values = values[order]
+    # Start of each run of equal values, and its length.
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    lengths = np.diff(np.r_[starts, len(values)])
+    mean_rank = starts + (lengths + 1) / 2.0
+    ranks[order] = np.repeat(mean_rank, lengths)
+    return ranks
+
+
+def auc_fraction(good: Sequence[float], bad: Sequence[float]) -> Fraction:
+    """P(a ``good`` value > a ``bad`` value) + ½ P(equal), exactly.
+
+    ``good``: the renewers' scores; ``bad``: the churners'. Both must be non-empty.
+    """
+    if not good or not bad:
+        raise ValueError("an AUC needs at least one value on each side")
+    values = np.array([*good, *bad], dtype=np.float64)
+    ranks = _average_ranks(values)
+    # Average ranks are multiples of ½: doubled, they are exact integers.
+    doubled = round(float(ranks[: len(good)].sum()) * 2)
+    n_good, n_bad = len(good), len(bad)
+    return Fraction(doubled - n_good * (n_good + 1), 2 * n_good * n_bad)
+
+
+def auc(good: Sequence[float], bad: Sequence[float]) -> float:
+    return float(auc_fraction(good, bad))
+
+
+def _auc_many(good: NDArray[np.float64], bad: NDArray[np.float64]) -> NDArray[np.float64]:
+    """AUC of each row pair (``good[i]``, ``bad[i]``) of resamples, vectorised over rows."""
+    n_good, n_bad = good.shape[1], bad.shape[1]
+    # Pairwise comparison counts through sorting: for each good value, how many bad values
+    # are below it and how many equal (searchsorted on each sorted bad row).
+    bad_sorted = np.sort(bad, axis=1)
+    out = np.empty(good.shape[0], dtype=np.float64)
+    for i in range(good.shape[0]):
+        below = np.searchsorted(bad_sorted[i], good[i], side="left")
+        not_above = np.searchsorted(bad_sorted[i], good[i], side="right")
+        out[i] = (below.sum() + 0.5 * (not_above - below).sum()) / (n_good * n_bad)
+    return out
+
+
+def bootstrap_interval(
+    good: Sequence[float],
+    bad: Sequence[float],
+    *,
+    resamples: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """The percentile interval of the AUC over ``resamples`` stratified bootstrap resamples."""
+    if not good or not bad:
+        raise ValueError("an interval needs at least one value on each side")
+    rng = np.random.default_rng(seed)
+    g = np.asarray(good, dtype=np.float64)
+    b = np.asarray(bad, dtype=np.float64)
+    good_draws = g[rng.integers(0, len(g), size=(resamples, len(g)))]
+    bad_draws = b[rng.integers(0, len(b), size=(resamples, len(b)))]
+    values = _auc_many(good_draws, bad_draws)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True, slots=True)
+class AucFigure:
+    """An AUC with its interval and counts; ``value`` None when there are too few events."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+    churners: int
+    renewers: int
+    note: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "auc": _round(self.value),
+            "interval_95": None if self.low is None else [_round(self.low), _round(self.high)],
+            "churners": self.churners,
+            "renewers": self.renewers,
+            "note": self.note,
+        }
+
+
+def _round(value: float | None, places: int = 4) -> float | None:
+    return None if value is None else round(value, places)
+
+
+def auc_figure(
+    pairs: Sequence[tuple[float | None, bool]],
+    *,
+    min_events: int = DEFAULT_MIN_EVENTS,
+    resamples: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+) -> AucFigure:
+    """AUC of ``(value, churned)`` pairs; pairs without a value are left out (see coverage)."""
+    good = [v for v, churned in pairs if v is not None and not churned]
+    bad = [v for v, churned in pairs if v is not None and churned]
+    if len(good) < min_events or len(bad) < min_events:
+        return AucFigure(
+            None,
+            None,
+            None,
+            len(bad),
+            len(good),
+            f"too few events (need {min_events} churners and {min_events} renewers with a value)",
+        )
+    low, high = bootstrap_interval(good, bad, resamples=resamples, seed=seed)
+    return AucFigure(auc(good, bad), low, high, len(bad), len(good))
+
+
+@dataclass(frozen=True, slots=True)
+class TierRow:
+    tier: str
+    accounts: int
+    churned: int
+    rate: float | None  # churned / accounts
+    lift: float | None  # rate / base rate
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "tier": self.tier,
+            "accounts": self.accounts,
+            "churned": self.churned,
+            "churn_rate_pct": None if self.rate is None else round(100 * self.rate, 2),
+            "lift": _round(self.lift, 3),
+        }
+
+
+def tier_table(observations: Sequence[Observation], tiers: Sequence[str]) -> list[TierRow]:
+    """Churn rate and lift per tier (``tiers`` best first, Insufficient Data last if listed).
+
+    The base rate is over every observation; a tier's lift is its rate over the base rate.
+    """
+    total = len(observations)
+    churned = sum(o.churned for o in observations)
+    base = churned / total if total else None
+    rows: list[TierRow] = []
+    for tier in tiers:
+        group = [o for o in observations if o.tier == tier]
+        lost = sum(o.churned for o in group)
+        rate = lost / len(group) if group else None
+        lift = rate / base if rate is not None and base else None
+        rows.append(TierRow(tier, len(group), lost, rate, lift))
+    return rows
+
+
+def monotone(rows: Sequence[TierRow]) -> bool:
+    """Whether churn rates never fall from a better tier to a worse one (empty tiers skipped)."""
+    rates = [r.rate for r in rows if r.rate is not None]
+    return all(a <= b for a, b in itertools.pairwise(rates))
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """How the tiers sort churners and the book at lead time."""
+
+    churners: int
+    churners_flagged: int  # below the healthiest tiers
+    book: int
+    book_healthiest: int
+    churner_arr: Decimal
+    churner_arr_flagged: Decimal
+    book_arr: Decimal
+    book_arr_healthiest: Decimal
+
+    @staticmethod
+    def _pct(part: float | Decimal, whole: float | Decimal) -> float | None:
+        return round(100 * float(part) / float(whole), 2) if whole else None
+
+    @property
+    def churner_capture_pct(self) -> float | None:
+        return self._pct(self.churners_flagged, self.churners)
+
+    @property
+    def healthiest_share_pct(self) -> float | None:
+        return self._pct(self.book_healthiest, self.book)
+
+    @property
+    def churner_arr_capture_pct(self) -> float | None:
+        return self._pct(self.churner_arr_flagged, self.churner_arr)
+
+    @property
+    def healthiest_arr_share_pct(self) -> float | None:
+        return self._pct(self.book_arr_healthiest, self.book_arr)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "churners": self.churners,
+            "churners_below_healthiest": self.churners_flagged,
+            "churner_capture_pct": self.churner_capture_pct,
+            "book": self.book,
+            "book_in_healthiest": self.book_healthiest,
+            "healthiest_share_pct": self.healthiest_share_pct,
+            "churner_arr_capture_pct": self.churner_arr_capture_pct,
+            "healthiest_arr_share_pct": self.healthiest_arr_share_pct,
+        }
+
+
+def capture(observations: Sequence[Observation], healthiest: Sequence[str]) -> Capture:
+    """Churners outside the ``healthiest`` tiers (Insufficient Data is not a flag), and the
+    share of the book (every observation) inside them; by count and by event ARR."""
+    top = set(healthiest)
+    zero = Decimal(0)
+    churners = [o for o in observations if o.churned]
+    flagged = [o for o in churners if o.tier not in top and o.final_score is not None]
+    inside = [o for o in observations if o.tier in top]
+    return Capture(
+        churners=len(churners),
+        churners_flagged=len(flagged),
+        book=len(observations),
+        book_healthiest=len(inside),
+        churner_arr=sum((o.arr or zero for o in churners), zero),
+        churner_arr_flagged=sum((o.arr or zero for o in flagged), zero),
+        book_arr=sum((o.arr or zero for o in observations), zero),
+        book_arr_healthiest=sum((o.arr or zero for o in inside), zero),
+    )
