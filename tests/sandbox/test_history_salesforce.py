@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 from health_score.pipeline import RunOptions, run
+from health_score_sandbox import salesforce as sfs
+from health_score_sandbox.portfolio import build_portfolio
 from health_score_sandbox.salesforce import METRICS, Data, SignalCounts
 from health_score_sandbox.sandbox import Sandbox
+from health_score_sandbox.timeline import build_timeline, slices
 from tests.conftest import DEFAULT_CONFIG
 
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -348,3 +351,15 @@ def test_accounts_created_after_a_past_period_have_no_metrics_for_it(
     for account_id in later:
         for metric in METRICS:
             assert cell(rows[account_id][metric]) is None, (account_id, metric)
+
+
+def test_the_history_is_the_same_for_the_same_seed() -> None:
+    def snapshot(seed: int) -> str:
+        base = build_portfolio(20, seed=seed)
+        timeline = build_timeline(base, 14)
+        generated = sfs.generate_history(timeline, slices(base, timeline))
+        objects = {o.name: o.records for o in generated.org.objects.values()}
+        return repr([objects, generated.expected, generated.expected_signals])
+
+    assert snapshot(3) == snapshot(3)
+    assert snapshot(3) != snapshot(4)
