@@ -21,13 +21,14 @@ computed from those records by the plain definitions in :func:`_expected`.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import random
 import re
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -49,6 +50,7 @@ from health_score_sandbox.soql import (
     execute,
     to_id18,
 )
+from health_score_sandbox.timeline import AccountLife, Timeline, add_months
 from health_score_sandbox.truth import Metric, exact, percent, rounded
 
 PAGE_SIZE = 2000  # records per query page (Sforce-Query-Options batchSize may lower it)
@@ -104,6 +106,8 @@ class AccountFields:
     support_tier_field: str = "Support_Tier__c"
     champion_changed_date_field: str = "Champion_Changed_Date__c"
     avg_response_hours_field: str = "Avg_Response_Hours__c"
+    #: The day a customer churned (a sandbox with history only; empty for live customers).
+    churn_date_field: str = "Churn_Date__c"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,8 @@ class OpportunityFields:
     is_closed_field: str = "IsClosed"
     contraction_types: tuple[str, ...] = ("Downgrade", "Contraction")
     expansion_types: tuple[str, ...] = ("Expansion", "Upsell")
+    #: A contract's renewal at its anniversary: Closed Won renewed, Closed Lost churned.
+    renewal_types: tuple[str, ...] = ("Renewal",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,7 @@ class ChurnSignalFields:
     confirmed_values: tuple[str, ...] = ("Confirmed",)
     active_values: tuple[str, ...] = ("Active",)
     monitoring_values: tuple[str, ...] = ("Monitoring",)
+    resolved_values: tuple[str, ...] = ("Resolved",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +234,12 @@ def _lookup(name: str, target: str) -> FieldDef:
     return FieldDef(name, "reference", target, relationship_name(name))
 
 
-def build_schema(section: SectionLike = None) -> Org:
-    """Objects and fields named as the settings expect them (plus a few standard ones)."""
+def build_schema(section: SectionLike = None, *, history: bool = False) -> Org:
+    """Objects and fields named as the settings expect them (plus a few standard ones).
+
+    ``history``: the org of a sandbox that lives through time, which also has the Account's
+    churn-date field and the churn signals' field history (their status changes).
+    """
     settings = Settings.of(section)
     a, o, p = settings.account, settings.opportunity, settings.payment
     e, c = settings.event, settings.churn_signal
@@ -316,6 +327,21 @@ def build_schema(section: SectionLike = None) -> Org:
             ],
         ),
     ]
+    if history:
+        layouts[0][2].append(FieldDef(a.churn_date_field, "date"))
+        signal_history, parent = history_object(c.object_name)
+        layouts.append(
+            (
+                signal_history,
+                "a0H",
+                [
+                    _lookup(parent, c.object_name),
+                    FieldDef("Field", "picklist"),
+                    FieldDef("OldValue", "string"),
+                    FieldDef("NewValue", "string"),
+                ],
+            )
+        )
     org = Org()
     for name, prefix, fields in layouts:
         sobject = org.add(SObject(name, prefix, label=name.removesuffix("__c").replace("_", " ")))
@@ -338,6 +364,56 @@ class Data:
     expected: dict[str, dict[str, Metric]]
     expected_signals: dict[str, SignalCounts]
     record_counts: dict[str, int] = field(default_factory=dict)
+    #: What generation knew through time (a sandbox with history; None: the org of one date).
+    history: History | None = None
+
+    def expected_at(self, as_of: date, section: SectionLike = None) -> dict[str, dict[str, Metric]]:
+        """The raw metrics of the period ending at ``as_of`` (midnight UTC), recounted from the
+        records as a correct extractor reads them for that period: Accounts created before
+        ``as_of`` with their tracked fields as they stood then, the dated records of the
+        window, expansions open at ``as_of``."""
+        if self.history is None:
+            if as_of == self.as_of:
+                return self.expected
+            raise ValueError("only a Salesforce org generated with history knows past periods")
+        return self.history.expected(self, as_of, section)
+
+    def expected_signals_at(
+        self, as_of: date, section: SectionLike = None
+    ) -> dict[str, SignalCounts]:
+        """account_id → the churn signals open (Active or Monitoring) at ``as_of``, counted as
+        :class:`SignalCounts` says, for the mapped accounts in the org at that date."""
+        if self.history is None:
+            if as_of == self.as_of:
+                return self.expected_signals
+            raise ValueError("only a Salesforce org generated with history knows past periods")
+        return self.history.signals_at(self, as_of, section)
+
+    def outcomes_at(self, as_of: date) -> list[tuple[str, str, date, Decimal]]:
+        """The renewals and churns known at ``as_of``: (account_id, ``"renewal"`` | ``"churn"``,
+        day, ARR) for every closed renewal opportunity of a mapped account with a close date
+        before ``as_of`` (Closed Won → renewal at the renewed ARR, Closed Lost → churn at the
+        ARR lost), ordered by day then account."""
+        settings = self.history.settings if self.history is not None else Settings()
+        o = settings.opportunity
+        owners = _owners_of(self)
+        sobject = self.org.get(o.object_name)
+        assert sobject is not None
+        out: list[tuple[str, str, date, Decimal]] = []
+        for record in sobject.records:
+            close = record[o.close_date_field]
+            if (
+                record.get("IsDeleted")
+                or record[o.type_field] not in o.renewal_types
+                or not record[o.is_closed_field]
+                or close >= as_of
+            ):
+                continue
+            event = "renewal" if record[o.is_won_field] else "churn"
+            amount = Decimal(repr(float(record["Amount"])))
+            for owner in owners.get(record[o.account_field], ()):
+                out.append((owner, event, close, amount))
+        return sorted(out, key=lambda row: (row[2], row[0]))
 
     def minimum_requests(self, section: SectionLike = None) -> int:
         """One login, then each object once per id list the URI limit allows (one page each).
@@ -714,9 +790,20 @@ def _invitees_and_deletions(
 
 
 def _expected(
-    org: Org, settings: Settings, as_of: date, mapped: set[str]
+    org: Org,
+    settings: Settings,
+    as_of: date,
+    mapped: set[str],
+    *,
+    accounts: Iterable[dict[str, Any]] | None = None,
+    open_at: bool = False,
 ) -> dict[str, dict[str, Metric]]:
-    """Raw metrics per account id, straight from the records (the definitions, plainly)."""
+    """Raw metrics per account id, straight from the records (the definitions, plainly).
+
+    ``accounts``: the Account records as they stood at ``as_of`` (default: as they are now);
+    ``open_at``: an expansion counts when it was open at ``as_of`` (created before it, and not
+    closed or closed on or after it) rather than open now.
+    """
     a, o, p = settings.account, settings.opportunity, settings.payment
     e = settings.event
     start = months_before(as_of, settings.lookback_months)
@@ -729,8 +816,15 @@ def _expected(
         assert sobject is not None
         return (r for r in sobject.records if not r.get("IsDeleted"))
 
+    def open_then(record: dict[str, Any]) -> bool:
+        if not open_at:
+            return not record[o.is_closed_field]
+        if record["CreatedDate"] >= datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC):
+            return False
+        return not record[o.is_closed_field] or record[o.close_date_field] >= as_of
+
     out: dict[str, dict[str, Metric]] = {}
-    for record in live(a.object_name):
+    for record in live(a.object_name) if accounts is None else accounts:
         if record["Id"] not in mapped:
             continue
         renewal = record[a.renewal_date_field]
@@ -780,7 +874,7 @@ def _expected(
             and in_window(record[o.close_date_field])
         ):
             values["contract_changes"] = (values["contract_changes"] or Decimal(0)) + 1
-        if kind in o.expansion_types and not record[o.is_closed_field]:
+        if kind in o.expansion_types and open_then(record):
             values["expansion_signals"] = (values["expansion_signals"] or Decimal(0)) + 1
     qbrs: dict[str, list[bool]] = {}
     last_exec: dict[str, date] = {}
@@ -799,6 +893,669 @@ def _expected(
         if account_id in last_exec:
             values["exec_engagement"] = Decimal((as_of - last_exec[account_id]).days)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Through time: one org whose records span a timeline's months
+
+
+def _owners_of(data: Data) -> dict[str, list[str]]:
+    """18-character id → the mapping's account_ids that name it."""
+    if data.history is not None:
+        return data.history.owners
+    return {account_id: [account_id] for account_id in data.mapped_ids}
+
+
+def _midnight(day: date, hour: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+@dataclass
+class History:
+    """What generation knew through time, independently of the history rows it wrote: each
+    Account's creation and every value its tracked fields took (from when), each churn signal's
+    statuses (from when). Past periods are recounted from this and the dated records."""
+
+    settings: Settings
+    account_ids: tuple[str, ...]  # every account of the mapping, in order
+    owners: dict[str, list[str]]  # 18-character id → account_ids mapped to it
+    created: dict[str, datetime]  # Account id → CreatedDate
+    states: dict[str, list[tuple[datetime, str, Any]]]  # Account id → (from, field, value)
+    signals: dict[str, tuple[str, str, str, list[tuple[datetime, str]]]] = field(
+        default_factory=dict
+    )  # signal id → (Account id, severity, confidence, [(from, status)])
+
+    def accounts_at(self, data: Data, at: datetime) -> list[dict[str, Any]]:
+        """The Account records that existed at ``at``, their tracked fields as they stood."""
+        sobject = data.org.get(self.settings.account.object_name)
+        assert sobject is not None
+        out: list[dict[str, Any]] = []
+        for record in sobject.records:
+            created = self.created.get(record["Id"])
+            if record.get("IsDeleted") or created is None or created >= at:
+                continue
+            stood = dict(record)
+            for moment, name, value in self.states[record["Id"]]:
+                if moment < at:
+                    stood[name] = value
+            out.append(stood)
+        return out
+
+    def expected(
+        self, data: Data, as_of: date, section: SectionLike = None
+    ) -> dict[str, dict[str, Metric]]:
+        settings = self.settings if section is None else Settings.of(section)
+        at = _midnight(as_of)
+        out: dict[str, dict[str, Metric]] = {a: dict.fromkeys(METRICS) for a in self.account_ids}
+        recount = _expected(
+            data.org,
+            settings,
+            as_of,
+            set(data.mapped_ids),
+            accounts=self.accounts_at(data, at),
+            open_at=True,
+        )
+        for account_id, values in recount.items():
+            for owner in self.owners[account_id]:
+                out[owner].update(values)
+        return out
+
+    def signals_at(
+        self, data: Data, as_of: date, section: SectionLike = None
+    ) -> dict[str, SignalCounts]:
+        c = (self.settings if section is None else Settings.of(section)).churn_signal
+        at = _midnight(as_of)
+        mapped = set(data.mapped_ids)
+        present = {r["Id"] for r in self.accounts_at(data, at) if r["Id"] in mapped}
+        levels = {
+            **dict.fromkeys(c.watch_values, 0),
+            **dict.fromkeys(c.moderate_values, 1),
+            **dict.fromkeys(c.critical_values, 2),
+        }
+        tallies: dict[str, dict[str, int]] = {}
+        for account_id, severity, confidence, statuses in self.signals.values():
+            if account_id not in present:
+                continue
+            then = [status for moment, status in statuses if moment < at]
+            if not then:
+                continue  # not detected yet
+            status, level = then[-1], levels[severity]
+            if status in c.monitoring_values:
+                level -= 1  # a Monitoring signal counts one severity lower; Watch drops out
+            elif status not in c.active_values:
+                continue  # resolved
+            if level < 0:
+                continue
+            name = ("watch", "moderate", "critical")[level]
+            counts = tallies.setdefault(account_id, {})
+            counts[name] = counts.get(name, 0) + 1
+            if confidence in c.confirmed_values:
+                counts[f"{name}_confirmed"] = counts.get(f"{name}_confirmed", 0) + 1
+        out: dict[str, SignalCounts] = {}
+        for account_id in sorted(present):
+            for owner in self.owners[account_id]:
+                out[owner] = SignalCounts(**tallies.get(account_id, {}))
+        return out
+
+
+def generate_history(
+    timeline: Timeline, slices: Sequence[Portfolio], section: SectionLike = None
+) -> Data:
+    """The org of a sandbox that lives through ``timeline``: one record per Account whose
+    tracked fields change when things happen (ARR and prior-year ARR at each renewal, the
+    renewal date at each anniversary, the champion now and then, response hours as they drift,
+    everything at churn) with an ``AccountHistory`` row per change; a renewal opportunity per
+    anniversary (Closed Won or, at churn, Closed Lost); and each month's dated records
+    (payments, events, contractions, expansions, churn signals) drawn from that month's slice
+    and dated inside it. Accounts are created when they join; a churned account has its
+    churn date and no activity from its churn month on.
+
+    :attr:`Data.expected` is the sandbox date's; :meth:`Data.expected_at` recounts any period.
+    """
+    return _HistoryBuilder(timeline, list(slices), Settings.of(section)).build()
+
+
+#: Per-month chances of the history's occasional records.
+_QBR_CHANCE = 0.3
+_NEW_SIGNAL_CHANCE = {76.0: 0.013, 60.0: 0.04, 0.0: 0.085}  # by the month's latent health
+
+
+class _HistoryBuilder:
+    def __init__(self, timeline: Timeline, slices_: list[Portfolio], settings: Settings) -> None:
+        if len(slices_) != len(timeline.month_starts):
+            raise ValueError("one slice per month of the timeline is needed")
+        self.timeline, self.slices, self.settings = timeline, slices_, settings
+        self.today = slices_[-1].as_of  # the sandbox date
+        self.now = _midnight(self.today)
+        self.starts = timeline.month_starts
+        self.org = build_schema(settings, history=True)
+        self.ids = _Ids()
+        s = settings
+        self.a, self.o, self.p = s.account, s.opportunity, s.payment
+        self.e, self.c = s.event, s.churn_signal
+
+        def sobject(name: str) -> SObject:
+            found = self.org.get(name)
+            assert found is not None
+            return found
+
+        self.accounts = sobject(self.a.object_name)
+        self.opps = sobject(self.o.object_name)
+        self.payments = sobject(self.p.object_name)
+        self.events = sobject(self.e.object_name)
+        self.signals = sobject(self.c.object_name)
+        self.account_history = sobject(history_object(self.a.object_name)[0])
+        self.signal_history = sobject(history_object(self.c.object_name)[0])
+        self.states: dict[str, list[tuple[datetime, str, Any]]] = {}
+        self.current: dict[str, dict[str, Any]] = {}  # Account id → its record
+        self.created: dict[str, datetime] = {}
+        self.signal_log: dict[str, tuple[str, str, str, list[tuple[datetime, str]]]] = {}
+        self.tracked = (
+            self.a.renewal_date_field,
+            self.a.arr_field,
+            self.a.prior_year_arr_field,
+            self.a.support_tier_field,
+            self.a.champion_changed_date_field,
+            self.a.avg_response_hours_field,
+        )
+        self.standard = s.tier_alignment.standard_tiers[0]
+        self.threshold = float(s.tier_alignment.arr_threshold)
+
+    # -- records --------------------------------------------------------------------------------
+
+    def opportunity(
+        self,
+        rng: random.Random,
+        account_id: str,
+        kind: str,
+        stage: str,
+        close: date,
+        created: datetime,
+        *,
+        amount: float | None = None,
+        deleted: bool = False,
+    ) -> None:
+        o = self.o
+        self.opps.records.append(
+            {
+                "Id": self.ids.next("006"),
+                "Name": f"{kind} {close.isoformat()}",
+                o.account_field: account_id,
+                o.type_field: kind,
+                "StageName": stage,
+                o.close_date_field: close,
+                o.is_won_field: stage == "Closed Won",
+                o.is_closed_field: stage.startswith("Closed"),
+                "Amount": _money(rng.uniform(2_000, 90_000)) if amount is None else amount,
+                "IsDeleted": deleted,
+                "CreatedDate": created,
+            }
+        )
+
+    def event(self, account_id: str, kind: str, day: date, attended: bool) -> None:
+        e = self.e
+        self.events.records.append(
+            {
+                "IsArchived": day < self.today - timedelta(days=ARCHIVE_AFTER_DAYS),
+                "IsChild": False,
+                "Id": self.ids.next("00U"),
+                "Subject": f"{kind} {day.isoformat()}",
+                e.account_field: account_id,
+                "WhatId": account_id,
+                e.type_field: kind,
+                e.date_field: day,
+                "ActivityDateTime": _midnight(day, 15),
+                e.attended_field: attended,
+                "IsDeleted": False,
+                "CreatedDate": _midnight(min(day, self.today - timedelta(days=1)), 8),
+            }
+        )
+
+    def payment(self, rng: random.Random, account_id: str, status: str, day: date) -> None:
+        p = self.p
+        self.payments.records.append(
+            {
+                "Id": self.ids.next("a0P"),
+                "Name": f"PAY-{len(self.payments.records) + 1:07d}",
+                p.account_field: account_id,
+                p.status_field: status,
+                p.date_field: day,
+                "Amount__c": _money(rng.uniform(1_000, 40_000)),
+                "IsDeleted": False,
+                "CreatedDate": _midnight(day, 8),
+            }
+        )
+
+    def signal(
+        self,
+        account_id: str,
+        severity: str,
+        confidence: str,
+        detected: date,
+        statuses: list[tuple[datetime, str]],
+    ) -> None:
+        """A churn signal detected on ``detected`` whose status changes as ``statuses`` say
+        (the first is its status when detected); changes after the sandbox date have not
+        happened yet."""
+        c = self.c
+        happened = [(moment, status) for moment, status in statuses if moment < self.now]
+        signal_id = self.ids.next("a0C")
+        self.signals.records.append(
+            {
+                "Id": signal_id,
+                "Name": f"CS-{len(self.signals.records) + 1:06d}",
+                c.account_field: account_id,
+                c.severity_field: severity,
+                c.confidence_field: confidence,
+                c.status_field: happened[-1][1],
+                "Detected_Date__c": detected,
+                "IsDeleted": False,
+                "CreatedDate": happened[0][0],
+            }
+        )
+        self.signal_log[signal_id] = (account_id, severity, confidence, happened)
+        parent = history_object(c.object_name)[1]
+        for (_, old), (moment, new) in itertools.pairwise(happened):
+            self.signal_history.records.append(
+                {
+                    "Id": self.ids.next("017"),
+                    parent: signal_id,
+                    "Field": c.status_field,
+                    "OldValue": old,
+                    "NewValue": new,
+                    "IsDeleted": False,
+                    "CreatedDate": moment,
+                }
+            )
+
+    def change(self, account_id: str, moment: datetime, name: str, value: Any) -> None:
+        """A tracked Account field takes ``value`` at ``moment`` (no row when it already has it)."""
+        if self.current[account_id][name] == value:
+            return
+        self.current[account_id][name] = value  # the record as it is now
+        self.states[account_id].append((moment, name, value))
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def build(self) -> Data:
+        profiles = self.slices[-1].profiles
+        mapped: list[str] = []
+        owners: dict[str, list[str]] = {}
+        drawn: list[tuple[int, str, AccountLife]] = []
+        opening = self.slices[0].rng("salesforce-accounts")
+        for index, profile in enumerate(profiles):
+            sf_id = profile.account.sf_account_id
+            if sf_id is None:
+                continue
+            account_id = to_id18(sf_id)
+            mapped.append(account_id)
+            owners.setdefault(account_id, []).append(profile.account_id)
+            life = self.timeline.lives[profile.account_id]
+            if account_id in self.current or not self._in_org(index, life):
+                continue  # mapped, but the org has no such account
+            self._open_account(opening, index, account_id, profile.account.account_name, life)
+            drawn.append((index, account_id, life))
+        self._before_history(drawn)
+        for k, (start, end) in enumerate(zip(self.starts, self.timeline.as_ofs, strict=True)):
+            rng = self.slices[k].rng("salesforce")
+            for index, account_id, life in drawn:
+                self._anniversaries(rng, k, index, account_id, life, start, end)
+                if life.active(start):
+                    targets = self.slices[k].profiles[index].targets
+                    health = self.slices[k].profiles[index].health
+                    self._month(rng, account_id, life, targets, start, end, health)
+        closing = self.slices[-1].rng("salesforce-renewals")
+        for _, account_id, life in drawn:
+            if life.churned_on is None:
+                self._open_renewal(closing, account_id, life)
+        self._prospects(self.slices[-1].rng("salesforce-prospects"), len(profiles))
+        _invitees_and_deletions(
+            self.slices[-1].rng("salesforce-events"),
+            self.events.records,
+            self.ids,
+            self.e.attended_field,
+        )
+        self._history_rows()
+        history = History(
+            self.settings,
+            tuple(p.account_id for p in profiles),
+            owners,
+            dict(self.created),
+            {k: sorted(v, key=lambda change: change[0]) for k, v in self.states.items()},
+            self.signal_log,
+        )
+        counts = {sobject.name: len(sobject.records) for sobject in self.org.objects.values()}
+        data = Data(self.org, self.today, tuple(mapped), {}, {}, counts, history)
+        data.expected = history.expected(data, self.today)
+        data.expected_signals = history.signals_at(data, self.today)
+        return data
+
+    def _in_org(self, index: int, life: AccountLife) -> bool:
+        for k, start in enumerate(self.starts):
+            if life.active(start):
+                return self.slices[k].profiles[index].has("salesforce")
+        return True  # churned at its first anniversary, before a whole month of activity
+
+    def _first_month(self, life: AccountLife) -> int:
+        return next((k for k, s in enumerate(self.starts) if life.active(s)), 0)
+
+    def _open_account(
+        self, rng: random.Random, index: int, account_id: str, name: str, life: AccountLife
+    ) -> None:
+        """The Account as it was created: before the history, or on the day it joined."""
+        a = self.a
+        t = self.slices[self._first_month(life)].profiles[index].targets.get
+        joiner = life.joined > self.starts[0]
+        trajectory = t("arr_trajectory_pct", 0.0) + rng.uniform(-1.0, 1.0)
+        if rng.random() < t("tier_alignment", 0.0):
+            tier, arr = self.standard, rng.uniform(self.threshold * 1.05, self.threshold * 3)
+        elif rng.random() < 0.5:
+            tier, arr = self.standard, rng.uniform(12_000, self.threshold * 0.95)
+        else:
+            tier = rng.choice(("Premium", "Enterprise"))
+            arr = rng.uniform(40_000, self.threshold * 4)
+        # A new logo has no prior-year ARR until its first renewal.
+        prior = _money(arr / (1 + trajectory / 100)) if not joiner else None
+        if prior is not None and rng.random() < 0.05:
+            prior = None
+        renewal = life.next_renewal(add_months(life.joined, 1) if joiner else self.starts[0])
+        champion = (
+            life.joined
+            if joiner
+            else self.starts[0]
+            - timedelta(days=max(1, round(t("champion_stability", 200.0) + rng.uniform(-3, 3))))
+        )
+        category = min(3, max(1, round(t("responsiveness", 1.5) + rng.uniform(-0.3, 0.3))))
+        created = _midnight(life.joined, 9) if joiner else _midnight(add_months(life.joined, -30))
+        values = {
+            a.renewal_date_field: renewal if rng.random() >= 0.03 else None,
+            a.arr_field: _money(arr),
+            a.prior_year_arr_field: prior,
+            a.support_tier_field: tier,
+            a.champion_changed_date_field: champion if rng.random() >= 0.04 else None,
+            a.avg_response_hours_field: round(_hours(rng, category), 1)
+            if rng.random() >= 0.04
+            else None,
+        }
+        record = {
+            "Id": account_id,
+            "Name": name,
+            "Type": "Customer",
+            **values,
+            a.churn_date_field: None,
+            "IsDeleted": False,
+            "CreatedDate": created,
+        }
+        self.accounts.records.append(record)
+        self.created[account_id] = created
+        self.current[account_id] = record
+        self.states[account_id] = [(created, n, v) for n, v in values.items()]
+
+    def _anniversaries(
+        self,
+        rng: random.Random,
+        k: int,
+        index: int,
+        account_id: str,
+        life: AccountLife,
+        start: date,
+        end: date,
+    ) -> None:
+        """The contract anniversary inside month ``k``, if any: renewed or churned.
+
+        The timeline decides each anniversary a year or more after the account joined; one
+        inside the history's first year of an account that was a customer before it is a
+        renewal too (the account stays a customer)."""
+        day = life.next_renewal(start)
+        joiner = life.joined > self.starts[0]
+        if day >= end or (joiner and day < add_months(life.joined, 12)):
+            return
+        if life.churned_on is not None and day > life.churned_on:
+            return
+        decided = {r.day: r.outcome for r in life.renewals}
+        outcome = decided.get(day, "renewed")
+        a, kind = self.a, self.o.renewal_types[0]
+        state = self.current[account_id]
+        moment = _midnight(day, 10)
+        arr = state[a.arr_field]
+        opened = max(self.created[account_id], _midnight(_year_before(day), 10))
+        if outcome == "churned":
+            self.opportunity(rng, account_id, kind, "Closed Lost", day, opened, amount=arr)
+            self.change(account_id, moment, a.arr_field, 0.0)
+            self.change(account_id, moment, a.renewal_date_field, None)
+            state[a.churn_date_field] = day
+            return
+        t = self.slices[k].profiles[index].targets.get
+        trajectory = t("arr_trajectory_pct", 0.0) + rng.uniform(-1.0, 1.0)
+        renewed = _money(arr * (1 + trajectory / 100))
+        self.opportunity(rng, account_id, kind, "Closed Won", day, opened, amount=renewed)
+        self.change(account_id, moment, a.prior_year_arr_field, arr)
+        self.change(account_id, moment, a.arr_field, renewed)
+        if state[a.renewal_date_field] is not None:
+            self.change(account_id, moment, a.renewal_date_field, _year_after(day))
+        # The support tier may move with the new contract (a standard tier above the threshold
+        # is the misalignment tier_alignment reports).
+        tier = state[a.support_tier_field]
+        if rng.random() < t("tier_alignment", 0.0):
+            if renewed > self.threshold:
+                tier = self.standard
+        elif tier == self.standard and renewed > self.threshold:
+            tier = rng.choice(("Premium", "Enterprise"))
+        self.change(account_id, moment, a.support_tier_field, tier)
+
+    def _open_renewal(self, rng: random.Random, account_id: str, life: AccountLife) -> None:
+        """An active customer's renewal opportunity for its next anniversary, open."""
+        day = life.next_renewal(self.today)
+        opened = max(self.created[account_id], _midnight(_year_before(day), 10))
+        arr = self.current[account_id][self.a.arr_field]
+        kind = self.o.renewal_types[0]
+        self.opportunity(rng, account_id, kind, "Negotiation", day, opened, amount=arr)
+
+    # -- each month's records -------------------------------------------------------------------
+
+    def _before_history(self, drawn: list[tuple[int, str, AccountLife]]) -> None:
+        """The year before the history of the accounts that were customers then (drawn from
+        the first month's targets), so the first periods' look-back windows hold records; and
+        the renewal a year before the first anniversary inside the history."""
+        rng = self.slices[0].rng("salesforce-before")
+        first = self.starts[0]
+        for index, account_id, life in drawn:
+            if life.joined > first:
+                continue
+            targets = self.slices[0].profiles[index].targets
+            for months in range(self.settings.lookback_months, 0, -1):
+                start = add_months(first, -months)
+                self._month(
+                    rng, account_id, life, targets, start, add_months(start, 1), None, before=True
+                )
+            day = _year_before(life.next_renewal(first))
+            arr = self.current[account_id][self.a.arr_field]
+            opened = max(self.created[account_id], _midnight(_year_before(day), 10))
+            kind = self.o.renewal_types[0]
+            self.opportunity(rng, account_id, kind, "Closed Won", day, opened, amount=arr)
+
+    def _month(
+        self,
+        rng: random.Random,
+        account_id: str,
+        life: AccountLife,
+        targets: Mapping[str, float],
+        start: date,
+        end: date,
+        health: float | None,
+        *,
+        before: bool = False,
+    ) -> None:
+        """One active month ``[start, end)`` of one account: every record dated inside it
+        (expansions and signals may close or resolve later, never after the account churned;
+        the sandbox's last month also schedules the next QBR). ``before``: a month before the
+        history (no field changes, no signals)."""
+        t = targets.get
+        a, o, e = self.a, self.o, self.e
+        days = (end - start).days
+
+        def day_in_month() -> date:
+            return start + timedelta(days=rng.randrange(days))
+
+        # Activity stops at the churn month's start; nothing is planned past it.
+        stop = date(life.churned_on.year, life.churned_on.month, 1) if life.churned_on else None
+        # Payments: one a month, some failed.
+        failed = rng.random() < t("payment_health", 0.0) / 12
+        payment_day = start + timedelta(days=rng.randint(0, min(26, days - 1)))
+        self.payment(rng, account_id, self.p.failed_values[0] if failed else "Paid", payment_day)
+        # Contractions closed won this month, and some that must not count.
+        for _ in range(_count(rng, t("contract_changes", 0.0) / 12)):
+            day = day_in_month()
+            kind = rng.choice(o.contraction_types)
+            self.opportunity(rng, account_id, kind, "Closed Won", day, _midnight(day, 9))
+        if rng.random() < 0.03:
+            day = day_in_month()
+            kind = o.contraction_types[0]
+            self.opportunity(rng, account_id, kind, "Closed Lost", day, _midnight(day, 9))
+        if rng.random() < 0.005:
+            day = day_in_month()
+            kind = o.contraction_types[0]
+            self.opportunity(
+                rng, account_id, kind, "Closed Won", day, _midnight(day, 9), deleted=True
+            )
+        # Expansions opened this month; each stays open a few months, then closes (unless the
+        # sandbox date comes first: then it is open, its close date still ahead).
+        for _ in range(_count(rng, t("expansion_signals", 0.0) / 4.5)):
+            opened = day_in_month()
+            close = opened + timedelta(days=rng.randint(30, 240))
+            kind = rng.choice(o.expansion_types)
+            if stop is not None and close >= stop:
+                close = max(opened, stop - timedelta(days=1))
+                stage = "Closed Lost"
+            elif close < self.today:
+                stage = rng.choice(("Closed Won", "Closed Lost"))
+            else:
+                stage = rng.choice(("Prospecting", "Proposal"))
+            self.opportunity(rng, account_id, kind, stage, close, _midnight(opened, 9))
+        # Events: a QBR now and then, executive meetings as often as the target says, calls.
+        if rng.random() < _QBR_CHANCE:
+            attended = rng.random() < t("qbr_attendance_pct", 50.0) / 100
+            self.event(account_id, e.qbr_types[0], day_in_month(), attended)
+        gap = max(1.0, t("exec_engagement", 60.0))
+        if rng.random() < min(0.95, max(0.05, 30 / gap)):
+            self.event(account_id, e.exec_types[0], day_in_month(), True)
+        for _ in range(rng.randint(0, 2)):
+            self.event(account_id, "Call", day_in_month(), rng.random() < 0.8)
+        if end == self.today and not before:
+            self.event(
+                account_id, e.qbr_types[0], self.today + timedelta(days=rng.randint(5, 80)), False
+            )
+        if before or health is None:
+            return
+        # Tracked fields: a new champion now and then; response hours as the month's target says.
+        state = self.current[account_id]
+        champion = max(1.0, t("champion_stability", 200.0))
+        if state[a.champion_changed_date_field] is not None and rng.random() < min(
+            0.5, max(0.02, 30 / champion)
+        ):
+            day = day_in_month()
+            self.change(account_id, _midnight(day, 11), a.champion_changed_date_field, day)
+        hours = state[a.avg_response_hours_field]
+        category = min(3, max(1, round(t("responsiveness", 1.5) + rng.uniform(-0.3, 0.3))))
+        if hours is not None and _category(hours) != category and rng.random() < 0.5:
+            moment = _midnight(day_in_month(), 12)
+            self.change(
+                account_id, moment, a.avg_response_hours_field, round(_hours(rng, category), 1)
+            )
+        # Churn signals: detected this month, more often the unhealthier the account; each stays
+        # open a while (perhaps moving to Monitoring), then is resolved — at the latest on the
+        # churn day.
+        chance = next(v for floor, v in _NEW_SIGNAL_CHANCE.items() if health >= floor)
+        if rng.random() < chance:
+            self._new_signal(rng, account_id, life, day_in_month())
+
+    def _new_signal(
+        self, rng: random.Random, account_id: str, life: AccountLife, detected: date
+    ) -> None:
+        c = self.c
+        severity = rng.choices(
+            (c.critical_values[0], c.moderate_values[0], c.watch_values[0]), (0.35, 0.4, 0.25)
+        )[0]
+        confidence = c.confirmed_values[0] if rng.random() < 0.5 else "Suspected"
+        first = rng.choices((c.active_values[0], c.monitoring_values[0]), (0.7, 0.3))[0]
+        moment = _midnight(detected, 8)
+        resolved = moment + timedelta(days=rng.randint(20, 200), hours=6)
+        if life.churned_on is not None:
+            resolved = min(resolved, _midnight(life.churned_on, 12))
+        statuses = [(moment, first)]
+        if first in c.active_values and rng.random() < 0.3:
+            statuses.append((moment + (resolved - moment) / 2, c.monitoring_values[0]))
+        statuses.append((resolved, c.resolved_values[0]))
+        self.signal(account_id, severity, confidence, detected, statuses)
+
+    def _prospects(self, rng: random.Random, accounts: int) -> None:
+        """Prospects and former customers nobody maps: their records must never be read."""
+        start = self.starts[-1]
+        for number in range(max(3, accounts // 30)):
+            prospect = salesforce_id("001Sc", number + 1)
+            created = _midnight(add_months(self.starts[0], -6))
+            self.accounts.records.append(
+                {
+                    "Id": prospect,
+                    "Name": f"Prospect {number + 1:04d}",
+                    "Type": "Prospect",
+                    self.a.renewal_date_field: None,
+                    self.a.arr_field: None,
+                    self.a.prior_year_arr_field: None,
+                    self.a.support_tier_field: None,
+                    self.a.champion_changed_date_field: None,
+                    self.a.avg_response_hours_field: round(rng.uniform(1, 120), 1),
+                    self.a.churn_date_field: None,
+                    "IsDeleted": False,
+                    "CreatedDate": created,
+                }
+            )
+            day = start + timedelta(days=rng.randint(0, 20))
+            kind = self.o.contraction_types[0]
+            self.opportunity(rng, prospect, kind, "Closed Won", day, _midnight(day, 9))
+            critical, confirmed = self.c.critical_values[0], self.c.confirmed_values[0]
+            active = self.c.active_values[0]
+            self.signal(prospect, critical, confirmed, day, [(_midnight(day, 8), active)])
+
+    def _history_rows(self) -> None:
+        """``AccountHistory``: a row per change of a tracked field after the Account was
+        created, kept for :data:`HISTORY_MONTHS` months before the sandbox date."""
+        parent = history_object(self.a.object_name)[1]
+        kept_from = _midnight(months_before(self.today, HISTORY_MONTHS))
+        for account_id, changes in self.states.items():
+            created = self.created[account_id]
+            previous: dict[str, Any] = {}
+            for moment, name, value in sorted(changes, key=lambda change: change[0]):
+                if moment > created and moment >= kept_from:
+                    self.account_history.records.append(
+                        {
+                            "Id": self.ids.next("017"),
+                            parent: account_id,
+                            "Field": name,
+                            "OldValue": previous.get(name),
+                            "NewValue": value,
+                            "IsDeleted": False,
+                            "CreatedDate": moment,
+                        }
+                    )
+                previous[name] = value
+
+
+def _hours(rng: random.Random, category: int) -> float:
+    """Average response hours in a responsiveness category (1: < 24, 2: 24–48, 3: > 48)."""
+    return {1: rng.uniform(1, 23), 2: rng.uniform(25, 47), 3: rng.uniform(49, 120)}[category]
+
+
+def _category(hours: float) -> int:
+    return 1 if hours < 24 else (2 if hours <= 48 else 3)
+
+
+def _year_before(day: date) -> date:
+    return date(day.year - 1, day.month, min(day.day, 28))
+
+
+def _year_after(day: date) -> date:
+    return date(day.year + 1, day.month, min(day.day, 28))
 
 
 # --------------------------------------------------------------------------------------------
