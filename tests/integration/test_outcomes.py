@@ -386,3 +386,25 @@ def test_outcomes_are_disabled_when_salesforce_is_not_read(
         "notes": ["salesforce.enabled is false in sources.yaml"],
     }
     assert not (folder / "outcomes.csv").exists()
+
+
+def test_the_queries_go_by_id_list_and_give_the_same_rows(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    _, _, whole = _run(sandbox, config_dir, tmp_path, "2026-10")
+    path = config_dir / "sources.yaml"
+    sources = yaml.safe_load(path.read_text(encoding="utf-8"))
+    sources["salesforce"]["id_chunk_size"] = 15
+    path.write_text(yaml.safe_dump(sources, sort_keys=False), encoding="utf-8")
+    app = sandbox.servers["salesforce"].app
+    app.queries.clear()  # type: ignore[attr-defined]
+    _, manifest, chunked = _run(sandbox, config_dir, tmp_path / "chunked", "2026-10")
+    mapped = len(_mapped(sandbox))
+    lists = -(-mapped // 15)
+    sent = [q for q in app.queries if "'Renewal'" in q]  # type: ignore[attr-defined]
+    assert len(sent) == lists >= 2
+    assert sorted(q.count("'001") for q in sent) == sorted(
+        [15] * (mapped // 15) + ([mapped % 15] if mapped % 15 else [])
+    )
+    assert _csv_rows(chunked) == _csv_rows(whole)
+    assert manifest["outcomes"]["requests"] == 1 + lists + 1  # login, lists, one Account ARR
