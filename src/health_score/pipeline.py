@@ -51,6 +51,7 @@ from health_score.loaders.artifacts import (
 from health_score.loaders.changes_output import write_changes
 from health_score.loaders.csv_output import score_columns, write_bytes_atomic
 from health_score.loaders.explanation import EXPLANATION
+from health_score.loaders.outcomes_output import write_outcomes
 from health_score.loaders.salesforce import LoadResult, SalesforceLoader
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
@@ -71,6 +72,9 @@ from health_score.sources.registry import (
     load_sources,
     providers,
 )
+from health_score.sources.salesforce.extractor import SalesforceExtractor
+from health_score.sources.salesforce.outcomes import OutcomesReader, OutcomesReport
+from health_score.sources.salesforce.outcomes import disabled as outcomes_disabled
 
 log = logging.getLogger("health_score")
 
@@ -192,6 +196,8 @@ class Inputs:
     table: AccountTable | None = None
     #: The run's deadline for extraction (live and demo runs): seconds and where they came from.
     budget: Mapping[str, Any] | None = None
+    #: Churn and renewal events known at ``as_of`` (``outcomes.csv``), or why there are none.
+    outcomes: OutcomesReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,6 +517,7 @@ def gather(
             config_files=files.only(names),
             raw_bytes=raw.source_bytes,
             table=table,
+            outcomes=outcomes_disabled("scored from a raw file (--from-raw): Salesforce not read"),
         )
     env = os.environ if options.env is None else options.env
     config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
@@ -584,6 +591,7 @@ def _gather_live(
         ", ".join(active_names),
         ", ".join(inactive) or "none",
     )
+    outcomes = _start_outcomes(config, extractors, deadline)
     results, reports = _extract_all(extractors, config.accounts, progress, deadline)
     unavailable: set[str] = set()
     for extractor in extractors:
@@ -609,7 +617,43 @@ def _gather_live(
         budget=None
         if deadline is None
         else {"seconds": deadline.seconds, "origin": deadline.origin},
+        outcomes=outcomes(),
     )
+
+
+def _start_outcomes(
+    config: AppConfig[SourceSettings],
+    extractors: Sequence[Extractor],
+    deadline: Deadline | None,
+) -> Callable[[], OutcomesReport]:
+    """Start reading the outcomes beside the extraction (the Salesforce extractor's settings,
+    credentials and instants); the returned call waits for them, until the deadline at most."""
+    extractor = next((e for e in extractors if isinstance(e, SalesforceExtractor)), None)
+    if extractor is None:
+        section = config.sources["salesforce"]
+        why = (
+            f"salesforce.enabled is false in {SOURCES_FILE}"
+            if not getattr(section, "enabled", True)
+            else "Salesforce is not configured (no SF_* credentials)"
+        )
+        report = outcomes_disabled(why)
+        return lambda: report
+    reader = OutcomesReader.like(extractor)
+    accounts = config.accounts
+    box: queue.Queue[OutcomesReport] = queue.Queue()
+    threading.Thread(
+        target=lambda: box.put(reader.read(accounts)), name="salesforce-outcomes", daemon=True
+    ).start()
+
+    def wait() -> OutcomesReport:
+        try:
+            return box.get(timeout=None if deadline is None else deadline.remaining())
+        except queue.Empty:
+            assert deadline is not None  # without one, the reader always answers
+            log.error("salesforce outcomes stopped: %s", deadline.message())
+            return OutcomesReport("failed", error=deadline.message())
+
+    return wait
 
 
 # --------------------------------------------------------------------------------------------
@@ -894,6 +938,7 @@ def _record(
     scores = batch.scores_csv(score_columns(model.config))
     batch.columns = []  # the bytes are all that is needed from here on
     write_run_files(writer, inputs, scores, model)
+    outcomes = write_outcomes(writer, inputs.outcomes or outcomes_disabled("no sources were read"))
     # changes.csv against the previous ok run (a failed run's scores are not compared).
     compared = None
     if status != STATUS_FAILED and batch.arrays is not None:
@@ -950,6 +995,7 @@ def _record(
         "as_of": as_of.isoformat(),
         "reference_now": options.now.isoformat() if options.now is not None else None,
         "compared_with": compared.as_dict() if compared is not None else None,
+        "outcomes": outcomes,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "exit_code": exit_code,

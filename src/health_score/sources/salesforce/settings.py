@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
@@ -121,6 +121,46 @@ class Responsiveness(pydantic.BaseModel):
         return self
 
 
+class OutcomeRules(pydantic.BaseModel):
+    """``outcomes``: which Salesforce records are churn and renewal events (``outcomes.csv``).
+
+    A renewal opportunity (``type_field`` in ``renewal_types``) closed before ``as_of`` is an
+    event: won → ``renewal``, lost → ``churn``, told by ``IsClosed``/``IsWon``
+    (``match: flags``) or by the stage names (``match: stages``). With ``churn_date_field``, an
+    Account whose churn date lies before ``as_of`` is a ``churn`` event too, unless the same
+    account has a lost renewal within ``dedupe_days`` days of that date.
+    """
+
+    model_config = _MODEL
+
+    #: ``false``: no outcomes are read (``outcomes.csv`` is not written; the manifest says so).
+    enabled: bool = True
+    #: Opportunity types that are renewals (the opportunity object and fields are the ones of
+    #: ``opportunity:``).
+    renewal_types: Values = ("Renewal",)
+    match: Literal["flags", "stages"] = "flags"
+    stage_field: ApiName = "StageName"
+    won_stages: Values = ("Closed Won",)
+    lost_stages: Values = ("Closed Lost",)
+    #: The opportunity field whose value is the event's ARR; the Account's ``arr_field`` when the
+    #: opportunity has none (or when this is null).
+    amount_field: ApiName | None = "Amount"
+    #: Only events of the last N months before ``as_of`` (null: every event before it).
+    lookback_months: int | None = pydantic.Field(36, ge=1, le=600)
+    #: An Account date field holding the churn date (null: not read).
+    churn_date_field: ApiName | None = None
+    #: An Account churn date within this many days of a lost renewal of the same account is the
+    #: same event: only the opportunity's row is kept.
+    dedupe_days: int = pydantic.Field(45, ge=0, le=366)
+
+    @pydantic.model_validator(mode="after")
+    def _stages_apart(self) -> OutcomeRules:
+        both = {s.casefold() for s in self.won_stages} & {s.casefold() for s in self.lost_stages}
+        if both:
+            raise ValueError(f"a stage cannot be both won and lost: {', '.join(sorted(both))}")
+        return self
+
+
 class Settings(pydantic.BaseModel):
     """The ``salesforce:`` section of sources.yaml (the write-back has its own, ``writeback:``)."""
 
@@ -150,6 +190,7 @@ class Settings(pydantic.BaseModel):
     churn_signal: ChurnSignalFields = ChurnSignalFields.model_validate({})
     tier_alignment: TierAlignment = TierAlignment.model_validate({})
     responsiveness: Responsiveness = Responsiveness.model_validate({})
+    outcomes: OutcomeRules = OutcomeRules.model_validate({})
     http: HttpSettings = HttpSettings.model_validate({})
 
     @pydantic.model_validator(mode="before")
