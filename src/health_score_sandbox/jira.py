@@ -641,7 +641,11 @@ _STAMP = "%Y-%m-%dT%H:%M:%S.000+0000"
 
 
 def _instant(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    """An issue's ``created``/``resolved`` stamp (Jira's ``…T…S.000+0000``) as an instant.
+
+    ``fromisoformat`` reads that shape exactly as ``strptime`` with ``_STAMP`` does, some 50
+    times faster (a history holds tens of thousands of stamps)."""
+    return datetime.fromisoformat(stamp).astimezone(UTC)
 
 
 def build_index(data: Data) -> Index:
