@@ -389,3 +389,15 @@ def test_a_past_period_counts_no_reply_or_close_made_after_its_end() -> None:
         "reopen_rate_pct": Decimal("33.3333"),
         "escalation_rate_pct": Decimal(0),
     }
+
+
+def test_the_month_just_ended_matches_the_sandbox_dates_expectation(
+    sandbox: Sandbox, config_dir: Path, tmp_path: Path
+) -> None:
+    """2026-10 ends at the sandbox date, the runs' reference now: the statistics as read."""
+    rows = raw_of(sandbox, config_dir, tmp_path, "2026-10")
+    expected = sandbox.expected_metrics()
+    for account_id, row in rows.items():
+        for metric in (*INTERCOM_METRICS, *JIRA_METRICS):
+            cell = row[metric]
+            assert (Decimal(cell) if cell else None) == expected[account_id][metric], account_id
