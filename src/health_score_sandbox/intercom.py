@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import itertools
 import json
 import math
+import random
 import threading
 import time
 import uuid
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as clock
@@ -40,6 +42,7 @@ from typing import Any
 from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.portfolio import Portfolio
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+from health_score_sandbox.timeline import Timeline, month_of
 from health_score_sandbox.truth import Metric, median, percent, rounded
 
 QUERY_LOG = 1_000  # conversation search queries App.queries keeps (oldest dropped first)
@@ -447,11 +450,24 @@ class _Plan:
 class _Builder:
     """Draws companies, contacts and conversations near each account's targets."""
 
-    def __init__(self, portfolio: Portfolio, settings: Settings) -> None:
+    def __init__(
+        self,
+        portfolio: Portfolio,
+        settings: Settings,
+        *,
+        now: int | None = None,
+        keep: tuple[int | None, int | None] = (None, None),
+        conversation_ids: Iterator[int] | None = None,
+        contact_numbers: Iterator[int] | None = None,
+    ) -> None:
+        """``now``: when the data is read (default: EXPORT_DELAY after ``as_of``); ``keep``:
+        only conversations created in ``[lo, hi)`` are drawn (None: unbounded); the counters
+        continue the ids of earlier builders (a history's months share them)."""
         self.rng = portfolio.rng("intercom")
         self.seed = portfolio.seed
         self.start, self.end = window_of(portfolio.as_of, settings.lookback_days)
-        self.now = self.end + EXPORT_DELAY
+        self.now = self.end + EXPORT_DELAY if now is None else now
+        self.keep = keep
         self.priority_name = _attribute_name(settings.priority_attribute, "Priority")
         self.escalation_name = _attribute_name(settings.escalation_attribute, "Escalation level")
         self.escalation_tag = (settings.escalation_tags or ("Escalated",))[0]
@@ -459,8 +475,8 @@ class _Builder:
         self.companies: list[Company] = []
         self.contacts: list[Contact] = []
         self.conversations: list[Conversation] = []
-        self._conversation_ids = itertools.count(100_001)
-        self._contact_numbers = itertools.count(1)
+        self._conversation_ids = conversation_ids or itertools.count(100_001)
+        self._contact_numbers = contact_numbers or itertools.count(1)
         # The shapes (compact references, shared contacts, outbound conversations) draw from
         # their own stream, so the rest of the portfolio is drawn as before.
         self.shapes = portfolio.rng("intercom-shapes")
@@ -506,7 +522,14 @@ class _Builder:
         self.contacts.append(contact)
         return contact
 
+    def kept(self, created: int) -> bool:
+        """Whether a conversation created then is this builder's to draw (see ``keep``)."""
+        lo, hi = self.keep
+        return (lo is None or created >= lo) and (hi is None or created < hi)
+
     def conversation(self, company: Company | None, contact: Contact, plan: _Plan) -> None:
+        if not self.kept(plan.created):
+            return  # another month's: that month's builder draws its own
         rng = self.rng
         labels = ("P1", "P2") if plan.p1_p2 else ("P3", "P4", "P4", None)
         label: str | None = rng.choice(labels)
@@ -599,6 +622,8 @@ class _Builder:
             plans.append(_Plan(self.end))
         if rng.random() < 0.05:  # one second before the window: outside
             plans.append(_Plan(self.start - 1))
+        if self.keep != (None, None):  # another month's builder draws those
+            plans = [plan for plan in plans if self.kept(plan.created)]
         window: list[_Plan] = []
         if not quiet:
             volume = max(0, round(targets.get("p1_p2_volume", 2.0) + rng.gauss(0, 0.6)))
@@ -658,6 +683,21 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     """Companies, contacts and conversations for the portfolio, and the metrics they imply."""
     settings = Settings.of(section)
     builder = _Builder(portfolio, settings)
+    _draw(portfolio, builder)
+    conversations = tuple(sorted(builder.conversations, key=lambda c: (c.created_at, int(c.id))))
+    data = Data(
+        as_of=portfolio.as_of,
+        companies=tuple(builder.companies),
+        contacts=tuple(sorted(builder.contacts, key=lambda c: c.id)),
+        conversations=conversations,
+        accounts=_accounts(portfolio),
+    )
+    data.expected = _expected(portfolio, data, settings)
+    return data
+
+
+def _draw(portfolio: Portfolio, builder: _Builder) -> None:
+    """Every mapped account's records, then conversations no mapped account owns."""
     rng = builder.rng
     forced_fallback = False
     for index, profile in enumerate(portfolio.profiles):
@@ -677,15 +717,92 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
         stranger = builder.company(f"cmp_x{number:05d}", f"Prospect {number:05d}", "standard")
         builder.stray(stranger, rng.randint(3, 10))
     builder.stray(None, max(1, len(portfolio.profiles) // 50))
-    conversations = tuple(sorted(builder.conversations, key=lambda c: (c.created_at, int(c.id))))
+
+
+def _accounts(portfolio: Portfolio) -> tuple[tuple[str, str | None], ...]:
+    return tuple((p.account_id, p.account.intercom_company_id) for p in portfolio.profiles)
+
+
+def _epoch(day: date) -> int:
+    return int(datetime.combine(day, clock(), UTC).timestamp())
+
+
+def generate_history(
+    timeline: Timeline, slices: Sequence[Portfolio], section: SectionLike = None
+) -> Data:
+    """The records of every month of ``timeline``, merged: what Intercom holds at the sandbox
+    date (the last slice's ``as_of``).
+
+    Month ``k``'s conversations are drawn by the ordinary builder near that month's targets and
+    kept if created inside the month (the first month also keeps older ones, the last one those
+    created after its end, before the data is read). Reply and close timings are real durations,
+    cut only at the moment the data is read (so only the last month's are ever cut). Companies
+    are one per company id (an account that joins during the history: created near its join
+    date); contacts and conversation ids are unique across the months. An account inactive in a
+    month (not yet joined, or churned) has no conversation in it.
+    """
+    settings = Settings.of(section)
+    if not slices:
+        raise ValueError("a history needs at least one month")
+    read_at = window_of(slices[-1].as_of, settings.lookback_days)[1] + EXPORT_DELAY
+    conversation_ids = itertools.count(100_001)
+    contact_numbers = itertools.count(1)
+    companies: dict[str, Company] = {}
+    contacts: list[Contact] = []
+    conversations: list[Conversation] = []
+    for k, portfolio in enumerate(slices):
+        start, end = month_of(slices, k)
+        keep = (None if k == 0 else _epoch(start), None if k == len(slices) - 1 else _epoch(end))
+        builder = _Builder(
+            portfolio,
+            settings,
+            now=read_at,
+            keep=keep,
+            conversation_ids=conversation_ids,
+            contact_numbers=contact_numbers,
+        )
+        _draw(portfolio, builder)
+        for company in builder.companies:
+            companies.setdefault(company.id, company)
+        contacts.extend(builder.contacts)
+        conversations.extend(builder.conversations)
+    # A customer that joined during the history: its company was created near its join date.
+    first = timeline.month_starts[0]
+    joined = {
+        p.account.intercom_company_id: timeline.lives[p.account_id].joined
+        for p in slices[-1].profiles
+        if p.account.intercom_company_id is not None and timeline.lives[p.account_id].joined > first
+    }
+    rng = _history_rng(slices[-1].seed)
+    for internal, company in companies.items():
+        if company.company_id in joined:
+            created = _epoch(joined[company.company_id]) - rng.randint(0, 14 * DAY)
+            companies[internal] = dataclasses.replace(company, created_at=created)
+    referenced = {c.contact for c in conversations}
+    created_of = {c.id: c.created_at for c in companies.values()}
+    kept = [
+        dataclasses.replace(
+            c, created_at=max(c.created_at, *(created_of[i] for i in c.company_ids))
+        )
+        if c.company_ids
+        else c
+        for c in contacts
+        if c.id in referenced
+    ]
     data = Data(
-        as_of=portfolio.as_of,
-        companies=tuple(builder.companies),
-        contacts=tuple(sorted(builder.contacts, key=lambda c: c.id)),
-        conversations=conversations,
+        as_of=slices[-1].as_of,
+        companies=tuple(companies.values()),
+        contacts=tuple(sorted(kept, key=lambda c: c.id)),
+        conversations=tuple(sorted(conversations, key=lambda c: (c.created_at, int(c.id)))),
+        accounts=_accounts(slices[-1]),
     )
-    data.expected = _expected(portfolio, data, settings)
+    data.expected = data.expected_at(data.as_of, settings)
     return data
+
+
+def _history_rng(seed: int) -> random.Random:
+    digest = hashlib.sha256(f"{seed}:intercom-history".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -744,17 +861,54 @@ def _attribution(data: Data) -> Callable[[Conversation], str | None]:
 
 
 def _expected(portfolio: Portfolio, data: Data, settings: Settings) -> dict[str, dict[str, Metric]]:
-    start, end = window_of(portfolio.as_of, settings.lookback_days)
+    return _expected_for(_accounts(portfolio), data, settings, portfolio.as_of)
+
+
+def _seen_at(conversation: Conversation, cutoff: int) -> Conversation:
+    """``conversation`` as a reader at ``cutoff`` counts it: a reply or a close from ``cutoff``
+    on has not happened yet. Its close time counts only if it was closed for good before
+    ``cutoff`` (closed now, its last close before it); it was closed once if its first close was
+    before ``cutoff``; a reopen counts with that first close (the reopen's own instant is not in
+    the statistics)."""
+    created = conversation.created_at
+    reply = conversation.time_to_admin_reply
+    first = conversation.time_to_first_close
+    last = conversation.time_to_last_close
+    first_before = first is not None and created + first < cutoff
+    closed_before = conversation.state == "closed" and last is not None and created + last < cutoff
+    return dataclasses.replace(
+        conversation,
+        time_to_admin_reply=reply if reply is not None and created + reply < cutoff else None,
+        time_to_first_close=first if first_before else None,
+        time_to_last_close=last if closed_before else None,
+        state="closed" if closed_before else "open",
+        count_reopens=conversation.count_reopens if first_before else 0,
+    )
+
+
+def _expected_for(
+    accounts: Sequence[tuple[str, str | None]],
+    data: Data,
+    settings: Settings,
+    as_of: date,
+    cutoff: int | None = None,
+) -> dict[str, dict[str, Metric]]:
+    """Per account (id, company_id): the metrics of the conversations created in the window
+    ending at ``as_of``, each seen as at ``cutoff`` when given (a past period read later)."""
+    start, end = window_of(as_of, settings.lookback_days)
     attribute = _attribution(data)
     groups: dict[str, list[Conversation]] = defaultdict(list)
-    for conversation in data.conversations:
+    first = bisect_left(data.conversations, start, key=lambda c: c.created_at)
+    last = bisect_left(data.conversations, end, key=lambda c: c.created_at)
+    for conversation in data.conversations[first:last]:
         company_id = attribute(conversation)
         if start <= conversation.created_at < end and company_id is not None:
-            groups[company_id].append(conversation)
+            groups[company_id].append(
+                conversation if cutoff is None else _seen_at(conversation, cutoff)
+            )
     expected: dict[str, dict[str, Metric]] = {}
-    for profile in portfolio.profiles:
-        company_id = profile.account.intercom_company_id
-        expected[profile.account_id] = (
+    for account_id, company_id in accounts:
+        expected[account_id] = (
             dict.fromkeys(METRICS) if company_id is None else _recount(groups[company_id], settings)
         )
     return expected
@@ -769,6 +923,20 @@ class Data:
     contacts: tuple[Contact, ...]
     conversations: tuple[Conversation, ...]  # sorted by (created_at, id)
     expected: dict[str, dict[str, Metric]] = field(default_factory=dict)
+    #: (account_id, intercom company_id) of every account of the portfolio, for recounts.
+    accounts: tuple[tuple[str, str | None], ...] = ()
+
+    def expected_at(self, as_of: date, section: SectionLike = None) -> dict[str, dict[str, Metric]]:
+        """The metrics a correct extractor reports for the period ending at ``as_of``.
+
+        At the sandbox date (``self.as_of``) the statistics are taken as read (the default
+        sandbox's reading, EXPORT_DELAY after it). For an earlier ``as_of`` the period is read
+        later, and a reply or close that happened at or after ``as_of`` is not counted
+        (:func:`_seen_at`).
+        """
+        settings = Settings.of(section)
+        cutoff = None if as_of >= self.as_of else window_of(as_of, settings.lookback_days)[1]
+        return _expected_for(self.accounts, self, settings, as_of, cutoff)
 
     def minimum_requests(self, section: SectionLike = None) -> int:
         """Search pages for the window at 150 a page, contact pages for the fallback, and a

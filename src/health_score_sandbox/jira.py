@@ -24,18 +24,20 @@ import base64
 import binascii
 import hashlib
 import math
+import random
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from health_score_sandbox.config import SectionLike, read_settings
 from health_score_sandbox.jql import UNBOUNDED, Index, JqlError, SortKey, parse
-from health_score_sandbox.portfolio import Portfolio
+from health_score_sandbox.portfolio import Account, Portfolio
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+from health_score_sandbox.timeline import Timeline, month_of
 
 OPEN_BUGS_TOTAL = "open_bugs_total"
 OPEN_BUGS_P1_P2 = "open_bugs_p1_p2"
@@ -198,6 +200,16 @@ class Data:
     #: The sandbox date (midnight UTC): every issue was created, and every done one resolved,
     #: before it.
     as_of: datetime = datetime(2026, 11, 1, tzinfo=UTC)
+    #: The portfolio's accounts, for recounts at other instants (:meth:`expected_at`).
+    accounts: tuple[Account, ...] = ()
+
+    def expected_at(
+        self, as_of: date, section: SectionLike = None
+    ) -> dict[str, dict[str, Decimal | None]]:
+        """The metrics a correct extractor reports for the period ending at ``as_of``: the bugs
+        open at that instant (created before it, and not resolved or resolved since)."""
+        at = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
+        return _expected_for(self.accounts, self, Settings.of(section), at)
 
     def bug_indices(self, section: SectionLike = None, at: datetime | None = None) -> list[int]:
         """Issues matching the organisation's bug definition that were open ``at`` (default:
@@ -376,27 +388,244 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
         mapped=mapped,
         index=Index(),
         as_of=as_of,
+        accounts=portfolio.accounts,
     )
     data.index = build_index(data)
     data.expected = _expected(portfolio, data, settings)
     return data
 
 
+#: The chance that a customer's open bug is resolved in a given later month (the rest wait).
+RESOLVE_SHARE = 0.3
+#: The first month's open bugs were reported up to this long before the history starts.
+BACKLOG_DAYS = 365
+_EDGE_SHARE = 0.03  # resolutions exactly at a month's first instant (open at the month before)
+
+
+@dataclass(eq=False)
+class _Dated:
+    """One issue of a history before it is numbered: created, and resolved (or still open)."""
+
+    project: str
+    issuetype: str
+    priority: str
+    components: tuple[str, ...]
+    customer: str | None
+    created: datetime
+    summary: str
+    resolved: datetime | None = None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _moment(rng: random.Random, low: datetime, high: datetime) -> datetime:
+    """A whole minute in ``[low, high)`` (``low`` when the span is under a minute)."""
+    span = int((high - low).total_seconds() // 60)
+    return low + timedelta(minutes=rng.randrange(span)) if span > 0 else low
+
+
+def generate_history(
+    timeline: Timeline, slices: Sequence[Portfolio], section: SectionLike = None
+) -> Data:
+    """Issues created and resolved over every month of ``timeline``, as Jira holds them at the
+    sandbox date (the last slice's ``as_of``).
+
+    Each month, every active customer's open bugs are resolved with the chance RESOLVE_SHARE
+    (more if it has more open than that month's target), and new ones are reported so that the
+    bugs open at the month's end are that month's ``open_bugs_total`` of which
+    ``open_bugs_p1_p2`` are of a P1/P2 priority; a few more are reported and fixed within the
+    month, and other issue types come and go. Internal bugs, a second project reusing customer
+    names and bugs naming two customers are spread over the months. An inactive account (not
+    yet joined, or churned) gets no new issue and its open bugs wait. Statuses are those at the
+    sandbox date (resolved: a done status); ids and keys grow with creation time.
+    """
+    del timeline  # the slices carry each month's activity and targets
+    if not slices:
+        raise ValueError("a history needs at least one month")
+    settings = Settings.of(section)
+    last = slices[-1]
+    custom = settings.customer_field != COMPONENT
+    custom_field = settings.customer_field if custom else DEFAULT_CUSTOM_FIELD
+    mapped = frozenset(
+        (str(a.jira_project_key), str(a.jira_component))
+        for a in last.accounts
+        if a.jira_project_key and a.jira_component
+    )
+    projects_in_use = sorted({project for project, _ in mapped} | {SUPPORT_PROJECT})
+    read_at = _midnight(last.as_of)
+    dated: list[_Dated] = []
+    waiting: dict[tuple[str, bool], list[_Dated]] = defaultdict(list)  # (account, P1/P2)
+
+    def report(
+        rng: random.Random,
+        project: str,
+        customers: tuple[str, ...],
+        issuetype: str,
+        priority: str,
+        created: datetime,
+    ) -> _Dated:
+        areas: tuple[str, ...] = (rng.choice(PRODUCT_AREAS),) if rng.random() < 0.5 else ()
+        if custom:
+            components, option = areas, (customers[0] if customers else None)
+        else:
+            components, option = customers + areas, None
+        who = " and ".join(customers) or "the platform team"
+        issue = _Dated(
+            project, issuetype, priority, components, option, created, f"{issuetype} by {who}"
+        )
+        dated.append(issue)
+        return issue
+
+    def later(rng: random.Random, issue: _Dated, chance: float) -> None:
+        """Resolved some time before the sandbox date, with ``chance``."""
+        if rng.random() < chance:
+            issue.resolved = _moment(rng, issue.created + timedelta(minutes=1), read_at)
+
+    for k, portfolio in enumerate(slices):
+        start, end = month_of(slices, k)
+        lo, hi = _midnight(start), _midnight(end)
+        rng = portfolio.rng("jira")
+        present = [
+            p
+            for p in portfolio.profiles
+            if p.account.jira_project_key and p.account.jira_component and p.has("jira")
+        ]
+        for profile in present:
+            account = profile.account
+            project, customer = str(account.jira_project_key), str(account.jira_component)
+            total = max(0, round(profile.targets.get(OPEN_BUGS_TOTAL, 3.0)))
+            urgent = min(total, max(0, round(profile.targets.get(OPEN_BUGS_P1_P2, 0.0))))
+            for is_urgent, target in ((True, urgent), (False, total - urgent)):
+                still: list[_Dated] = []
+                resolving: list[_Dated] = []
+                for issue in waiting[(account.account_id, is_urgent)]:
+                    (resolving if rng.random() < RESOLVE_SHARE else still).append(issue)
+                while len(still) > target:
+                    resolving.append(still.pop(rng.randrange(len(still))))
+                for issue in resolving:
+                    edge = rng.random() < _EDGE_SHARE
+                    issue.resolved = lo if edge else _moment(rng, lo, hi)
+                for _ in range(target - len(still)):
+                    created = _moment(rng, lo - timedelta(days=BACKLOG_DAYS) if k == 0 else lo, hi)
+                    priority = (
+                        rng.choice(("Highest", "High"))
+                        if is_urgent
+                        else rng.choices(("Medium", "Low", "Lowest"), (0.6, 0.3, 0.1))[0]
+                    )
+                    still.append(report(rng, project, (customer,), "Bug", priority, created))
+                waiting[(account.account_id, is_urgent)] = still
+            for _ in range(rng.randrange(0, 3)):  # fixed within the month: open at no month end
+                created = _moment(rng, lo, hi)
+                issue = report(rng, project, (customer,), "Bug", rng.choice(PRIORITIES)[0], created)
+                issue.resolved = _moment(rng, created + timedelta(minutes=1), hi)
+            for _ in range(rng.randrange(0, 2)):  # other issue types, open or not
+                kind = rng.choice(("Task", "Story"))
+                later(
+                    rng, report(rng, project, (customer,), kind, "High", _moment(rng, lo, hi)), 0.6
+                )
+        for project in projects_in_use:  # internal bugs that name no customer
+            for _ in range(max(1, len(present) // 40)):
+                issue = report(
+                    rng, project, (), "Bug", rng.choice(PRIORITIES)[0], _moment(rng, lo, hi)
+                )
+                later(rng, issue, 0.6)
+        for _ in range(max(1, len(present) // 25)):  # another project reusing customer names
+            owner = rng.choice(present).account.jira_component if present else None
+            issue = report(
+                rng,
+                OTHER_PROJECT,
+                (str(owner),) if owner else (),
+                "Bug",
+                rng.choice(PRIORITIES)[0],
+                _moment(rng, lo, hi),
+            )
+            later(rng, issue, 0.6)
+        if not custom and len(present) > 1:  # a few bugs affecting two customers of one project
+            for _ in range(max(1, len(present) // 50)):
+                first, second = rng.sample(present, 2)
+                if first.account.jira_project_key == second.account.jira_project_key:
+                    pair = (str(first.account.jira_component), str(second.account.jira_component))
+                    issue = report(
+                        rng,
+                        str(first.account.jira_project_key),
+                        pair,
+                        "Bug",
+                        rng.choice(PRIORITIES)[0],
+                        _moment(rng, lo, hi),
+                    )
+                    later(rng, issue, 0.5)
+
+    # Oldest first, so ids and keys grow with creation time as in Jira.
+    dated.sort(key=lambda d: d.created)
+    all_projects = sorted(set(projects_in_use) | {OTHER_PROJECT})
+    projects = {
+        key: Project(key, str(10000 + n), "Customer Support" if key == SUPPORT_PROJECT else key)
+        for n, key in enumerate(all_projects)
+    }
+    counters = dict.fromkeys(all_projects, 0)
+    statuses = last.rng("jira-history-statuses")
+    issues: list[Issue] = []
+    for n, d in enumerate(dated):
+        counters[d.project] += 1
+        issues.append(
+            Issue(
+                id=10001 + n,
+                key=f"{d.project}-{counters[d.project]}",
+                project=d.project,
+                issuetype=d.issuetype,
+                status=statuses.choice(_OPEN if d.resolved is None else _DONE),
+                priority=d.priority,
+                components=d.components,
+                customer=d.customer,
+                created=d.created.strftime(_STAMP),
+                summary=d.summary,
+                resolved=None if d.resolved is None else d.resolved.strftime(_STAMP),
+            )
+        )
+    customers = sorted({c for _, c in mapped} | {i.customer for i in issues if i.customer})
+    component_names = sorted(
+        {(project, c) for project, c in mapped}
+        | {(i.project, c) for i in issues for c in i.components}
+        | {(project, area) for project in all_projects for area in PRODUCT_AREAS}
+    )
+    data = Data(
+        issues=tuple(issues),
+        projects=projects,
+        component_ids={pc: str(10100 + n) for n, pc in enumerate(component_names)},
+        customer_field=custom_field,
+        customer_options={value: str(20000 + n) for n, value in enumerate(customers)},
+        mapped=mapped,
+        index=Index(),
+        as_of=read_at,
+        accounts=last.accounts,
+    )
+    data.index = build_index(data)
+    data.expected = _expected_for(data.accounts, data, settings, read_at)
+    return data
+
+
 def _expected(
     portfolio: Portfolio, data: Data, settings: Settings
 ) -> dict[str, dict[str, Decimal | None]]:
-    """Per account: open bugs naming it in its project, and those of a P1/P2 priority."""
+    return _expected_for(portfolio.accounts, data, settings, data.as_of)
+
+
+def _expected_for(
+    accounts: Sequence[Account], data: Data, settings: Settings, at: datetime
+) -> dict[str, dict[str, Decimal | None]]:
+    """Per account: bugs open ``at`` naming it in its project, and those of a P1/P2 priority."""
     urgent = {p.casefold() for p in settings.p1_p2_priorities}
     totals: dict[tuple[str, str], list[int]] = {}
-    for i in data.bug_indices(settings):
+    for i in data.bug_indices(settings, at):
         issue = data.issues[i]
         for customer in set(data.customers(issue, settings)):
             counts = totals.setdefault((issue.project, customer), [0, 0])
             counts[0] += 1
             counts[1] += issue.priority.casefold() in urgent
     expected: dict[str, dict[str, Decimal | None]] = {}
-    for profile in portfolio.profiles:
-        account = profile.account
+    for account in accounts:
         if account.jira_project_key and account.jira_component:
             total, p1_p2 = totals.get((account.jira_project_key, account.jira_component), [0, 0])
             expected[account.account_id] = {
@@ -412,7 +641,11 @@ _STAMP = "%Y-%m-%dT%H:%M:%S.000+0000"
 
 
 def _instant(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    """An issue's ``created``/``resolved`` stamp (Jira's ``…T…S.000+0000``) as an instant.
+
+    ``fromisoformat`` reads that shape exactly as ``strptime`` with ``_STAMP`` does, some 50
+    times faster (a history holds tens of thousands of stamps)."""
+    return datetime.fromisoformat(stamp).astimezone(UTC)
 
 
 def build_index(data: Data) -> Index:

@@ -37,7 +37,7 @@ def activate(
     """
     built: dict[str, Extractor | None] = {
         "intercom": intercom.from_env(
-            settings.intercom, env, session=session, as_of=as_of, deadline=deadline
+            settings.intercom, env, session=session, as_of=as_of, deadline=deadline, now=now
         ),
         "jira": jira.from_env(settings.jira, env, session=session, as_of=as_of, deadline=deadline),
         "looker": looker.from_env(

@@ -13,6 +13,7 @@ from health_score.sources.intercom.metrics import (
     Rules,
     company_metrics,
     parse_conversation,
+    seen_at,
     time_slices,
 )
 from health_score.sources.intercom.settings import (
@@ -34,5 +35,6 @@ __all__ = [
     "Settings",
     "company_metrics",
     "parse_conversation",
+    "seen_at",
     "time_slices",
 ]

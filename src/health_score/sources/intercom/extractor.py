@@ -10,6 +10,11 @@ are looked up in batches). A company whose ``company_id`` no conversation shows 
 (or, when there are many, learned from one scroll of the company list). Outbound conversations
 (``source.delivered_as`` in ``exclude_delivered_as``: started by the team) are not measured.
 Calls scale with the number of conversations, never with the account count.
+
+A period read after its end (the run's reference ``now`` later than ``as_of``, as every scheduled
+run and backfill is) counts a reply or a close only if it happened before ``as_of``: the
+statistics Intercom returns today also describe what happened since
+(:func:`~health_score.sources.intercom.metrics.seen_at`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from health_score.sources.intercom.metrics import (
     Rules,
     company_metrics,
     parse_conversation,
+    seen_at,
     time_slices,
 )
 from health_score.sources.intercom.settings import BASE_URL_VAR, SOURCE, Settings
@@ -74,13 +80,27 @@ class IntercomExtractor:
 
     name = SOURCE
 
-    def __init__(self, client: SourceClient, settings: Settings, *, as_of: datetime) -> None:
-        if as_of.tzinfo is None:
-            raise ValueError("as_of must be timezone-aware (UTC)")
+    def __init__(
+        self,
+        client: SourceClient,
+        settings: Settings,
+        *,
+        as_of: datetime,
+        now: datetime | None = None,
+    ) -> None:
+        if as_of.tzinfo is None or (now is not None and now.tzinfo is None):
+            raise ValueError("as_of and now must be timezone-aware (UTC)")
         self.client = client
         self.settings = settings
         self.as_of = as_of.astimezone(UTC)
+        #: The run's reference now; None: the data is read at ``as_of`` itself.
+        self.now = None if now is None else now.astimezone(UTC)
         self._rules = Rules.of(settings)
+
+    @property
+    def read_later(self) -> bool:
+        """Whether the period is read after its end: replies and closes since then are cut."""
+        return self.now is not None and self.now > self.as_of
 
     @property
     def provides(self) -> frozenset[str]:
@@ -218,12 +238,16 @@ class IntercomExtractor:
                 if conversation.outbound:
                     outbound += 1
                     continue
+                if self.read_later:
+                    conversation = seen_at(conversation, end)
                 conversations[conversation.id] = conversation
                 if internal_id and conversation.company_id is not None:
                     known[internal_id] = conversation.company_id
                 elif internal_id:
                     compact[conversation.id] = internal_id
             attributed, notes = self._attribute(list(conversations.values()), known, compact, pool)
+        if self.read_later:
+            notes.insert(0, "replies and closes from as_of on not counted (read after the period)")
         if outbound:
             notes.insert(
                 0,
@@ -316,8 +340,12 @@ def from_env(
     session: requests.Session | None = None,
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
+    now: datetime | None = None,
 ) -> IntercomExtractor | None:
-    """The Intercom extractor when ``INTERCOM_API_TOKEN`` is set, else None."""
+    """The Intercom extractor when ``INTERCOM_API_TOKEN`` is set, else None.
+
+    ``now``: the run's reference now (a period read after its end counts no later reply or
+    close); None: the data is read at ``as_of``."""
     token = (env.get("INTERCOM_API_TOKEN") or "").strip()
     if not token:
         return None
@@ -337,4 +365,4 @@ def from_env(
         credential_hint="INTERCOM_API_TOKEN",
         verify=(env.get("REQUESTS_CA_BUNDLE") or None),
     )
-    return IntercomExtractor(client, settings, as_of=as_of or datetime.now(UTC))
+    return IntercomExtractor(client, settings, as_of=as_of or datetime.now(UTC), now=now)

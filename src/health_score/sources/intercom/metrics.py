@@ -6,6 +6,7 @@ makes a request.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import statistics
@@ -45,6 +46,11 @@ class Conversation:
     closed_once: bool
     reopened: bool
     outbound: bool = False  # started by the team (source.delivered_as), not by the customer
+    #: When the first admin reply, the first close and the last close happened (epoch seconds;
+    #: None: not happened, or not told), for a period read after its end (:func:`seen_at`).
+    replied_at: int | None = None
+    first_closed_at: int | None = None
+    last_closed_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +125,10 @@ def parse_conversation(raw: Mapping[str, Any], rules: Rules) -> tuple[Conversati
     level = _attribute(raw, rules.escalation_attribute) if rules.escalation_attribute else None
     stats = raw.get("statistics") or {}
     closed = raw.get("state") == "closed"
+    created_at = int(raw["created_at"])
     conversation = Conversation(
         id=str(raw["id"]),
-        created_at=int(raw["created_at"]),
+        created_at=created_at,
         company_id=company_id,
         contact_id=contact_id,
         p1_p2=priority is not None and priority.casefold() in rules.p1_p2,
@@ -133,8 +140,43 @@ def parse_conversation(raw: Mapping[str, Any], rules: Rules) -> tuple[Conversati
         or stats.get("time_to_first_close") is not None,
         reopened=(_optional_int(stats.get("count_reopens")) or 0) > 0,
         outbound=delivered_as in rules.outbound,
+        replied_at=_instant(stats, "first_admin_reply_at", "time_to_admin_reply", created_at),
+        first_closed_at=_instant(stats, "first_close_at", "time_to_first_close", created_at),
+        last_closed_at=_instant(stats, "last_close_at", "time_to_last_close", created_at),
     )
     return conversation, internal_id
+
+
+def _instant(stats: Mapping[str, Any], at: str, duration: str, created_at: int) -> int | None:
+    """An event's instant from the statistics: its ``*_at`` timestamp, else creation plus its
+    duration; None when neither is given."""
+    stamp = _optional_int(stats.get(at))
+    if stamp is not None:
+        return stamp
+    seconds = _optional_int(stats.get(duration))
+    return None if seconds is None else created_at + seconds
+
+
+def seen_at(conversation: Conversation, cutoff: int) -> Conversation:
+    """``conversation`` as it stood at ``cutoff`` (a past period's ``as_of``, epoch seconds),
+    so far as its statistics tell: a reply or close at or after ``cutoff`` belongs to a later
+    period and is not counted.
+
+    The first response counts if the first admin reply came before ``cutoff``; the close time if
+    the conversation is closed now and its last close came before ``cutoff`` (closed then, and
+    for good); it was closed once if its first close came before ``cutoff``, and a reopen counts
+    with that first close (Intercom's statistics do not date the reopen itself).
+    """
+    replied = conversation.replied_at is not None and conversation.replied_at < cutoff
+    closed_once = conversation.first_closed_at is not None and conversation.first_closed_at < cutoff
+    closed = conversation.last_closed_at is not None and conversation.last_closed_at < cutoff
+    return dataclasses.replace(
+        conversation,
+        first_response_seconds=conversation.first_response_seconds if replied else None,
+        close_seconds=conversation.close_seconds if closed else None,
+        closed_once=conversation.closed_once and closed_once,
+        reopened=conversation.reopened and closed_once,
+    )
 
 
 # ------------------------------------------------------------------------------------------
