@@ -256,7 +256,7 @@ class Data:
             "total": False,
             "row_total": None,
             "subtotals": None,
-            "vis_config": {"type": "looker_grid"},
+            "vis_config": None,
             "filter_config": None,
             "visible_ui_sections": None,
             "slug": slug,
