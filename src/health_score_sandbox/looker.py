@@ -20,6 +20,24 @@ Wire format: ``POST /api/4.0/login`` (form body, or HTTP Basic client credential
 customer id); ``Authorization: token …`` or ``Bearer …``; errors as ``{"message",
 "documentation_url"}``; unknown credentials → 404 "Not found" (what Looker answers), a missing,
 unknown or expired token → 401 "Requires authentication.".
+
+Time. Every row is a customer's *month* (a monthly summary table, as product analytics Looks
+usually read): it carries ``{view}.activity_month`` (``"YYYY-MM"``, Looker's JSON for a month
+timeframe), and the usage counts of that row are the month's. Each Look's saved query
+(``GET /api/4.0/looks/{id}`` → ``query``: ``model`` ``customer_health``, ``view``, ``fields``,
+``filters``, ``sorts``, ``limit``) filters its date field on ``"1 month ago for 1 month"``: run as
+saved (``run_look``) it answers for the last complete month before the sandbox date. A client that
+wants another month runs the saved query with that filter replaced (``POST
+/api/4.0/queries/run/json``, run_inline_query; every body received is kept in ``App.queries``).
+A filter selects the rows whose month's first day lies inside it; :func:`date_filter` evaluates
+Looker's date filter expressions (absolute dates and months, ``A to B`` with B excluded,
+``before``/``after``, ``N months ago for M months``, ``last month``, ``this month``, …) relative
+to the sandbox date, and an expression it cannot read answers 400, never every row.
+
+:func:`generate` (the sandbox without history) stamps every row with the last complete month;
+:func:`generate_history` draws each month of a timeline from that month's slice (an account that
+is not a customer that month has no row in it), and ``Data.expected_at(as_of)`` is the recount of
+the month that ends at ``as_of``.
 """
 
 from __future__ import annotations
@@ -30,8 +48,10 @@ import hashlib
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -40,6 +60,7 @@ from urllib.parse import unquote_plus
 from health_score_sandbox.config import SectionLike, value_of
 from health_score_sandbox.portfolio import AccountProfile, Portfolio
 from health_score_sandbox.server import HttpError, Request, Response, VendorApp
+from health_score_sandbox.timeline import Timeline, add_months
 from health_score_sandbox.truth import Metric, exact, rounded
 
 CLIENT_ID = "sandbox-looker-client-id"
@@ -49,6 +70,14 @@ DEFAULT_ROW_CAP = 5000
 TOKEN_LIFETIME_SECONDS = 3600
 API = "/api/4.0"
 _RUN_PATH = re.compile(rf"{re.escape(API)}/looks/([^/]+)/run/([^/]+)")
+_LOOK_PATH = re.compile(rf"{re.escape(API)}/looks/([^/]+)")
+_INLINE_PATH = re.compile(rf"{re.escape(API)}/queries/run/([^/]+)")
+#: The LookML model every Look of the stand-in is built on.
+MODEL = "customer_health"
+#: The filter each Look's saved query puts on its date field: the last complete month.
+SAVED_DATE_FILTER = "1 month ago for 1 month"
+#: Inline queries App.queries keeps (oldest dropped first).
+QUERY_LOG = 1000
 
 INTEGRATION_TYPES = (
     "salesforce",
@@ -89,12 +118,68 @@ VIEW_METRICS: Mapping[str, tuple[str, ...]] = {
 Row = dict[str, Any]
 
 
+def date_field(view: str) -> str:
+    """The view's date field: the month a row summarises (a ``month`` timeframe)."""
+    return f"{view}.activity_month"
+
+
+#: Every view's fields, in the order its rows (and its saved query) list them.
+VIEW_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "account_usage": tuple(
+        f"account_usage.{name}"
+        for name in (
+            "customer_id",
+            "activity_month",
+            "seats_licensed",
+            "active_users_30d",
+            "sessions_30d",
+            "active_users_prior_30d",
+            "sessions_prior_30d",
+            "modules_licensed",
+            "modules_active_30d",
+            "platform_score",
+        )
+    ),
+    "platform_value": tuple(
+        f"platform_value.{name}"
+        for name in (
+            "customer_id",
+            "activity_month",
+            "positive_rating_rate",
+            "responded_before_target_rate",
+            "automated_resolution_rate",
+            "scheduled_report_count",
+        )
+    ),
+    "integrations": (
+        "integrations.customer_id",
+        "integrations.activity_month",
+        "integrations.integration_type",
+        "integrations.active_count",
+    ),
+    "automations": (
+        "automations.customer_id",
+        "automations.activity_month",
+        "automations.automation_name",
+        "automations.active_rule_count",
+    ),
+}
+TITLES: Mapping[str, str] = {
+    "account_usage": "Account usage by month",
+    "platform_value": "Platform value by month",
+    "integrations": "Active integrations by month",
+    "automations": "Automation rules by month",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Look:
-    """A configured Look: its id, and the ``view.field`` that names the customer."""
+    """A configured Look: its id, the ``view.field`` that names the customer, and the date field
+    a client replaces the saved filter of (None: the Look is run as saved)."""
 
     id: str
     customer_id_field: str
+    date_field: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +199,13 @@ class Settings:
             raise TypeError(f"looker.looks must be a list, got {looks!r}")
         return cls(
             tuple(
-                Look(str(value_of(look, "id")), str(value_of(look, "customer_id_field")))
+                Look(
+                    str(value_of(look, "id")),
+                    str(value_of(look, "customer_id_field")),
+                    None
+                    if value_of(look, "date_field") is None
+                    else str(value_of(look, "date_field")),
+                )
                 for look in looks
             )
         )
@@ -122,18 +213,249 @@ class Settings:
 
 @dataclass
 class Data:
-    """The rows of every Look served (by Look id) and the metrics a correct extractor derives."""
+    """The rows of every Look served (by Look id) and the metrics a correct extractor derives.
+
+    ``looks`` holds every month's rows (each row names its month in ``{view}.activity_month``);
+    ``today`` is the sandbox date, from which the saved queries' relative filters count.
+    """
 
     looks: dict[str, list[Row]]
     expected: dict[str, dict[str, Metric]]
     views: dict[str, str] = field(default_factory=dict)  # Look id → view it serves
     client_id: str = CLIENT_ID
     client_secret: str = CLIENT_SECRET
+    today: date = date(2026, 11, 1)
+    #: account_id → Looker customer id (None: not in Looker), for recounting a past month.
+    customers: dict[str, str | None] = field(default_factory=dict)
 
     def minimum_requests(self, section: SectionLike = None) -> int:
-        """One login, then one run per configured Look (``limit=-1`` needs no paging)."""
+        """One login, then one run per configured Look (``limit=-1`` needs no paging), plus one
+        read of the saved query for each Look run with its date filter replaced."""
         looks = Settings.of(section).looks
-        return 1 + len(looks) if looks else 0
+        if not looks:
+            return 0
+        return 1 + sum(2 if look.date_field else 1 for look in looks)
+
+    def saved_query(self, look_id: str) -> Row:
+        """The Look's saved query, as ``GET /looks/{id}`` shows it (Looker's Query object)."""
+        view = self.views[look_id]
+        number = 7000 + list(self.views).index(look_id) + 1
+        slug = hashlib.sha256(f"looker-query:{look_id}".encode()).hexdigest()[:7]
+        return {
+            "id": str(number),
+            "model": MODEL,
+            "view": view,
+            "fields": list(VIEW_FIELDS[view]),
+            "pivots": None,
+            "fill_fields": None,
+            "filters": {date_field(view): SAVED_DATE_FILTER},
+            "filter_expression": None,
+            "sorts": [f"{view}.customer_id"],
+            "limit": str(DEFAULT_ROW_CAP),
+            "column_limit": None,
+            "total": False,
+            "row_total": None,
+            "subtotals": None,
+            "vis_config": None,
+            "filter_config": None,
+            "visible_ui_sections": None,
+            "slug": slug,
+            "dynamic_fields": None,
+            "client_id": None,
+            "share_url": f"https://looker.example.com/x/{slug}",
+            "expanded_share_url": None,
+            "url": f"/explore/{MODEL}/{view}?qid={slug}",
+            "query_timezone": "UTC",
+            "has_table_calculations": False,
+            "can": {"run": True, "see_results": True, "explore": True},
+        }
+
+    def look(self, look_id: str) -> Row:
+        """The Look as ``GET /looks/{id}`` answers it (Looker's LookWithQuery)."""
+        view = self.views[look_id]
+        query = self.saved_query(look_id)
+        return {
+            "id": look_id,
+            "title": TITLES[view],
+            "description": f"One row per customer and month ({view}).",
+            "user_id": "1",
+            "content_metadata_id": None,
+            "deleted": False,
+            "is_run_on_load": True,
+            "public": False,
+            "folder_id": "1",
+            "model": {"id": MODEL, "label": "Customer Health"},
+            "query_id": query["id"],
+            "query": query,
+            "url": f"/looks/{look_id}",
+            "is_owner_disabled": False,
+            "can": {"run": True, "show": True},
+        }
+
+    def expected_at(self, as_of: date, section: SectionLike = None) -> dict[str, dict[str, Metric]]:
+        """The metrics of the month that ends at ``as_of``, recounted from that month's rows."""
+        del section  # the served Looks were fixed when the data was generated
+        month = add_months(date(as_of.year, as_of.month, 1), -1)
+        if as_of != date(as_of.year, as_of.month, 1):
+            raise ValueError(f"as_of {as_of} does not end a month")
+        return _recount(self.looks, self.views, self.customers, f"{month:%Y-%m}")
+
+
+# --------------------------------------------------------------------------------------------
+# Looker date filter expressions
+
+#: A span of time ``[start, end)``; None is unbounded on that side.
+Span = tuple[datetime | None, datetime | None]
+_UNITS = {"day": "day", "week": "week", "month": "month", "quarter": "quarter", "year": "year"}
+_ABSOLUTE = re.compile(r"(\d{4})(?:[-/](\d{2})(?:[-/](\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?)?)?")
+_AGO_FOR = re.compile(r"(\d+) ([a-z]+?)s? ago for (\d+) ([a-z]+?)s?")
+_AGO = re.compile(r"(\d+) ([a-z]+?)s? ago")
+_FROM_NOW = re.compile(r"(\d+) ([a-z]+?)s? from now")
+_LAST_N = re.compile(r"(\d+) ([a-z]+?)s?")
+_NAMED = re.compile(r"(this|last|next) ([a-z]+)")
+_FOR = re.compile(r"(.+?) for (\d+) ([a-z]+?)s?")
+_TO = re.compile(r"(.+?) to (.+)")
+
+
+class FilterError(ValueError):
+    """A filter expression the stand-in cannot evaluate (Looker answers such queries 400)."""
+
+
+def _unit(name: str, expression: str) -> str:
+    unit = _UNITS.get(name)
+    if unit is None:
+        raise FilterError(f"unknown interval {name!r} in date filter {expression!r}")
+    return unit
+
+
+def _shift(moment: datetime, unit: str, count: int) -> datetime:
+    """``moment`` plus ``count`` units (months keep the day of month, clamped to the month)."""
+    if unit == "day":
+        return moment + timedelta(days=count)
+    if unit == "week":
+        return moment + timedelta(weeks=count)
+    months = {"month": 1, "quarter": 3, "year": 12}[unit] * count
+    first = add_months(moment.date(), months)
+    last_day = (add_months(first, 1) - timedelta(days=1)).day
+    return datetime.combine(first.replace(day=min(moment.day, last_day)), moment.time())
+
+
+def _period_start(today: date, unit: str) -> datetime:
+    """The first instant of the ``unit`` (day, week from Monday, month, …) holding ``today``."""
+    if unit == "day":
+        day = today
+    elif unit == "week":
+        day = today - timedelta(days=today.weekday())
+    elif unit == "month":
+        day = today.replace(day=1)
+    elif unit == "quarter":
+        day = date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
+    else:
+        day = date(today.year, 1, 1)
+    return datetime.combine(day, datetime.min.time())
+
+
+def _absolute(text: str) -> tuple[datetime, datetime] | None:
+    """A year, month, day or time written out (``-`` or ``/``) as the span it names."""
+    match = _ABSOLUTE.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = match.groups()
+    try:
+        start = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+        )
+    except ValueError:
+        raise FilterError(f"{text!r} is not a date") from None
+    if month is None:
+        return start, _shift(start, "year", 1)
+    if day is None:
+        return start, _shift(start, "month", 1)
+    if hour is None:
+        return start, start + timedelta(days=1)
+    return start, start + (timedelta(seconds=1) if second else timedelta(minutes=1))
+
+
+def _span(text: str, today: date, expression: str) -> tuple[datetime, datetime]:
+    """One bounded span: absolute, ``N units ago [for M units]``, ``this|last|next unit``, …"""
+    if (absolute := _absolute(text)) is not None:
+        return absolute
+    if text in ("today", "yesterday", "tomorrow"):
+        start = _period_start(today, "day") + timedelta(
+            days={"today": 0, "yesterday": -1, "tomorrow": 1}[text]
+        )
+        return start, start + timedelta(days=1)
+    if match := _AGO_FOR.fullmatch(text):
+        back, unit, length, length_unit = match.groups()
+        unit = _unit(unit, expression)
+        start = _shift(_period_start(today, unit), unit, -int(back))
+        return start, _shift(start, _unit(length_unit, expression), int(length))
+    if match := _AGO.fullmatch(text):
+        unit = _unit(match.group(2), expression)
+        start = _shift(_period_start(today, unit), unit, -int(match.group(1)))
+        return start, _shift(start, unit, 1)
+    if match := _FROM_NOW.fullmatch(text):
+        unit = _unit(match.group(2), expression)
+        start = _shift(_period_start(today, unit), unit, int(match.group(1)))
+        return start, _shift(start, unit, 1)
+    if match := _NAMED.fullmatch(text):
+        unit = _unit(match.group(2), expression)
+        offset = {"this": 0, "last": -1, "next": 1}[match.group(1)]
+        start = _shift(_period_start(today, unit), unit, offset)
+        return start, _shift(start, unit, 1)
+    if match := _LAST_N.fullmatch(text):  # "3 months": this month and the two before it
+        unit = _unit(match.group(2), expression)
+        current = _period_start(today, unit)
+        return _shift(current, unit, 1 - int(match.group(1))), _shift(current, unit, 1)
+    if match := _FOR.fullmatch(text):  # "2026-06-01 for 1 month"
+        head, length, unit = match.groups()
+        first = _absolute(head)
+        if first is None:
+            raise FilterError(f"cannot read {head!r} in date filter {expression!r}")
+        return first[0], _shift(first[0], _unit(unit, expression), int(length))
+    raise FilterError(f"cannot read date filter {expression!r}")
+
+
+def date_filter(expression: str, today: date) -> tuple[Span, ...]:
+    """The spans a Looker date filter expression selects, relative dates counted from ``today``.
+
+    Comma-separated conditions are alternatives (OR). ``A to B`` includes A and excludes B;
+    ``before X`` excludes X, ``after X`` includes it; ``X`` is any expression (its start).
+    Anything else raises :class:`FilterError`.
+    """
+    spans: list[Span] = []
+    for part in expression.split(","):
+        text = " ".join(part.lower().split())
+        if not text:
+            raise FilterError(f"empty condition in date filter {expression!r}")
+        if text.startswith("before "):
+            spans.append((None, _span(text[7:], today, expression)[0]))
+        elif text.startswith("after "):
+            spans.append((_span(text[6:], today, expression)[0], None))
+        elif (match := _TO.fullmatch(text)) and _absolute(match.group(1)) is not None:
+            low, high = (_span(side, today, expression)[0] for side in match.groups())
+            spans.append((low, high))
+        else:
+            spans.append(_span(text, today, expression))
+    return tuple(spans)
+
+
+def selects(spans: Iterable[Span], moment: datetime) -> bool:
+    """Whether ``moment`` lies in one of the spans."""
+    return any(
+        (low is None or low <= moment) and (high is None or moment < high) for low, high in spans
+    )
+
+
+def month_start(value: str) -> datetime:
+    """A ``YYYY-MM`` month as its first instant."""
+    year, month = value.split("-")
+    return datetime(int(year), int(month), 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,40 +645,103 @@ def _customer_of(view: str) -> Callable[[Row], str]:
     return lambda row: str(row[field_name])
 
 
-def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
-    """Look rows for every account Looker knows, deterministically for the portfolio's seed."""
-    settings = Settings.of(section)
+def _stamp(view: str, rows: list[Row], month: str) -> list[Row]:
+    """The rows with their month, in the view's field order."""
+    stamp = date_field(view)
+    return [
+        {name: month if name == stamp else row[name] for name in VIEW_FIELDS[view]} for row in rows
+    ]
+
+
+def _draw(portfolio: Portfolio, month: str) -> dict[str, list[Row]]:
+    """One month's rows by view for every account Looker knows in ``portfolio``."""
     rng = portfolio.rng("looker")
     rows_by_view: dict[str, list[Row]] = {view: [] for view in VIEW_METRICS}
-    per_customer: dict[str, dict[str, list[Row]]] = {}
     for profile in portfolio.profiles:
-        customer = profile.account.looker_customer_id
-        if customer is None or not profile.has("looker"):
+        if profile.account.looker_customer_id is None or not profile.has("looker"):
             continue
-        mine: dict[str, list[Row]] = {}
         for view, make in _GENERATORS.items():
-            mine[view] = make(profile, rng)
-            rows_by_view[view].extend(mine[view])
-        per_customer[profile.account_id] = mine
+            rows_by_view[view].extend(_stamp(view, make(profile, rng), month))
+    return rows_by_view
 
-    views = _served_views(settings)
+
+def _recount(
+    looks: Mapping[str, list[Row]],
+    views: Mapping[str, str],
+    customers: Mapping[str, str | None],
+    month: str,
+) -> dict[str, dict[str, Metric]]:
+    """Every account's metrics from the served Looks' rows of one month.
+
+    A customer is known to Looker that month when it has a row in some served Look; a known
+    customer's metrics come from its rows (none in a multi-row view: 0 integrations, no active
+    automation); an unknown one has no metrics.
+    """
+    mine: dict[str, dict[str, list[Row]]] = {}
+    for look_id, view in views.items():
+        customer_field, stamp = f"{view}.customer_id", date_field(view)
+        for row in looks[look_id]:
+            if row[stamp] == month:
+                mine.setdefault(str(row[customer_field]), {}).setdefault(view, []).append(row)
     expected: dict[str, dict[str, Metric]] = {}
-    for profile in portfolio.profiles:
-        mine = per_customer.get(profile.account_id, {})
-        known = any(mine.get(view) for view in views.values())
+    for account_id, customer in customers.items():
+        rows = mine.get(customer) if customer is not None else None
         metrics: dict[str, Metric] = {}
         for view in views.values():
-            if known:
-                metrics.update(_expected(view, mine.get(view, [])))
+            if rows:
+                metrics.update(_expected(view, rows.get(view, [])))
             else:
                 metrics.update(dict.fromkeys(VIEW_METRICS[view]))
-        expected[profile.account_id] = metrics
-    # Each Look is saved sorted by its customer id (stable: a customer's rows keep their order).
+        expected[account_id] = metrics
+    return expected
+
+
+def _data(
+    rows_by_view: Mapping[str, list[Row]], settings: Settings, portfolio: Portfolio, month: str
+) -> Data:
+    views = _served_views(settings)
+    # Each Look is saved sorted by its customer id (stable: a customer's rows keep their order,
+    # months oldest first).
     looks = {
         look_id: sorted(rows_by_view[view], key=_customer_of(view))
         for look_id, view in views.items()
     }
-    return Data(looks=looks, expected=expected, views=views)
+    customers = {p.account_id: p.account.looker_customer_id for p in portfolio.profiles}
+    return Data(
+        looks=looks,
+        expected=_recount(looks, views, customers, month),
+        views=views,
+        today=portfolio.as_of,
+        customers=customers,
+    )
+
+
+def last_complete_month(day: date) -> str:
+    """``YYYY-MM`` of the month before the one holding ``day``."""
+    return f"{add_months(date(day.year, day.month, 1), -1):%Y-%m}"
+
+
+def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
+    """Look rows for every account Looker knows, deterministically for the portfolio's seed;
+    every row is of the last complete month before the portfolio's date."""
+    month = last_complete_month(portfolio.as_of)
+    return _data(_draw(portfolio, month), Settings.of(section), portfolio, month)
+
+
+def generate_history(
+    timeline: Timeline, slices: Sequence[Portfolio], section: SectionLike = None
+) -> Data:
+    """Every month of ``timeline``: slice k's rows stamped with its month (an account that is no
+    customer that month has none); ``expected`` is the last month's, ``expected_at`` any month's."""
+    del timeline  # the slices carry each month's targets and who is active
+    rows_by_view: dict[str, list[Row]] = {view: [] for view in VIEW_METRICS}
+    for piece in slices:
+        start = piece.extra["month_start"]
+        assert isinstance(start, date)
+        for view, rows in _draw(piece, f"{start:%Y-%m}").items():
+            rows_by_view[view].extend(rows)
+    last = slices[-1]
+    return _data(rows_by_view, Settings.of(section), last, last_complete_month(last.as_of))
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,6 +760,8 @@ class App(VendorApp):
         self._lock = threading.Lock()
         self._tokens: dict[str, int] = {}  # token → authorised calls made with it
         self.logins = 0
+        #: The bodies of the inline queries received (run_inline_query), oldest first.
+        self.queries: deque[Row] = deque(maxlen=QUERY_LOG)
 
     # Vendor shapes ---------------------------------------------------------------------------
     def error(self, status: int, code: str, message: str) -> Response:
@@ -399,6 +786,14 @@ class App(VendorApp):
         if match and request.method == "GET":
             self._authorise(request)
             return self._run_look(match.group(1), match.group(2), request)
+        match = _LOOK_PATH.fullmatch(request.path)
+        if match and request.method == "GET":
+            self._authorise(request)
+            return self._get_look(match.group(1), request)
+        match = _INLINE_PATH.fullmatch(request.path)
+        if match and request.method == "POST":
+            self._authorise(request)
+            return self._run_inline(match.group(1), request)
         raise HttpError(self.error(404, "not_found", "Not found"))
 
     def _login(self, request: Request) -> Response:
@@ -437,27 +832,122 @@ class App(VendorApp):
                 raise HttpError(self.unauthorized())
             self._tokens[token] = used + 1
 
+    def _get_look(self, look_id: str, request: Request) -> Response:
+        if look_id not in self.data.views:
+            raise HttpError(self.error(404, "not_found", "Not found"))
+        look = self.data.look(look_id)
+        wanted = [f.strip() for f in (request.arg("fields") or "").split(",") if f.strip()]
+        return Response(200, {k: v for k, v in look.items() if k in wanted} if wanted else look)
+
     def _run_look(self, look_id: str, result_format: str, request: Request) -> Response:
+        self._check_format(result_format)
+        if look_id not in self.data.views:
+            raise HttpError(self.error(404, "not_found", "Not found"))
+        return self._run(self.data.saved_query(look_id), look_id, request, saved=True)
+
+    def _run_inline(self, result_format: str, request: Request) -> Response:
+        self._check_format(result_format)
+        try:
+            query = request.json()
+        except ValueError:
+            raise HttpError(self.error(400, "bad_request", "Request body is not JSON")) from None
+        if not isinstance(query, dict):
+            raise HttpError(self.error(400, "bad_request", "The query must be a JSON object"))
+        with self._lock:
+            self.queries.append(query)
+        if query.get("model") != MODEL:
+            raise HttpError(self.error(404, "not_found", f"Model {query.get('model')!r} not found"))
+        view = query.get("view")
+        look_id = next((k for k, v in self.data.views.items() if v == view), None)
+        if look_id is None:
+            raise HttpError(self.error(404, "not_found", f"Explore {view!r} not found"))
+        return self._run(query, look_id, request)
+
+    def _check_format(self, result_format: str) -> None:
         if result_format != "json":
             raise HttpError(
                 self.error(400, "bad_request", f"Unsupported result_format: {result_format}")
             )
-        rows = self.data.looks.get(look_id)
-        if rows is None:
-            raise HttpError(self.error(404, "not_found", "Not found"))
-        raw_limit = request.arg("limit")
-        try:
-            limit = DEFAULT_ROW_CAP if raw_limit in (None, "") else int(str(raw_limit))
-        except ValueError:
+
+    def _run(
+        self, query: Mapping[str, Any], look_id: str, request: Request, *, saved: bool = False
+    ) -> Response:
+        """A query's rows: its date filter applied, its fields, its sorts, then the row limit.
+
+        The stored rows are the saved query's result order and fields, so a Look run as saved
+        returns them as stored (filtered); an inline query gets its own fields and sorts. A row
+        with no month (hand-made test data) is kept by every date filter.
+        """
+        view = self.data.views[look_id]
+        known = VIEW_FIELDS[view]
+        spans = self._spans(view, query)
+        fields = query.get("fields") or list(known)
+        unknown = [f for f in fields if f not in known] if isinstance(fields, list) else fields
+        if unknown:
             raise HttpError(
-                self.error(400, "bad_request", f"limit must be an integer, not {raw_limit!r}")
-            ) from None
-        if limit != -1 and limit < 1:
-            raise HttpError(self.error(400, "bad_request", "limit must be -1 or positive"))
+                self.error(400, "bad_request", f"Unknown field(s) {unknown!r} in {view}")
+            )
+        stamp = date_field(view)
+        rows = [
+            row
+            for row in self.data.looks[look_id]
+            if spans is None or stamp not in row or selects(spans, month_start(row[stamp]))
+        ]
+        if not saved:
+            rows = [{name: row[name] for name in fields if name in row} for row in rows]
+            for sort in reversed(query.get("sorts") or []):  # the first sort is the primary one
+                name, _, direction = str(sort).partition(" ")
+                if name not in fields:
+                    raise HttpError(self.error(400, "bad_request", f"Cannot sort on {name!r}"))
+                rows.sort(key=_sort_key(name), reverse=direction.startswith("desc"))
+        limit = self._limit(request.arg("limit"), query.get("limit"))
         cap = self.faults.row_limit  # fault: an instance that returns at most N rows
         if cap is not None:
             limit = cap if limit == -1 else min(limit, cap)
         return Response(200, rows if limit == -1 else rows[:limit])
+
+    def _spans(self, view: str, query: Mapping[str, Any]) -> tuple[Span, ...] | None:
+        """The date filter of a query as spans (None: no date filter); other filters, custom
+        filter expressions and time zones other than UTC are beyond the stand-in (400)."""
+        if query.get("filter_expression"):
+            raise HttpError(
+                self.error(400, "bad_request", "Custom filter expressions are not supported")
+            )
+        if query.get("query_timezone") not in (None, "", "UTC", "Etc/UTC"):
+            raise HttpError(self.error(400, "bad_request", "The stand-in answers in UTC only"))
+        filters = query.get("filters") or {}
+        if not isinstance(filters, dict):
+            raise HttpError(self.error(400, "bad_request", "filters must be an object"))
+        spans: tuple[Span, ...] | None = None
+        for name, expression in filters.items():
+            if name != date_field(view):
+                raise HttpError(self.error(400, "bad_request", f"Cannot filter {view} on {name!r}"))
+            if expression in (None, ""):
+                continue  # an empty filter filters nothing
+            try:
+                spans = date_filter(str(expression), self.data.today)
+            except FilterError as exc:
+                raise HttpError(
+                    self.error(400, "bad_request", f"Invalid filter for {name}: {exc}")
+                ) from None
+        return spans
+
+    def _limit(self, raw_limit: str | None, saved: object) -> int:
+        raw = raw_limit if raw_limit not in (None, "") else saved
+        try:
+            limit = DEFAULT_ROW_CAP if raw in (None, "") else int(str(raw))
+        except ValueError:
+            raise HttpError(
+                self.error(400, "bad_request", f"limit must be an integer, not {raw!r}")
+            ) from None
+        if limit != -1 and limit < 1:
+            raise HttpError(self.error(400, "bad_request", "limit must be -1 or positive"))
+        return limit
+
+
+def _sort_key(name: str) -> Callable[[Row], tuple[bool, Any]]:
+    """Rows by one field, nulls last (ascending)."""
+    return lambda row: (row.get(name) is None, row.get(name))
 
 
 def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:

@@ -18,8 +18,10 @@ A customer is *known to Looker* when it appears in any configured Look. Looker c
 ``limit`` that it reaches is reported as truncated, and then absence from it proves nothing, so
 ``presence`` and ``sum`` give no value (rather than 0) for customers without rows there.
 
-Looks compute their own look-back windows inside Looker (``run_look`` takes no filters), so
-``as_of`` is accepted for the common interface only.
+A Look run as saved computes its own look-back window inside Looker (``run_look`` takes no
+filters), so it describes the current period only: for a past period it is not run and its
+metrics are unavailable. A Look that names its ``date_field`` is run for the period instead: its
+saved query with the filter on that field replaced by the period's range (see ``.extractor``).
 
 The package exports ``settings`` (the sources.yaml section; pydantic only) and ``metrics``
 (pure); import the HTTP extraction (``from_env`` and the extractor) from ``.extractor``, so

@@ -1,8 +1,15 @@
 """Looker extraction: a few saved Looks, each run once per pipeline run.
 
-Each configured Look is run exactly once per pipeline run (``GET /api/4.0/looks/{id}/run/json``),
-never once per account, after one shared login; rows are matched to accounts by the configured
-customer id field. See the package docstring for the transforms.
+Each configured Look is run exactly once per pipeline run, never once per account, after one
+shared login; rows are matched to accounts by the configured customer id field. See the package
+docstring for the transforms.
+
+A Look without ``date_field`` is run as saved (``GET /api/4.0/looks/{id}/run/json``): it answers
+for its own relative window, so for a past period it is not run and its metrics are
+*unavailable*. A Look with ``date_field`` is run for the period, current or past: its saved query
+is read (``GET /api/4.0/looks/{id}?fields=query``) and run with the filter on that field replaced
+by the period's range (``POST /api/4.0/queries/run/json``, run_inline_query), e.g.
+``"2026-06-01 to 2026-07-01"`` for 2026-06 (Looker's ``A to B`` includes A and excludes B), in UTC.
 """
 
 from __future__ import annotations
@@ -45,6 +52,25 @@ from health_score.sources.looker.settings import (
 log = logging.getLogger(__name__)
 
 API_PATH = "/api/4.0"
+#: The Query fields a client may send back to run a saved query inline (``filter_config``, the
+#: explore UI's state, is left out: Looker requires it cleared when the filters change).
+WRITABLE_QUERY_FIELDS = (
+    "model",
+    "view",
+    "fields",
+    "pivots",
+    "fill_fields",
+    "filters",
+    "filter_expression",
+    "sorts",
+    "limit",
+    "column_limit",
+    "total",
+    "row_total",
+    "subtotals",
+    "dynamic_fields",
+    "query_timezone",
+)
 #: Rows Looker returns when a run is not given a ``limit``.
 DEFAULT_ROW_CAP = 5000
 #: Refresh a token this many seconds before Looker says it expires.
@@ -118,6 +144,8 @@ class LookerExtractor:
         self._client_id = client_id
         self._client_secret = client_secret
         self._token = _Token(self._login)
+        #: Look id → the date filter it was run with (for the notes and the manifest).
+        self.filters_used: dict[str, str] = {}
 
     @property
     def provides(self) -> frozenset[str]:
@@ -136,6 +164,22 @@ class LookerExtractor:
             return False
         now = self.now or datetime.now(UTC)
         return now - self.as_of > timedelta(days=self.settings.current_state_grace_days)
+
+    @property
+    def window(self) -> tuple[datetime, datetime] | None:
+        """The period's range ``[start of the month ending at as_of, as_of)`` (None without
+        ``as_of``: the Looks are run as saved)."""
+        if self.as_of is None:
+            return None
+        end = self.as_of.astimezone(UTC)
+        last = end - timedelta(microseconds=1)
+        return datetime(last.year, last.month, 1, tzinfo=UTC), end
+
+    def period_filter(self) -> str:
+        """The period's range as a Looker date filter expression (start included, end not)."""
+        window = self.window
+        assert window is not None
+        return " to ".join(_looker_time(moment) for moment in window)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -179,18 +223,71 @@ class LookerExtractor:
         return token, lifetime
 
     def run_look(self, look: LookSettings) -> list[dict[str, Any]]:
-        """All rows of one Look, in one request (plus one re-login if the token expired)."""
+        """All rows of one Look as saved, in one request (plus one re-login if the token
+        expired)."""
         path = f"looks/{quote(look.id, safe='')}/run/json"
+        response = self._authorised(look, "GET", path, params={"limit": look.limit})
+        return self._rows(look, response, f"GET {API_PATH}/{path}")
+
+    def run_for_period(self, look: LookSettings) -> list[dict[str, Any]]:
+        """All rows of one Look for the period: its saved query read, then run with the filter
+        on ``date_field`` replaced by the period's range (two requests)."""
+        assert look.date_field is not None
+        path = f"looks/{quote(look.id, safe='')}"
         endpoint = f"GET {API_PATH}/{path}"
+        body = self.client.json(self._authorised(look, "GET", path, params={"fields": "query"}))
+        saved = body.get("query") if isinstance(body, dict) else None
+        if not isinstance(saved, dict) or not saved.get("model") or not saved.get("view"):
+            raise SourceError(SOURCE, endpoint, f"{look.label}: no saved query in the answer")
+        expression = saved.get("filter_expression")
+        if isinstance(expression, str) and look.date_field in expression:
+            raise SourceError(
+                SOURCE,
+                endpoint,
+                f"{look.label}: its saved custom filter expression also constrains "
+                f"{look.date_field}, so the period's range cannot replace it; move that "
+                "condition to a plain filter on the Look",
+            )
+        query = {k: saved[k] for k in WRITABLE_QUERY_FIELDS if saved.get(k) is not None}
+        period = self.period_filter()
+        filters = saved.get("filters")
+        query["filters"] = {
+            **(filters if isinstance(filters, dict) else {}),
+            look.date_field: period,
+        }
+        query["query_timezone"] = "UTC"  # the period's bounds are UTC instants
+        query["limit"] = str(look.limit)
+        self.filters_used[look.id] = period
+        response = self._authorised(
+            look, "POST", "queries/run/json", params={"limit": look.limit}, json=query
+        )
+        return self._rows(look, response, f"POST {API_PATH}/queries/run/json")
+
+    def _authorised(
+        self, look: LookSettings, method: str, path: str, **kwargs: Any
+    ) -> requests.Response:
+        """One request with the shared token; a refused token is replaced once."""
         generation, token = self._token.current()
         try:
-            response = self._get(path, look, token)
+            return self._send(method, path, token, **kwargs)
         except AuthenticationError as exc:
             if exc.status != 401:
                 raise
             log.info("looker: token refused while running %s; logging in again", look.label)
             self._token.refresh(generation)
-            response = self._get(path, look, self._token.current()[1])
+            return self._send(method, path, self._token.current()[1], **kwargs)
+
+    def _send(self, method: str, path: str, token: str, **kwargs: Any) -> requests.Response:
+        return self.client.request(
+            method,
+            path,
+            headers={"Authorization": f"token {token}", "Accept": "application/json"},
+            **kwargs,
+        )
+
+    def _rows(
+        self, look: LookSettings, response: requests.Response, endpoint: str
+    ) -> list[dict[str, Any]]:
         body = self.client.json(response)
         if not isinstance(body, list) or not all(isinstance(row, dict) for row in body):
             raise SourceError(SOURCE, endpoint, f"{look.label}: expected a JSON array of rows")
@@ -199,24 +296,22 @@ class LookerExtractor:
                 raise SourceError(SOURCE, endpoint, f"{look.label}: {row['looker_error']}")
         return body
 
-    def _get(self, path: str, look: LookSettings, token: str) -> requests.Response:
-        return self.client.request(
-            "GET",
-            path,
-            params={"limit": look.limit},
-            headers={"Authorization": f"token {token}", "Accept": "application/json"},
-        )
-
     # -- one pass --------------------------------------------------------------------------
 
+    def dated(self, look: LookSettings) -> bool:
+        """Whether the Look is run for the period (it names a date field, and there is one)."""
+        return look.date_field is not None and self.as_of is not None
+
     def extract(self, accounts: Sequence[Account]) -> SourceResult:
-        if self.past and self.settings.looks:
+        looks = self.settings.looks
+        runnable = tuple(look for look in looks if self.dated(look) or not self.past)
+        if looks and not runnable:
             return self._past_period(accounts)
         notes: list[str] = []
-        if not self.settings.looks:
+        if not looks:
             notes.append("no Looks configured (sources.yaml looker.looks)")
-        rows = self._run_all()
-        indexed = [self._index(look, rows[look.id], notes) for look in self.settings.looks]
+        rows = self._run_all(runnable)
+        indexed = [self._index(look, rows[look.id], notes) for look in runnable]
         known: set[str] = set().union(*(look.by_customer for look in indexed))
         metrics = {
             account.account_id: account_metrics(account.looker_customer_id, indexed, known)
@@ -227,6 +322,12 @@ class LookerExtractor:
             for account in accounts
             if (cut := unavailable_metrics(account.looker_customer_id, indexed))
         }
+        for look in runnable:
+            if look.id in self.filters_used:
+                notes.append(
+                    f"{look.label}: run for the period with {look.date_field} "
+                    f'filtered to "{self.filters_used[look.id]}"'
+                )
         incomplete: list[str] = []
         for entry in indexed:
             if entry.complete:
@@ -253,6 +354,9 @@ class LookerExtractor:
             )
             log.warning("looker: %s", reason)
             incomplete.append(reason)
+        skipped = [look for look in looks if look not in runnable]
+        if skipped:
+            incomplete.append(self._skipped(skipped, accounts, metrics, unavailable))
         return SourceResult(
             source=SOURCE,
             metrics=metrics,
@@ -260,7 +364,33 @@ class LookerExtractor:
             notes=(*notes, *incomplete),
             unavailable=unavailable,
             incomplete=tuple(incomplete),
+            window=self.window if self.filters_used else None,
         )
+
+    def _skipped(
+        self,
+        skipped: Sequence[LookSettings],
+        accounts: Sequence[Account],
+        metrics: dict[str, dict[str, Any]],
+        unavailable: dict[str, frozenset[str]],
+    ) -> str:
+        """Mark the metrics of Looks not run for a past period unavailable; the reason."""
+        assert self.as_of is not None  # past needs it
+        lost = frozenset(m for look in skipped for m in look.metrics)
+        for account in accounts:
+            metrics[account.account_id].update(dict.fromkeys(lost))
+            unavailable[account.account_id] = (
+                unavailable.get(account.account_id, frozenset()) | lost
+            )
+        reason = (
+            f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more than "
+            f"{self.settings.current_state_grace_days} days before now): "
+            f"{', '.join(look.label for look in skipped)} name no date_field and answer for "
+            f"their own relative window, not the period's; metrics unavailable: "
+            f"{', '.join(sorted(lost))}"
+        )
+        log.warning("looker: %s", reason)
+        return reason
 
     def _past_period(self, accounts: Sequence[Account]) -> SourceResult:
         """Nothing is asked of Looker: every Look's metrics are unavailable for the period."""
@@ -284,15 +414,19 @@ class LookerExtractor:
             incomplete=(reason,),
         )
 
-    def _run_all(self) -> dict[str, list[dict[str, Any]]]:
-        """Every configured Look's rows, the runs concurrent after one shared login."""
-        looks = self.settings.looks
+    def _run_all(self, looks: Sequence[LookSettings]) -> dict[str, list[dict[str, Any]]]:
+        """The rows of every Look given, the runs concurrent after one shared login."""
         if not looks:
             return {}
         self._token.current()
         workers = min(self.settings.http.max_workers, len(looks))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="looker") as pool:
-            runs = {look.id: pool.submit(self.run_look, look) for look in looks}
+            runs = {
+                look.id: pool.submit(
+                    self.run_for_period if self.dated(look) else self.run_look, look
+                )
+                for look in looks
+            }
             return {look_id: future.result() for look_id, future in runs.items()}
 
     def _index(self, look: LookSettings, rows: Sequence[Row], notes: list[str]) -> IndexedLook:
@@ -318,7 +452,11 @@ class LookerExtractor:
     def _check_rows(self, look: LookSettings, rows: Sequence[Row], notes: list[str]) -> bool:
         """Check the fields the config expects; return False when the Look reached its row
         limit (its configured ``limit``, or Looker's 5,000-row default for ``limit: -1``)."""
-        endpoint = f"GET {API_PATH}/looks/{look.id}/run/json"
+        endpoint = (
+            f"POST {API_PATH}/queries/run/json"
+            if self.dated(look)
+            else f"GET {API_PATH}/looks/{look.id}/run/json"
+        )
         if rows:
             expected = {look.customer_id_field}
             for transform in look.metrics.values():
@@ -336,6 +474,14 @@ class LookerExtractor:
         return not reached
 
 
+def _looker_time(moment: datetime) -> str:
+    """A UTC instant as Looker's filter syntax writes it (a date when it is midnight)."""
+    moment = moment.astimezone(UTC)
+    if moment.time() == datetime.min.time():
+        return f"{moment:%Y-%m-%d}"
+    return f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
 def from_env(
     settings: Settings,
     env: Mapping[str, str],
@@ -347,9 +493,9 @@ def from_env(
 ) -> Extractor | None:
     """The Looker extractor when LOOKER_BASE_URL, _CLIENT_ID and _CLIENT_SECRET are all set.
 
-    Saved Looks carry their own relative windows: they are run only when ``as_of`` is within
-    ``current_state_grace_days`` of ``now`` (the run's reference now; the wall clock unless
-    given)."""
+    Saved Looks carry their own relative windows: a Look without ``date_field`` is run only when
+    ``as_of`` is within ``current_state_grace_days`` of ``now`` (the run's reference now; the
+    wall clock unless given); one with ``date_field`` is run for the period ending at ``as_of``."""
     present = [name for name in CREDENTIAL_VARS if env.get(name, "").strip()]
     if not present:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import pydantic
@@ -18,6 +19,7 @@ FieldName = Annotated[
     str, pydantic.StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 ]
 MetricName = Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+_VIEW_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Model(pydantic.BaseModel):
@@ -104,8 +106,23 @@ class LookSettings(_Model):
     ]
     name: str = ""
     customer_id_field: FieldName
+    #: The Look's date field (``view.field``, e.g. a ``_month`` or ``_date`` timeframe): a run
+    #: replaces the saved query's filter on it with the period's range and runs that query
+    #: (run_inline_query); without one the Look is run as saved, which only describes the
+    #: current period.
+    date_field: str | None = None
     limit: int = -1  # -1 = all rows; a positive limit that is reached is reported as truncation
     metrics: dict[MetricName, Transform] = pydantic.Field(min_length=1)
+
+    @pydantic.field_validator("date_field")
+    @classmethod
+    def _date_field(cls, value: str | None) -> str | None:
+        if value is not None and not _VIEW_FIELD.fullmatch(value):
+            raise ValueError(
+                f"must name the Look's date field as view.field (for example "
+                f"account_usage.activity_month), not {value!r}"
+            )
+        return value
 
     @pydantic.field_validator("limit")
     @classmethod
@@ -126,8 +143,8 @@ class Settings(_Model):
     enabled: bool = True
     looks: tuple[LookSettings, ...] = ()
     #: A saved Look answers for its own relative window ("last 30 days" of Looker's today), so a
-    #: run whose ``as_of`` is more than this many days before its reference now cannot use it:
-    #: the Looks are not run and their metrics are *unavailable*.
+    #: run whose ``as_of`` is more than this many days before its reference now cannot use a Look
+    #: that names no ``date_field``: it is not run and its metrics are *unavailable*.
     current_state_grace_days: int = pydantic.Field(7, ge=0, le=366)
     http: HttpSettings = HttpSettings.model_validate({})
 
