@@ -93,6 +93,7 @@ class AccountLife:
     account_id: str
     joined: date  # the first day of its first customer month (before the history: the start)
     anniversary: date  # its contract's yearly renewal day (any year)
+    since: date  # the contract's first day (before the history for most accounts)
     health: tuple[float, ...]  # latent health per month of the timeline
     renewals: tuple[Renewal, ...]
     churned_on: date | None
@@ -189,13 +190,17 @@ def build_timeline(
         joins = number >= 4 and rng.random() < _JOIN_SHARE
         joined = starts[rng.randrange(1, months)] if joins and months > 1 else starts[0]
         anniversary = date(2020, rng.randint(1, 12), rng.randint(1, 28))
-        if joins:  # a new customer's contract runs from the day it joined
+        # The contract's first day: a customer from before the history signed one to three years
+        # before it; a new customer on the day it joined. The first renewal is a year later.
+        since = _anniversary_in(anniversary, starts[0].year - rng.randint(1, 3))
+        if joins:
             anniversary = date(2020, joined.month, rng.randint(1, 28))
+            since = _anniversary_in(anniversary, joined.year)
         renewals: list[Renewal] = []
         churned_on: date | None = None
         for year in range(starts[0].year, end.year + 1):
             day = _anniversary_in(anniversary, year)
-            if not (starts[0] <= day < end) or day < add_months(joined, 12):
+            if not (starts[0] <= day < end) or day <= since:
                 continue
             k = max(0, starts.index(date(day.year, day.month, 1)) - CHURN_LEAD_MONTHS)
             decisive = health[k]
@@ -208,7 +213,13 @@ def build_timeline(
                 churned_on = day
                 break
         lives[profile.account_id] = AccountLife(
-            profile.account_id, joined, anniversary, tuple(health), tuple(renewals), churned_on
+            profile.account_id,
+            joined,
+            anniversary,
+            since,
+            tuple(health),
+            tuple(renewals),
+            churned_on,
         )
     return Timeline(base.seed, starts, churn_model, lives)
 
