@@ -42,9 +42,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.redact",
             "health_score.envfile",
             "health_score.logging_setup",
+            "health_score.backtest",
         ),
     ),
-    ("pipeline", ("health_score.pipeline", "health_score.batch")),
+    ("pipeline", ("health_score.pipeline", "health_score.batch", "health_score.backfill")),
     (
         "entry points",
         (

@@ -62,6 +62,7 @@ PROG = "health-score"
 DEFAULT_CONFIG_DIR = Path("config")
 DEFAULT_DEMO_ACCOUNTS = 250
 DASHBOARD_PORT = 8501
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 STARTER_FILES = (WEIGHTS_FILE, THRESHOLDS_FILE, SOURCES_FILE, MAPPING_FILE)
 
 EXIT_CODES = """\
@@ -709,6 +710,16 @@ def init_command(directory: Path, *, force: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``health-score backtest | head``): stop quietly, as cat does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(_log_level(args))

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from health_score import __version__
+from health_score.backtest import validity_summary
+from health_score.backtest.history import Outcome
 from health_score.batch import ScoredBatch, score_batch
 from health_score.columns import AccountTable, read_raw_table
 from health_score.config import (
@@ -938,7 +940,16 @@ def _record(
     scores = batch.scores_csv(score_columns(model.config))
     batch.columns = []  # the bytes are all that is needed from here on
     write_run_files(writer, inputs, scores, model)
-    outcomes = write_outcomes(writer, inputs.outcomes or outcomes_disabled("no sources were read"))
+    read_outcomes = inputs.outcomes or outcomes_disabled("no sources were read")
+    outcomes = write_outcomes(writer, read_outcomes)
+    # What the history so far says about the score (the backtest's headline figures).
+    validity: dict[str, Any] = {"status": "skipped", "reason": "no outcomes read"}
+    if read_outcomes.status == "ok":
+        validity = validity_summary(
+            store,
+            [Outcome(e.account_id, e.event, e.day, e.arr) for e in read_outcomes.events],
+            model.config,
+        )
     # changes.csv against the previous ok run (a failed run's scores are not compared).
     compared = None
     if status != STATUS_FAILED and batch.arrays is not None:
@@ -996,6 +1007,7 @@ def _record(
         "reference_now": options.now.isoformat() if options.now is not None else None,
         "compared_with": compared.as_dict() if compared is not None else None,
         "outcomes": outcomes,
+        "validity": validity,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "exit_code": exit_code,

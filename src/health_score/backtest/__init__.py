@@ -10,12 +10,14 @@ floors in ``thresholds.yaml`` it is a gate: exit 1 when one is missed or cannot 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from health_score.backtest.history import (
     HistoryError,
+    Outcome,
     RunInfo,
     Store,
     input_names,
@@ -156,6 +158,57 @@ def backtest(options: BacktestOptions) -> Report:
         resamples=options.resamples,
         seed=options.seed,
     )
+
+
+def validity_summary(
+    store: object,
+    outcomes: Sequence[Outcome],
+    config: ScoringConfig,
+    *,
+    lead_days: int = DEFAULT_LEAD_DAYS,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+) -> dict[str, Any]:
+    """The compact validity figures a monthly run's manifest carries: the backtest of the ``ok``
+    runs already in ``store`` against this run's outcomes (no per-metric table). Never raises:
+    a history that cannot be read is reported in the summary."""
+    if not isinstance(store, LocalRunStore | S3RunStore):
+        return {"status": "skipped", "reason": "the runs folder cannot be listed"}
+    try:
+        runs = list_runs(store)
+        if not runs or not outcomes:
+            return {
+                "status": "skipped",
+                "reason": "no earlier ok runs" if not runs else "no churn or renewal events",
+            }
+        found, unmatched = observations(
+            store,
+            runs,
+            outcomes,
+            lead_days=lead_days,
+            horizon_days=horizon_days,
+            with_metrics=False,
+        )
+    except HistoryError as exc:
+        return {"status": "failed", "error": str(exc)}
+    report = build_report(
+        found,
+        tiers=config.tier_labels,
+        input_names=[],
+        floors=config.validity,
+        lead_days=lead_days,
+        horizon_days=horizon_days,
+        runs=len(runs),
+        periods=(runs[0].period, runs[-1].period),
+        outcomes_source="this run",
+        outcomes={},
+        unmatched=unmatched,
+    )
+    return {
+        "status": "ok",
+        "lead_days": lead_days,
+        "horizon_days": horizon_days,
+        **report.summary(),
+    }
 
 
 def backtest_command(options: BacktestOptions, out: TextIO, err: TextIO) -> int:

@@ -13,6 +13,7 @@ enough to act on.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -185,48 +186,60 @@ def _truth(text: str | None) -> bool:
     return (text or "").strip().casefold() == "true"
 
 
-class _RunRows:
-    """One run's scores (and, on demand, metric scores) by account."""
+def _run_rows(
+    store: Store, info: RunInfo, accounts: set[str], with_metrics: bool
+) -> dict[str, dict[str, Any]]:
+    """The rows of ``accounts`` in one run: scores (and metric scores from metrics.npz)."""
+    data = _read(store, info.run_id, SCORES)
+    if data is None:
+        raise HistoryError(f"run {info.run_id}: {SCORES} is missing")
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig")))
+    header = next(reader, [])
+    at = {name: i for i, name in enumerate(header)}
+    if "final_score" not in at or "account_id" not in at:
+        raise HistoryError(f"run {info.run_id}: {SCORES} has no account_id/final_score")
+    # Since the cap value got its own column, qualitative_override is the "cap lowered" flag.
+    capped_at = at.get("qualitative_override" if "cap_value" in at else "modifier_applied")
+    dims = [(name, at[name]) for name in DIMENSION_COLUMNS if name in at]
+    tier_at, coverage_at = at.get("health_tier"), at.get("low_coverage")
+    rows: dict[str, dict[str, Any]] = {}
+    for cells in reader:
+        account = unescape_cell(cells[at["account_id"]])
+        if account not in accounts:
+            continue
+        rows[account] = {
+            "final_score": _number(cells[at["final_score"]]),
+            "tier": cells[tier_at] if tier_at is not None else "",
+            "low_coverage": coverage_at is not None and _truth(cells[coverage_at]),
+            "capped": capped_at is not None and _truth(cells[capped_at]),
+            "inputs": {name: _number(cells[i]) for name, i in dims},
+        }
+    if with_metrics and rows:
+        _add_metrics(store, info, rows)
+    return rows
 
-    def __init__(self, store: Store, info: RunInfo, with_metrics: bool) -> None:
-        data = _read(store, info.run_id, SCORES)
-        if data is None:
-            raise HistoryError(f"run {info.run_id}: {SCORES} is missing")
-        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
-        header = reader.fieldnames or []
-        if "final_score" not in header or "account_id" not in header:
-            raise HistoryError(f"run {info.run_id}: {SCORES} has no account_id/final_score")
-        new_layout = "cap_value" in header  # since the cap value got its own column
-        self.rows: dict[str, dict[str, Any]] = {}
-        for row in reader:
-            capped = row.get("qualitative_override") if new_layout else row.get("modifier_applied")
-            self.rows[unescape_cell(row["account_id"])] = {
-                "final_score": _number(row.get("final_score")),
-                "tier": row.get("health_tier", ""),
-                "low_coverage": _truth(row.get("low_coverage")),
-                "capped": _truth(capped),
-                "inputs": {c: _number(row.get(c)) for c in DIMENSION_COLUMNS if c in header},
-            }
-        if with_metrics:
-            self._add_metrics(store, info)
 
-    def _add_metrics(self, store: Store, info: RunInfo) -> None:
-        data = _read(store, info.run_id, EXPLANATION)
-        if data is None:
-            return
-        arrays = load_explanation(data)
-        names = [str(m) for m in arrays["metric"]]
-        ids = [str(a) for a in arrays["account_id"]]
-        scores = np.asarray(arrays["normalised_score"])
-        for i, account in enumerate(ids):
-            row = self.rows.get(account)
-            if row is None:
-                continue
-            inputs = row["inputs"]
-            for j, name in enumerate(names):
-                value = int(scores[i, j])
-                # A metric in two dimensions has one normalised score: the first slot is kept.
-                inputs.setdefault(f"metric:{name}", None if value < 0 else value / 1e4)
+def _add_metrics(store: Store, info: RunInfo, rows: dict[str, dict[str, Any]]) -> None:
+    data = _read(store, info.run_id, EXPLANATION)
+    if data is None:
+        return
+    arrays = load_explanation(data)
+    names = [str(m) for m in arrays["metric"]]
+    # A metric in two dimensions has one normalised score: its first slot is kept.
+    first_slot: dict[str, int] = {}
+    for j, name in enumerate(names):
+        first_slot.setdefault(name, j)
+    slots = list(first_slot.values())
+    index = {str(a): i for i, a in enumerate(arrays["account_id"])}
+    wanted = [(account, index[account]) for account in rows if account in index]
+    if not wanted:
+        return
+    scores = np.asarray(arrays["normalised_score"])[[i for _, i in wanted]][:, slots]
+    labels = [f"metric:{name}" for name in first_slot]
+    for (account, _), values in zip(wanted, scores.tolist(), strict=True):
+        inputs = rows[account]["inputs"]
+        for label, value in zip(labels, values, strict=True):
+            inputs[label] = None if value < 0 else value / 1e4
 
 
 def observations(
@@ -241,20 +254,29 @@ def observations(
     """Each outcome with its account's row in the run before it; and how many outcomes had no
     run in their window (or no row for the account in it)."""
     ordered = sorted(runs, key=lambda r: r.as_of)
-    cache: dict[str, _RunRows] = {}
-    found: list[Observation] = []
+    days = [r.as_of.date() for r in ordered]
+    chosen: list[tuple[Outcome, RunInfo]] = []
     unmatched = 0
     for outcome in sorted(outcomes, key=lambda o: (o.day, o.account_id, o.event)):
         latest_as_of = outcome.day - timedelta(days=lead_days)
         earliest_as_of = outcome.day - timedelta(days=horizon_days)
-        chosen = [r for r in ordered if earliest_as_of <= r.as_of.date() <= latest_as_of]
-        if not chosen:
+        # The latest run with earliest ≤ as_of ≤ latest (runs are sorted by as_of).
+        position = bisect.bisect_right(days, latest_as_of) - 1
+        if position < 0 or days[position] < earliest_as_of:
             unmatched += 1
             continue
-        info = chosen[-1]
-        if info.run_id not in cache:
-            cache[info.run_id] = _RunRows(store, info, with_metrics)
-        row = cache[info.run_id].rows.get(outcome.account_id)
+        chosen.append((outcome, ordered[position]))
+    needed: dict[str, set[str]] = {}
+    for outcome, info in chosen:
+        needed.setdefault(info.run_id, set()).add(outcome.account_id)
+    by_run = {
+        info.run_id: _run_rows(store, info, needed[info.run_id], with_metrics)
+        for info in ordered
+        if info.run_id in needed
+    }
+    found: list[Observation] = []
+    for outcome, info in chosen:
+        row = by_run[info.run_id].get(outcome.account_id)
         if row is None:
             unmatched += 1
             continue

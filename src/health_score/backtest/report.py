@@ -171,7 +171,7 @@ def build_report(
                 name.removeprefix("metric:"),
                 kind,
                 round(100 * have / len(found), 1) if found else None,
-                auc_figure(pairs, min_events=min_events, resamples=resamples, seed=seed),
+                auc_figure(pairs, min_events=min_events, bootstrap=False),
             )
         )
     # Strongest signal first; inputs with too few events last, by name.
