@@ -32,8 +32,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-demo: setup ## score the built-in demo portfolio against the sandbox (no credentials needed)
-	$(VENV)/bin/health-score run --dry-run --demo
+demo: setup ## a year of monthly runs on the built-in sandbox (no credentials), then the backtest
+	$(VENV)/bin/health-score backfill --demo --last 12 --output output/health_scores.csv
+	$(VENV)/bin/health-score backtest
 
 lint: setup ## ruff (lint + format check) and mypy strict
 	$(PY) -m ruff check src tests benchmarks dashboard.py

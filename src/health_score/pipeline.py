@@ -94,7 +94,7 @@ DEFAULT_OUTPUT = Path("output/health_scores.csv")
 DEFAULT_RUNS_DIR = "output/runs"
 #: The demo sandbox's history: two years, so a year of backfilled periods each have their
 #: 12-month Salesforce look-back.
-DEMO_HISTORY_MONTHS = 0
+DEMO_HISTORY_MONTHS = 24
 
 
 class UsageError(Exception):

@@ -17,6 +17,7 @@ from pathlib import Path
 from health_score_sandbox.portfolio import DEFAULT_ACCOUNTS, DEFAULT_SEED, SOURCES
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.server import FAULT_KINDS, VENDOR_FAULTS, Faults, serve_all
+from health_score_sandbox.timeline import CHURN_MODELS, DEFAULT_HISTORY_MONTHS
 
 FAULT_HELP = (
     "make one vendor misbehave (repeatable): down, always_503, storm_429[=K] (the next K "
@@ -96,6 +97,22 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m health_sco
         "data inside its look-back windows)",
     )
     serve.add_argument(
+        "--history-months",
+        type=int,
+        default=DEFAULT_HISTORY_MONTHS,
+        metavar="N",
+        help="months the portfolio has lived through before its date (latent health, renewals, "
+        f"churn, new accounts; default {DEFAULT_HISTORY_MONTHS}; 0: no history, only the last "
+        "month's records)",
+    )
+    serve.add_argument(
+        "--churn-model",
+        choices=CHURN_MODELS,
+        default="health",
+        help="health: churn at renewal depends on latent health; random: it does not (default: "
+        "%(default)s)",
+    )
+    serve.add_argument(
         "--mapping-dir",
         type=Path,
         default=Path("output/sandbox"),
@@ -122,6 +139,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m health_sco
         faults=faults,
         rate_limits=limits,
         as_of=as_of,
+        history_months=max(0, args.history_months),
+        churn_model=args.churn_model,
     )
     mapping = sandbox.write_mapping(args.mapping_dir / "account_mapping.csv")
     config_dir = args.mapping_dir
