@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from health_score.pipeline import RunOptions, run
+from health_score.sources.salesforce.settings import ChurnSignalFields, OpportunityFields
 from health_score_sandbox.salesforce import METRICS, Data
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.server import Faults
@@ -229,3 +230,17 @@ def test_a_hidden_signal_history_makes_signal_status_unavailable_and_degrades(
     )
     # The metrics are still read (only the signals are unknown).
     assert any(r["days_to_renewal"] for r in rows.values())
+
+
+def test_the_signal_history_object_is_derived_from_the_object_name_unless_configured() -> None:
+    assert ChurnSignalFields().history == ("Churn_Signal__History", "ParentId")
+    assert ChurnSignalFields(object_name="Risk").history == ("RiskHistory", "RiskId")
+    configured = ChurnSignalFields(
+        history_object_name="Signal_Audit__c", history_parent_field="Signal__c"
+    )
+    assert configured.history == ("Signal_Audit__c", "Signal__c")
+    with pytest.raises(ValueError, match="String should match pattern"):
+        ChurnSignalFields(history_object_name="Churn_Signal__History WHERE")
+    # A past period tells contractions from expansions by type: they must not share one.
+    with pytest.raises(ValueError, match="both a contraction and an expansion: upsell"):
+        OpportunityFields(contraction_types=("Downgrade", "Upsell"))
