@@ -543,10 +543,13 @@ def test_field_history_rebuilds_the_account_fields_as_they_stood_at_a_past_perio
         record = next(r for r in small.data.org.get("Account").records if r["Id"] == account_id)  # type: ignore[union-attr]
         changed += renewal != record["Renewal_Date__c"]
     assert checked >= 9 and changed >= 2  # every account in the org, real rollbacks among them
-    # What no field history holds stays unavailable; the run says so.
-    assert result.missing_metrics == frozenset({"expansion_signals"})
+    # Expansions open then are told by CreatedDate and CloseDate; this org keeps no history of
+    # its churn signals (no Churn_Signal__History), so their status is unavailable, said so.
+    assert result.missing_metrics == frozenset()
+    assert result.signals == {}
     (note,) = [n for n in result.notes if "past period" in n]
-    assert "not kept in field history" in note and "expansion_signals" in note
+    assert note.startswith("Churn_Signal__History cannot be read (INVALID_TYPE: field history")
+    assert "churn signal status unavailable (caps cannot be applied)" in note
     history = [q for q in small.app.queries if "FROM AccountHistory" in q]
     assert history and all("CreatedDate >= 2026-06-01T00:00:00Z" in q for q in history)
 

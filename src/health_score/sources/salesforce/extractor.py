@@ -106,6 +106,17 @@ def _missing_field(error: SalesforceApiError) -> str | None:
     return None
 
 
+class _HistoryUnreadable(SourceError):
+    """A field history object this user cannot query (absent: the object's history is not
+    tracked; or hidden by permissions)."""
+
+    def __init__(self, object_name: str, error_code: str) -> None:
+        self.object_name, self.error_code = object_name, error_code
+        super().__init__(
+            "salesforce", "SOQL", f"{object_name} cannot be read ({error_code}) for a past period"
+        )
+
+
 @dataclass
 class _PlanState:
     plan: Plan
@@ -207,6 +218,8 @@ class SalesforceExtractor:
                 rows = self._as_it_stood(
                     client, plan.history, chunk, plan.fields(state.metrics), rows
                 )
+            if isinstance(plan, SignalPlan) and plan.history is not None:
+                rows = self._signals_then(client, plan, plan.history, rows)
             return plan.parse(rows, state.metrics)
         except SalesforceApiError as exc:
             # Known by its message, whatever errorCode comes with it.
@@ -245,17 +258,80 @@ class SalesforceExtractor:
             ) from None
         return history.rolled_back(current, changes)
 
+    def _signals_then(
+        self,
+        client: SalesforceClient,
+        plan: SignalPlan,
+        history: FieldHistory,
+        rows: Iterable[Mapping[str, Any]],
+    ) -> list[Mapping[str, Any]]:
+        """The signal records with their status (severity, confidence) as they stood at the
+        period's end: their history since then, read by lists of signal ids."""
+        signals = list(rows)
+        ids = sorted({salesforce_id18(str(row["Id"])) for row in signals})
+        size = self.settings.id_chunk_size
+        changes: list[Mapping[str, Any]] = []
+        for start in range(0, len(ids), size):
+            try:
+                changes.extend(client.query(history.build(ids[start : start + size], plan.tracked)))
+            except SalesforceApiError as exc:
+                if exc.error_code in UNREADABLE_OBJECT or exc.error_code == "INVALID_FIELD":
+                    raise _HistoryUnreadable(history.object_name, exc.error_code) from None
+                raise
+        # Oldest first across the lists too: the first change after the period's end wins.
+        changes.sort(key=lambda change: str(change.get("CreatedDate") or ""))
+        return history.rolled_back(signals, changes)
+
+    def _history_readable(
+        self, client: SalesforceClient, state: _PlanState, gaps: list[str]
+    ) -> bool:
+        """Whether the churn signals' field history can be read (asked once, before the first
+        id list): an object without tracked history has no history object at all."""
+        plan = state.plan
+        assert isinstance(plan, SignalPlan) and plan.history is not None
+        try:
+            list(client.query(plan.history.probe()))
+            return True
+        except SalesforceApiError as exc:
+            if exc.error_code not in UNREADABLE_OBJECT and exc.error_code != "INVALID_FIELD":
+                raise
+            unreadable = _HistoryUnreadable(plan.history.object_name, exc.error_code)
+            gaps.append(self._history_gap(plan, unreadable))
+            state.metrics = frozenset()
+            return False
+
+    def _history_gap(self, plan: SignalPlan, error: _HistoryUnreadable) -> str:
+        assert self.as_of is not None  # only a past period reads history
+        return (
+            f"{error.object_name} cannot be read ({error.error_code}: field history not tracked "
+            f"for {plan.object_name}, not in the org, or hidden from this user): the churn "
+            f"signals' status at {self.as_of:%Y-%m-%d} is not reconstructable for a past period; "
+            "churn signal status unavailable (caps cannot be applied)"
+        )
+
     def _settle(
         self, client: SalesforceClient, state: _PlanState, chunk: Sequence[str], gaps: list[str]
     ) -> dict[str, Any] | None:
         """The first id list: drop metrics whose fields or object the org lacks or hides from
         this user (each gap is noted: those metrics become *unavailable*), then run."""
         plan = state.plan
+        if (
+            isinstance(plan, SignalPlan)
+            and plan.history is not None
+            and state.metrics
+            and not self._history_readable(client, state, gaps)
+        ):
+            return None
         while True:
             if not state.metrics and not isinstance(plan, AccountPlan):
                 return None
             try:
                 return self._query_chunk(client, state, chunk)
+            except _HistoryUnreadable as exc:
+                assert isinstance(plan, SignalPlan)
+                gaps.append(self._history_gap(plan, exc))
+                state.metrics = frozenset()
+                return None
             except SalesforceApiError as exc:
                 if exc.error_code in UNREADABLE_OBJECT and not isinstance(plan, AccountPlan):
                     what = (
@@ -294,15 +370,26 @@ class SalesforceExtractor:
         )
 
     def _past_period(self, states: list[_PlanState], gaps: list[str]) -> None:
-        """Drop what cannot be known of a past period: current-state fields without (or beyond)
-        field history; open expansions and signal status always (no history holds them)."""
+        """Read a past period as it stood at its end: Accounts created after it are left out
+        (CreatedDate); with field history, the Account fields and the churn signals' status
+        are rolled back and open expansions are those open then. What cannot be known — the
+        current-state metrics without (or beyond) field history — is dropped and noted."""
         assert self.as_of is not None  # a past period has one
         history = self._history_reaches()
         stale: list[str] = []
         for state in states:
+            plan = state.plan
+            if isinstance(plan, AccountPlan):
+                plan.existed_before = self.as_of
             current = state.metrics & CURRENT_STATE
-            if history and isinstance(state.plan, AccountPlan):
-                state.plan.history = FieldHistory(self.settings, self.as_of)
+            if history and isinstance(plan, AccountPlan):
+                plan.history = FieldHistory.of_account(self.settings, self.as_of)
+                current = frozenset()
+            if history and isinstance(plan, SignalPlan):
+                plan.history = FieldHistory(*self.settings.churn_signal.history, self.as_of)
+                current = frozenset()
+            if self.settings.field_history and isinstance(plan, OpportunityPlan):
+                plan.open_at = self.as_of  # CreatedDate and CloseDate: no history needed
                 current = frozenset()
             if current:
                 state.metrics -= current  # the Account query still tells who is in the org
@@ -312,16 +399,14 @@ class SalesforceExtractor:
         what = ", ".join(sorted(m for m in stale if m != SIGNALS))
         if SIGNALS in stale:
             what += "; churn signal status (caps cannot be applied)"
-        if history:
-            why = "not kept in field history"
-        elif self.settings.field_history:
+        if self.settings.field_history:
             why = f"beyond the {self.settings.field_history_months} months of field history"
         else:
             why = "no field history"
         gaps.append(
             f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more than "
             f"{self.settings.current_state_grace_days} days before now): {why}; "
-            f"current-state metrics unavailable: {what}"
+            f"current-state metrics unavailable: {what.removeprefix('; ')}"
         )
 
     def _run(

@@ -30,6 +30,7 @@ from health_score.sources.salesforce.settings import (
     SIGNALS,
     TIER_ALIGNMENT,
     Settings,
+    history_names,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -94,6 +95,24 @@ def _date(value: Any) -> date | None:
         return None
 
 
+def _datetime(value: Any) -> datetime | None:
+    """A Salesforce datetime (``2026-05-01T09:00:00.000+0000``) in UTC, or None."""
+    if not isinstance(value, str) or len(value) < 19:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _instant(at: datetime) -> str:
+    """A SOQL datetime literal in UTC."""
+    return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
 def _field(row: Mapping[str, Any], name: str) -> Any:
     """A column of a result row, matched case-insensitively (Salesforce answers canonical names)."""
     if name in row:
@@ -149,6 +168,9 @@ class AccountPlan(Plan):
         self.window = window
         #: When set, the fields are read as they stood at the period's end.
         self.history = history
+        #: When set (a past period), Accounts created at or after it are left out: they had no
+        #: Salesforce data then.
+        self.existed_before: datetime | None = None
         self.object_name = f.object_name
         self.needs = {
             DAYS_TO_RENEWAL: (f.renewal_date_field,),
@@ -168,6 +190,8 @@ class AccountPlan(Plan):
 
     def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
         fields = ["Id", *self.fields(metrics)]
+        if self.existed_before is not None:
+            fields.append("CreatedDate")
         columns = ", ".join(_api_name(f) for f in fields)
         return (
             f"SELECT {columns} FROM {_api_name(self.object_name)} WHERE Id IN {soql_id_list(ids)}"  # noqa: S608 - API names and escaped literals
@@ -181,6 +205,10 @@ class AccountPlan(Plan):
         slow = self.settings.responsiveness.slow_above_hours
         out: dict[str, dict[str, Decimal | None]] = {}
         for row in rows:
+            if self.existed_before is not None:
+                created = _datetime(_field(row, "CreatedDate"))
+                if created is not None and created >= self.existed_before:
+                    continue  # not in the org yet at the period's end
             values: dict[str, Decimal | None] = {}
             if DAYS_TO_RENEWAL in metrics:
                 renewal = _date(_field(row, f.renewal_date_field))
@@ -213,34 +241,40 @@ class AccountPlan(Plan):
 
 
 class FieldHistory:
-    """The Account fields as they stood at ``at``, rebuilt from the object's field history.
+    """Records' fields as they stood at ``at``, rebuilt from the object's field history.
 
     Salesforce records each change of a tracked field (``AccountHistory``, or
     ``<Object>__History`` for a custom object) with its old and new value. A field's value at
     ``at`` is the old value of its first change at or after ``at``; with no change since, it is
-    the current value.
+    the current value. An untracked field has no rows at all, so it reads as its current value:
+    the configuration must say which fields the org tracks.
     """
 
-    def __init__(self, settings: Settings, at: datetime) -> None:
-        name = settings.account.object_name
-        if name.casefold().endswith("__c"):
-            self.object_name, self.parent = f"{name[:-3]}__History", "ParentId"
-        else:
-            self.object_name, self.parent = f"{name}History", f"{name}Id"
+    def __init__(self, object_name: str, parent: str, at: datetime) -> None:
+        self.object_name, self.parent = object_name, parent
         self.at = at.astimezone(UTC)
+
+    @classmethod
+    def of_account(cls, settings: Settings, at: datetime) -> FieldHistory:
+        """The Account object's history (``AccountHistory`` / ``AccountId``)."""
+        return cls(*history_names(settings.account.object_name), at)
 
     def build(self, ids: Sequence[str], fields: Sequence[str]) -> str:
         parent = _api_name(self.parent)
         return (
             f"SELECT {parent}, Field, OldValue, CreatedDate FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
             f" WHERE {parent} IN {soql_id_list(ids)} AND Field IN {soql_list(fields)}"
-            f" AND CreatedDate >= {self.at:%Y-%m-%dT%H:%M:%SZ} ORDER BY CreatedDate ASC"
+            f" AND CreatedDate >= {_instant(self.at)} ORDER BY CreatedDate ASC"
         )
+
+    def probe(self) -> str:
+        """One row of the history object at most: whether this user can read it."""
+        return f"SELECT Id FROM {_api_name(self.object_name)} LIMIT 1"  # noqa: S608 - API name
 
     def rolled_back(
         self, rows: Iterable[Mapping[str, Any]], changes: Iterable[Mapping[str, Any]]
     ) -> list[Mapping[str, Any]]:
-        """``rows`` (current Account values) with every changed field set to its value at ``at``."""
+        """``rows`` (current values) with every changed field set to its value at ``at``."""
         first: dict[tuple[str, str], Any] = {}
         for change in changes:  # oldest first: the first change after ``at`` wins
             key = (
@@ -250,21 +284,32 @@ class FieldHistory:
             first.setdefault(key, _field(change, "OldValue"))
         out: list[Mapping[str, Any]] = []
         for row in rows:
-            account = salesforce_id18(str(row["Id"]))
+            record = salesforce_id18(str(row["Id"]))
             out.append(
-                {key: first.get((account, key.casefold()), value) for key, value in row.items()}
+                {key: first.get((record, key.casefold()), value) for key, value in row.items()}
             )
         return out
 
 
 class OpportunityPlan(Plan):
     """Closed-won contractions in the window and open expansions, grouped by account and
-    ``IsClosed`` (contractions are closed, expansions open, so the flag tells them apart)."""
+    ``IsClosed`` (contractions are closed, expansions open, so the flag tells them apart).
+
+    For a past period (``open_at`` set) an expansion counts when it was open then: created
+    before ``open_at`` and not closed before it (open now, or closed with a close date on or
+    after ``open_at``'s day). Rows are then grouped by type too, which tells the two apart (an
+    expansion open then may be closed now). The close date stands for the day it closed: a
+    closed opportunity's ``CloseDate`` is, by Salesforce's convention, when it was won or lost
+    (Opportunity field history is not read).
+    """
 
     def __init__(self, settings: Settings, window: Window) -> None:
         f = settings.opportunity
         self.f, self.window = f, window
         self.object_name = f.object_name
+        #: When set (a past period): expansions open at that instant, not now.
+        self.open_at: datetime | None = None
+        self.expansion = _folded(f.expansion_types)
         self.needs = {
             CONTRACT_CHANGES: (
                 f.account_field,
@@ -281,26 +326,42 @@ class OpportunityPlan(Plan):
         account, kind, closed = (
             _api_name(n) for n in (f.account_field, f.type_field, f.is_closed_field)
         )
+        close = _api_name(f.close_date_field)
         branches = []
         if CONTRACT_CHANGES in metrics:
-            won, close = _api_name(f.is_won_field), _api_name(f.close_date_field)
+            won = _api_name(f.is_won_field)
             branches.append(
                 f"({kind} IN {soql_list(f.contraction_types)} AND {won} = TRUE"
                 f" AND {close} >= {w.start.isoformat()} AND {close} < {w.end.isoformat()})"
             )
-        if EXPANSION_SIGNALS in metrics:
+        groups = [account, closed]
+        at = self.open_at
+        if EXPANSION_SIGNALS in metrics and at is None:
             branches.append(f"({kind} IN {soql_list(f.expansion_types)} AND {closed} = FALSE)")
+        elif EXPANSION_SIGNALS in metrics and at is not None:
+            branches.append(
+                f"({kind} IN {soql_list(f.expansion_types)} AND CreatedDate < {_instant(at)}"
+                f" AND ({closed} = FALSE OR {close} >= {at.astimezone(UTC).date().isoformat()}))"
+            )
+            groups.append(kind)
+        grouped = ", ".join(groups)
         return (
-            f"SELECT {account}, {closed}, COUNT(Id) n FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
+            f"SELECT {grouped}, COUNT(Id) n FROM {_api_name(self.object_name)}"  # noqa: S608 - API names and escaped literals
             f" WHERE {account} IN {soql_id_list(ids)} AND ({' OR '.join(branches)})"
-            f" GROUP BY {account}, {closed}"
+            f" GROUP BY {grouped}"
         )
+
+    def _metric(self, row: Mapping[str, Any]) -> str:
+        if self.open_at is not None:
+            kind = str(_field(row, self.f.type_field) or "").casefold()
+            return EXPANSION_SIGNALS if kind in self.expansion else CONTRACT_CHANGES
+        return CONTRACT_CHANGES if _field(row, self.f.is_closed_field) else EXPANSION_SIGNALS
 
     def parse(self, rows: Iterable[Mapping[str, Any]], metrics: frozenset[str]) -> dict[str, Any]:
         out: dict[str, dict[str, int]] = {}
         for row in rows:
             account_id = salesforce_id18(str(_field(row, self.f.account_field)))
-            metric = CONTRACT_CHANGES if _field(row, self.f.is_closed_field) else EXPANSION_SIGNALS
+            metric = self._metric(row)
             counts = out.setdefault(account_id, {})
             counts[metric] = counts.get(metric, 0) + int(_field(row, "n") or 0)
         return out
@@ -396,7 +457,14 @@ class EventPlan(Plan):
 
 
 class SignalPlan(Plan):
-    """Active and Monitoring churn signals per account, severity, confidence and status."""
+    """Active and Monitoring churn signals per account, severity, confidence and status.
+
+    For a past period (``history`` set) the signals are read one by one — those created before
+    its end, whatever their status now — and each one's status (severity and confidence too,
+    when the org tracks them) is rolled back to that instant from the object's field history:
+    :class:`FieldHistory`, queried by signal id. A field without history rows reads as its
+    current value.
+    """
 
     def __init__(self, settings: Settings) -> None:
         f = settings.churn_signal
@@ -413,11 +481,26 @@ class SignalPlan(Plan):
         self.active, self.monitoring = _folded(f.active_values), _folded(f.monitoring_values)
         self.confirmed = _folded(f.confirmed_values)
         self.unknown_severities: set[str] = set()
+        #: When set (a past period): the signals as they stood at ``history.at``.
+        self.history: FieldHistory | None = None
+
+    @property
+    def tracked(self) -> tuple[str, ...]:
+        """The fields rolled back from the history (the status, and severity and confidence)."""
+        f = self.f
+        return (f.status_field, f.severity_field, f.confidence_field)
 
     def build(self, ids: Sequence[str], metrics: frozenset[str]) -> str:
         f = self.f
         names = (f.account_field, f.severity_field, f.confidence_field, f.status_field)
         account, severity, confidence, status = (_api_name(n) for n in names)
+        if self.history is not None:
+            return (
+                f"SELECT Id, {account}, {severity}, {confidence}, {status}"  # noqa: S608 - API names and escaped literals
+                f" FROM {_api_name(self.object_name)}"
+                f" WHERE {account} IN {soql_id_list(ids)}"
+                f" AND CreatedDate < {_instant(self.history.at)}"
+            )
         statuses = soql_list((*f.active_values, *f.monitoring_values))
         return (
             f"SELECT {account}, {severity}, {confidence}, {status}, COUNT(Id) n"  # noqa: S608 - API names and escaped literals
@@ -433,6 +516,8 @@ class SignalPlan(Plan):
             account_id = salesforce_id18(str(_field(row, self.f.account_field)))
             severity = str(_field(row, self.f.severity_field) or "")
             status = str(_field(row, self.f.status_field) or "").casefold()
+            if status not in self.active and status not in self.monitoring:
+                continue  # resolved (then, for a past period)
             level = self.levels.get(severity.casefold())
             if level is None:
                 self.unknown_severities.add(severity[:40])
@@ -441,7 +526,7 @@ class SignalPlan(Plan):
                 level -= 1  # Monitoring counts one severity lower; Watch + Monitoring drops
             if level < 0:
                 continue
-            count = int(_field(row, "n") or 0)
+            count = 1 if self.history is not None else int(_field(row, "n") or 0)
             confirmed = str(_field(row, self.f.confidence_field) or "").casefold() in self.confirmed
             name = names[level]
             counts = {name: count, f"{name}_confirmed": count if confirmed else 0}

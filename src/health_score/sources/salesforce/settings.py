@@ -52,6 +52,17 @@ class OpportunityFields(pydantic.BaseModel):
     contraction_types: Values = ("Downgrade", "Contraction")
     expansion_types: Values = ("Expansion", "Upsell")
 
+    @pydantic.model_validator(mode="after")
+    def _types_apart(self) -> OpportunityFields:
+        both = {t.casefold() for t in self.contraction_types} & {
+            t.casefold() for t in self.expansion_types
+        }
+        if both:
+            raise ValueError(
+                f"a type cannot be both a contraction and an expansion: {', '.join(sorted(both))}"
+            )
+        return self
+
 
 class PaymentFields(pydantic.BaseModel):
     """The payment object: failed payments in the look-back window."""
@@ -95,6 +106,21 @@ class ChurnSignalFields(pydantic.BaseModel):
     confirmed_values: Values = ("Confirmed",)
     active_values: Values = ("Active",)
     monitoring_values: Values = ("Monitoring",)  # count one severity lower
+    #: The object's field history (a past period reads each signal's status as it stood at
+    #: ``as_of`` from it) and its parent field; null: derived from ``object_name``
+    #: (``Churn_Signal__c`` → ``Churn_Signal__History`` / ``ParentId``, ``X`` → ``XHistory`` /
+    #: ``XId``).
+    history_object_name: ApiName | None = None
+    history_parent_field: ApiName | None = None
+
+    @property
+    def history(self) -> tuple[str, str]:
+        """The field history object and its parent field."""
+        derived = history_names(self.object_name)
+        return (
+            self.history_object_name or derived[0],
+            self.history_parent_field or derived[1],
+        )
 
 
 class TierAlignment(pydantic.BaseModel):
@@ -175,7 +201,9 @@ class Settings(pydantic.BaseModel):
     #: open expansions, signal status) no longer describe it and are *unavailable*.
     current_state_grace_days: int = pydantic.Field(7, ge=0, le=366)
     #: The org tracks field history for the Account fields read (AccountHistory, or
-    #: ``<Object>__History``): a past period then reads them as they stood at its end.
+    #: ``<Object>__History``) and the churn signals' status: a past period then reads them as
+    #: they stood at its end, and open expansions are those created before it and not closed
+    #: before it.
     field_history: bool = False
     #: How far back that history reaches (Salesforce keeps 18 months): an older period's
     #: Account-field metrics are unavailable.
@@ -200,6 +228,14 @@ class Settings(pydantic.BaseModel):
         if isinstance(data, Mapping) and "writeback" in data:
             raise ValueError(WRITEBACK_MOVED)
         return data
+
+
+def history_names(object_name: str) -> tuple[str, str]:
+    """Salesforce's field history object of ``object_name`` and its parent field:
+    ``AccountHistory`` / ``AccountId``; ``X__History`` / ``ParentId`` for a custom ``X__c``."""
+    if object_name.casefold().endswith("__c"):
+        return f"{object_name[:-3]}__History", "ParentId"
+    return f"{object_name}History", f"{object_name}Id"
 
 
 # --------------------------------------------------------------------------------------------
