@@ -130,15 +130,13 @@ def sandbox_config(
     folder: Path, sandbox: Any, edit: Callable[[dict[str, Any]], None] | None = None
 ) -> Path:
     """A config folder for runs against ``sandbox``: the default weights and thresholds, the
-    default ``sources.yaml`` (changed by ``edit`` when given) and the sandbox's mapping."""
-    folder.mkdir(parents=True)
-    for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
-        shutil.copy(DEFAULT_CONFIG / name, folder / name)
+    default ``sources.yaml`` (for a sandbox with history: Salesforce field history on; changed
+    by ``edit`` when given) and the sandbox's mapping."""
+    sandbox.write_config(folder, DEFAULT_CONFIG)
     if edit is not None:
         sources = yaml.safe_load((folder / "sources.yaml").read_text(encoding="utf-8"))
         edit(sources)
         (folder / "sources.yaml").write_text(yaml.safe_dump(sources), encoding="utf-8")
-    sandbox.write_mapping(folder / "account_mapping.csv")
     return folder
 
 

@@ -847,10 +847,14 @@ def demo_session(options: RunOptions) -> Iterator[RunOptions]:
     except ConfigError as exc:
         raise DemoUnavailable(str(exc)) from None
     with sandbox:
+        # The sandbox's copy of the config: the user's weights and thresholds, field history on
+        # (the sandbox's org tracks it), the sandbox's mapping.
+        config_dir = sandbox.write_config(sandbox.workdir / "config", options.config_dir)
         yield dataclasses.replace(
             options,
+            config_dir=config_dir,
             env={**(options.env or {}), **sandbox.env()},
-            mapping_path=sandbox.write_mapping(sandbox.workdir / MAPPING_FILE),
+            mapping_path=config_dir / MAPPING_FILE,
             now=datetime(today.year, today.month, today.day, tzinfo=UTC),
         )
 

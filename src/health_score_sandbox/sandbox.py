@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import trustme
+import yaml
 
 from health_score_sandbox.config import DEFAULT_CONFIG_DIR, source_section
 from health_score_sandbox.portfolio import (
@@ -133,6 +134,29 @@ class Sandbox:
 
     def write_mapping(self, path: Path) -> Path:
         return self.portfolio.write_mapping(path)
+
+    def write_config(self, folder: Path, base: Path | None = None) -> Path:
+        """A config folder for runs against this sandbox: ``base``'s weights and thresholds
+        (default: the sandbox's config folder) byte for byte, its ``sources.yaml`` with
+        ``salesforce.field_history`` on when the sandbox has a history (its org tracks Account
+        and signal history, so past periods are reconstructable), and the sandbox's mapping."""
+        base = base or self.config_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
+            (folder / name).write_bytes((base / name).read_bytes())
+        if self.timeline is not None:
+            sources = yaml.safe_load((base / "sources.yaml").read_text(encoding="utf-8-sig"))
+            sources = sources if isinstance(sources, dict) else {}
+            section = sources.setdefault("salesforce", {}) or {}
+            sources["salesforce"] = {**section, "field_history": True}
+            (folder / "sources.yaml").write_text(
+                f"# The sandbox's copy of {base / 'sources.yaml'}, with salesforce.field_history "
+                "on:\n# the sandbox's org tracks Account and churn-signal field history.\n"
+                + yaml.safe_dump(sources, sort_keys=False),
+                encoding="utf-8",
+            )
+        self.write_mapping(folder / "account_mapping.csv")
+        return folder
 
     def expected_metrics(self, as_of: date | None = None) -> dict[str, dict[str, Decimal | None]]:
         """account_id → metric → the value a correct extractor must produce (the stand-ins'
