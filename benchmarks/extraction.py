@@ -2,7 +2,7 @@
 
 For each size the sandbox runs in its own process (``python -m health_score_sandbox serve``,
 50 ms latency per request), as the vendors would; the pipeline runs as the real command in
-another process (``python -m health_score.pipeline --dry-run``). Printed per source: requests,
+another process (``python -m health_score run --dry-run``). Printed per source: requests,
 requests per account, the sandbox's minimum for this portfolio, the ratio, seconds; then totals,
 the command's wall time and its peak memory (the pipeline alone, not the sandbox).
 
@@ -72,7 +72,8 @@ def one(accounts: int, latency_ms: float) -> None:
             command = [
                 sys.executable,
                 "-m",
-                "health_score.pipeline",
+                "health_score",
+                "run",
                 "--dry-run",
                 "--config-dir",
                 str(folder),

@@ -876,7 +876,8 @@ class App(VendorApp):
 
         The stored rows are the saved query's result order and fields, so a Look run as saved
         returns them as stored (filtered); an inline query gets its own fields and sorts. A row
-        with no month (hand-made test data) is kept by every date filter.
+        with no month (hand-made test data) is kept by every date filter, and a query error row
+        (``looker_error``, hand-made too) is returned whole by either endpoint, as Looker does.
         """
         view = self.data.views[look_id]
         known = VIEW_FIELDS[view]
@@ -894,7 +895,10 @@ class App(VendorApp):
             if spans is None or stamp not in row or selects(spans, month_start(row[stamp]))
         ]
         if not saved:
-            rows = [{name: row[name] for name in fields if name in row} for row in rows]
+            rows = [
+                row if "looker_error" in row else {n: row[n] for n in fields if n in row}
+                for row in rows
+            ]
             for sort in reversed(query.get("sorts") or []):  # the first sort is the primary one
                 name, _, direction = str(sort).partition(" ")
                 if name not in fields:

@@ -55,7 +55,7 @@ def period_run(
 
 
 class Sent:
-    """What the stand-ins received: conversation searches, JQL and SOQL."""
+    """What the stand-ins received: conversation searches, JQL, SOQL and Looker queries."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.apps = {name: server.app for name, server in sandbox.servers.items()}
@@ -70,6 +70,10 @@ class Sent:
 
     def soql(self) -> list[str]:
         return list(self.apps["salesforce"].queries)  # type: ignore[attr-defined]
+
+    def looker(self) -> list[Any]:
+        """The bodies of the inline queries Looker ran (run_inline_query)."""
+        return list(self.apps["looker"].queries)  # type: ignore[attr-defined]
 
 
 def created_bounds(query: Any) -> tuple[int, int]:
@@ -127,9 +131,21 @@ def test_a_past_period_live_run_sends_no_window_of_another_month(
         sandbox, config_dir, tmp_path, "2026-09", dry_run=False, allow_degraded=True
     )
     assert manifest["dry_run"] is False
-    # Looker: a saved Look answers for today's relative window, so none is run.
-    assert sandbox.requests("looker") == 0
-    assert manifest["sources"]["looker"]["status"] == "degraded"
+    # Looker: every default Look names its date_field, so each is run for September: its saved
+    # query with the date filter replaced by the month's range (1 login + 4 Looks × 2 requests).
+    assert sandbox.requests("looker") == 1 + 4 * 2
+    assert manifest["sources"]["looker"]["status"] == "ok"
+    assert manifest["sources"]["looker"]["window"] == {
+        "from": "2026-09-01T00:00:00+00:00",
+        "to": "2026-10-01T00:00:00+00:00",
+    }
+    assert sorted((q["view"], q["filters"]) for q in sent.looker()) == [
+        (view, {f"{view}.activity_month": "2026-09-01 to 2026-10-01"})
+        for view in ("account_usage", "automations", "integrations", "platform_value")
+    ]
+    # The run is degraded by Salesforce's current-state metrics only, and is written anyway.
+    assert manifest["status"] == "degraded"
+    assert [n for n, s in manifest["sources"].items() if s["status"] != "ok"] == ["salesforce"]
     assert summary.writeback is not None and summary.writeback["status"] == "ok"
     # Intercom: every conversation search lies within [as_of − 30 days, as_of).
     searches = sent.searches()

@@ -31,12 +31,32 @@ from health_score_sandbox.portfolio import Portfolio, build_portfolio
 from health_score_sandbox.server import Faults, VendorServer
 
 LOGIN = "POST /api/4.0/login"
+INLINE = "POST /api/4.0/queries/run/json"
 
 VENDOR = "looker"  # for the shared stand-in fixtures in conftest.py
 
 
 def run_path(look_id: str) -> str:
     return f"GET /api/4.0/looks/{look_id}/run/json"
+
+
+def look_path(look_id: str) -> str:
+    """Reading a Look's saved query (the first of a dated Look's two requests)."""
+    return f"GET /api/4.0/looks/{look_id}"
+
+
+#: What a run of the default Looks for the portfolio's period (2026-10, as_of 2026-11-01) notes:
+#: each Look's saved query run with its date filter replaced by the month's range.
+PERIOD_NOTES = (
+    "Look 101 (account usage): run for the period with account_usage.activity_month "
+    'filtered to "2026-10-01 to 2026-11-01"',
+    "Look 102 (platform value): run for the period with platform_value.activity_month "
+    'filtered to "2026-10-01 to 2026-11-01"',
+    "Look 103 (integrations): run for the period with integrations.activity_month "
+    'filtered to "2026-10-01 to 2026-11-01"',
+    "Look 104 (automations): run for the period with automations.activity_month "
+    'filtered to "2026-10-01 to 2026-11-01"',
+)
 
 
 def as_of(portfolio: Portfolio) -> datetime:
@@ -68,6 +88,21 @@ def with_looks(settings: Settings, **changes: dict[str, Any]) -> Settings:
     return Settings.model_validate(raw)
 
 
+def undated(settings: Settings) -> Settings:
+    """The configured settings with no Look naming a date_field: each is run as saved."""
+    raw = settings.model_dump(mode="python")
+    raw["looks"] = [look | {"date_field": None} for look in raw["looks"]]
+    return Settings.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def saved_looks(settings: Settings) -> Settings:
+    """The default Looks without date_field (the behaviour before they named one)."""
+    found = undated(settings)
+    assert all(look.date_field for look in settings.looks)  # the default names them all
+    return found
+
+
 def mismatches(result_metrics: Any, data: Data, portfolio: Portfolio) -> list[str]:
     return [
         f"{p.account_id}: {result_metrics[p.account_id]} != {data.expected[p.account_id]}"
@@ -88,20 +123,44 @@ def test_every_account_of_a_250_account_portfolio_gets_the_expected_metrics(
         result = looker.extract(portfolio.accounts)
     assert mismatches(result.metrics, data, portfolio) == []
     assert set(result.metrics) == {p.account_id for p in portfolio.profiles}
-    assert result.notes == ()
+    assert result.notes == PERIOD_NOTES  # nothing else to say: no truncation, no duplicates
+    assert result.incomplete == () and not result.degraded
     assert looker.provides == {m for values in data.expected.values() for m in values}
     assert result.accounts_with_data == sum(1 for p in portfolio.profiles if p.has("looker"))
 
 
-def test_each_look_is_run_exactly_once_after_one_login(
+def test_each_look_is_run_exactly_once_for_the_period_after_one_login(
     data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
 ) -> None:
     with VendorServer(App(data, settings)) as server:
         looker = extractor(server, settings, session, portfolio)
         result = looker.extract(portfolio.accounts)
         stats = dict(server.stats)
+    assert stats == {
+        LOGIN: 1,
+        **{look_path(look.id): 1 for look in settings.looks},
+        INLINE: 4,
+    }
+    # 1 login + 4 Looks × 2 (the saved query read, then run with the period's filter).
+    assert result.requests == looker.requests_made == data.minimum_requests(settings) == 9
+
+
+def test_a_look_without_date_field_is_run_once_as_saved_after_one_login(
+    data: Data,
+    settings: Settings,
+    saved_looks: Settings,
+    portfolio: Portfolio,
+    session: requests.Session,
+) -> None:
+    with VendorServer(App(data, settings)) as server:
+        looker = extractor(server, saved_looks, session, portfolio)
+        result = looker.extract(portfolio.accounts)
+        stats = dict(server.stats)
     assert stats == {LOGIN: 1, **{run_path(look.id): 1 for look in settings.looks}}
-    assert result.requests == looker.requests_made == data.minimum_requests(settings) == 5
+    # 1 login + 4 Looks × 1 run as saved.
+    assert result.requests == looker.requests_made == data.minimum_requests(saved_looks) == 5
+    assert result.notes == () and result.window is None
+    assert mismatches(result.metrics, data, portfolio) == []
 
 
 def test_a_look_bigger_than_lookers_5000_row_default_is_fetched_whole(
@@ -112,9 +171,10 @@ def test_a_look_bigger_than_lookers_5000_row_default_is_fetched_whole(
     assert len(big.looks["103"]) > 5000
     with VendorServer(App(big, settings)) as server:
         result = extractor(server, settings, session, big_portfolio).extract(big_portfolio.accounts)
-        runs = server.stats[run_path("103")]
-    assert runs == 1
-    assert result.notes == ()
+        stats = dict(server.stats)
+    # One inline run per Look (no paging), 103's more than 5,000 rows included.
+    assert stats[look_path("103")] == 1 and stats[INLINE] == 4
+    assert result.notes == PERIOD_NOTES and result.incomplete == ()
     assert mismatches(result.metrics, big, big_portfolio) == []
 
 
@@ -128,8 +188,9 @@ def test_a_configured_limit_that_is_reached_is_reported_as_truncation(
     limited = with_looks(settings, **{"103": {"limit": 100}})
     with VendorServer(App(data, limited)) as server, caplog.at_level(logging.WARNING):
         result = extractor(server, limited, session, portfolio).extract(portfolio.accounts)
-    assert len(result.notes) == 1
-    assert "Look 103" in result.notes[0] and "truncated" in result.notes[0]
+    (truncated,) = result.incomplete
+    assert "Look 103" in truncated and "truncated" in truncated
+    assert result.notes == (*PERIOD_NOTES, truncated)
     assert any("truncated" in record.getMessage() for record in caplog.records)
     seen = {row["integrations.customer_id"] for row in data.looks["103"][:100]}
     for profile in portfolio.profiles:
@@ -150,13 +211,33 @@ def test_a_configured_limit_that_is_reached_is_reported_as_truncation(
 def test_an_expired_token_is_replaced_by_one_new_login_and_the_run_completes(
     data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
 ) -> None:
-    # Deterministic whatever the threads do: the token serves the first 3 of the 4 Look runs to
-    # arrive, so exactly one run (the last to arrive) is refused; it logs in again and runs on
-    # the new token. (An expiry after 2 calls made the count depend on how many runs were in
-    # flight when the token expired: the old, flaky version of this test.)
+    # Deterministic whatever the threads do: the token serves the first 7 of the 8 Look
+    # requests to arrive (4 saved-query reads, 4 inline runs), so exactly one (the last to
+    # arrive, an inline run: each Look's run follows its read) is refused; it logs in again and
+    # runs on the new token. (An expiry before the last request made the count depend on how
+    # many were in flight when the token expired: the old, flaky version of this test.)
     assert len(settings.looks) == 4
-    with VendorServer(App(data, settings), faults=Faults(token_expiry_after=3)) as server:
+    with VendorServer(App(data, settings), faults=Faults(token_expiry_after=7)) as server:
         result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
+        stats = dict(server.stats)
+    assert stats[LOGIN] == 2
+    assert stats[INLINE] == 4 + 1  # every Look's run once, plus the one refused
+    runs = sum(count for endpoint, count in stats.items() if endpoint != LOGIN)
+    assert runs == 4 * 2 + 1  # every Look's two requests, plus the one refused
+    assert sum(stats.values()) == result.requests == 2 + 9
+    assert mismatches(result.metrics, data, portfolio) == []
+
+
+def test_an_expired_token_is_replaced_for_looks_run_as_saved(
+    data: Data,
+    settings: Settings,
+    saved_looks: Settings,
+    portfolio: Portfolio,
+    session: requests.Session,
+) -> None:
+    # The token serves the first 3 of the 4 Look runs; the last to arrive is refused and rerun.
+    with VendorServer(App(data, settings), faults=Faults(token_expiry_after=3)) as server:
+        result = extractor(server, saved_looks, session, portfolio).extract(portfolio.accounts)
         stats = dict(server.stats)
     assert stats[LOGIN] == 2
     runs = sum(count for endpoint, count in stats.items() if endpoint != LOGIN)
@@ -175,7 +256,8 @@ def test_a_token_refused_again_after_the_relogin_fails_naming_the_credentials(
         with pytest.raises(AuthenticationError) as raised:
             extractor(server, one_look, session, portfolio).extract(portfolio.accounts)
         stats = dict(server.stats)
-    assert stats == {LOGIN: 2, run_path("101"): 2}
+    # The saved query's read is refused, the new token is refused too: no inline run follows.
+    assert stats == {LOGIN: 2, look_path("101"): 2}
     assert "LOOKER_CLIENT_ID" in str(raised.value)
 
 
@@ -211,7 +293,8 @@ def test_credentials_never_appear_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with (
-        VendorServer(App(data, settings), faults=Faults(token_expiry_after=3)) as server,
+        # The token expires before the last of the 8 Look requests (see the expired-token test).
+        VendorServer(App(data, settings), faults=Faults(token_expiry_after=7)) as server,
         caplog.at_level(logging.DEBUG),
     ):
         looker = extractor(server, settings, session, portfolio)
@@ -258,7 +341,7 @@ def test_a_429_storm_is_waited_out_and_the_run_completes(
         result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
         elapsed = time.monotonic() - started
     assert elapsed >= 3 * storm.storm_retry_after  # three 429s, each asking for 1 s
-    assert result.requests == 5 + 3
+    assert result.requests == 9 + 3  # 1 login + 4 Looks × 2, and the three refused
     assert mismatches(result.metrics, data, portfolio) == []
 
 
@@ -268,20 +351,33 @@ def test_intermittent_5xx_errors_are_retried_and_the_run_completes(
     flaky = Faults(error_rate_5xx=0.4)
     with VendorServer(App(data, settings), faults=flaky, seed=3) as server:
         result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
-    assert result.requests > 5
+    assert result.requests > 9  # the minimum (1 login + 4 Looks × 2) and some retries
     assert mismatches(result.metrics, data, portfolio) == []
 
 
+@pytest.mark.parametrize(
+    ("date_field", "endpoint"),
+    [
+        ("automations.activity_month", "GET /api/4.0/looks/999"),  # its saved query's read
+        (None, "GET /api/4.0/looks/999/run/json"),  # run as saved
+    ],
+    ids=["run for the period", "run as saved"],
+)
 def test_an_unknown_look_fails_fast_naming_it(
-    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+    data: Data,
+    settings: Settings,
+    portfolio: Portfolio,
+    session: requests.Session,
+    date_field: str | None,
+    endpoint: str,
 ) -> None:
-    wrong = with_looks(settings, **{"104": {"id": "999"}})
+    wrong = with_looks(settings, **{"104": {"id": "999", "date_field": date_field}})
     with VendorServer(App(data, settings)) as server:
         with pytest.raises(SourceError) as raised:
             extractor(server, wrong, session, portfolio).extract(portfolio.accounts)
-        runs = server.stats[run_path("999")]
-    assert "GET /api/4.0/looks/999/run/json: HTTP 404" in str(raised.value)
-    assert runs == 1
+        stats = dict(server.stats)
+    assert f"{endpoint}: HTTP 404" in str(raised.value)
+    assert stats[endpoint] == 1
 
 
 def test_a_field_missing_from_a_look_is_reported_with_the_fields_it_has(
@@ -297,17 +393,31 @@ def test_a_field_missing_from_a_look_is_reported_with_the_fields_it_has(
     assert "automations.active_rule_count" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("dated", "endpoint"),
+    [(True, "POST /api/4.0/queries/run/json"), (False, "GET /api/4.0/looks/101/run/json")],
+    ids=["run for the period", "run as saved"],
+)
 def test_a_query_error_row_from_looker_fails_the_source(
-    data: Data, settings: Settings, portfolio: Portfolio, session: requests.Session
+    data: Data,
+    settings: Settings,
+    saved_looks: Settings,
+    portfolio: Portfolio,
+    session: requests.Session,
+    dated: bool,
+    endpoint: str,
 ) -> None:
     broken = Data(
         looks=data.looks | {"101": [{"looker_error": "Unknown field account_usage.seats"}]},
         expected=data.expected,
         views=data.views,
     )
+    used = settings if dated else saved_looks
     with VendorServer(App(broken, settings)) as server, pytest.raises(SourceError) as raised:
-        extractor(server, settings, session, portfolio).extract(portfolio.accounts)
-    assert "Unknown field account_usage.seats" in str(raised.value)
+        extractor(server, used, session, portfolio).extract(portfolio.accounts)
+    assert str(raised.value) == (
+        f"looker: {endpoint}: Look 101 (account usage): Unknown field account_usage.seats"
+    )
 
 
 def test_duplicate_rows_for_one_customer_are_reported(
@@ -322,7 +432,9 @@ def test_duplicate_rows_for_one_customer_are_reported(
     )
     with VendorServer(App(doubled, settings)) as server:
         result = extractor(server, settings, session, portfolio).extract(portfolio.accounts)
-    assert len(result.notes) == 1 and "1 customers have more than one row" in result.notes[0]
+    (duplicates,) = [note for note in result.notes if note not in PERIOD_NOTES]
+    assert "1 customers have more than one row" in duplicates
+    assert len(result.notes) == 1 + 4  # and each Look's filter for the period
     assert mismatches(result.metrics, data, portfolio) == []  # the first row is the one used
 
 
@@ -713,10 +825,11 @@ def test_the_cut_of_a_truncated_look_is_located_only_in_customer_order(
     assert locate_cut(customers) == cut
 
 
-def test_a_past_period_runs_no_look_and_marks_every_looker_metric_unavailable(
-    server: VendorServer, settings: Settings, portfolio: Portfolio
+def test_a_past_period_runs_no_look_without_date_field_and_marks_its_metrics_unavailable(
+    server: VendorServer, saved_looks: Settings, portfolio: Portfolio
 ) -> None:
     """A saved Look answers for its own "last 30 days": 2026-09's data cannot come from it."""
+    settings = saved_looks
     server.reset_stats()
     with requests.Session() as http:
         found = from_env(
@@ -742,12 +855,13 @@ def test_a_past_period_runs_no_look_and_marks_every_looker_metric_unavailable(
         assert all(v is None for v in result.metrics[account.account_id].values())
 
 
-def test_the_month_just_ended_is_within_the_grace_days_and_runs_the_looks(
-    server: VendorServer, settings: Settings, portfolio: Portfolio
+def test_the_month_just_ended_is_within_the_grace_days_and_runs_the_looks_as_saved(
+    server: VendorServer, saved_looks: Settings, portfolio: Portfolio
 ) -> None:
+    server.reset_stats()
     with requests.Session() as http:
         found = from_env(
-            settings,
+            saved_looks,
             environment(server.url, ""),
             session=http,
             as_of=datetime(2026, 10, 25, tzinfo=UTC),
@@ -757,3 +871,4 @@ def test_the_month_just_ended_is_within_the_grace_days_and_runs_the_looks(
         assert not found.past
         result = found.extract(portfolio.accounts)
     assert not result.degraded and result.accounts_with_data > 0
+    assert dict(server.stats) == {LOGIN: 1, **{run_path(look.id): 1 for look in saved_looks.looks}}

@@ -60,6 +60,19 @@ def settings() -> Settings:
     return dated(found)
 
 
+def test_the_default_sources_yaml_names_every_looks_date_field() -> None:
+    """Out of the box every Look is run for the period, so a backfilled month has its Looker
+    metrics."""
+    found = load_sources(DEFAULT_CONFIG, ("looker",))["looker"]
+    assert isinstance(found, Settings)
+    assert {look.id: look.date_field for look in found.looks} == {
+        "101": "account_usage.activity_month",
+        "102": "platform_value.activity_month",
+        "103": "integrations.activity_month",
+        "104": "automations.activity_month",
+    }
+
+
 @pytest.fixture(scope="module")
 def history(settings: Settings) -> tuple[Portfolio, sandbox_looker.Data]:
     base = build_portfolio(60, as_of=SANDBOX_DATE.date())

@@ -111,7 +111,15 @@ def test_expected_metrics_include_zero_integrations_and_inactive_automation(data
 def test_minimum_requests_is_one_login_plus_one_run_per_look(
     data: Data, settings: Settings
 ) -> None:
-    assert data.minimum_requests(settings) == 1 + 4
+    # The default Looks name their date_field: per Look its saved query, then the inline run.
+    assert all(look.date_field for look in settings.looks)
+    assert data.minimum_requests(settings) == 1 + 4 * 2
+    # Run as saved (no date_field): one run per Look.
+    saved = dataclasses.replace(
+        settings,
+        looks=tuple(dataclasses.replace(look, date_field=None) for look in settings.looks),
+    )
+    assert data.minimum_requests(saved) == 1 + 4
     assert data.minimum_requests(Settings()) == 0
 
 
