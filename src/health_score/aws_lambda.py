@@ -13,7 +13,11 @@ Events
       never writes Salesforce by accident), ``scoring_period`` (``"YYYY-MM"``) and
       ``allow_degraded`` (bool, default false). ``{}`` is a dry run of the last complete month;
       a ``scoring_period`` is scored with its own data (windows ending at the first instant of
-      the next month), and one that has not ended yet is refused.
+      the next month), and one that has not ended yet is refused. ``intercom_export_path``
+      (optional, with either event) reads Intercom's conversation export instead of its API:
+      ``s3://BUCKET/KEY``, an absolute local path (``/tmp/…``), or else a key in
+      ``$ARTIFACT_BUCKET``; a file that cannot be fetched or read fails the run with exit 2
+      before anything is written.
       Anything else is rejected, naming the allowed keys.
 
 Environment
@@ -50,7 +54,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from health_score import __version__
@@ -62,7 +66,7 @@ from health_score.sources.registry import CREDENTIAL_VARS
 
 log = logging.getLogger("health_score.lambda")
 
-ALLOWED_KEYS = ("dry_run", "scoring_period", "allow_degraded")
+ALLOWED_KEYS = ("dry_run", "scoring_period", "allow_degraded", "intercom_export_path")
 SCHEDULED_SOURCE = "aws.events"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 #: The envelope of an EventBridge event (what a scheduled rule sends).
@@ -109,6 +113,7 @@ class Request:
     dry_run: bool
     period: str | None
     allow_degraded: bool
+    intercom_export: str | None = None  # the event's intercom_export_path
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -122,6 +127,9 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 def _run_keys(keys: Mapping[Any, Any], problems: list[str]) -> tuple[bool | None, str | None, bool]:
     """``dry_run`` (None when absent), ``scoring_period`` and ``allow_degraded`` of an event."""
+    export = keys.get("intercom_export_path")
+    if export is not None and not (isinstance(export, str) and export.strip()):
+        problems.append("intercom_export_path must be an S3 key, s3:// URI or local path")
     dry_run = keys.get("dry_run")
     allow_degraded = keys.get("allow_degraded", False)
     period = keys.get("scoring_period")
@@ -181,14 +189,17 @@ def parse_event(event: object, env: Mapping[str, str]) -> Request:
         if problems:
             raise InvalidEvent("invalid event: " + "; ".join(problems))
         dry = _flag(env, "SCHEDULE_DRY_RUN") or dry_run is True
-        return Request("schedule", dry, period, allow_degraded)
+        export = {**detail, **top}.get("intercom_export_path")
+        return Request("schedule", dry, period, allow_degraded, export)
     if message := _unknown(event, frozenset(ALLOWED_KEYS), ""):
         problems.append(message)
     dry_run, period, allow_degraded = _run_keys(event, problems)
     if problems:
         raise InvalidEvent("invalid event: " + "; ".join(problems))
     # A hand-made event never writes Salesforce by accident: dry unless it says dry_run: false.
-    return Request("manual", dry_run is not False, period, allow_degraded)
+    return Request(
+        "manual", dry_run is not False, period, allow_degraded, event.get("intercom_export_path")
+    )
 
 
 def artifact_location(env: Mapping[str, str]) -> str:
@@ -197,6 +208,31 @@ def artifact_location(env: Mapping[str, str]) -> str:
         raise SetupError("ARTIFACT_BUCKET is not set; it names the S3 bucket for run artifacts")
     prefix = env.get("ARTIFACT_PREFIX", DEFAULT_PREFIX).strip().strip("/")
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
+def export_file(value: str, env: Mapping[str, str]) -> Path:
+    """The local file of an event's ``intercom_export_path``: an absolute path as is; an
+    ``s3://BUCKET/KEY`` URI, or a key in ``$ARTIFACT_BUCKET``, downloaded under the temporary
+    directory (keeping its file name, which the manifest records)."""
+    if value.startswith("/"):
+        return Path(value)
+    if value.startswith("s3://"):
+        bucket, _, key = value.removeprefix("s3://").partition("/")
+    else:
+        bucket, key = env.get("ARTIFACT_BUCKET", "").strip(), value.lstrip("/")
+    if not bucket or not key or key.endswith("/"):
+        raise SetupError(f"intercom_export_path {value!r} names no S3 object")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    target = Path(tempfile.mkdtemp(prefix="hsm-intercom-")) / PurePosixPath(key).name
+    try:
+        boto3.client("s3").download_file(bucket, key, str(target))
+    except (ClientError, BotoCoreError) as exc:
+        raise SetupError(
+            f"intercom_export_path s3://{bucket}/{key} cannot be fetched: {exc}"
+        ) from None
+    return target
 
 
 def _credential_names() -> frozenset[str]:
@@ -253,6 +289,11 @@ def invoke(
             request = parse_event(event, env)
             trigger = request.trigger
             runs_dir = artifact_location(env)
+            export = (
+                None
+                if request.intercom_export is None
+                else export_file(request.intercom_export, env)
+            )
         except (InvalidEvent, SecretsError, SetupError) as exc:
             summary = _masked({**_failure(str(exc)), "trigger": trigger}, masker)
             log.error("run not started: %s", exc, extra={"fields": {"summary": summary}})
@@ -273,6 +314,8 @@ def invoke(
             output=Path(tempfile.gettempdir()) / "health_scores.csv",
             progress=False,
         )
+        if export is not None:
+            options = replace(options, intercom_export=export)
         log.info(
             "run starting",
             extra={
@@ -282,6 +325,7 @@ def invoke(
                     "scoring_period": request.period,
                     "allow_degraded": request.allow_degraded,
                     "runs_dir": runs_dir,
+                    "intercom_export": request.intercom_export,
                 }
             },
         )

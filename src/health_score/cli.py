@@ -169,6 +169,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="RAW.csv",
         help="skip extraction and score a raw-metrics file (a run's raw.csv or your own)",
     )
+    parser.add_argument(
+        "--intercom-export",
+        type=Path,
+        metavar="FILE",
+        help="read Intercom's conversation export (CSV, one row per conversation) instead of "
+        "its API: the same metrics, no Intercom credentials needed (README: Intercom)",
+    )
     _config_flag(parser)
     parser.add_argument(
         "--period",
@@ -501,6 +508,8 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         parser.error("--accounts only applies with --demo")
     if args.demo and args.from_raw:
         parser.error("--demo and --from-raw are alternatives; choose one")
+    if args.intercom_export and args.from_raw:
+        parser.error("--intercom-export is read when extracting; --from-raw skips extraction")
     if args.accounts is not None and args.accounts < 1:
         parser.error("--accounts must be at least 1")
     if args.as_of is not None and not args.dry_run:
@@ -528,6 +537,7 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         allow_degraded=args.allow_degraded,
         progress=sys.stderr.isatty(),
         budget_seconds=args.budget_seconds,
+        intercom_export=args.intercom_export,
     )
     summary = run(options)
     if summary.run_id is None:

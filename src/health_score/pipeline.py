@@ -65,6 +65,7 @@ from health_score.scoring.spec import ScoringConfig
 from health_score.sources.base import Extractor, SourceResult
 from health_score.sources.credentials import check_credentials, missing_credentials
 from health_score.sources.extractors import activate
+from health_score.sources.intercom.export import ExportError
 from health_score.sources.registry import (
     CREDENTIAL_VARS,
     SOURCES,
@@ -146,6 +147,8 @@ class RunOptions:
     #: An outer limit (on Lambda: the time left minus a margin); the smaller budget wins.
     budget_cap_seconds: float | None = None
     budget_cap_origin: str = "an outer time limit"
+    #: Intercom's conversation export (CSV) to read instead of its API (``--intercom-export``).
+    intercom_export: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,9 +533,15 @@ def gather(
     seconds, origin = run_budget(config.sources.run.budget_seconds, options)
     deadline = Deadline(seconds, origin=origin, start=started)
     if extractors is None:
-        _require_credentials(config, env)
+        exported = options.intercom_export is not None  # Intercom needs no credentials then
+        _require_credentials(config, env, exported)
         active, inactive = activate(
-            config.sources, env, as_of=as_of, deadline=deadline, now=options.now
+            config.sources,
+            env,
+            as_of=as_of,
+            deadline=deadline,
+            now=options.now,
+            intercom_export=options.intercom_export,
         )
     else:
         active = list(extractors)
@@ -540,10 +549,16 @@ def gather(
     return _gather_live(config, active, inactive, mode, progress, deadline)
 
 
-def _require_credentials(config: AppConfig[SourceSettings], env: Mapping[str, str]) -> None:
+def _require_credentials(
+    config: AppConfig[SourceSettings], env: Mapping[str, str], intercom_exported: bool = False
+) -> None:
     """Every source the mapping maps accounts to has complete credentials or is switched off
-    (``enabled: false``); misspelt variable names are answered with the closest known one."""
-    check = check_credentials(config.sources, config.accounts, env)
+    (``enabled: false``); misspelt variable names are answered with the closest known one.
+    Intercom read from an export file needs none."""
+    accounts = config.accounts
+    if intercom_exported:
+        accounts = tuple(dataclasses.replace(a, intercom_company_id=None) for a in accounts)
+    check = check_credentials(config.sources, accounts, env)
     for hint in check.hints:
         log.warning("%s", hint)
     if check.problems:
@@ -881,7 +896,7 @@ def _run(
             check_output(options.output)
         store = store or open_store(options.runs_dir)
         inputs = gather(options, as_of, progress, extractors, started=clock_started)
-    except (ConfigError, UsageError, StoreError) as exc:
+    except (ConfigError, UsageError, StoreError, ExportError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
 
     status = run_status(inputs.sources)

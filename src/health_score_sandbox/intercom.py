@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import dataclasses
 import hashlib
+import io
 import itertools
 import json
 import math
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as clock
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from health_score_sandbox.config import SectionLike, read_settings
@@ -1479,3 +1482,84 @@ def environment(url: str, ca_bundle: str) -> dict[str, str]:
     """Fake credentials and the base URL that point the pipeline at this stand-in."""
     del ca_bundle  # plain HTTP on loopback: Intercom's stand-in needs no certificate
     return {"INTERCOM_API_TOKEN": TOKEN, "INTERCOM_BASE_URL": url}
+
+
+# ------------------------------------------------------------------------------------------
+# The conversation export (CSV), as Intercom's conversation reports export it
+
+#: The export's columns before the conversation attributes (one column each, by name).
+EXPORT_COLUMNS = (
+    "Conversation ID",
+    "Created at",
+    "Company ID",
+    "Company name",
+    "Contact ID",
+    "State",
+    "Delivered as",
+    "Conversation priority",
+    "Tags",
+    "First response time",
+    "Time to first close",
+    "Time to last close",
+    "Reopens",
+    "First replied at",
+    "First closed at",
+    "Last closed at",
+)
+
+
+def _export_time(epoch: int | None) -> str:
+    """An instant as the export writes it: ``2026-10-14 09:30:00``, UTC."""
+    return "" if epoch is None else f"{datetime.fromtimestamp(epoch, UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def export_rows(data: Data) -> list[list[str]]:
+    """The export of every conversation the stand-in holds: the header, then one row each.
+
+    The company is the one Intercom's reports attribute a conversation to: its own, else its
+    contact's first (what the API mode resolves); durations are whole seconds, times UTC; each
+    conversation attribute is a column of its own name.
+    """
+    companies = {c.id: c for c in data.companies}
+    first_company = {c.id: c.company_ids[0] for c in data.contacts if c.company_ids}
+    attributes = sorted({name for c in data.conversations for name, _ in c.attributes})
+    rows = [[*EXPORT_COLUMNS, *attributes]]
+    for c in data.conversations:
+        internal = c.company or first_company.get(c.contact)
+        company = companies[internal] if internal else None
+        stats = c.statistics()
+
+        def seconds(value: int | None) -> str:
+            return "" if value is None else str(value)
+
+        rows.append(
+            [
+                c.id,
+                _export_time(c.created_at),
+                "" if company is None else company.company_id,
+                "" if company is None else company.name,
+                c.contact,
+                c.state,
+                c.delivered_as,
+                c.priority,
+                ", ".join(c.tags),
+                seconds(c.time_to_admin_reply),
+                seconds(c.time_to_first_close),
+                seconds(c.time_to_last_close),
+                str(c.count_reopens),
+                _export_time(stats.get("first_admin_reply_at")),
+                _export_time(stats.get("first_close_at")),
+                _export_time(stats.get("last_close_at")),
+                *(c.attribute(name) or "" for name in attributes),
+            ]
+        )
+    return rows
+
+
+def write_conversation_export(data: Data, path: Path) -> Path:
+    """Write the conversation export CSV (UTF-8, comma-separated) of ``data`` to ``path``."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\r\n").writerows(export_rows(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue().encode("utf-8"))
+    return path

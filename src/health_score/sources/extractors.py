@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
 import requests
 
@@ -28,16 +29,24 @@ def activate(
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
     now: datetime | None = None,
+    intercom_export: Path | None = None,
 ) -> tuple[list[Extractor], list[str]]:
     """The extractors whose credentials are present, and the names of those left inactive
     (no credentials, or ``enabled: false`` in sources.yaml).
 
     ``deadline`` (the run's) is shared by every source's HTTP client. ``as_of`` ends the data
     windows; ``now`` (the run's reference now) tells whether ``as_of`` is a past period.
+    ``intercom_export``: Intercom's conversation export, read instead of its API.
     """
     built: dict[str, Extractor | None] = {
         "intercom": intercom.from_env(
-            settings.intercom, env, session=session, as_of=as_of, deadline=deadline, now=now
+            settings.intercom,
+            env,
+            session=session,
+            as_of=as_of,
+            deadline=deadline,
+            now=now,
+            export=intercom_export,
         ),
         "jira": jira.from_env(settings.jira, env, session=session, as_of=as_of, deadline=deadline),
         "looker": looker.from_env(

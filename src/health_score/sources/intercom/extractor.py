@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -34,6 +35,11 @@ from health_score.records import Account, MetricValue
 from health_score.redact import register_secret
 from health_score.sources.base import SourceResult
 from health_score.sources.http import SourceClient, SourceError
+from health_score.sources.intercom.export import (
+    ExportError,
+    IntercomExportExtractor,
+    load_export,
+)
 from health_score.sources.intercom.metrics import (
     METRICS,
     Conversation,
@@ -341,11 +347,23 @@ def from_env(
     as_of: datetime | None = None,
     deadline: Deadline | None = None,
     now: datetime | None = None,
-) -> IntercomExtractor | None:
-    """The Intercom extractor when ``INTERCOM_API_TOKEN`` is set, else None.
+    export: Path | None = None,
+) -> IntercomExtractor | IntercomExportExtractor | None:
+    """The Intercom extractor when ``INTERCOM_API_TOKEN`` is set, else None; with ``export``
+    (Intercom's conversation export, read and checked here), the export's instead, whatever the
+    environment holds.
 
     ``now``: the run's reference now (a period read after its end counts no later reply or
     close); None: the data is read at ``as_of``."""
+    if export is not None:
+        if not settings.enabled:
+            raise ExportError(
+                f"an Intercom export ({export.name}) was given but intercom.enabled is false in "
+                "sources.yaml; drop one of them"
+            )
+        return IntercomExportExtractor(
+            load_export(export, settings), settings, as_of=as_of or datetime.now(UTC), now=now
+        )
     token = (env.get("INTERCOM_API_TOKEN") or "").strip()
     if not token:
         return None
