@@ -40,6 +40,7 @@ from health_score.config import (
     scoring_from,
 )
 from health_score.deadline import Deadline, DeadlineExceeded
+from health_score.loaders.alerts_output import check_alerts_config, run_alerts
 from health_score.loaders.artifacts import (
     MANIFEST,
     RedactingRunWriter,
@@ -895,6 +896,7 @@ def _run(
         if options.replace_output:
             check_output(options.output)
         store = store or open_store(options.runs_dir)
+        check_alerts_config(options.config_dir)  # alerts.yaml, before any vendor is called
         inputs = gather(options, as_of, progress, extractors, started=clock_started)
     except (ConfigError, UsageError, StoreError, ExportError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
@@ -990,6 +992,29 @@ def _record(
         options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
     )
     done["writeback"] = writeback
+    # --- alerts (alerts.csv; Health_Alert__c and Slack when the run may act) ----------------
+    alerts: dict[str, Any] = {"status": "skipped", "reason": "run failed"}
+    if status != STATUS_FAILED:
+        outcome = run_alerts(
+            writer=writer,
+            store=store,
+            config_dir=options.config_dir,
+            period=period,
+            run_id=run_id,
+            scores_csv=scores,
+            compared_run=compared.run_id if compared is not None else None,
+            tier_labels=model.config.tier_labels,
+            min_coverage_pct=model.config.min_coverage_pct,
+            send=writes_back(options, status),
+            not_sent_reason="dry run" if options.dry_run else f"the run is {status}",
+            accounts=inputs.mapped,
+            env=env,
+            writeback=inputs.writeback,
+        )
+        alerts, messages = outcome.entry, [*messages, *outcome.messages]
+        if not outcome.ok:
+            exit_code = EXIT_FAILED
+    # -----------------------------------------------------------------------------------------
     if output is None and options.replace_output:
         messages = [
             *messages,
@@ -1025,6 +1050,7 @@ def _record(
         "as_of": as_of.isoformat(),
         "reference_now": options.now.isoformat() if options.now is not None else None,
         "compared_with": compared.as_dict() if compared is not None else None,
+        "alerts": alerts,
         "outcomes": outcomes,
         "validity": validity,
         "started_at": started.isoformat(),

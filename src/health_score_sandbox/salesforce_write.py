@@ -43,13 +43,21 @@ COLLECTION_LIMIT = 200  # records per sObject Collections call
 NULL_MARKER = "#N/A"  # Bulk API 2.0: this cell value sets the field to null
 
 #: Key prefixes for ids the stand-in mints (custom objects get a made-up one, as in an org).
-KEY_PREFIXES = {"Account": "001", "Health_Score__c": "a0H", "Churn_Signal__c": "a0C"}
+KEY_PREFIXES = {
+    "Account": "001",
+    "Health_Score__c": "a0H",
+    "Churn_Signal__c": "a0C",
+    "Health_Alert__c": "a0A",
+    "User": "005",
+}
 JOB_PREFIX = "750"
 
 #: Standard fields every object has (besides Id) that a client may write.
 STANDARD_FIELDS: dict[str, dict[str, tuple[str, int | None]]] = {
     "Account": {"Name": ("Text", 255), "Description": ("LongTextArea", 32000)},
 }
+#: Standard lookups a client may write (object → field → referenced object).
+STANDARD_LOOKUPS: dict[str, dict[str, str]] = {"Health_Alert__c": {"OwnerId": "User"}}
 
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -167,6 +175,8 @@ def load_schema(metadata_dir: Path = METADATA_DIR) -> dict[str, ObjectSchema]:
         fields: dict[str, FieldSpec] = {}
         for name, (kind, length) in STANDARD_FIELDS.get(folder.name, {}).items():
             fields[name] = FieldSpec(name=name, label=name, type=kind, length=length)
+        for name, target in STANDARD_LOOKUPS.get(folder.name, {}).items():
+            fields[name] = FieldSpec(name=name, label=name, type="Lookup", reference_to=target)
         object_file = folder / f"{folder.name}.object-meta.xml"
         if object_file.is_file():
             root = ET.parse(object_file).getroot()  # noqa: S314 - the project's own metadata
@@ -831,6 +841,11 @@ class WriteApi:
         for name, value in values.items():
             if name == "Id":
                 continue
+            if name.endswith("__r") and isinstance(value, dict):
+                # A lookup set by the referenced record's external id ({"Key__c": "…"}).
+                field_name, record_id = self._reference(schema, name, value)
+                clean[field_name] = record_id
+                continue
             spec = schema.field(name)
             if spec is None:
                 raise RecordRejected(
@@ -856,6 +871,43 @@ class WriteApi:
                 )
             clean[spec.name] = stored
         return clean
+
+    def _reference(
+        self, schema: ObjectSchema, name: str, value: Mapping[str, object]
+    ) -> tuple[str, str]:
+        """``Rel__r: {External__c: key}`` → (``Rel__c``, the referenced record's Id)."""
+        spec = schema.field(name.removesuffix("__r") + "__c")
+        target = self.schema.get(spec.reference_to or "") if spec is not None else None
+        if spec is None or target is None or len(value) != 1:
+            raise RecordRejected(
+                RecordError("INVALID_FIELD", f"No such relationship '{name}' on {schema.name}")
+            )
+        ((external, key),) = value.items()
+        ext_spec = target.field(str(external))
+        if ext_spec is None or not ext_spec.external_id:
+            raise RecordRejected(
+                RecordError(
+                    "INVALID_FIELD",
+                    f"{external} is not an External ID field of {target.name}",
+                    (spec.name,),
+                )
+            )
+        with self._lock:
+            table = self.records.get(target.name, {})
+            stored = str(key)
+            if not ext_spec.case_sensitive:
+                stored = self._folded.get((target.name, stored.lower()), stored)
+            record = table.get(stored)
+        if record is None:
+            raise RecordRejected(
+                RecordError(
+                    "INVALID_FIELD",
+                    f"Foreign key external ID: {key} not found for field {ext_spec.name} in "
+                    f"entity {target.name}",
+                    (spec.name,),
+                )
+            )
+        return spec.name, str(record["Id"])
 
     def _check_lock(self, key: str) -> None:
         remaining = self._locks.get(key, 0)

@@ -24,6 +24,8 @@ from health_score_sandbox.portfolio import (
     build_portfolio,
 )
 from health_score_sandbox.server import Faults, Knobs, VendorServer
+from health_score_sandbox.slack import SlackApp
+from health_score_sandbox.slack import environment as slack_environment
 from health_score_sandbox.timeline import Timeline, build_timeline, slices
 
 
@@ -104,15 +106,21 @@ class Sandbox:
                 seed=seed * 31 + index,
             )
 
+        # Not a data source: a Slack incoming webhook recording the alert digests it is sent.
+        self.slack = SlackApp()
+        self.slack_server = VendorServer(self.slack, faults=(faults or {}).get("slack"))
+
     # Lifecycle --------------------------------------------------------------------------------
     def start(self) -> Sandbox:
         for server in self.servers.values():
             server.start()
+        self.slack_server.start()
         return self
 
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
+        self.slack_server.stop()
 
     def close(self) -> None:
         self.stop()
@@ -130,6 +138,7 @@ class Sandbox:
         out: dict[str, str] = {}
         for name, server in self.servers.items():
             out.update(vendor_module(name).environment(server.url, str(self.ca_bundle)))
+        out.update(slack_environment(self.slack_server.url, self.slack.path))
         return out
 
     def write_mapping(self, path: Path) -> Path:

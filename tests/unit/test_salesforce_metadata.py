@@ -201,3 +201,54 @@ def test_the_sfdx_project_points_the_salesforce_cli_at_this_folder() -> None:
     project = json.loads((REPO / "sfdx-project.json").read_text(encoding="utf-8"))
     assert [p["path"] for p in project["packageDirectories"]] == ["salesforce"]
     assert Decimal(project["sourceApiVersion"]) >= Decimal(DEFAULTS.api_version)
+
+
+def test_every_health_alert_field_the_alerts_write_exists_with_a_compatible_type() -> None:
+    from datetime import date
+
+    from health_score.alerts.delivery import alert_values
+    from health_score.alerts.evaluation import Alert, Driver
+    from health_score.alerts.rules import SalesforceDelivery
+
+    settings = SalesforceDelivery()
+    alert = Alert(
+        "2026-10",
+        "001Sb0000000001IAA",
+        "Acme",
+        "tier_worsened",
+        "tier_worsened",
+        "Health tier worsened",
+        "tier Healthy → At Risk",
+        "At Risk",
+        "Healthy",
+        Decimal("70.0"),
+        Decimal("81.5"),
+        (Driver("p1_p2_volume", "support_health", "2", "6", Decimal("-9.0")),),
+    )
+    values = alert_values(
+        alert,
+        "001Sb0000000001IAA",
+        run_id=f"2026-10_{date(2026, 11, 1):%Y%m%d}T060000Z_abcdef",
+        external_id_field=settings.external_id_field,
+        owner_id="005000000000001AAA",
+    )
+    key = field_of(settings.object_name, settings.external_id_field)
+    assert key.external_id and key.unique and key.case_sensitive and (key.length or 0) >= 67
+    for api in values:
+        if api == "OwnerId":
+            continue  # standard
+        if api.endswith("__r"):
+            spec = field_of(settings.object_name, api.removesuffix("__r") + "__c")
+            assert (spec.type, spec.reference_to) == ("Lookup", "Health_Score__c")
+            continue
+        spec = field_of(settings.object_name, api)
+        if api == "Account__c":
+            assert (spec.type, spec.reference_to) == ("Lookup", "Account")
+        elif api in ("Final_Score__c", "Score_Change__c"):
+            assert holds_score(spec), api
+        elif api == "Drivers__c":
+            assert spec.type == "LongTextArea"
+        else:
+            assert spec.type == "Text", api
+            value = values[api]
+            assert isinstance(value, str) and len(value) <= (spec.length or 0), api
