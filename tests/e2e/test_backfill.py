@@ -112,6 +112,10 @@ def test_months_with_an_ok_run_are_skipped_unless_forced(
     assert [r.run_id for r in again[1:]] == [r.run_id for r in first]
     forced = backfill(options(sandbox, config_dir, tmp_path, first="2026-10", force=True))
     assert forced[0].status == "ok" and forced[0].run_id != first[1].run_id
+    # Re-running a month reproduces it: the same scores, byte for byte.
+    runs = tmp_path / "runs"
+    before = (runs / str(first[1].run_id) / "scores.csv").read_bytes()
+    assert (runs / str(forced[0].run_id) / "scores.csv").read_bytes() == before
 
 
 def test_an_interrupted_backfill_resumes_where_it_stopped(
