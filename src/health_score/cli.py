@@ -625,6 +625,8 @@ def check_config(config_dir: Path | None) -> int:
         f"config OK: {directory} ({len(config.accounts)} accounts, "
         f"{len(config.scoring.metric_names)} metrics, sha256 {config.sha256[:12]})"
     )
+    for warning in config.scoring.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     # Credentials are the environment's, not the folder's: said here, refused by a live run.
     credentials = check_credentials(config.sources, config.accounts, os.environ)
     for line in (*credentials.problems, *credentials.hints):
