@@ -2,7 +2,8 @@
 
 Subcommands: ``run`` (score every account: extract → score → load), ``backfill`` (a range of
 past months, one run each), ``backtest`` (the score against churn), ``check-config``,
-``sandbox serve`` (the vendor stand-ins), ``dashboard`` (Streamlit on 127.0.0.1) and ``init``
+``sandbox serve`` (the vendor stand-ins), ``dashboard`` (Streamlit on 127.0.0.1), ``mapping
+suggest`` (draft account_mapping.csv rows for review) and ``init``
 (a starter config folder). Exit codes: 0 success; 1 the run failed, or write-back was refused or
 failed; 2 bad usage or config (nothing was written).
 
@@ -452,7 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the account mapping: `health-score mapping suggest --help`",
         description="Help build account_mapping.csv.",
     )
-    mapping_sub = mapping.add_subparsers(dest="mapping_command", metavar="ACTION", required=True)
+    mapping_sub = mapping.add_subparsers(
+        dest="mapping_command", metavar="ACTION", required=True, help="suggest: draft the rows"
+    )
     suggest = mapping_sub.add_parser(
         "suggest",
         parents=[common],
