@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from health_score.cli import main
+from health_score.config import ConfigProblem, parse_mapping
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.soql import FieldDef
 from tests.conftest import sandbox_config
@@ -188,13 +189,40 @@ def test_never_overwrites(
     argv = ["mapping", "suggest", "--config-dir", str(config), "--output"]
     assert main([*argv, str(config / "account_mapping.csv")]) == 2
     assert (config / "account_mapping.csv").read_bytes() == mapping
-    # A new name is written; the file is a mapping the config loads once reviewed.
+    # A new name is written, and its rows are rows the mapping's loader takes: every row with
+    # a segment loads as it is (the extra columns are kept as extras).
     fresh = config / "proposed.csv"
     assert main([*argv, str(fresh), "--sf-type", "Customer"]) == 0
-    assert fresh.read_text(encoding="utf-8").startswith(
+    text = fresh.read_text(encoding="utf-8")
+    header = text.splitlines()[0]
+    assert header == (
         "sf_account_id,intercom_company_id,looker_customer_id,account_name,segment,"
-        "jira_project_key,jira_component,confidence,match,evidence\n"
+        "jira_project_key,jira_component,confidence,match,evidence"
     )
+    with_segment = [r for r in read_rows(text) if r["segment"]]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, header.split(","), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(with_segment)
+    problems: list[ConfigProblem] = []
+    accounts = parse_mapping(out.getvalue(), frozenset({"paid", "standard"}), problems)
+    assert problems == []
+    assert len(accounts) == len(with_segment) > 40
+
+
+def test_no_credentials_is_a_usage_error(
+    tmp_path: Path,
+    sandbox: tuple[Sandbox, dict[str, tuple[str, str]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sb, _ = sandbox
+    for name in sb.env():
+        monkeypatch.delenv(name, raising=False)
+    config = sandbox_config(tmp_path / "config", sb)
+    monkeypatch.chdir(tmp_path)  # no .env file here
+    assert main(["mapping", "suggest", "--config-dir", str(config)]) == 2
+    assert "no source has credentials" in capsys.readouterr().err
 
 
 def test_identifiers_are_validated_before_any_request(
