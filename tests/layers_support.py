@@ -45,7 +45,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.backtest",
         ),
     ),
-    ("pipeline", ("health_score.pipeline", "health_score.batch", "health_score.backfill")),
+    (
+        "pipeline",
+        (
+            "health_score.pipeline",
+            "health_score.batch",
+            "health_score.backfill",
+            "health_score.mapping_suggest",
+        ),
+    ),
     (
         "entry points",
         (

@@ -2,7 +2,8 @@
 
 Subcommands: ``run`` (score every account: extract → score → load), ``backfill`` (a range of
 past months, one run each), ``backtest`` (the score against churn), ``check-config``,
-``sandbox serve`` (the vendor stand-ins), ``dashboard`` (Streamlit on 127.0.0.1) and ``init``
+``sandbox serve`` (the vendor stand-ins), ``dashboard`` (Streamlit on 127.0.0.1), ``mapping
+suggest`` (draft account_mapping.csv rows for review) and ``init``
 (a starter config folder). Exit codes: 0 success; 1 the run failed, or write-back was refused or
 failed; 2 bad usage or config (nothing was written).
 
@@ -45,6 +46,7 @@ from health_score.logging_setup import RedactingFormatter
 from health_score.pipeline import (
     DEFAULT_OUTPUT,
     DEFAULT_RUNS_DIR,
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     PERIOD,
@@ -450,6 +452,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("directory", type=Path, metavar="DIR", help="folder to create or fill")
     init.add_argument("--force", action="store_true", help="overwrite files that already exist")
+
+    mapping = sub.add_parser(
+        "mapping",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="build the account mapping: `health-score mapping suggest --help`",
+        description="Help build account_mapping.csv.",
+    )
+    mapping_sub = mapping.add_subparsers(
+        dest="mapping_command", metavar="ACTION", required=True, help="suggest: draft the rows"
+    )
+    suggest = mapping_sub.add_parser(
+        "suggest",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="propose mapping rows from what each system knows, for a person to review",
+        description="Read Salesforce accounts, Intercom companies, one Looker Look's customers "
+        "and the customers of Jira projects (the sources with credentials in the environment), "
+        "and propose account_mapping.csv rows matched by domain, normalised name and customer "
+        "number, each with a confidence and its evidence. Writes a new file, never the mapping.",
+        epilog="examples:\n  health-score mapping suggest --jira-project SUP --sf-type Customer\n"
+        "  health-score mapping suggest --output proposed.csv --looker-look 101\n\nexit codes:\n"
+        "  0  the suggestion was written\n  1  a source failed\n  2  bad usage, config, or the "
+        "output exists",
+    )
+    _config_flag(suggest)
+    suggest.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where to write (default: account_mapping.suggested.csv in the config folder); "
+        "never overwritten",
+    )
+    suggest.add_argument(
+        "--jira-project",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a Jira project whose customers to read (repeatable)",
+    )
+    suggest.add_argument(
+        "--sf-type",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="only Salesforce accounts of this Type (repeatable; default: every account)",
+    )
+    suggest.add_argument(
+        "--looker-look", default=None, metavar="ID", help="the Look to read (default: the first)"
+    )
+    suggest.add_argument(
+        "--looker-name-field",
+        default=None,
+        metavar="VIEW.FIELD",
+        help="the Look's field holding the customer's name, if it has one",
+    )
     return parser
 
 
@@ -635,6 +694,8 @@ def check_config(config_dir: Path | None) -> int:
         f"config OK: {directory} ({len(config.accounts)} accounts, "
         f"{len(config.scoring.metric_names)} metrics, sha256 {config.sha256[:12]})"
     )
+    for warning in config.scoring.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     # Credentials are the environment's, not the folder's: said here, refused by a live run.
     credentials = check_credentials(config.sources, config.accounts, os.environ)
     for line in (*credentials.problems, *credentials.hints):
@@ -746,7 +807,72 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return backfill_command(args, parser)
     if args.command == "backtest":
         return backtest_cli(args, parser)
+    if args.command == "mapping":
+        return mapping_suggest_command(args)
     return init_command(args.directory, force=args.force)  # argparse allows no other command
+
+
+def mapping_suggest_command(args: argparse.Namespace) -> int:
+    """``mapping suggest``: read every source with credentials, write the proposed rows."""
+    from health_score import mapping_suggest as ms
+    from health_score.config import load_scoring_config
+    from health_score.sources.http import SourceError
+    from health_score.sources.registry import load_sources
+
+    directory, builtin = _config_dir(args.config_dir)
+    if builtin:
+        print(f"error: {_no_config_folder()}", file=sys.stderr)
+        return EXIT_USAGE
+    output = args.output or directory / "account_mapping.suggested.csv"
+    if output.exists():
+        print(
+            f"error: {output} exists: the suggestion never overwrites a file; move it or give "
+            "another --output",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        settings = load_sources(directory)
+        segments = load_scoring_config(directory).segments
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    if all(credential_problems_for(name) for name in ("salesforce", "intercom", "looker", "jira")):
+        print(
+            "error: no source has credentials in the environment (see .env.example)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        records, counts = ms.read_all(
+            settings,
+            os.environ,
+            segments=segments,
+            projects=args.jira_project,
+            types=args.sf_type,
+            look_id=args.looker_look,
+            name_field=args.looker_name_field,
+        )
+        rows = ms.suggest(records)
+        ms.write_new(output, ms.rows_csv(rows), directory / MAPPING_FILE)
+    except ms.SuggestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    read = ", ".join(f"{name} {count}" for name, count in counts.items())
+    matched = sum(1 for row in rows if row["match"] != "unmatched")
+    print(f"Read: {read}")
+    print(f"Suggested {len(rows)} rows ({matched} linking two or more systems): {output}")
+    print("Review them, then copy the rows you accept into the mapping.")
+    return EXIT_OK
+
+
+def credential_problems_for(source: str) -> str | None:
+    from health_score.sources.credentials import missing_credentials
+
+    return missing_credentials(source, os.environ)
 
 
 # --------------------------------------------------------------------------------------------

@@ -519,7 +519,7 @@ def gather(
             else load_sources(
                 options.config_dir, ("salesforce",), missing_ok=True, files=files
             ).writeback,
-            warnings=raw.warnings,
+            warnings=(*scoring.warnings, *raw.warnings),
             config_files=files.only(names),
             raw_bytes=raw.source_bytes,
             table=table,
@@ -631,6 +631,7 @@ def _gather_live(
         config_sha256=config.sha256,
         mapped={a.account_id: a for a in config.accounts},
         writeback=config.sources.writeback,
+        warnings=config.scoring.warnings,
         config_files={n: config.files[n] for n in names if n in config.files},
         budget=None
         if deadline is None

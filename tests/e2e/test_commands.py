@@ -65,6 +65,7 @@ def test_every_flag_of_every_command_has_help_text() -> None:
         "sandbox",
         "dashboard",
         "init",
+        "mapping",
     }
     for name, command in sub.choices.items():
         for action in command._actions:

@@ -60,7 +60,10 @@ SOURCES_FILE_SECTIONS = (*SOURCE_NAMES, WRITEBACK_SECTION, RUN_SECTION)
 
 HEALTH_SCORE = "health_score"
 COMPONENT_KEYS = {"churn_risk_weight": CHURN_RISK, "platform_value_weight": PLATFORM_VALUE}
-WEIGHT_TOLERANCE = Decimal("0.001")
+#: How far a weight group's sum may be from 1: the original system's tolerance. Any sum that is
+#: not exactly 1 is accepted with a warning (the weights are used in proportion: every weighted
+#: mean divides by the weights it used); further than this is a config error.
+WEIGHT_TOLERANCE = Decimal("0.01")
 
 #: Keys inside a metric's thresholds entry that are not segments.
 METRIC_META_KEYS = frozenset({"lower_is_better", "description", "unit", "source"})
@@ -147,14 +150,22 @@ AddProblem = Callable[[str, str], None]
 
 
 class Problems:
-    """Collects problems for one file."""
+    """Collects problems for one file (and, given a ``notes`` list, its warnings)."""
 
-    def __init__(self, file: str, sink: list[ConfigProblem]) -> None:
+    def __init__(
+        self, file: str, sink: list[ConfigProblem], notes: list[ConfigProblem] | None = None
+    ) -> None:
         self.file = file
         self.sink = sink
+        self.notes = notes
 
     def add(self, location: str, message: str) -> None:
         self.sink.append(ConfigProblem(self.file, location, message))
+
+    def warn(self, location: str, message: str) -> None:
+        """Something accepted but worth saying; dropped when nobody collects warnings."""
+        if self.notes is not None:
+            self.notes.append(ConfigProblem(self.file, location, message))
 
 
 _Problems = Problems  # the former name
@@ -333,6 +344,12 @@ def _check_group(
         total = sum(weights.values(), Decimal(0))
         if abs(total - 1) > WEIGHT_TOLERANCE:
             problems.add(location, f"weights must sum to 1 (±{WEIGHT_TOLERANCE}), got {total}")
+        elif total != 1:
+            problems.warn(
+                location,
+                f"weights sum to {total}, not 1: accepted (within the original system's "
+                f"±{WEIGHT_TOLERANCE}) and used in proportion, as if scaled to sum to 1",
+            )
     return weights
 
 
@@ -535,8 +552,9 @@ def parse_scoring(
     weights_raw: object, thresholds_raw: object, problems: list[ConfigProblem]
 ) -> ScoringConfig | None:
     """Build the scoring config from the two parsed YAML documents, collecting problems."""
-    wp = Problems(WEIGHTS_FILE, problems)
-    tp = Problems(THRESHOLDS_FILE, problems)
+    notes: list[ConfigProblem] = []
+    wp = Problems(WEIGHTS_FILE, problems, notes)
+    tp = Problems(THRESHOLDS_FILE, problems, notes)
     before = len(problems)
     for where, raw, what in (
         (wp, weights_raw, "health_score, churn_risk and one section of weights per dimension"),
@@ -640,6 +658,7 @@ def parse_scoring(
         min_coverage_pct=min_coverage,
         segments=frozenset(segments),
         validity=validity,
+        warnings=tuple(f"config: {note}" for note in notes),
     )
 
 
@@ -793,8 +812,15 @@ def parse_mapping(
             ok = False
         segment = row.get("segment", "")
         if segments is not None and segment not in segments:
-            mp.add(loc, f"unknown segment {shown(segment)} (expected one of {sorted(segments)})")
-            ok = False
+            # The original system matched segments in any letter case ("Paid", "STANDARD").
+            spelled = {known.casefold(): known for known in segments}
+            if segment.casefold() in spelled:
+                segment = spelled[segment.casefold()]
+            else:
+                mp.add(
+                    loc, f"unknown segment {shown(segment)} (expected one of {sorted(segments)})"
+                )
+                ok = False
         account_id = derive_account_id(row)
         if account_id is None:
             mp.add(

@@ -100,6 +100,9 @@ class ScoringConfig:
     min_coverage_pct: Decimal = DEFAULT_MIN_COVERAGE_PCT
     segments: frozenset[str] = frozenset()
     validity: ValidityFloors = ValidityFloors()
+    #: Accepted but worth saying (e.g. a weight group summing to 0.995): printed by
+    #: check-config and recorded in each run's manifest.
+    warnings: tuple[str, ...] = ()
 
     @property
     def tier_labels(self) -> tuple[str, ...]:
