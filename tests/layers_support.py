@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "health_score.envfile",
             "health_score.logging_setup",
             "health_score.backtest",
+            "health_score.alerts",
         ),
     ),
     (

@@ -40,6 +40,7 @@ from health_score.csvsafe import safe_cell
 from health_score.salesforce_ids import salesforce_id18_or_none
 from health_score.sources.http import SourceError
 from health_score.sources.intercom import extractor as intercom
+from health_score.sources.intercom.extractor import IntercomExtractor
 from health_score.sources.jira import COMPONENT
 from health_score.sources.jira import extractor as jira
 from health_score.sources.jira.extractor import SEARCH_PATH, jql_list
@@ -173,6 +174,7 @@ def read_intercom(
     extractor = intercom.from_env(settings.intercom, env)
     if extractor is None:
         return []
+    assert isinstance(extractor, IntercomExtractor)  # no export given: the API extractor
     client = extractor.client
     spelled = {s.casefold(): s for s in segments}
     records: list[Record] = []

@@ -40,7 +40,7 @@ from health_score.config import (
     scoring_from,
 )
 from health_score.deadline import Deadline, DeadlineExceeded
-from health_score.loaders.alerts_output import check_alerts_config, run_alerts
+from health_score.loaders.alerts_output import LoadedAlerts, load_alerts_config, run_alerts
 from health_score.loaders.artifacts import (
     MANIFEST,
     RedactingRunWriter,
@@ -204,6 +204,8 @@ class Inputs:
     budget: Mapping[str, Any] | None = None
     #: Churn and renewal events known at ``as_of`` (``outcomes.csv``), or why there are none.
     outcomes: OutcomesReport | None = None
+    #: ``alerts.yaml`` as parsed and its bytes (no file: no rules).
+    alerts: LoadedAlerts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +496,7 @@ def gather(
         files = read_config_files(options.config_dir, [*names, SOURCES_FILE])
         scoring = scoring_from(files)
         raw = read_raw_table(options.from_raw, scoring)
+        alerts = load_alerts_config(options.config_dir, scoring.tier_labels)
         table = raw.accounts
         # Scores of a raw file can be written back too: rows whose account_id is a Salesforce id.
         mapped = (
@@ -524,9 +527,12 @@ def gather(
             raw_bytes=raw.source_bytes,
             table=table,
             outcomes=outcomes_disabled("scored from a raw file (--from-raw): Salesforce not read"),
+            alerts=alerts,
         )
     env = os.environ if options.env is None else options.env
     config = load_run_config(options.config_dir, mapping_path=options.mapping_path)
+    # alerts.yaml, read once and checked against the tiers before any vendor is called.
+    alerts = load_alerts_config(options.config_dir, config.scoring.tier_labels)
     problems = credential_problems(env) if extractors is None else []
     if problems:
         raise UsageError("; ".join(problems))
@@ -547,7 +553,8 @@ def gather(
     else:
         active = list(extractors)
         inactive = [name for name in SOURCES if name not in {e.name for e in active}]
-    return _gather_live(config, active, inactive, mode, progress, deadline)
+    inputs = _gather_live(config, active, inactive, mode, progress, deadline)
+    return dataclasses.replace(inputs, alerts=alerts)
 
 
 def _require_credentials(
@@ -897,7 +904,6 @@ def _run(
         if options.replace_output:
             check_output(options.output)
         store = store or open_store(options.runs_dir)
-        check_alerts_config(options.config_dir)  # alerts.yaml, before any vendor is called
         inputs = gather(options, as_of, progress, extractors, started=clock_started)
     except (ConfigError, UsageError, StoreError, ExportError) as exc:
         return RunSummary(EXIT_USAGE, STATUS_FAILED, None, options.period, messages=(str(exc),))
@@ -999,7 +1005,7 @@ def _record(
         outcome = run_alerts(
             writer=writer,
             store=store,
-            config_dir=options.config_dir,
+            loaded=inputs.alerts,
             period=period,
             run_id=run_id,
             scores_csv=scores,

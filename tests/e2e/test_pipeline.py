@@ -462,13 +462,15 @@ def test_each_config_file_is_read_once_and_the_manifest_hashes_the_copied_bytes(
     real_open = Path.open
 
     def count(path: Path) -> None:
-        if path.parent == config_dir:
+        if path.parent == config_dir and path.exists():
             reads[path.name] = reads.get(path.name, 0) + 1
 
     def open_(self: Path, *args: Any, **kwargs: Any) -> Any:
         count(self)
         return real_open(self, *args, **kwargs)
 
+    alerts = (DEFAULT_CONFIG / "alerts.yaml").read_bytes()
+    (config_dir / "alerts.yaml").write_bytes(alerts)
     monkeypatch.setattr(Path, "open", open_)  # read_bytes and read_text open through it
     summary = go(sandbox, config_dir, tmp_path, dry_run=True)
     monkeypatch.undo()
@@ -478,8 +480,10 @@ def test_each_config_file_is_read_once_and_the_manifest_hashes_the_copied_bytes(
         "thresholds.yaml": 1,
         "sources.yaml": 1,
         "account_mapping.csv": 1,
+        "alerts.yaml": 1,
     }
     folder = Path(summary.run_location or "")
+    assert (folder / "config" / "alerts.yaml").read_bytes() == alerts
     digest = hashlib.sha256()
     for name in ("weights.yaml", "thresholds.yaml", "sources.yaml", "account_mapping.csv"):
         data = (folder / "config" / name) if name != "account_mapping.csv" else config_dir / name

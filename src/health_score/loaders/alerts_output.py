@@ -28,7 +28,6 @@ from health_score.alerts.delivery import (
 )
 from health_score.alerts.evaluation import Alert, account_views, build_alerts
 from health_score.alerts.rules import ALERTS_FILE, AlertsConfig, load_alerts
-from health_score.config import ConfigError, load_scoring_config
 from health_score.csvsafe import safe_cell
 from health_score.loaders.artifacts import MANIFEST, LocalRunStore, RunStore, RunWriter, csv_bytes
 from health_score.loaders.changes_output import CHANGES
@@ -128,23 +127,22 @@ class AlertsOutcome:
     ok: bool = True
 
 
-def check_alerts_config(config_dir: Path) -> None:
-    """Raise ConfigError for a bad ``alerts.yaml`` (the pipeline calls it before any vendor);
-    tier names are checked against thresholds.yaml's tiers when that file parses."""
-    if not (config_dir / ALERTS_FILE).exists():
-        return
-    try:
-        labels: Sequence[str] = load_scoring_config(config_dir).tier_labels
-    except ConfigError:
-        labels = ()  # the run reports thresholds.yaml's own problems
-    load_alerts(config_dir, labels)
+#: ``alerts.yaml`` as parsed, and the bytes parsed (copied into the run folder).
+LoadedAlerts = tuple[AlertsConfig, bytes]
+
+
+def load_alerts_config(config_dir: Path, tier_labels: Sequence[str]) -> LoadedAlerts:
+    """``alerts.yaml`` read once and checked (tier names against ``tier_labels``); raises
+    ConfigError naming the key or row. No file: no rules. The pipeline calls it before any
+    vendor and hands the result to :func:`run_alerts`."""
+    return load_alerts(config_dir, tier_labels)
 
 
 def run_alerts(
     *,
     writer: RunWriter,
     store: RunStore,
-    config_dir: Path,
+    loaded: LoadedAlerts | None,
     period: str,
     run_id: str,
     scores_csv: bytes,
@@ -160,7 +158,9 @@ def run_alerts(
 ) -> AlertsOutcome:
     """Evaluate, write ``alerts.csv`` and (when ``send``) deliver; never raises for a delivery
     problem (the outcome says what happened)."""
-    config, raw_config = load_alerts(config_dir, tier_labels)
+    if loaded is None:
+        return AlertsOutcome({"status": "disabled", "reason": f"no {ALERTS_FILE} read"})
+    config, raw_config = loaded
     if not config.enabled or not config.rules:
         return AlertsOutcome({"status": "disabled", "reason": f"no rules in {ALERTS_FILE}"})
     writer.write_bytes(f"config/{ALERTS_FILE}", raw_config)
