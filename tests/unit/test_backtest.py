@@ -120,9 +120,12 @@ def test_churner_capture_and_the_green_share_by_count_and_arr() -> None:
     assert c.churner_arr_capture_pct == 50.0
     assert (c.book_arr, c.book_arr_healthiest) == (Decimal(950), Decimal(800))
     assert c.healthiest_arr_share_pct == 84.21
-    # A churner without a score was not flagged by the score.
-    unscored = capture([obs("Insufficient Data", True, score=None)], ("Champion", "Healthy"))
-    assert unscored.churners_flagged == 0
+    # A churner without a score, or with one too thin for a tier, was not flagged by it.
+    unscored = capture(
+        [obs("Insufficient Data", True, score=None), obs("Insufficient Data", True, score=30.0)],
+        ("Champion", "Healthy"),
+    )
+    assert (unscored.churners, unscored.churners_flagged) == (2, 0)
 
 
 def test_the_gate_misses_a_floor_and_never_passes_without_evidence() -> None:
@@ -211,7 +214,13 @@ def test_each_event_takes_the_run_60_to_90_days_before_it(tmp_path: Path) -> Non
     # An event on 2026-06-15 looks at runs with as_of in [2026-03-17, 2026-04-16]: the run of
     # 2026-03 (as_of 2026-04-01), not 2026-02 (too early) nor 2026-04 (too late).
     _run(runs, "feb", "2026-02", "2026-03-01T00:00:00+00:00", "A,10,Critical,false,false,\n")
-    _run(runs, "mar", "2026-03", "2026-04-01T00:00:00+00:00", "A,70,At Risk,true,true,65\n")
+    _run(
+        runs,
+        "mar",
+        "2026-03",
+        "2026-04-01T00:00:00+00:00",
+        "A,70,At Risk,true,true,65\nB,40,Insufficient Data,true,false,\n",
+    )
     _run(runs, "apr", "2026-04", "2026-05-01T00:00:00+00:00", "A,90,Champion,false,false,\n")
     _run(
         runs,
@@ -231,26 +240,37 @@ def test_each_event_takes_the_run_60_to_90_days_before_it(tmp_path: Path) -> Non
     options = BacktestOptions(runs_dir=str(runs), outcomes_path=outcomes, json_path=json_path)
     assert backtest_command(options, out, err) == 0, err.getvalue()
     report = json.loads(json_path.read_text())
-    # A's churn matched the March run; B has no row there; A's renewal has no run before it.
-    assert report["events_matched"] == 1
-    assert report["events_without_a_run"] == 2
+    # A's churn and B's renewal matched the March run; A's renewal has no run before it.
+    assert report["events_matched"] == 2
+    assert report["events_without_a_run"] == 1
     assert report["runs"] == 3
+    # Base rate 1 of 2: A (At Risk, churned) has rate 1 → lift 2.
     assert report["tiers"][2] == {
         "tier": "At Risk",
         "accounts": 1,
         "churned": 1,
         "churn_rate_pct": 100.0,
-        "lift": 1.0,
+        "lift": 2.0,
     }
-    assert report["calibration"][1]["tier"] == "low coverage"
-    assert report["calibration"][1]["accounts"] == 1
-    assert report["calibration"][2] == {
-        "tier": "capped by signals",
-        "accounts": 1,
-        "churned": 1,
-        "churn_rate_pct": 100.0,
-        "lift": 1.0,
-    }
+    # B scored 40 but too thinly for a tier: Insufficient Data in the calibration, not flagged.
+    assert report["calibration"] == [
+        {
+            "tier": "Insufficient Data",
+            "accounts": 1,
+            "churned": 0,
+            "churn_rate_pct": 0.0,
+            "lift": 0.0,
+        },
+        {"tier": "low coverage", "accounts": 2, "churned": 1, "churn_rate_pct": 50.0, "lift": 1.0},
+        {
+            "tier": "capped by signals",
+            "accounts": 1,
+            "churned": 1,
+            "churn_rate_pct": 100.0,
+            "lift": 2.0,
+        },
+    ]
+    assert report["capture"]["churners_below_healthiest"] == 1
     assert report["score"]["auc"] is None
     assert "Not enough history to judge the score yet" in report["verdict"]
     assert "AUC of the final score: — (too few events" in out.getvalue()

@@ -184,7 +184,9 @@ def build_report(
         )
     )
     groups = {
-        INSUFFICIENT_DATA: [o for o in found if o.final_score is None],
+        INSUFFICIENT_DATA: [
+            o for o in found if o.tier == INSUFFICIENT_DATA or o.final_score is None
+        ],
         "low coverage": [o for o in found if o.low_coverage],
         "capped by signals": [o for o in found if o.capped],
     }

@@ -26,6 +26,8 @@ from fractions import Fraction
 import numpy as np
 from numpy.typing import NDArray
 
+from health_score.scoring.spec import INSUFFICIENT_DATA
+
 CHURN = "churn"
 RENEWAL = "renewal"
 EVENTS = (CHURN, RENEWAL)
@@ -302,12 +304,17 @@ class Capture:
 
 
 def capture(observations: Sequence[Observation], healthiest: Sequence[str]) -> Capture:
-    """Churners outside the ``healthiest`` tiers (Insufficient Data is not a flag), and the
+    """Churners outside the ``healthiest`` tiers (Insufficient Data, scored or not, is not a
+    flag), and the
     share of the book (every observation) inside them; by count and by event ARR."""
     top = set(healthiest)
     zero = Decimal(0)
     churners = [o for o in observations if o.churned]
-    flagged = [o for o in churners if o.tier not in top and o.final_score is not None]
+    flagged = [
+        o
+        for o in churners
+        if o.tier not in top and o.tier != INSUFFICIENT_DATA and o.final_score is not None
+    ]
     inside = [o for o in observations if o.tier in top]
     return Capture(
         churners=len(churners),
