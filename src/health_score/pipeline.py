@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +44,7 @@ from health_score.deadline import Deadline, DeadlineExceeded
 from health_score.loaders.alerts_output import LoadedAlerts, load_alerts_config, run_alerts
 from health_score.loaders.artifacts import (
     MANIFEST,
+    LocalRunStore,
     RedactingRunWriter,
     RunStore,
     RunWriter,
@@ -51,11 +53,12 @@ from health_score.loaders.artifacts import (
     json_bytes,
     open_binary,
 )
-from health_score.loaders.changes_output import write_changes
+from health_score.loaders.changes_output import PreviousRun, write_changes
 from health_score.loaders.csv_output import score_columns, write_bytes_atomic
 from health_score.loaders.explanation import EXPLANATION
 from health_score.loaders.outcomes_output import write_outcomes
-from health_score.loaders.salesforce import LoadResult, SalesforceLoader
+from health_score.loaders.s3_store import S3RunStore
+from health_score.loaders.salesforce import LoadResult, SalesforceLoader, previous_finals
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
 from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
@@ -115,6 +118,7 @@ class WriteBack(Protocol):
         scoring_date: date,
         run_id: str,
         config_hash: str,
+        previous_final: Mapping[str, Decimal | None] | None = None,
     ) -> LoadResult: ...
 
 
@@ -754,6 +758,23 @@ def writes_back(options: RunOptions, status: str) -> bool:
     return status != STATUS_DEGRADED or options.allow_degraded
 
 
+def _previous_finals(
+    store: RunStore, compared: PreviousRun | None, period: str
+) -> dict[str, Decimal | None] | None:
+    """Each account's final score in the run ``changes.csv`` compared with, when that run is of
+    an earlier period (the Account mirror's change); None otherwise or when it cannot be read."""
+    if compared is None or compared.period >= period:
+        return None
+    if not isinstance(store, LocalRunStore | S3RunStore):
+        return None
+    try:
+        data = store.read(compared.run_id, "scores.csv")
+        return None if data is None else previous_finals(data)
+    except (StoreError, ValueError) as exc:
+        log.warning("run %s: %s; the Account mirror's change is cleared", compared.run_id, exc)
+        return None
+
+
 def _writeback(
     options: RunOptions,
     inputs: Inputs,
@@ -763,6 +784,7 @@ def _writeback(
     status: str,
     scoring_date: date,
     loader: WriteBack | None,
+    previous_final: Mapping[str, Decimal | None] | None = None,
 ) -> tuple[dict[str, Any] | None, int, list[str]]:
     """Write to Salesforce when allowed; returns (manifest entry, exit code, messages)."""
     if options.dry_run:
@@ -796,6 +818,7 @@ def _writeback(
         scoring_date=scoring_date,
         run_id=run_id,
         config_hash=inputs.config_sha256,
+        previous_final=previous_final,
     )
     status = "ok" if result.ok else ("stopped" if result.stopped_reason else "failed")
     messages = []
@@ -996,7 +1019,15 @@ def _record(
         output = write_bytes_atomic(options.output, scores)
         done["output"] = str(output)
     writeback, exit_code, messages = _writeback(
-        options, inputs, batch.scores, period, run_id, status, as_of.date(), loader
+        options,
+        inputs,
+        batch.scores,
+        period,
+        run_id,
+        status,
+        as_of.date(),
+        loader,
+        _previous_finals(store, compared, period) if writes_back(options, status) else None,
     )
     done["writeback"] = writeback
     # --- alerts (alerts.csv; Health_Alert__c and Slack when the run may act) ----------------

@@ -17,6 +17,7 @@ from health_score.loaders.salesforce import (
     Prepared,
     SalesforceLoader,
     external_key,
+    previous_finals,
 )
 from health_score.loaders.salesforce_settings import WritebackSettings
 from health_score.records import Account, AccountInput, SignalCounts
@@ -36,6 +37,14 @@ from tests.salesforce_write_support import (
 PERIOD = "2026-11"
 SCORED_ON = date(2026, 11, 1)
 OBJECT = "Health_Score__c"
+#: The Account mirror turned off, for the tests that count the Health_Score__c path's requests.
+MIRROR_OFF: dict[str, object] = {
+    "account_score_field": "",
+    "account_tier_field": "",
+    "account_change_field": "",
+    "account_period_field": "",
+    "account_date_field": "",
+}
 
 
 def load_run(loader, inputs, *, period=PERIOD, run_id="run-1", config=CONFIG, accounts=None):  # type: ignore[no-untyped-def]
@@ -189,7 +198,7 @@ def test_a_lowercased_suffix_is_written_under_the_canonical_key_and_a_wrong_one_
 def test_ten_thousand_records_go_through_one_bulk_job_in_seven_write_requests() -> None:
     inputs = metric_inputs(10_000)
     with org() as sf:
-        result = load_run(sf.loader(), inputs)
+        result = load_run(sf.loader(**MIRROR_OFF), inputs)
         stored = len(sf.api.records[OBJECT])
         jobs = len(sf.api.jobs)
         write_requests = sf.write_requests()
@@ -206,7 +215,7 @@ def test_small_runs_use_composite_calls_of_at_most_200_records() -> None:
     with org() as sf:
         sf.app.daily_api_limit = 5000
         usage_before = sf.app.api_usage
-        result = load_run(sf.loader(bulk_threshold=500), inputs)
+        result = load_run(sf.loader(bulk_threshold=500, **MIRROR_OFF), inputs)
         calls = sf.write_requests()
     assert (result.path, result.written, calls, result.requests) == (COMPOSITE, 450, 3, 3 + 1)
     assert not sf.api.jobs
@@ -447,7 +456,7 @@ def test_unable_to_lock_row_in_a_bulk_job_is_retried_once() -> None:
     locked = external_key(sf_id(42), PERIOD)
     with org() as sf:
         sf.api.lock_rows({locked: 1})
-        result = load_run(sf.loader(bulk_threshold=100), inputs)
+        result = load_run(sf.loader(bulk_threshold=100, **MIRROR_OFF), inputs)
         stored = sf.api.records[OBJECT]
     assert result.ok and result.retried == 1
     assert locked in stored and len(stored) == 300
@@ -459,7 +468,7 @@ def test_an_expired_session_is_renewed_once_and_the_write_goes_on() -> None:
     with org() as sf:
         sf.server.faults.token_expiry_after = 2
         logins = sf.app.logins
-        result = load_run(sf.loader(bulk_threshold=500), inputs)
+        result = load_run(sf.loader(bulk_threshold=500, **MIRROR_OFF), inputs)
     assert result.ok and result.written == 450
     assert sf.app.logins - logins == 2  # the first login, and one after the session expired
 
@@ -481,31 +490,118 @@ def test_no_loader_is_made_without_salesforce_credentials() -> None:
 
 # -- Account mirror -------------------------------------------------------------------------------
 
+MIRROR = (
+    "Latest_Health_Score__c",
+    "Latest_Health_Tier__c",
+    "Latest_Health_Score_Change__c",
+    "Latest_Health_Period__c",
+    "Latest_Health_Score_Date__c",
+)
 
-@pytest.mark.parametrize("count", [5, 300])
-def test_final_score_and_tier_are_mirrored_onto_account_when_configured(count: int) -> None:
+
+@pytest.mark.parametrize(("count", "path"), [(5, COMPOSITE), (300, BULK)])
+def test_the_account_mirror_is_on_by_default_with_score_tier_change_period_and_date(
+    count: int, path: str
+) -> None:
     inputs = metric_inputs(count)
     scores = {s.account_id: s for s in scored(inputs)}
+    # The previous period's finals: 4.2 points above this one for account 3, 2.5 below for 4.
+    previous = {
+        sf_id(3): scores[sf_id(3)].final_published + Decimal("4.2"),
+        sf_id(4): scores[sf_id(4)].final_published - Decimal("2.5"),
+    }
     with org() as sf:
-        result = load_run(
-            sf.loader(
-                bulk_threshold=100,
-                account_score_field="Latest_Health_Score__c",
-                account_tier_field="Latest_Health_Tier__c",
-            ),
-            inputs,
+        loader = sf.loader(bulk_threshold=100)
+        result = loader.load(
+            scored(inputs),
+            accounts_for(inputs),
+            period=PERIOD,
+            scoring_date=SCORED_ON,
+            run_id="run-1",
+            config_hash="c0ffee",
+            previous_final=previous,
         )
         accounts = sf.api.records["Account"]
-    assert result.ok and result.mirror_written == count
-    account = accounts[id18(sf_id(3))]
-    assert account["Latest_Health_Score__c"] == scores[sf_id(3)].final_published
-    assert account["Latest_Health_Tier__c"] == scores[sf_id(3)].tier
+        jobs = sorted(job.object for job in sf.api.jobs.values())
+    assert result.ok and result.mirror_written == count and result.path == path
+    assert jobs == ([] if path == COMPOSITE else ["Account", OBJECT])  # same path as write-back
+    dropped, rose, new = (accounts[id18(sf_id(n))] for n in (3, 4, 1))
+    assert dropped["Latest_Health_Score_Change__c"] == Decimal("-4.2")
+    assert rose["Latest_Health_Score_Change__c"] == Decimal("2.5")
+    assert new["Latest_Health_Score_Change__c"] is None  # no previous score: cleared
+    assert dropped["Latest_Health_Score__c"] == scores[sf_id(3)].final_published
+    assert dropped["Latest_Health_Tier__c"] == scores[sf_id(3)].tier
+    assert (dropped["Latest_Health_Period__c"], dropped["Latest_Health_Score_Date__c"]) == (
+        "2026-11",
+        date(2026, 11, 1),
+    )
 
 
-def test_no_account_is_touched_when_the_mirror_is_off() -> None:
+def test_rerunning_a_period_updates_the_same_accounts_to_the_same_values() -> None:
+    inputs = metric_inputs(4)
+    previous = {sf_id(2): Decimal("50.0")}
     with org() as sf:
-        load_run(sf.loader(), metric_inputs(4))
+        for run_id in ("run-1", "run-2"):
+            result = sf.loader().load(
+                scored(inputs),
+                accounts_for(inputs),
+                period=PERIOD,
+                scoring_date=SCORED_ON,
+                run_id=run_id,
+                config_hash="c0ffee",
+                previous_final=previous,
+            )
+            assert result.ok and result.mirror_written == 4
+            if run_id == "run-1":
+                first = {k: {f: v[f] for f in MIRROR} for k, v in sf.api.records["Account"].items()}
+        again = {k: {f: v[f] for f in MIRROR} for k, v in sf.api.records["Account"].items()}
+    assert again == first and len(again) == 4
+
+
+def test_without_a_previous_period_the_change_is_cleared_for_every_account() -> None:
+    with org() as sf:
+        load_run(sf.loader(), metric_inputs(3))
+        changes = [a["Latest_Health_Score_Change__c"] for a in sf.api.records["Account"].values()]
+    assert changes == [None, None, None]
+
+
+def test_a_mirror_record_salesforce_refuses_is_listed_like_a_write_back_failure() -> None:
+    inputs = metric_inputs(5)
+    with org() as sf:
+        sf.api.lock_rows({id18(sf_id(2)): 2})  # fails, and fails again on the retry
+        result = load_run(sf.loader(), inputs)
+        accounts = sf.api.records["Account"]
+    assert result.written == 5 and result.mirror_written == 4 and not result.ok
+    assert [(f.object_name, f.account_id, f.error_code) for f in result.failures] == [
+        ("Account", sf_id(2), "UNABLE_TO_LOCK_ROW")
+    ]
+    assert id18(sf_id(2)) not in accounts and len(accounts) == 4
+    entry = result.as_dict()
+    assert entry["failures"][0]["object"] == "Account" and entry["failed"] == 0
+
+
+def test_a_mirror_field_can_be_left_out_and_all_five_empty_turn_the_mirror_off() -> None:
+    with org() as sf:
+        load_run(sf.loader(account_change_field=""), metric_inputs(2))
+        account = next(iter(sf.api.records["Account"].values()))
+    assert "Latest_Health_Score_Change__c" not in account and "Latest_Health_Score__c" in account
+    with org() as sf:
+        load_run(sf.loader(**MIRROR_OFF), metric_inputs(4))
         assert "Account" not in sf.api.records
+
+
+def test_previous_finals_reads_a_runs_scores_csv() -> None:
+    data = (
+        b"account_id,account_name,final_score,health_tier\r\n"
+        b"A-1,Acme,61.5,At Risk\r\n"
+        b"'=B-2,Beta,,Insufficient Data\r\n"
+        b"C-3,Gamma,80.0,Healthy\r\n"
+    )
+    assert previous_finals(data) == {"A-1": Decimal("61.5"), "=B-2": None, "C-3": Decimal("80.0")}
+    with pytest.raises(ValueError, match="row 2: final_score 'n/a' is not a number"):
+        previous_finals(b"account_id,final_score\nA-1,n/a\n")
+    with pytest.raises(ValueError, match="expected the columns account_id and final_score"):
+        previous_finals(b"id,score\nA-1,1\n")
 
 
 # -- settings -------------------------------------------------------------------------------------

@@ -252,3 +252,169 @@ def test_every_health_alert_field_the_alerts_write_exists_with_a_compatible_type
             assert spec.type == "Text", api
             value = values[api]
             assert isinstance(value, str) and len(value) <= (spec.length or 0), api
+
+
+# -- the Account mirror and what a CSM sees ---------------------------------------------------
+
+PERMSET = METADATA / "permissionsets" / "Health_Score_Middleware.permissionset-meta.xml"
+#: Standard fields the layouts, list views and report type may name (no metadata file for them).
+STANDARD = {
+    "Account": {"Name", "OwnerId", "ParentId", "Type", "Industry", "Phone", "Website"},
+    "*": {"Name", "OwnerId", "CreatedById", "LastModifiedById"},
+}
+#: List view column and related-list aliases of standard fields.
+ALIASES = {"NAME", "ACCOUNT.NAME", "CORE.USERS.ALIAS", "FULL_NAME", "CORE.USERS.FULL_NAME"}
+
+
+def xml(path: Path) -> ET.Element:
+    return ET.parse(path).getroot()  # noqa: S314 - the project's own files
+
+
+def texts(node: ET.Element, tag: str) -> list[str]:
+    return [e.text or "" for e in node.iter(f"{MD_NS}{tag}")]
+
+
+def exists(obj: str, name: str) -> bool:
+    if name in STANDARD.get(obj, set()) | STANDARD["*"]:
+        return True
+    schema = SCHEMA.get(obj)
+    return schema is not None and name in schema.fields
+
+
+def test_the_mirror_is_on_by_default_and_every_mirror_field_exists_with_a_compatible_type() -> None:
+    names = DEFAULTS.mirror_fields
+    assert set(names) == {"score", "tier", "change", "period", "date"}
+    assert holds_score(field_of("Account", names["score"]))
+    assert field_of("Account", names["tier"]).type == "Picklist"
+    change = field_of("Account", names["change"])  # −100.0 … +100.0
+    assert change.type == "Number" and change.scale == 1 and (change.precision or 0) >= 4
+    period = field_of("Account", names["period"])
+    assert period.type == "Text" and (period.length or 0) >= 7
+    assert field_of("Account", names["date"]).type == "Date"
+
+
+def test_the_permission_set_grants_the_mirror_the_tabs_and_account_edit() -> None:
+    root = xml(PERMSET)
+    editable = {
+        p.findtext(f"{MD_NS}field")
+        for p in root.iter(f"{MD_NS}fieldPermissions")
+        if p.findtext(f"{MD_NS}editable") == "true"
+    }
+    assert {f"Account.{api}" for api in DEFAULTS.mirror_fields.values()} <= editable
+    account = [
+        p
+        for p in root.iter(f"{MD_NS}objectPermissions")
+        if p.findtext(f"{MD_NS}object") == "Account"
+    ]
+    assert [
+        (p.findtext(f"{MD_NS}allowRead"), p.findtext(f"{MD_NS}allowEdit")) for p in account
+    ] == [("true", "true")]
+    tabs = {
+        p.findtext(f"{MD_NS}tab"): p.findtext(f"{MD_NS}visibility")
+        for p in root.iter(f"{MD_NS}tabSettings")
+    }
+    assert tabs == {"Health_Score__c": "Visible", "Health_Alert__c": "Visible"}
+    for tab in tabs:
+        assert (METADATA / "tabs" / f"{tab}.tab-meta.xml").is_file()
+        assert tab in SCHEMA  # a tab of an object the folder defines
+
+
+def layouts() -> list[Path]:
+    return sorted((METADATA / "layouts").glob("*.layout-meta.xml"))
+
+
+@pytest.mark.parametrize("path", layouts(), ids=lambda p: p.name)
+def test_each_layout_names_existing_fields_and_related_lists(path: Path) -> None:
+    obj = path.name.split("-", 1)[0]
+    root = xml(path)
+    assert root.tag == f"{MD_NS}Layout"
+    for section in root.iter(f"{MD_NS}layoutSections"):
+        assert section.findtext(f"{MD_NS}label") and section.findtext(f"{MD_NS}style")
+        for item in section.iter(f"{MD_NS}layoutItems"):
+            name = item.findtext(f"{MD_NS}field") or ""
+            assert item.findtext(f"{MD_NS}behavior") in {"Edit", "Readonly", "Required"}, name
+            assert exists(obj, name), f"{path.name}: {obj}.{name}"
+    for related in root.iter(f"{MD_NS}relatedLists"):
+        name = related.findtext(f"{MD_NS}relatedList") or ""
+        child, dot, lookup = name.partition(".")
+        if not dot:
+            continue  # a standard related list (RelatedContactList…)
+        spec = field_of(child, lookup)
+        assert (spec.type, spec.reference_to) == ("Lookup", obj), name
+        for column in texts(related, "fields"):
+            assert column in ALIASES or exists(child, column), f"{name}: {column}"
+        sort = related.findtext(f"{MD_NS}sortField")
+        assert sort is None or exists(child, sort), name
+
+
+def test_the_account_layout_shows_the_mirror_and_both_related_lists() -> None:
+    root = xml(METADATA / "layouts" / "Account-Account Layout.layout-meta.xml")
+    fields = set(texts(root, "field"))
+    assert set(DEFAULTS.mirror_fields.values()) <= fields
+    related = set(texts(root, "relatedList"))
+    assert {"Health_Score__c.Account__c", "Health_Alert__c.Account__c"} <= related
+
+
+def list_views() -> list[Path]:
+    return sorted(METADATA.glob("objects/*/listViews/*.listView-meta.xml"))
+
+
+@pytest.mark.parametrize("path", list_views(), ids=lambda p: f"{p.parents[1].name}/{p.name}")
+def test_each_list_view_filters_on_existing_fields_and_picklist_values(path: Path) -> None:
+    obj = path.parents[1].name
+    root = xml(path)
+    assert root.findtext(f"{MD_NS}fullName") == path.name.removesuffix(".listView-meta.xml")
+    assert root.findtext(f"{MD_NS}label")
+    assert root.findtext(f"{MD_NS}filterScope") in {"Everything", "Mine", "Queue"}
+    for column in texts(root, "columns"):
+        assert column in ALIASES or exists(obj, column), f"{path.name}: {column}"
+    for node in root.iter(f"{MD_NS}filters"):
+        name = node.findtext(f"{MD_NS}field") or ""
+        spec = field_of(obj, name)
+        value = node.findtext(f"{MD_NS}value") or ""
+        assert node.findtext(f"{MD_NS}operation") in {
+            "equals",
+            "notEqual",
+            "lessThan",
+            "greaterThan",
+        }
+        if spec.type == "Picklist":
+            assert set(value.split(",")) <= set(spec.picklist), f"{path.name}: {value}"
+        elif spec.type == "Date":
+            assert value in {"THIS_MONTH", "LAST_MONTH", "TODAY"}, value
+        elif spec.type == "Number":
+            Decimal(value)
+
+
+def test_the_two_account_list_views_say_at_risk_and_critical_and_dropped_this_month() -> None:
+    folder = METADATA / "objects" / "Account" / "listViews"
+    at_risk = xml(folder / "At_Risk_and_Critical.listView-meta.xml")
+    assert texts(at_risk, "value") == ["At Risk,Critical"]
+    dropped = xml(folder / "Dropped_This_Month.listView-meta.xml")
+    assert [
+        (f.findtext(f"{MD_NS}field"), f.findtext(f"{MD_NS}operation"), f.findtext(f"{MD_NS}value"))
+        for f in dropped.iter(f"{MD_NS}filters")
+    ] == [
+        ("Latest_Health_Score_Change__c", "lessThan", "0"),
+        ("Latest_Health_Score_Date__c", "equals", "THIS_MONTH"),
+    ]
+
+
+def test_the_report_type_joins_accounts_to_health_scores_with_existing_fields() -> None:
+    root = xml(METADATA / "reportTypes" / "Accounts_with_Health_Scores.reportType-meta.xml")
+    assert root.findtext(f"{MD_NS}baseObject") == "Account"
+    assert root.findtext(f"{MD_NS}category") == "accounts"
+    assert root.findtext(f"{MD_NS}deployed") == "true" and root.findtext(f"{MD_NS}label")
+    join = root.find(f"{MD_NS}join")
+    assert join is not None and join.findtext(f"{MD_NS}relationship") == "Health_Scores__r"
+    lookup = field_of("Health_Score__c", "Account__c")
+    assert lookup.reference_to == "Account"
+    relationship = xml(METADATA / "objects/Health_Score__c/fields/Account__c.field-meta.xml")
+    assert relationship.findtext(f"{MD_NS}relationshipName") == "Health_Scores"
+    tables = {"Account": "Account", "Account.Health_Scores__r": "Health_Score__c"}
+    columns = list(root.iter(f"{MD_NS}columns"))
+    assert len(columns) > 10
+    for column in columns:
+        obj = tables[column.findtext(f"{MD_NS}table") or ""]
+        name = column.findtext(f"{MD_NS}field") or ""
+        assert exists(obj, name), f"{obj}.{name}"

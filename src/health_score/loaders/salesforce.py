@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 
+from health_score.csvsafe import unescape_cell
 from health_score.loaders.salesforce_settings import WritebackSettings, is_api_name
 from health_score.records import Account
 from health_score.salesforce_ids import id_problem, salesforce_id18
@@ -215,6 +216,57 @@ def health_score_values(
         if api:
             values[api] = value
     return values
+
+
+def mirror_values(
+    score: AccountScore,
+    names: Mapping[str, str],
+    *,
+    period: str,
+    scoring_date: date,
+    previous: Decimal | None,
+) -> dict[str, FieldValue]:
+    """The Account mirror's values (``names``: logical → API name, as
+    :attr:`WritebackSettings.mirror_fields`). The change is the published final minus the
+    previous period's published final (None when either is missing: the field is cleared)."""
+    final = publish(score.final)
+    logical: dict[str, FieldValue] = {
+        "score": final,
+        "tier": score.tier,
+        "change": None if final is None or previous is None else final - previous,
+        "period": period,
+        "date": scoring_date,
+    }
+    return {api: logical[key] for key, api in names.items()}
+
+
+def previous_finals(scores_csv: bytes) -> dict[str, Decimal | None]:
+    """account_id → final score (None: not scored) from a run's ``scores.csv`` (cells guarded
+    for spreadsheets are read back unguarded); raises ValueError naming what is wrong."""
+    try:
+        text = scores_csv.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("scores.csv is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    try:
+        at_id, at_final = header.index("account_id"), header.index("final_score")
+    except ValueError:
+        raise ValueError("scores.csv: expected the columns account_id and final_score") from None
+    out: dict[str, Decimal | None] = {}
+    for line, row in enumerate(reader, start=2):
+        if len(row) != len(header):
+            continue
+        cell = row[at_final].strip()
+        problem = f"scores.csv row {line}: final_score {cell!r} is not a number"
+        try:
+            value = Decimal(cell) if cell else None
+        except ArithmeticError:
+            raise ValueError(problem) from None
+        if value is not None and not value.is_finite():
+            raise ValueError(problem)
+        out[unescape_cell(row[at_id])] = value
+    return out
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -435,9 +487,16 @@ class SalesforceLoader:
         scoring_date: date,
         run_id: str,
         config_hash: str,
+        previous_final: Mapping[str, Decimal | None] | None = None,
     ) -> LoadResult:
-        """Upsert one ``Health_Score__c`` per account with a Salesforce id (never raises on a
-        per-record problem or on a write that stops early: the result says what happened)."""
+        """Upsert one ``Health_Score__c`` per account with a Salesforce id, then the Account
+        mirror (never raises on a per-record problem or on a write that stops early: the result
+        says what happened).
+
+        ``previous_final``: each account's final score in the previous period's run (see
+        :func:`previous_finals`); the mirror's change is this final minus that one, and is
+        cleared for an account it lacks, or for every account when it is None.
+        """
         _check_period(period)
         started = time.monotonic()
         requests_before = self.client.requests
@@ -500,10 +559,15 @@ class SalesforceLoader:
         outcome = self.write(settings.object_name, prepared, external_id=settings.external_id_field)
         mirror_written = 0
         mirror_failures: list[RecordFailure] = []
-        if outcome.stopped_reason is None and (
-            settings.account_score_field or settings.account_tier_field
-        ):
-            mirror = self._mirror(scores, prepared, outcome)
+        if outcome.stopped_reason is None and settings.mirror_fields:
+            mirror = self._mirror(
+                scores,
+                prepared,
+                outcome,
+                period=period,
+                scoring_date=scoring_date,
+                previous_final=previous_final,
+            )
             mirror_written = len(mirror.written)
             mirror_failures = list(mirror.failures.values())
             outcome.stopped_reason = mirror.stopped_reason
@@ -748,22 +812,31 @@ class SalesforceLoader:
     # -- Account mirror ---------------------------------------------------------------------------
 
     def _mirror(
-        self, scores: Sequence[AccountScore], prepared: Sequence[Prepared], written: _Outcome
+        self,
+        scores: Sequence[AccountScore],
+        prepared: Sequence[Prepared],
+        written: _Outcome,
+        *,
+        period: str,
+        scoring_date: date,
+        previous_final: Mapping[str, Decimal | None] | None,
     ) -> _Outcome:
-        """Latest final score and tier onto Account, for the accounts whose record was written."""
-        settings = self.settings
+        """The period's score onto Account (an update by Id through the same paths), for the
+        accounts whose ``Health_Score__c`` was written."""
         score_of = {s.account_id: s for s in scores}
-        lookup = settings.account_lookup_field
+        lookup = self.settings.account_lookup_field
+        names = self.settings.mirror_fields
         records = []
         for record in prepared:
             if record.key not in written.written:
                 continue
-            score = score_of[record.account_id]
-            values: dict[str, FieldValue] = {}
-            if settings.account_score_field:
-                values[settings.account_score_field] = publish(score.final)
-            if settings.account_tier_field:
-                values[settings.account_tier_field] = score.tier
+            values = mirror_values(
+                score_of[record.account_id],
+                names,
+                period=period,
+                scoring_date=scoring_date,
+                previous=None if previous_final is None else previous_final.get(record.account_id),
+            )
             records.append(Prepared(record.account_id, str(record.values[lookup]), values))
         return self.write("Account", records, external_id=None)
 

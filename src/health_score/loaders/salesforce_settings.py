@@ -77,9 +77,14 @@ class WritebackSettings(pydantic.BaseModel):
     poll_initial_seconds: float = pydantic.Field(0.5, gt=0)
     poll_max_seconds: float = pydantic.Field(10.0, gt=0)
     poll_timeout_seconds: float = pydantic.Field(600.0, gt=0)
-    #: Optional mirror of the latest final score and tier onto Account (empty = off).
-    account_score_field: str = ""
-    account_tier_field: str = ""
+    #: The Account mirror (on by default): the latest period's final score, tier, change since
+    #: the previous period, period and scoring date, written onto each scored Account. An
+    #: empty name stops writing that field; all five empty turns the mirror off.
+    account_score_field: str = "Latest_Health_Score__c"
+    account_tier_field: str = "Latest_Health_Tier__c"
+    account_change_field: str = "Latest_Health_Score_Change__c"
+    account_period_field: str = "Latest_Health_Period__c"
+    account_date_field: str = "Latest_Health_Score_Date__c"
     #: Overrides for field API names, keyed by the loader's logical field name; an empty value
     #: stops the loader writing that field (e.g. ``metric_raw.open_bugs_total: ""``).
     fields: dict[str, str] = pydantic.Field(default_factory=dict)
@@ -102,12 +107,30 @@ class WritebackSettings(pydantic.BaseModel):
             raise ValueError(f"{value!r} is not a custom object or field API name (Name__c)")
         return value
 
-    @pydantic.field_validator("account_score_field", "account_tier_field")
+    @pydantic.field_validator(
+        "account_score_field",
+        "account_tier_field",
+        "account_change_field",
+        "account_period_field",
+        "account_date_field",
+    )
     @classmethod
     def _optional_api_name(cls, value: str) -> str:
         if value and not is_api_name(value):
             raise ValueError(f"{value!r} is not a custom field API name (e.g. Latest_Score__c)")
         return value
+
+    @property
+    def mirror_fields(self) -> dict[str, str]:
+        """Logical name → Account API name of the mirror fields written (empty: mirror off)."""
+        names = {
+            "score": self.account_score_field,
+            "tier": self.account_tier_field,
+            "change": self.account_change_field,
+            "period": self.account_period_field,
+            "date": self.account_date_field,
+        }
+        return {key: api for key, api in names.items() if api}
 
     @pydantic.field_validator("fields")
     @classmethod
