@@ -46,7 +46,7 @@ format: setup ## apply ruff's formatting and fixes
 	$(PY) -m ruff check --fix src tests benchmarks dashboard.py
 
 test: lint ## lint, then the whole test suite on 2 processes
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # Other supported interpreters, e.g. make test-pythons PYTHONS="python3.12 python3.13"
 PYTHONS ?= python3.12 python3.13

@@ -27,6 +27,9 @@ from health_score.records import NO_SIGNALS, AccountInput
 from health_score.scoring.composite import Model
 from health_score_sandbox.sandbox import Sandbox
 
+# One worker builds this module's sandbox history (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_alerts")
+
 REPO = Path(__file__).resolve().parents[2]
 PERIODS = {"2026-09": date(2026, 10, 1), "2026-10": date(2026, 11, 1)}
 NOW = datetime(2026, 11, 1, 6, tzinfo=UTC)

@@ -18,6 +18,9 @@ from health_score.pipeline import RunOptions, UsageError
 from health_score_sandbox.sandbox import Sandbox
 from tests.conftest import sandbox_config
 
+# One worker builds this module's sandbox history (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_backfill")
+
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 
 

@@ -25,6 +25,9 @@ from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.timeline import NOISE_METRICS
 from tests.conftest import REPO, sandbox_config
 
+# One worker builds this module's sandbox history (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_backtest_sandbox")
+
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 ACCOUNTS = 160
 

@@ -32,6 +32,9 @@ from health_score_sandbox.server import VendorServer
 from health_score_sandbox.timeline import build_timeline, slices
 from tests.conftest import DEFAULT_CONFIG
 
+# One worker builds this module's sandbox history (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_looker_periods")
+
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 DATE_FIELDS = {
     "101": "account_usage.activity_month",

@@ -23,6 +23,9 @@ from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.server import Faults
 from tests.conftest import sandbox_config
 
+# One worker builds this module's sandbox history (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_salesforce_periods")
+
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 #: Two past periods: (period, as_of, the window's start: as_of − 12 months).
 PERIODS = [

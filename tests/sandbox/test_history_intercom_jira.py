@@ -28,6 +28,9 @@ from health_score_sandbox.timeline import month_of
 from tests.conftest import DEFAULT_CONFIG
 from tests.intercom_support import company
 
+# One worker builds this module's sandbox history (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_history_intercom_jira")
+
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 MONTHS = 6
 DAY = 86_400

@@ -22,6 +22,9 @@ from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.timeline import build_timeline, slices
 from tests.conftest import DEFAULT_CONFIG
 
+# One worker builds this module's sandbox history (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("test_history_salesforce")
+
 SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 #: 24 months: the timeline decides renewals only a year or more after an account's first month,
 #: so a 12-month history has no renewal (and no churn) at all.
