@@ -327,6 +327,33 @@ def build_schema(section: SectionLike = None, *, history: bool = False) -> Org:
             ],
         ),
     ]
+    # Objects only declarative metrics read (salesforce.custom_metrics): filled by
+    # :func:`_extra_records`, from their own random stream.
+    layouts.extend(
+        [
+            (
+                "CSQL__c",
+                "a0Q",
+                [
+                    FieldDef("Name", "string"),
+                    _lookup("Account__c", a.object_name),
+                    FieldDef("Status__c", "picklist"),
+                    FieldDef("Qualified_Date__c", "date"),
+                    FieldDef("Amount__c", "currency"),
+                ],
+            ),
+            (
+                "AccountContactRole",
+                "02Z",
+                [
+                    _lookup("AccountId", a.object_name),
+                    FieldDef("ContactId", "reference", "Contact"),
+                    FieldDef("Role", "picklist"),
+                    FieldDef("IsPrimary", "boolean"),
+                ],
+            ),
+        ]
+    )
     if history:
         layouts[0][2].append(FieldDef(a.churn_date_field, "date"))
         signal_history, parent = history_object(c.object_name)
@@ -697,6 +724,7 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
         ids,
         datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC),
     )
+    _extra_records(portfolio.rng("salesforce-extra"), org, a.object_name, ids, as_of)
     owners: dict[str, list[str]] = {}  # 18-character id → account_ids mapped to it
     for profile in portfolio.profiles:
         if profile.account.sf_account_id:
@@ -710,6 +738,55 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
 
 #: How far back the stand-in's Account field history reaches (Salesforce keeps 18 months).
 HISTORY_MONTHS = 24
+
+
+#: CSQL__c statuses: the first two are open.
+CSQL_STATUSES = ("New", "Working", "Converted", "Rejected")
+CONTACT_ROLES = ("Champion", "Decision Maker", "Economic Buyer", "Technical Buyer")
+
+
+def _extra_records(
+    rng: random.Random, org: Org, account_object: str, ids: _Ids, as_of: date
+) -> None:
+    """CSQL__c and AccountContactRole records for every Account (prospects too), drawn from
+    their own stream so the other objects (and the default metrics) are unchanged: 0–4 CSQLs
+    and 1–4 contact roles each, created in the three years before ``as_of`` (a changed champion
+    is a newer Champion role)."""
+    accounts, csqls = org.get(account_object), org.get("CSQL__c")
+    roles = org.get("AccountContactRole")
+    assert accounts is not None and csqls is not None and roles is not None
+    start = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
+
+    def moment() -> datetime:
+        return start - timedelta(days=rng.randint(1, 1095), hours=rng.randint(0, 23))
+
+    for account in accounts.records:
+        for _ in range(rng.randint(0, 4)):
+            created = moment()
+            csqls.records.append(
+                {
+                    "Id": ids.next("a0Q"),
+                    "Name": f"CSQL-{len(csqls.records) + 1:06d}",
+                    "Account__c": account["Id"],
+                    "Status__c": rng.choice(CSQL_STATUSES),
+                    "Qualified_Date__c": created.date() + timedelta(days=rng.randint(0, 30)),
+                    "Amount__c": _money(rng.uniform(1000, 50000)),
+                    "IsDeleted": rng.random() < 0.05,
+                    "CreatedDate": created,
+                }
+            )
+        for _ in range(rng.randint(1, 4)):
+            roles.records.append(
+                {
+                    "Id": ids.next("02Z"),
+                    "AccountId": account["Id"],
+                    "ContactId": salesforce_id("003Sb", rng.randint(1, 99999)),
+                    "Role": rng.choice(CONTACT_ROLES),
+                    "IsPrimary": rng.random() < 0.3,
+                    "IsDeleted": False,
+                    "CreatedDate": moment(),
+                }
+            )
 
 
 def _field_history(

@@ -175,8 +175,11 @@ def providers(settings: SourceSettings) -> dict[str, tuple[str, ...]]:
     produced = {
         "intercom": intercom_metrics.METRICS,
         "jira": jira_metrics.METRICS,
-        "looker": tuple(m for look in settings.looker.looks for m in look.metrics),
-        "salesforce": salesforce.METRICS,
+        "looker": (
+            *(m for look in settings.looker.looks for m in look.metrics),
+            *settings.looker.across_looks,
+        ),
+        "salesforce": (*salesforce.METRICS, *settings.salesforce.custom_metrics.root),
     }
     found: dict[str, list[str]] = {}
     for source in SOURCES:

@@ -182,7 +182,7 @@ class _Reader:
         required = [*ALWAYS_REQUIRED, "priority"]
         if self.rules.outbound:
             required.append("delivered_as")
-        if self.rules.tags:
+        if self.rules.tags or self.rules.p1_p2_tags:
             required.append("tags")
         if self.settings.escalation_attribute:
             required.append("escalation")

@@ -62,6 +62,7 @@ class Rules:
     escalation_values: frozenset[str]
     close_statistic: str
     outbound: frozenset[str] = frozenset()  # source.delivered_as values that are not measured
+    p1_p2_tags: frozenset[str] = frozenset()  # any one of these tags also makes it P1/P2
 
     @classmethod
     def of(cls, settings: Settings) -> Rules:
@@ -73,6 +74,7 @@ class Rules:
             escalation_values=frozenset(v.casefold() for v in settings.escalation_values),
             close_statistic=settings.close_time_statistic,
             outbound=frozenset(v.casefold() for v in settings.exclude_delivered_as),
+            p1_p2_tags=frozenset(t.casefold() for t in settings.p1_p2_tags),
         )
 
 
@@ -131,7 +133,8 @@ def parse_conversation(raw: Mapping[str, Any], rules: Rules) -> tuple[Conversati
         created_at=created_at,
         company_id=company_id,
         contact_id=contact_id,
-        p1_p2=priority is not None and priority.casefold() in rules.p1_p2,
+        p1_p2=(priority is not None and priority.casefold() in rules.p1_p2)
+        or bool(tags & rules.p1_p2_tags),
         escalated=bool(tags & rules.tags)
         or (level is not None and level.casefold() in rules.escalation_values),
         first_response_seconds=_optional_int(stats.get("time_to_admin_reply")),

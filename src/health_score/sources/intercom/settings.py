@@ -41,6 +41,9 @@ class Settings(pydantic.BaseModel):
     #: Where a conversation's priority is read, and which values make it P1/P2 (case-insensitive).
     priority_attribute: str = "custom_attributes.Priority"
     p1_p2_values: tuple[str, ...] = ("P1", "P2")
+    #: P1/P2 also (or only, with ``p1_p2_values: []``): carries any one of these tags
+    #: (case-insensitive), for teams that mark priority with tags rather than an attribute.
+    p1_p2_tags: tuple[str, ...] = ()
     #: Escalated: carries one of these tags, or the escalation attribute holds one of these values.
     escalation_tags: tuple[str, ...] = ("Escalated",)
     escalation_attribute: str | None = None
@@ -72,12 +75,21 @@ class Settings(pydantic.BaseModel):
     def _escalation_path(cls, value: str | None) -> str | None:
         return None if value is None or value == "" else _attribute_path(value)
 
-    @pydantic.field_validator("p1_p2_values")
+    @pydantic.field_validator("p1_p2_tags", "escalation_tags")
     @classmethod
-    def _some_values(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("name at least one priority value that counts as P1/P2")
+    def _tag_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not tag.strip() for tag in value):
+            raise ValueError("a tag name cannot be empty")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _some_p1_p2(self) -> Settings:
+        if not self.p1_p2_values and not self.p1_p2_tags:
+            raise ValueError(
+                "p1_p2_values: name at least one priority value (or p1_p2_tags: a tag) "
+                "that counts as P1/P2"
+            )
+        return self
 
     @pydantic.model_validator(mode="after")
     def _escalation_pairs(self) -> Settings:

@@ -36,6 +36,8 @@ from health_score.sources.looker.metrics import (
     IndexedLook,
     Row,
     account_metrics,
+    across_metrics,
+    across_unavailable,
     is_multi_row,
     locate_cut,
     transform_fields,
@@ -313,14 +315,25 @@ class LookerExtractor:
         rows = self._run_all(runnable)
         indexed = [self._index(look, rows[look.id], notes) for look in runnable]
         known: set[str] = set().union(*(look.by_customer for look in indexed))
+        across = self.settings.across_looks
         metrics = {
-            account.account_id: account_metrics(account.looker_customer_id, indexed, known)
+            account.account_id: {
+                **account_metrics(account.looker_customer_id, indexed, known),
+                **across_metrics(account.looker_customer_id, across, indexed, known),
+            }
             for account in accounts
         }
         unavailable = {
             account.account_id: cut
             for account in accounts
-            if (cut := unavailable_metrics(account.looker_customer_id, indexed))
+            if (
+                cut := unavailable_metrics(account.looker_customer_id, indexed)
+                | (
+                    across_unavailable(account.looker_customer_id, across, indexed)
+                    if account.looker_customer_id
+                    else frozenset()
+                )
+            )
         }
         for look in runnable:
             if look.id in self.filters_used:
@@ -376,7 +389,12 @@ class LookerExtractor:
     ) -> str:
         """Mark the metrics of Looks not run for a past period unavailable; the reason."""
         assert self.as_of is not None  # past needs it
-        lost = frozenset(m for look in skipped for m in look.metrics)
+        skipped_ids = {look.id for look in skipped}
+        lost = frozenset(m for look in skipped for m in look.metrics) | frozenset(
+            metric
+            for metric, spec in self.settings.across_looks.items()
+            if any(side.look in skipped_ids for side in spec.sides)
+        )
         for account in accounts:
             metrics[account.account_id].update(dict.fromkeys(lost))
             unavailable[account.account_id] = (
@@ -461,6 +479,7 @@ class LookerExtractor:
             expected = {look.customer_id_field}
             for transform in look.metrics.values():
                 expected |= transform_fields(transform)
+            expected |= self.settings.across_fields(look.id)
             missing = sorted(expected - set(rows[0]))
             if missing:
                 raise SourceError(

@@ -15,8 +15,10 @@ from typing import Any
 from health_score.numbers import to_fraction
 from health_score.records import MetricValue, metric_value
 from health_score.sources.looker.settings import (
+    AcrossLooks,
     ChangeTransform,
     FieldTransform,
+    LookField,
     LookSettings,
     PercentTransform,
     PresenceTransform,
@@ -72,8 +74,14 @@ def row_value(transform: Transform, row: Row) -> Fraction | None:
         return None if fraction is None else fraction * 100
     if isinstance(transform, ChangeTransform):
         current, previous = _operand(row, transform.current), _operand(row, transform.previous)
-        if current is None or previous is None or previous == 0:
+        if current is None or previous is None:
             return None
+        if previous == 0:
+            limit = transform.when_previous_zero
+            if limit is None:
+                return None
+            sign = (current > 0) - (current < 0)
+            return Fraction(limit) * sign
         return (current - previous) / previous * 100
     raise TypeError(f"{transform.transform} is not a one-row transform")
 
@@ -89,10 +97,19 @@ def customer_value(
     if isinstance(transform, PresenceTransform | SumTransform):
         if not known or (not rows and not complete):
             return None
-        values = [exact_number(row.get(transform.field)) for row in rows]
         if isinstance(transform, PresenceTransform):
+            if transform.counts == "any_value":
+                return Fraction(
+                    1 if any(has_value(row.get(transform.field)) for row in rows) else 0
+                )
+            values = [exact_number(row.get(transform.field)) for row in rows]
             return Fraction(1 if any(v is not None and v > 0 for v in values) else 0)
-        numbers = [v for v in values if v is not None]
+        numbers = [
+            v
+            for row in rows
+            for f in transform.summed
+            if (v := exact_number(row.get(f))) is not None
+        ]
         if rows and not numbers:
             return None
         return sum(numbers, Fraction(0))
@@ -101,9 +118,16 @@ def customer_value(
     return row_value(transform, rows[0])
 
 
+def has_value(cell: object) -> bool:
+    """A cell holds something: not null, not empty or blank text (0 and false are values)."""
+    if cell is None:
+        return False
+    return not (isinstance(cell, str) and not cell.strip())
+
+
 def transform_fields(transform: Transform) -> set[str]:
     """The row fields a transform reads."""
-    fields: set[str] = set()
+    fields: set[str] = set(getattr(transform, "fields", ()))
     for name in ("field", "numerator", "denominator", "current", "previous"):
         value = getattr(transform, name, None)
         if isinstance(value, Ratio):
@@ -212,6 +236,64 @@ def unavailable_metrics(customer: str | None, indexed: Sequence[IndexedLook]) ->
         for entry in indexed:
             out |= {m for m, t in entry.look.metrics.items() if is_multi_row(t)}
     return frozenset(out)
+
+
+def side_value(
+    side: LookField, customer: str, entry: IndexedLook, *, known: bool
+) -> Fraction | None:
+    """One side of an across-Look metric: the field summed over the customer's rows in its Look
+    (0 for a known customer without rows there; no value if no row holds a number)."""
+    rows = entry.by_customer.get(customer, ())
+    if not known:
+        return None
+    numbers = [v for row in rows if (v := exact_number(row.get(side.field))) is not None]
+    if rows and not numbers:
+        return None
+    return sum(numbers, Fraction(0))
+
+
+def across_unavailable(
+    customer: str, across: Mapping[str, AcrossLooks], indexed: Sequence[IndexedLook]
+) -> frozenset[str]:
+    """Across-Look metrics a truncated (or not run) Look leaves unknown for one customer: a side
+    is known only where its Look was complete for the customer (before a located cut)."""
+    by_id = {entry.look.id: entry for entry in indexed}
+    lost: set[str] = set()
+    for metric, spec in across.items():
+        for side in spec.sides:
+            entry = by_id.get(side.look)
+            if entry is None or not (entry.complete or position(entry.cut, customer) == BEFORE):
+                lost.add(metric)
+    return frozenset(lost)
+
+
+def across_metrics(
+    customer: str | None,
+    across: Mapping[str, AcrossLooks],
+    indexed: Sequence[IndexedLook],
+    known: set[str],
+) -> dict[str, MetricValue]:
+    """The across-Look metrics of one account (None without a Looker id, or when unavailable)."""
+    if not customer:
+        return dict.fromkeys(across)
+    by_id = {entry.look.id: entry for entry in indexed}
+    lost = across_unavailable(customer, across, indexed)
+    values: dict[str, MetricValue] = {}
+    for metric, spec in across.items():
+        if metric in lost:
+            values[metric] = None
+            continue
+        is_known = customer in known
+        top = side_value(spec.numerator, customer, by_id[spec.numerator.look], known=is_known)
+        bottom = side_value(
+            spec.denominator, customer, by_id[spec.denominator.look], known=is_known
+        )
+        if top is None or bottom is None or bottom == 0:
+            values[metric] = None
+            continue
+        ratio = top / bottom
+        values[metric] = to_metric(ratio * 100 if spec.transform == "percent" else ratio)
+    return values
 
 
 def account_metrics(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Literal
 
 import pydantic
@@ -63,21 +64,61 @@ class PercentTransform(_Model):
 
 
 class ChangeTransform(_Model):
-    """(current − previous) / previous × 100; each side a field or a ratio of two fields."""
+    """(current − previous) / previous × 100; each side a field or a ratio of two fields.
+
+    A previous value of 0 has no percent change: by default the metric has no value (missing);
+    ``when_previous_zero: N`` defines it instead: 0 when the current value is 0 too, +N when it
+    rose from 0, −N when it fell below 0 (e.g. ``100``: "from nothing to something" = +100 %).
+    """
 
     transform: Literal["change_pct"]
     current: FieldName | Ratio
     previous: FieldName | Ratio
+    when_previous_zero: Decimal | None = None
+
+    @pydantic.field_validator("when_previous_zero")
+    @classmethod
+    def _finite(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and not value.is_finite():
+            raise ValueError("must be a finite number (or null: no value)")
+        return value
 
 
 class PresenceTransform(_Model):
+    """1 when the customer has a row whose field counts, else 0.
+
+    ``counts: positive`` (default): a number above 0; ``counts: any_value``: any value at all,
+    text or date included (not null, not empty or blank text), for a non-numeric field such as a
+    plan name or a last-login date.
+    """
+
     transform: Literal["presence"]
     field: FieldName
+    counts: Literal["positive", "any_value"] = "positive"
 
 
 class SumTransform(_Model):
+    """A field, or several fields added together, summed over the customer's rows.
+
+    With ``fields``, a row's value is the sum of its numeric cells among them (a null cell adds
+    nothing); a row with none of them numeric adds nothing.
+    """
+
     transform: Literal["sum"]
-    field: FieldName
+    field: FieldName | None = None
+    fields: tuple[FieldName, ...] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _one_form(self) -> SumTransform:
+        if (self.field is None) == (not self.fields):
+            raise ValueError("give either field (one) or fields (a list), not both")
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError("fields lists a field twice")
+        return self
+
+    @property
+    def summed(self) -> tuple[str, ...]:
+        return (self.field,) if self.field is not None else self.fields
 
 
 Transform = Annotated[
@@ -96,14 +137,38 @@ def _look_id(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+LookId = Annotated[
+    str,
+    pydantic.BeforeValidator(_look_id),
+    pydantic.StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+]
+
+
+class LookField(_Model):
+    """A field of one configured Look: the customer's value is the field summed over its rows
+    there (a one-row-per-customer Look: the row's value; 0 for a customer Looker knows that has
+    no row in that Look)."""
+
+    look: LookId
+    field: FieldName
+
+
+class AcrossLooks(_Model):
+    """A ratio (or percent) whose numerator and denominator come from two different Looks."""
+
+    transform: Literal["ratio", "percent"]
+    numerator: LookField
+    denominator: LookField
+
+    @property
+    def sides(self) -> tuple[LookField, LookField]:
+        return self.numerator, self.denominator
+
+
 class LookSettings(_Model):
     """One saved Look: its id, the field naming the customer, and the metrics it yields."""
 
-    id: Annotated[
-        str,
-        pydantic.BeforeValidator(_look_id),
-        pydantic.StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$"),
-    ]
+    id: LookId
     name: str = ""
     customer_id_field: FieldName
     #: The Look's date field (``view.field``, e.g. a ``_month`` or ``_date`` timeframe): a run
@@ -142,6 +207,9 @@ class Settings(_Model):
     #: ``enabled: false`` switches the source off: its metrics are unavailable (never missing).
     enabled: bool = True
     looks: tuple[LookSettings, ...] = ()
+    #: Metrics combining two Looks: ``ratio`` or ``percent`` of a field of one Look over a field
+    #: of another, per customer (see :class:`AcrossLooks`).
+    across_looks: dict[MetricName, AcrossLooks] = pydantic.Field(default_factory=dict)
     #: A saved Look answers for its own relative window ("last 30 days" of Looker's today), so a
     #: run whose ``as_of`` is more than this many days before its reference now cannot use a Look
     #: that names no ``date_field``: it is not run and its metrics are *unavailable*.
@@ -166,6 +234,32 @@ class Settings(_Model):
                 seen_metrics[metric] = look.id
         return looks
 
+    @pydantic.model_validator(mode="after")
+    def _across_known(self) -> Settings:
+        ids = {look.id for look in self.looks}
+        own = {m for look in self.looks for m in look.metrics}
+        for metric, spec in self.across_looks.items():
+            if metric in own:
+                raise ValueError(f"across_looks.{metric}: a Look already yields metric {metric}")
+            for side in ("numerator", "denominator"):
+                look_id = getattr(spec, side).look
+                if look_id not in ids:
+                    raise ValueError(
+                        f"across_looks.{metric}.{side}: Look {look_id} is not in looker.looks"
+                    )
+        return self
+
+    def across_fields(self, look_id: str) -> set[str]:
+        """The fields across-Look metrics read from one Look."""
+        return {
+            side.field
+            for spec in self.across_looks.values()
+            for side in spec.sides
+            if side.look == look_id
+        }
+
     @property
     def metric_names(self) -> frozenset[str]:
-        return frozenset(m for look in self.looks for m in look.metrics)
+        return frozenset(m for look in self.looks for m in look.metrics) | frozenset(
+            self.across_looks
+        )

@@ -39,7 +39,7 @@ from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts,
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
-from health_score.sources.salesforce import auth
+from health_score.sources.salesforce import auth, declarative
 from health_score.sources.salesforce.client import (
     NO_CREDENTIALS,
     SalesforceApiError,
@@ -150,7 +150,7 @@ class SalesforceExtractor:
 
     @property
     def provides(self) -> frozenset[str]:
-        return frozenset(METRICS)
+        return frozenset(METRICS) | self.settings.custom_metrics.names
 
     @property
     def requests_made(self) -> int:
@@ -199,10 +199,21 @@ class SalesforceExtractor:
         try:
             client.connect()
             states, notes, missing, gaps = self._run(client, sorted(ids), window)
+            in_org = {i for i in ids if i in states[0].results}  # the Account query's answer
+            custom = declarative.run(  # salesforce.custom_metrics (sources.yaml)
+                client,
+                self.settings.custom_metrics,
+                sorted(in_org),
+                as_of=self.as_of or datetime.now(UTC),
+                past=self.past,
+                chunk_size=self.settings.id_chunk_size,
+            )
         finally:
             client.log_usage(f"{client.requests} requests for {len(ids)} accounts")
             client.close()
-        return self._result(accounts, states, notes, missing, gaps, client.requests)
+        result = self._result(accounts, states, notes, missing, gaps, client.requests)
+        owners = {a: sf_id for sf_id in in_org for a in ids[sf_id]}
+        return declarative.merge(result, custom, self.settings.custom_metrics, owners)
 
     # -- querying -------------------------------------------------------------------------------
 

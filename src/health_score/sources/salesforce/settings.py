@@ -14,6 +14,7 @@ import pydantic
 
 from health_score.loaders.salesforce_settings import MOVED as WRITEBACK_MOVED
 from health_score.sources.http_policy import HttpSettings
+from health_score.sources.salesforce.declarative import CustomMetrics
 
 #: An object or field API name: the only identifiers ever placed in SOQL.
 ApiName = Annotated[str, pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")]
@@ -219,7 +220,17 @@ class Settings(pydantic.BaseModel):
     tier_alignment: TierAlignment = TierAlignment.model_validate({})
     responsiveness: Responsiveness = Responsiveness.model_validate({})
     outcomes: OutcomeRules = OutcomeRules.model_validate({})
+    #: Declarative metrics over any object (see health_score.sources.salesforce.declarative).
+    custom_metrics: CustomMetrics = CustomMetrics.model_validate({})
     http: HttpSettings = HttpSettings.model_validate({})
+
+    @pydantic.field_validator("custom_metrics")
+    @classmethod
+    def _custom_names(cls, value: CustomMetrics) -> CustomMetrics:
+        taken = sorted(value.names & set(METRICS))
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: already a built-in Salesforce metric")
+        return value
 
     @pydantic.model_validator(mode="before")
     @classmethod
