@@ -319,3 +319,22 @@ def capture(observations: Sequence[Observation], healthiest: Sequence[str]) -> C
         book_arr=sum((o.arr or zero for o in observations), zero),
         book_arr_healthiest=sum((o.arr or zero for o in inside), zero),
     )
+
+
+def roc_points(
+    pairs: Sequence[tuple[float | None, bool]],
+) -> list[tuple[float, float, float | None]]:
+    """The ROC curve of flagging every account whose value is at or below a threshold:
+    ``(share of renewers flagged, share of churners flagged, threshold)`` for each distinct
+    value, lowest first, after ``(0, 0, None)``. Pairs without a value are left out; empty when
+    either side is. The area under it (trapezoids) is :func:`auc` of the same pairs."""
+    good = np.sort(np.array([v for v, c in pairs if v is not None and not c], dtype=np.float64))
+    bad = np.sort(np.array([v for v, c in pairs if v is not None and c], dtype=np.float64))
+    if not len(good) or not len(bad):
+        return []
+    thresholds = np.unique(np.concatenate([good, bad]))
+    false_alarms = np.searchsorted(good, thresholds, side="right") / len(good)
+    caught = np.searchsorted(bad, thresholds, side="right") / len(bad)
+    points: list[tuple[float, float, float | None]] = [(0.0, 0.0, None)]
+    points.extend(zip(false_alarms.tolist(), caught.tolist(), thresholds.tolist(), strict=True))
+    return points

@@ -1,0 +1,499 @@
+"""Validity: does the score predict churn? The dashboard's view of the backtest.
+
+Two things, both over the same runs folder as the other pages:
+
+* :func:`load_validity` — the backtest (:mod:`health_score.backtest`) of the history: the report
+  (AUC, churn by tier, capture, per-input signal, verdict), the ROC curve of the final score and
+  the churner capture for several lead windows. A short history is a state, not an error: the
+  result says what is missing (no runs, no outcomes, too few events).
+* :class:`EventTable` — the what-if judged on outcomes. Built once: every churn or renewal event
+  matched with its account's run ``lead_days``–``horizon_days`` before it, with that run's raw
+  inputs (``raw.csv``), in one table. A weight change re-scores only these rows with the
+  vectorised scorer (:mod:`health_score.scoring.vector`) and recomputes the backtest figures.
+  Events whose run is in the last ``holdout_months`` months of the history are the hold-out:
+  the figures are given for it and for the earlier events apart.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from health_score.backtest import DEFAULT_HORIZON_DAYS, DEFAULT_LEAD_DAYS, BacktestError
+from health_score.backtest import open_history as open_store
+from health_score.backtest.history import (
+    HistoryError,
+    Outcome,
+    RunInfo,
+    Store,
+    input_names,
+    latest_outcomes,
+    list_runs,
+    match_events,
+    observations,
+    parse_outcomes,
+)
+from health_score.backtest.report import HEALTHIEST_TIERS, Report, build_report
+from health_score.backtest.stats import (
+    DEFAULT_MIN_EVENTS,
+    AucFigure,
+    Observation,
+    capture,
+    roc_points,
+)
+from health_score.columns import AccountTable, read_raw_table
+from health_score.config import ConfigError
+from health_score.rawfile import RawFileError
+from health_score.records import AccountInput
+from health_score.scoring.composite import Model
+from health_score.scoring.spec import INSUFFICIENT_DATA, ScoringConfig
+from health_score.scoring.vector import VectorModel, empty_result, exact_row, put, resolve
+
+#: The lead windows of "capture over lead time": (lead_days, horizon_days).
+LEAD_WINDOWS = ((0, 30), (30, 60), (60, 90), (90, 120))
+DEFAULT_HOLDOUT_MONTHS = 6
+#: Bootstrap resamples of the what-if's AUC intervals (the backtest's own default is 1,000).
+WHATIF_RESAMPLES = 1000
+
+
+class ValidityError(Exception):
+    """The history cannot be read; the message names the run or file."""
+
+
+# --------------------------------------------------------------------------------------------
+# The history
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The runs a backtest reads and the outcomes it judges them against."""
+
+    store: Store
+    runs: list[RunInfo]
+    outcomes: list[Outcome]
+    source: str  # where the outcomes came from ("run <id>")
+
+
+def open_history(location: str, *, include_degraded: bool = False) -> History | str:
+    """The history in ``location``; or, when there is nothing to backtest yet, why (a
+    sentence for the page). A history that is there but cannot be read raises
+    :class:`ValidityError`."""
+    try:
+        store = open_store(location)
+        statuses = ("ok", "degraded") if include_degraded else ("ok",)
+        runs = list_runs(store, statuses=statuses)
+        if not runs:
+            kinds = " or ".join(statuses)
+            return f"No {kinds} runs placed in time (with an as_of) in this runs folder yet."
+        every = list_runs(store, statuses=("ok", "degraded", "failed"))
+        latest = latest_outcomes(store, every)
+        if latest is None:
+            return (
+                "No run has an outcomes.csv yet: the backtest needs the churn and renewal "
+                "events (Salesforce opportunities) that the monthly run records."
+            )
+        outcomes = parse_outcomes(latest[1], f"run {latest[0]} outcomes.csv")
+    except (BacktestError, HistoryError) as exc:
+        raise ValidityError(str(exc)) from None
+    return History(store, runs, outcomes, f"run {latest[0]}")
+
+
+def newest_run_id(runs: Sequence[RunInfo]) -> str:
+    return runs[-1].run_id if runs else ""
+
+
+# --------------------------------------------------------------------------------------------
+# The Validity page
+
+
+@dataclass(frozen=True, slots=True)
+class LeadCapture:
+    """Churner capture for one lead window (events with a run ``lead``–``horizon`` days before)."""
+
+    lead_days: int
+    horizon_days: int
+    churners: int
+    flagged: int
+    events: int
+    capture_pct: float | None  # None: too few churners
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.lead_days}–{self.horizon_days} days"
+
+
+@dataclass(frozen=True)
+class Validity:
+    report: Report
+    roc: list[tuple[float, float, float | None]]
+    leads: list[LeadCapture]
+    min_events: int
+
+
+def load_validity(
+    history: History,
+    config: ScoringConfig,
+    *,
+    lead_days: int = DEFAULT_LEAD_DAYS,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    windows: Sequence[tuple[int, int]] = LEAD_WINDOWS,
+    resamples: int = 1000,
+) -> Validity:
+    """The backtest report, ROC points and capture over lead time of ``history``."""
+    min_events = config.validity.min_events or DEFAULT_MIN_EVENTS
+    try:
+        found, unmatched = observations(
+            history.store,
+            history.runs,
+            history.outcomes,
+            lead_days=lead_days,
+            horizon_days=horizon_days,
+        )
+        counts: dict[str, int] = {}
+        for outcome in history.outcomes:
+            counts[outcome.event] = counts.get(outcome.event, 0) + 1
+        report = build_report(
+            found,
+            tiers=config.tier_labels,
+            input_names=input_names(found),
+            floors=config.validity,
+            lead_days=lead_days,
+            horizon_days=horizon_days,
+            runs=len(history.runs),
+            periods=(history.runs[0].period, history.runs[-1].period),
+            outcomes_source=history.source,
+            outcomes=counts,
+            unmatched=unmatched,
+            resamples=resamples,
+        )
+        roc = (
+            roc_points([(o.final_score, o.churned) for o in found])
+            if report.score.value is not None
+            else []
+        )
+        leads = []
+        for lead, horizon in windows:
+            window, _ = observations(
+                history.store,
+                history.runs,
+                history.outcomes,
+                lead_days=lead,
+                horizon_days=horizon,
+                with_metrics=False,
+            )
+            leads.append(_lead_capture(window, lead, horizon, report.healthiest, min_events))
+    except HistoryError as exc:
+        raise ValidityError(str(exc)) from None
+    return Validity(report, roc, leads, min_events)
+
+
+def _lead_capture(
+    found: Sequence[Observation],
+    lead: int,
+    horizon: int,
+    healthiest: Sequence[str],
+    min_events: int,
+) -> LeadCapture:
+    c = capture(found, healthiest)
+    if c.churners < min_events:
+        return LeadCapture(
+            lead,
+            horizon,
+            c.churners,
+            c.churners_flagged,
+            c.book,
+            None,
+            f"too few events ({c.churners} churners; need {min_events})",
+        )
+    return LeadCapture(lead, horizon, c.churners, c.churners_flagged, c.book, c.churner_capture_pct)
+
+
+# --------------------------------------------------------------------------------------------
+# What-if judged on outcomes
+
+
+def score_table(
+    table: AccountTable, config: ScoringConfig
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Every account of ``table`` scored with ``config``: published final scores ×10 (-1: no
+    score), tier indexes into ``config.tier_labels`` and which accounts could be scored.
+
+    The array scorer with the exact rule for the accounts it cannot decide, as a run scores
+    (:func:`health_score.batch.score_batch`), without building the run's output rows.
+    """
+    model = Model(config)
+    vmodel = VectorModel(model, table.table.metrics, table.table.segments)
+    n = table.size
+    result = None
+    if vmodel.supported and n:
+        try:
+            result = vmodel.score(table.table)
+            resolve(vmodel, result, table.table.segment, table.values)
+        except Exception:  # an unusual config: the exact rule below scores every account
+            result = None
+    if result is None:
+        result = empty_result(n, len(model.dimensions), vmodel.slots)
+    ok = np.ones(n, dtype=bool)
+    for index in np.flatnonzero(result.exact).tolist():
+        account = table.account(index)
+        try:
+            put(result, index, exact_row(vmodel, account, model.score_compact(account)))
+        except Exception:  # the run listed it as a failure too; left out of the figures
+            ok[index] = False
+    return result.final, result.tier, ok
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """The backtest figures of one weight set on one group of events."""
+
+    events: int
+    score: AucFigure
+    red_lift: float | None
+    churner_capture_pct: float | None
+    green_share_pct: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """Current weights against candidate weights, on the hold-out and on the earlier events."""
+
+    holdout: tuple[Figures, Figures]  # (current, candidate)
+    earlier: tuple[Figures, Figures]
+
+
+def shift_period(period: str, months: int) -> str:
+    """``YYYY-MM`` moved by ``months`` (negative: back)."""
+    index = int(period[:4]) * 12 + int(period[5:7]) - 1 + months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+class EventTable:
+    """The matched events' raw inputs in one table, re-scored per weight set (memoised)."""
+
+    def __init__(
+        self,
+        config: ScoringConfig,
+        accounts: Sequence[AccountInput],
+        outcomes: Sequence[Outcome],
+        runs: Sequence[RunInfo],
+        *,
+        holdout_from: str,
+        skipped: Sequence[str] = (),
+        unmatched: int = 0,
+        resamples: int = WHATIF_RESAMPLES,
+    ) -> None:
+        if not len(accounts) == len(outcomes) == len(runs):
+            raise ValueError("one account row, outcome and run per event")
+        self.config = config
+        self.table = AccountTable.from_accounts(accounts, config)
+        self.outcomes = list(outcomes)
+        self.runs = list(runs)
+        self.holdout_from = holdout_from
+        self.holdout = np.array([r.period >= holdout_from for r in runs], dtype=bool)
+        self.skipped = list(skipped)
+        self.unmatched = unmatched
+        self.resamples = resamples
+        self.min_events = config.validity.min_events or DEFAULT_MIN_EVENTS
+        scored = [t for t in config.tier_labels if t != INSUFFICIENT_DATA]
+        self.healthiest = tuple(scored[:HEALTHIEST_TIERS])
+        self._memo: OrderedDict[object, tuple[Figures, Figures]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self.table.size
+
+    @property
+    def holdout_events(self) -> int:
+        return int(self.holdout.sum())
+
+    @classmethod
+    def build(
+        cls,
+        history: History,
+        config: ScoringConfig,
+        raw_path: Callable[[str], Path | None],
+        *,
+        lead_days: int = DEFAULT_LEAD_DAYS,
+        horizon_days: int = DEFAULT_HORIZON_DAYS,
+        holdout_months: int = DEFAULT_HOLDOUT_MONTHS,
+        resamples: int = WHATIF_RESAMPLES,
+    ) -> EventTable:
+        """Match the events with their runs and read those runs' ``raw.csv`` (``raw_path``
+        gives a local copy, or None when the run has none: its events are left out)."""
+        if holdout_months < 1:
+            raise ValueError("holdout_months must be at least 1")
+        chosen, unmatched = match_events(
+            history.runs, history.outcomes, lead_days=lead_days, horizon_days=horizon_days
+        )
+        needed: dict[str, list[tuple[Outcome, RunInfo]]] = {}
+        for outcome, info in chosen:
+            needed.setdefault(info.run_id, []).append((outcome, info))
+        accounts: list[AccountInput] = []
+        outcomes: list[Outcome] = []
+        runs: list[RunInfo] = []
+        skipped: list[str] = []
+        for info in history.runs:
+            events = needed.get(info.run_id)
+            if not events:
+                continue
+            path = raw_path(info.run_id)
+            if path is None:
+                skipped.append(f"run {info.run_id}: no raw.csv ({len(events)} events left out)")
+                continue
+            try:
+                raw = read_raw_table(path, config).accounts
+            except (RawFileError, ConfigError, OSError) as exc:
+                skipped.append(f"run {info.run_id}: raw.csv cannot be read ({exc})")
+                continue
+            index = {account: i for i, account in enumerate(raw.ids)}
+            for outcome, run in events:
+                at = index.get(outcome.account_id)
+                if at is None:
+                    unmatched += 1
+                    continue
+                accounts.append(raw.account(at))
+                outcomes.append(outcome)
+                runs.append(run)
+        newest = history.runs[-1].period
+        return cls(
+            config,
+            accounts,
+            outcomes,
+            runs,
+            holdout_from=shift_period(newest, -(holdout_months - 1)),
+            skipped=skipped,
+            unmatched=unmatched,
+            resamples=resamples,
+        )
+
+    def judge(self, current: ScoringConfig, candidate: ScoringConfig) -> Judgement:
+        """The figures of both configs (same thresholds, other weights) on both groups."""
+        now, new = self.figures(current), self.figures(candidate)
+        return Judgement(holdout=(now[0], new[0]), earlier=(now[1], new[1]))
+
+    def figures(self, config: ScoringConfig) -> tuple[Figures, Figures]:
+        """``(hold-out, earlier)`` figures of ``config``'s weights."""
+        key = _weights_key(config)
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        final, tier, ok = score_table(self.table, config)
+        labels = config.tier_labels
+        found = [
+            Observation(
+                account_id=o.account_id,
+                event=o.event,
+                day=o.day.isoformat(),
+                arr=o.arr,
+                run_id=r.run_id,
+                period=r.period,
+                final_score=None if f < 0 else f / 10,
+                tier=labels[t],
+            )
+            for o, r, f, t in zip(
+                self.outcomes, self.runs, final.tolist(), tier.tolist(), strict=True
+            )
+        ]
+        holdout = [o for o, h, k in zip(found, self.holdout, ok, strict=True) if h and k]
+        earlier = [o for o, h, k in zip(found, self.holdout, ok, strict=True) if not h and k]
+        result = (self._figures(holdout), self._figures(earlier))
+        with self._lock:
+            self._memo[key] = result
+            while len(self._memo) > 16:
+                self._memo.popitem(last=False)
+        return result
+
+    def _figures(self, found: Sequence[Observation]) -> Figures:
+        # Tiers and floors are the table's config's (a candidate differs only in weights, and
+        # ScoringConfig.with_weights does not carry the validity floors over).
+        report = build_report(
+            found,
+            tiers=self.config.tier_labels,
+            input_names=[],
+            floors=self.config.validity,
+            lead_days=0,
+            horizon_days=1,
+            runs=0,
+            periods=None,
+            outcomes_source="",
+            outcomes={},
+            unmatched=0,
+            resamples=self.resamples,
+        )
+        return Figures(
+            events=len(found),
+            score=report.score,
+            red_lift=report.red_lift(),
+            churner_capture_pct=report.capture.churner_capture_pct,
+            green_share_pct=report.capture.healthiest_share_pct,
+        )
+
+
+def _weights_key(config: ScoringConfig) -> object:
+    return (
+        tuple(config.component_weights.items()),
+        tuple(config.churn_risk_weights.items()),
+        tuple(
+            (name, tuple((m.name, m.weight) for m in dim.metrics))
+            for name, dim in config.dimensions.items()
+        ),
+    )
+
+
+def figure_rows(judgement: Judgement) -> list[dict[str, str]]:
+    """The comparison as table rows: figure, current, candidate (hold-out first)."""
+    rows: list[dict[str, str]] = []
+    for group, (now, new) in (("hold-out", judgement.holdout), ("earlier", judgement.earlier)):
+        rows.extend(
+            [
+                {
+                    "events": group,
+                    "figure": "AUC (95 % interval)",
+                    "current weights": auc_text(now.score),
+                    "candidate weights": auc_text(new.score),
+                },
+                {
+                    "events": group,
+                    "figure": "red-tier lift",
+                    "current weights": _times(now.red_lift),
+                    "candidate weights": _times(new.red_lift),
+                },
+                {
+                    "events": group,
+                    "figure": "churners below the healthiest tiers",
+                    "current weights": _pct(now.churner_capture_pct),
+                    "candidate weights": _pct(new.churner_capture_pct),
+                },
+                {
+                    "events": group,
+                    "figure": "events in the healthiest tiers",
+                    "current weights": _pct(now.green_share_pct),
+                    "candidate weights": _pct(new.green_share_pct),
+                },
+            ]
+        )
+    return rows
+
+
+def auc_text(figure: AucFigure) -> str:
+    if figure.value is None or figure.low is None or figure.high is None:
+        return f"too few events ({figure.churners} churners, {figure.renewers} renewers)"
+    return f"{figure.value:.3f} ({figure.low:.3f}–{figure.high:.3f})"
+
+
+def _times(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} %"
