@@ -1,8 +1,8 @@
 """The what-if judged on outcomes, on a tiny history worked out by hand; the ROC points.
 
-Six accounts × two monthly runs made by the real pipeline from raw files whose every metric sits
-exactly on its green (score 100) or red (score 0) threshold, so each final score is a one-line
-sum of weights:
+Six accounts (two per group) × two monthly runs made by the real pipeline from raw files whose
+every metric sits exactly on its green (score 100) or red (score 0) threshold, so each final
+score is a one-line sum of weights:
 
 * A1, A2: Support Health all red, the rest green → 100 − 60 × w(support);
 * B1, B2: Financial & Contract all red, the rest green → 100 − 60 × w(financial);
@@ -39,46 +39,31 @@ from health_score.pipeline import RunOptions, run
 from health_score.rawfile import SIGNAL_COLUMNS
 from tests.conftest import DEFAULT_CONFIG
 
-ACCOUNTS = {
-    "A1": "support_health",
-    "A2": "support_health",
-    "B1": "financial_contract",
-    "B2": "financial_contract",
-    "C1": None,
-    "C2": None,
-}
+#: Account group → the dimension whose metrics sit on red (None: all green).
+GROUPS = {"A": "support_health", "B": "financial_contract", "C": None}
 #: Run of January (as_of 2026-02-01): events on 2026-04-15, 73 days later (the February run,
 #: 45 days before, is too recent). Run of February (as_of 2026-03-01): events on 2026-05-15.
 EVENTS = {
-    ("2026-04-15", "A1"): "churn",
-    ("2026-04-15", "A2"): "churn",
-    ("2026-04-15", "B1"): "renewal",
-    ("2026-04-15", "B2"): "renewal",
-    ("2026-04-15", "C1"): "renewal",
-    ("2026-04-15", "C2"): "renewal",
-    ("2026-05-15", "A1"): "renewal",
-    ("2026-05-15", "A2"): "renewal",
-    ("2026-05-15", "B1"): "churn",
-    ("2026-05-15", "B2"): "churn",
-    ("2026-05-15", "C1"): "renewal",
-    ("2026-05-15", "C2"): "renewal",
+    "2026-04-15": {"A": "churn", "B": "renewal", "C": "renewal"},
+    "2026-05-15": {"A": "renewal", "B": "churn", "C": "renewal"},
 }
 
 
-def _config(folder: Path) -> Path:
+def _config(folder: Path, min_events: int | None) -> Path:
     shutil.copytree(DEFAULT_CONFIG, folder)
-    with (folder / "thresholds.yaml").open("a", encoding="utf-8") as handle:
-        handle.write("\nvalidity:\n  min_events: 2\n")
+    if min_events is not None:
+        with (folder / "thresholds.yaml").open("a", encoding="utf-8") as handle:
+            handle.write(f"\nvalidity:\n  min_events: {min_events}\n")
     return folder
 
 
-def _raw(path: Path, config_dir: Path) -> Path:
+def _raw(path: Path, config_dir: Path, copies: int) -> Path:
     config = load_scoring_config(config_dir)
     metrics = config.metric_names
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["account_id", "account_name", "segment", *metrics, *SIGNAL_COLUMNS])
-        for account, red in ACCOUNTS.items():
+        for group, red in GROUPS.items():
             cells = []
             for name in metrics:
                 dims = [
@@ -91,21 +76,23 @@ def _raw(path: Path, config_dir: Path) -> Path:
                 )
                 band = spec.bands["standard"]
                 cells.append(str(band.red if red in dims else band.green))
-            writer.writerow([account, f"Account {account}", "standard", *cells, 0, 0, 0, 0])
+            for copy in range(1, copies + 1):
+                account = f"{group}{copy}"
+                writer.writerow([account, f"Account {account}", "standard", *cells, 0, 0, 0, 0])
     return path
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("validity")
-    config_dir = _config(base / "config")
+def write_history(base: Path, *, copies: int = 2, min_events: int | None = 2) -> tuple[Path, Path]:
+    """Runs of 2026-01 and 2026-02 with ``copies`` accounts per group and the outcomes (in
+    the February run's outcomes.csv); returns (runs folder, config folder)."""
+    config_dir = _config(base / "config", min_events)
     runs = base / "runs"
     ids = []
     for period in ("2026-01", "2026-02"):
         summary = run(
             RunOptions(
                 config_dir=config_dir,
-                from_raw=_raw(base / f"raw-{period}.csv", config_dir),
+                from_raw=_raw(base / f"raw-{period}.csv", config_dir, copies),
                 period=period,
                 runs_dir=str(runs),
                 output=base / f"scores-{period}.csv",
@@ -114,9 +101,16 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         assert summary.run_id is not None, summary.messages
         ids.append(summary.run_id)
     lines = ["account_id,event,date,arr"]
-    lines += [f"{a},{event},{day},1000" for (day, a), event in EVENTS.items()]
+    for day, events in EVENTS.items():
+        for group, event in events.items():
+            lines += [f"{group}{copy},{event},{day},1000" for copy in range(1, copies + 1)]
     (runs / ids[-1] / "outcomes.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return runs, config_dir
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_history(tmp_path_factory.mktemp("validity"))
 
 
 def _candidate(config_dir: Path):  # type: ignore[no-untyped-def]
