@@ -34,7 +34,7 @@ from health_score.dashboard.validity import (
     open_history,
     shift_period,
 )
-from health_score.dashboard.whatif import apply_weights, weight_sections
+from health_score.dashboard.whatif import WhatIf, apply_weights, score_outcomes, weight_sections
 from health_score.pipeline import RunOptions, run
 from health_score.rawfile import SIGNAL_COLUMNS
 from tests.conftest import DEFAULT_CONFIG
@@ -224,6 +224,12 @@ def test_no_outcomes_and_no_runs_are_states(tmp_path: Path, history: tuple[Path,
     for outcomes in copy.glob("*/outcomes.csv"):
         outcomes.unlink()
     assert str(open_history(str(copy))).startswith("No run has an outcomes.csv yet")
+    for manifest in copy.glob("*/manifest.json"):
+        manifest.write_text(manifest.read_text().replace('"status": "ok"', '"status": "degraded"'))
+    assert str(open_history(str(copy))) == (
+        "No ok runs placed in time (with an as_of) in this runs folder yet. There are degraded "
+        "runs: include them to backtest those."
+    )
 
 
 def test_roc_points_follow_the_thresholds_and_enclose_the_auc() -> None:
@@ -249,3 +255,23 @@ def test_roc_points_follow_the_thresholds_and_enclose_the_auc() -> None:
 def test_shift_period() -> None:
     assert shift_period("2026-02", -5) == "2025-09"
     assert shift_period("2025-12", 1) == "2026-01"
+
+
+def test_the_array_scored_whatif_equals_the_exact_rule(tmp_path: Path) -> None:
+    """The What-if engine's default (array) path gives the exact rule's numbers, account by
+    account, for the run's weights and for candidate weights."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "raw_metrics.csv"
+    engine = WhatIf(example, DEFAULT_CONFIG)
+    assert engine.table is not None
+    weights = dict(engine.weights)
+    weights["churn_risk"] = (
+        ("support_health", Decimal("0.7")),
+        ("financial_contract", Decimal("0.1")),
+        ("adoption_engagement", Decimal("0.1")),
+        ("relationship_expansion", Decimal("0.1")),
+    )
+    for candidate in (engine.weights, tuple(weights.items())):
+        exact = score_outcomes(engine.accounts, apply_weights(engine.config, candidate))
+        assert engine.outcome(candidate) == exact
+    moved = engine.migration(tuple(weights.items()))
+    assert any(b[1] != a[1] for b, a in zip(moved.before, moved.after, strict=True))

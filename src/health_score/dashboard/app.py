@@ -211,10 +211,10 @@ def validity_of(location: str, newest: str, include_degraded: bool) -> Validity 
 
 @st.cache_resource(show_spinner="Reading the matched events' raw inputs…", max_entries=4)
 def event_table_of(
-    location: str, newest: str, run_id: str, holdout_months: int
+    location: str, newest: str, run_id: str, holdout_months: int, include_degraded: bool
 ) -> EventTable | str:
     """The what-if's events with their raw inputs, scored with run ``run_id``'s config."""
-    history = history_of(location, newest, False)
+    history = history_of(location, newest, include_degraded)
     if isinstance(history, str):
         return history
     engine = whatif_of(location, run_id)
@@ -580,8 +580,9 @@ def whatif_view(location: str, run: RunInfo, scores: pd.DataFrame, order: list[s
 def whatif_outcomes(location: str, run: RunInfo, engine: WhatIf, weights: WeightSet) -> None:
     """The backtest figures of the candidate weights against the run's, on a hold-out."""
     st.subheader("Judged on outcomes: current vs candidate weights")
+    left, right = st.columns(2)
     months = int(
-        st.number_input(
+        left.number_input(
             "Hold-out: the last months of history",
             1,
             24,
@@ -590,9 +591,10 @@ def whatif_outcomes(location: str, run: RunInfo, engine: WhatIf, weights: Weight
             help="Events whose matched run is of these months are the hold-out.",
         )
     )
+    degraded = right.toggle("Include degraded runs", value=False, key="whatif-degraded")
     runs = runs_in(location)
     newest = max((r.run_id for r in runs if r.usable), default="")
-    table = event_table_of(location, newest, run.run_id, months)
+    table = event_table_of(location, newest, run.run_id, months, degraded)
     if isinstance(table, str):
         st.info(f"No outcome figures: {table}")
         return

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
 from health_score.backtest import DEFAULT_HORIZON_DAYS, DEFAULT_LEAD_DAYS, BacktestError
 from health_score.backtest import open_history as open_store
@@ -49,11 +48,10 @@ from health_score.backtest.stats import (
 )
 from health_score.columns import AccountTable, read_raw_table
 from health_score.config import ConfigError
+from health_score.dashboard.whatif import score_table
 from health_score.rawfile import RawFileError
 from health_score.records import AccountInput
-from health_score.scoring.composite import Model
 from health_score.scoring.spec import INSUFFICIENT_DATA, ScoringConfig
-from health_score.scoring.vector import VectorModel, empty_result, exact_row, put, resolve
 
 #: The lead windows of "capture over lead time": (lead_days, horizon_days).
 LEAD_WINDOWS = ((0, 30), (30, 60), (60, 90), (90, 120))
@@ -90,7 +88,10 @@ def open_history(location: str, *, include_degraded: bool = False) -> History | 
         runs = list_runs(store, statuses=statuses)
         if not runs:
             kinds = " or ".join(statuses)
-            return f"No {kinds} runs placed in time (with an as_of) in this runs folder yet."
+            hint = ""
+            if not include_degraded and list_runs(store, statuses=("degraded",)):
+                hint = " There are degraded runs: include them to backtest those."
+            return f"No {kinds} runs placed in time (with an as_of) in this runs folder yet.{hint}"
         every = list_runs(store, statuses=("ok", "degraded", "failed"))
         latest = latest_outcomes(store, every)
         if latest is None:
@@ -217,37 +218,6 @@ def _lead_capture(
 
 # --------------------------------------------------------------------------------------------
 # What-if judged on outcomes
-
-
-def score_table(
-    table: AccountTable, config: ScoringConfig
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
-    """Every account of ``table`` scored with ``config``: published final scores ×10 (-1: no
-    score), tier indexes into ``config.tier_labels`` and which accounts could be scored.
-
-    The array scorer with the exact rule for the accounts it cannot decide, as a run scores
-    (:func:`health_score.batch.score_batch`), without building the run's output rows.
-    """
-    model = Model(config)
-    vmodel = VectorModel(model, table.table.metrics, table.table.segments)
-    n = table.size
-    result = None
-    if vmodel.supported and n:
-        try:
-            result = vmodel.score(table.table)
-            resolve(vmodel, result, table.table.segment, table.values)
-        except Exception:  # an unusual config: the exact rule below scores every account
-            result = None
-    if result is None:
-        result = empty_result(n, len(model.dimensions), vmodel.slots)
-    ok = np.ones(n, dtype=bool)
-    for index in np.flatnonzero(result.exact).tolist():
-        account = table.account(index)
-        try:
-            put(result, index, exact_row(vmodel, account, model.score_compact(account)))
-        except Exception:  # the run listed it as a failure too; left out of the figures
-            ok[index] = False
-    return result.final, result.tier, ok
 
 
 @dataclass(frozen=True, slots=True)
