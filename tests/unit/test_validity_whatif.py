@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 import shutil
 from decimal import Decimal
 from fractions import Fraction
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from health_score.backtest.stats import auc_fraction, roc_points
+from health_score.cli import main
 from health_score.config import load_scoring_config
 from health_score.dashboard.validity import (
     EventTable,
@@ -82,7 +84,13 @@ def _raw(path: Path, config_dir: Path, copies: int) -> Path:
     return path
 
 
-def write_history(base: Path, *, copies: int = 2, min_events: int | None = 2) -> tuple[Path, Path]:
+def write_history(
+    base: Path,
+    *,
+    copies: int = 2,
+    min_events: int | None = 2,
+    events: dict[str, dict[str, str]] = EVENTS,
+) -> tuple[Path, Path]:
     """Runs of 2026-01 and 2026-02 with ``copies`` accounts per group and the outcomes (in
     the February run's outcomes.csv); returns (runs folder, config folder)."""
     config_dir = _config(base / "config", min_events)
@@ -101,8 +109,8 @@ def write_history(base: Path, *, copies: int = 2, min_events: int | None = 2) ->
         assert summary.run_id is not None, summary.messages
         ids.append(summary.run_id)
     lines = ["account_id,event,date,arr"]
-    for day, events in EVENTS.items():
-        for group, event in events.items():
+    for day, happened in events.items():
+        for group, event in happened.items():
             lines += [f"{group}{copy},{event},{day},1000" for copy in range(1, copies + 1)]
     (runs / ids[-1] / "outcomes.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return runs, config_dir
@@ -275,3 +283,60 @@ def test_the_array_scored_whatif_equals_the_exact_rule(tmp_path: Path) -> None:
         assert engine.outcome(candidate) == exact
     moved = engine.migration(tuple(weights.items()))
     assert any(b[1] != a[1] for b, a in zip(moved.before, moved.after, strict=True))
+
+
+def test_suggest_weights_refuses_a_change_that_does_worse_on_the_holdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs, _ = write_history(tmp_path, copies=10, min_events=None)
+    written = tmp_path / "suggested.yaml"
+    code = main(
+        [
+            "suggest-weights",
+            "--runs-dir",
+            str(runs),
+            "--holdout-months",
+            "1",
+            "--write",
+            str(written),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    # On the earlier (January) events A churns: Support Health up one step (0.35, the group
+    # re-normalised: 0.35/1.05 = 0.3333) ranks every renewer above A (AUC 1.0). On the
+    # hold-out B churns: B 100 − 60 × 0.2857 = 82.9, A 80.0, C 100: AUC 0.5 against 0.75.
+    assert "on the 30 events before 2026-02" in out
+    assert re.search(r"churn_risk +support_health +0\.30 +0\.3333", out)
+    assert re.search(r"churn_risk +financial_contract +0\.30 +0\.2857", out)
+    assert "No change recommended: on the hold-out the AUC falls by -0.250" in out
+    assert not written.exists()
+
+
+def test_suggest_weights_recommends_a_gain_outside_the_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A churns after both runs: the same change helps the hold-out too (0.75 → 1.0).
+    same = {"2026-04-15": EVENTS["2026-04-15"], "2026-05-15": EVENTS["2026-04-15"]}
+    runs, config_dir = write_history(tmp_path, copies=10, min_events=None, events=same)
+    written = tmp_path / "suggested.yaml"
+    code = main(
+        [
+            "suggest-weights",
+            "--runs-dir",
+            str(runs),
+            "--holdout-months",
+            "1",
+            "--write",
+            str(written),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Recommended: on the hold-out the AUC rises by +0.250" in out
+    folder = tmp_path / "suggested-config"
+    shutil.copytree(config_dir, folder)
+    shutil.copy(written, folder / "weights.yaml")
+    weights = load_scoring_config(folder).churn_risk_weights
+    assert weights["support_health"] == Decimal("0.3333")
+    assert weights["financial_contract"] == Decimal("0.2857")

@@ -338,3 +338,39 @@ def roc_points(
     points: list[tuple[float, float, float | None]] = [(0.0, 0.0, None)]
     points.extend(zip(false_alarms.tolist(), caught.tolist(), thresholds.tolist(), strict=True))
     return points
+
+
+def auc_difference_interval(
+    first: Sequence[float],
+    second: Sequence[float],
+    churned: Sequence[bool],
+    *,
+    resamples: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """AUC of ``second`` minus AUC of ``first``, two scores of the same events, and the
+    percentile interval of that difference from a seeded bootstrap that resamples the events
+    (churners and renewers apart) and so keeps each event's two scores together."""
+    a = np.asarray(first, dtype=np.float64)
+    b = np.asarray(second, dtype=np.float64)
+    bad_mask = np.asarray(churned, dtype=bool)
+    good, bad = np.flatnonzero(~bad_mask), np.flatnonzero(bad_mask)
+    if not len(good) or not len(bad):
+        raise ValueError("a difference of AUCs needs at least one event on each side")
+
+    def auc_of(values: NDArray[np.float64], g: NDArray[np.int64], k: NDArray[np.int64]) -> float:
+        ranks = _average_ranks(np.concatenate([values[g], values[k]]))
+        n_good = len(g)
+        return float((ranks[:n_good].sum() - n_good * (n_good + 1) / 2) / (n_good * len(k)))
+
+    rng = np.random.default_rng(seed)
+    value = auc_of(b, good, bad) - auc_of(a, good, bad)
+    values = np.empty(resamples, dtype=np.float64)
+    for i in range(resamples):
+        g = good[rng.integers(0, len(good), size=len(good))]
+        k = bad[rng.integers(0, len(bad), size=len(bad))]
+        values[i] = auc_of(b, g, k) - auc_of(a, g, k)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return value, float(low), float(high)

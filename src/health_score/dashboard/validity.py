@@ -16,11 +16,14 @@ Two things, both over the same runs folder as the other pages:
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -43,12 +46,22 @@ from health_score.backtest.stats import (
     DEFAULT_MIN_EVENTS,
     AucFigure,
     Observation,
+    auc,
+    auc_difference_interval,
     capture,
     roc_points,
 )
 from health_score.columns import AccountTable, read_raw_table
 from health_score.config import ConfigError
-from health_score.dashboard.whatif import score_table
+from health_score.dashboard.whatif import (
+    WeightError,
+    WeightSet,
+    apply_weights,
+    normalise_group,
+    score_table,
+    weight_sections,
+)
+from health_score.loaders.artifacts import StoreError
 from health_score.rawfile import RawFileError
 from health_score.records import AccountInput
 from health_score.scoring.spec import INSUFFICIENT_DATA, ScoringConfig
@@ -467,3 +480,271 @@ def _times(value: float | None) -> str:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} %"
+
+
+# --------------------------------------------------------------------------------------------
+# suggest-weights: search on the earlier events, judge on the hold-out only
+
+#: The weight groups searched by default: the Health Score's components and the Churn Risk
+#: dimensions (few weights, each moving many accounts).
+DEFAULT_SEARCH_GROUPS = ("health_score", "churn_risk")
+DEFAULT_MAX_CHANGE = Decimal("0.15")
+DEFAULT_STEP = Decimal("0.05")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What the search found on the earlier events and how it did on the hold-out."""
+
+    current: WeightSet
+    suggested: WeightSet
+    searched: tuple[str, ...]
+    earlier_events: int
+    evaluations: int
+    holdout: tuple[Figures, Figures]  # (current, suggested)
+    #: Hold-out AUC of the suggestion minus the current one, and its 95 % interval.
+    difference: tuple[float, float, float] | None
+    recommended: bool
+    reason: str
+
+    def changes(self) -> list[tuple[str, str, Decimal, Decimal]]:
+        before = {(s, k): w for s, items in self.current for k, w in items}
+        return [
+            (s, k, before[(s, k)], w)
+            for s, items in self.suggested
+            for k, w in items
+            if before[(s, k)] != w
+        ]
+
+
+def suggest_weights(
+    table: EventTable,
+    *,
+    groups: Sequence[str] = DEFAULT_SEARCH_GROUPS,
+    max_change: Decimal = DEFAULT_MAX_CHANGE,
+    step: Decimal = DEFAULT_STEP,
+    passes: int = 4,
+    resamples: int = WHATIF_RESAMPLES,
+) -> Suggestion:
+    """Coordinate search over the weights of ``groups``: each weight moved by ``step`` up or
+    down, its group re-normalised, kept when every weight of the group stays within
+    ``max_change`` of the current one and the AUC of the *earlier* events rises. The hold-out
+    is scored only at the end, once, for the suggestion and the current weights; a change is
+    recommended only when the hold-out AUC gain's 95 % interval lies above 0."""
+    config = table.config
+    current = weight_sections(config)
+    unknown = [g for g in groups if g not in dict(current)]
+    if unknown:
+        names = ", ".join(s for s, _ in current)
+        raise ValueError(f"unknown weight group(s) {', '.join(unknown)} (one of {names})")
+    earlier = ~table.holdout
+
+    def objective(weights: WeightSet) -> float | None:
+        final, _, ok = score_table(table.table, apply_weights(config, weights))
+        use = earlier & ok & (final >= 0)
+        churned = np.array([o.event == "churn" for o in table.outcomes], dtype=bool)
+        good = (final[use & ~churned] / 10).tolist()
+        bad = (final[use & churned] / 10).tolist()
+        if len(good) < table.min_events or len(bad) < table.min_events:
+            return None
+        return auc(good, bad)
+
+    best = current
+    best_value = objective(current)
+    evaluations = 1
+    n_earlier = int(earlier.sum())
+    if best_value is None:
+        figures = table.figures(config)[0]
+        return Suggestion(
+            current,
+            current,
+            tuple(groups),
+            n_earlier,
+            evaluations,
+            (figures, figures),
+            None,
+            False,
+            f"Too few earlier events to search on ({n_earlier} events before "
+            f"{table.holdout_from}; need {table.min_events} churners and renewers).",
+        )
+    original = {(s, k): w for s, items in current for k, w in items}
+    for _ in range(passes):
+        improved = False
+        for group in groups:
+            for position in range(len(dict(best)[group])):
+                for delta in (step, -step):
+                    items = list(dict(best)[group])
+                    key, weight = items[position]
+                    if weight + delta < 0:
+                        continue
+                    items[position] = (key, weight + delta)
+                    try:
+                        moved = normalise_group(items)
+                    except WeightError:
+                        continue
+                    if any(abs(w - original[(group, k)]) > max_change for k, w in moved):
+                        continue
+                    candidate = tuple((s, moved if s == group else i) for s, i in best)
+                    value = objective(candidate)
+                    evaluations += 1
+                    if value is not None and value > best_value + 1e-12:
+                        best, best_value, improved = candidate, value, True
+        if not improved:
+            break
+    now = table.figures(config)[0]
+    new = table.figures(apply_weights(config, best))[0]
+    if best == current:
+        return Suggestion(
+            current,
+            best,
+            tuple(groups),
+            n_earlier,
+            evaluations,
+            (now, new),
+            None,
+            False,
+            "No change recommended: no weights within the bounds score the earlier events "
+            "better than the current ones.",
+        )
+    difference = _holdout_difference(table, config, best, resamples)
+    if difference is None:
+        reason = (
+            "No change recommended: too few hold-out events to judge the suggestion "
+            f"(need {table.min_events} churners and {table.min_events} renewers)."
+        )
+        return Suggestion(
+            current, best, tuple(groups), n_earlier, evaluations, (now, new), None, False, reason
+        )
+    gain, low, high = difference
+    text = f"{gain:+.3f} (95 % interval {low:+.3f} to {high:+.3f})"
+    if low > 0:
+        reason = f"Recommended: on the hold-out the AUC rises by {text}."
+    elif high < 0:
+        reason = f"No change recommended: on the hold-out the AUC falls by {text}."
+    else:
+        reason = (
+            f"No change recommended: on the hold-out the AUC moves by {text}; the interval "
+            "contains 0, so the gain cannot be told from chance."
+        )
+    return Suggestion(
+        current,
+        best,
+        tuple(groups),
+        n_earlier,
+        evaluations,
+        (now, new),
+        difference,
+        low > 0,
+        reason,
+    )
+
+
+def _holdout_difference(
+    table: EventTable, config: ScoringConfig, weights: WeightSet, resamples: int
+) -> tuple[float, float, float] | None:
+    first, _, ok_first = score_table(table.table, config)
+    second, _, ok_second = score_table(table.table, apply_weights(config, weights))
+    use = table.holdout & ok_first & ok_second & (first >= 0) & (second >= 0)
+    churned = np.array([o.event == "churn" for o in table.outcomes], dtype=bool)[use]
+    if int(churned.sum()) < table.min_events or int((~churned).sum()) < table.min_events:
+        return None
+    return auc_difference_interval(
+        (first[use] / 10).tolist(),
+        (second[use] / 10).tolist(),
+        churned.tolist(),
+        resamples=resamples,
+    )
+
+
+def suggest_command(
+    runs_dir: str,
+    *,
+    config_dir: Path | None,
+    holdout_months: int,
+    include_degraded: bool,
+    groups: Sequence[str],
+    max_change: Decimal,
+    write: Path | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """``health-score suggest-weights``: exit 0 (a suggestion or none), 2 on bad usage/input."""
+    from health_score.config import WEIGHTS_FILE, load_scoring_config
+    from health_score.dashboard.whatif import rewrite_weights_yaml
+
+    try:
+        history = open_history(runs_dir, include_degraded=include_degraded)
+    except ValidityError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    if isinstance(history, str):
+        print(f"error: --runs-dir {runs_dir}: {history}", file=err)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="hsm-suggest-") as scratch:
+        folder = Path(scratch)
+        try:
+            if config_dir is None:
+                newest = history.runs[-1].run_id
+                config_dir = folder / "config"
+                config_dir.mkdir()
+                for name in ("weights.yaml", "thresholds.yaml"):
+                    data = history.store.read(newest, f"config/{name}")
+                    if data is None:
+                        print(f"error: run {newest} has no config/{name}", file=err)
+                        return 2
+                    (config_dir / name).write_bytes(data)
+            config = load_scoring_config(config_dir)
+            original_yaml = (config_dir / WEIGHTS_FILE).read_text(encoding="utf-8-sig")
+        except (ConfigError, OSError, StoreError) as exc:
+            print(f"error: {exc}", file=err)
+            return 2
+
+        def raw_path(run_id: str) -> Path | None:
+            data = history.store.read(run_id, "raw.csv")
+            if data is None:
+                return None
+            path = folder / f"{run_id}.csv"
+            path.write_bytes(data)
+            return path
+
+        try:
+            table = EventTable.build(history, config, raw_path, holdout_months=holdout_months)
+            found = suggest_weights(table, groups=groups, max_change=max_change)
+        except (ValueError, StoreError) as exc:
+            print(f"error: {exc}", file=err)
+            return 2
+    print(
+        f"Searched {', '.join(found.searched)} (each weight within ±{max_change} of the "
+        f"current one) on the {found.earlier_events:,} events before {table.holdout_from}; "
+        f"{found.evaluations} weight sets tried. Hold-out: {table.holdout_events:,} events "
+        f"(runs of {table.holdout_from} or later), never used by the search.",
+        file=out,
+    )
+    changes = found.changes()
+    if changes:
+        print("", file=out)
+        print(f"{'group':<24} {'weight':<28} {'current':>8} {'suggested':>9}", file=out)
+        for section, key, before, after in changes:
+            print(f"{section:<24} {key:<28} {before:>8} {after:>9}", file=out)
+    print("", file=out)
+    judged = Judgement(found.holdout, found.holdout)
+    print(f"{'hold-out figure':<40} {'current':>24} {'suggested':>24}", file=out)
+    for row in figure_rows(judged)[:4]:
+        print(
+            f"{row['figure']:<40} {row['current weights']:>24} {row['candidate weights']:>24}",
+            file=out,
+        )
+    print("", file=out)
+    print(found.reason, file=out)
+    if write is not None:
+        if not found.recommended:
+            print(f"{write} not written: no change is recommended.", file=out)
+        else:
+            try:
+                write.parent.mkdir(parents=True, exist_ok=True)
+                write.write_text(rewrite_weights_yaml(original_yaml, found.suggested), "utf-8")
+            except OSError as exc:
+                print(f"error: --write {write}: {exc.strerror}", file=err)
+                return 2
+            print(f"wrote the suggested weights to {write}", file=out)
+    return 0
