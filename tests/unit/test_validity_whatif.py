@@ -142,7 +142,6 @@ def _table(runs: Path, config_dir: Path, holdout_months: int) -> EventTable:
         config,
         lambda run_id: runs / run_id / "raw.csv",
         holdout_months=holdout_months,
-        resamples=200,
     )
 
 

@@ -614,7 +614,7 @@ def whatif_outcomes(location: str, run: RunInfo, engine: WhatIf, weights: Weight
         f"{table.holdout_from} or later (the last {months} months of history); {earlier:,} "
         "earlier events. Weights are never chosen on the hold-out: tune against the earlier "
         "events and look at the hold-out to judge the result (health-score suggest-weights "
-        "searches on the earlier events only). Figures need "
+        "searches on the earlier events only). AUC intervals are DeLong's. Figures need "
         f"{table.min_events} churners and {table.min_events} renewers; fewer show as too few "
         "events."
     )

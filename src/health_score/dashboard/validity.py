@@ -48,8 +48,10 @@ from health_score.backtest.stats import (
     Observation,
     auc,
     auc_difference_interval,
+    auc_figure,
     capture,
     roc_points,
+    tier_table,
 )
 from health_score.columns import AccountTable, read_raw_table
 from health_score.config import ConfigError
@@ -60,6 +62,7 @@ from health_score.dashboard.whatif import (
     normalise_group,
     score_table,
     weight_sections,
+    with_places,
 )
 from health_score.loaders.artifacts import StoreError
 from health_score.rawfile import RawFileError
@@ -69,8 +72,8 @@ from health_score.scoring.spec import INSUFFICIENT_DATA, ScoringConfig
 #: The lead windows of "capture over lead time": (lead_days, horizon_days).
 LEAD_WINDOWS = ((0, 30), (30, 60), (60, 90), (90, 120))
 DEFAULT_HOLDOUT_MONTHS = 6
-#: Bootstrap resamples of the what-if's AUC intervals (the backtest's own default is 1,000).
-WHATIF_RESAMPLES = 1000
+#: Bootstrap resamples of suggest-weights' interval of the hold-out AUC gain.
+SUGGEST_RESAMPLES = 1000
 
 
 class ValidityError(Exception):
@@ -271,19 +274,17 @@ class EventTable:
         holdout_from: str,
         skipped: Sequence[str] = (),
         unmatched: int = 0,
-        resamples: int = WHATIF_RESAMPLES,
     ) -> None:
         if not len(accounts) == len(outcomes) == len(runs):
             raise ValueError("one account row, outcome and run per event")
         self.config = config
-        self.table = AccountTable.from_accounts(accounts, config)
+        self.table = with_places(AccountTable.from_accounts(accounts, config))
         self.outcomes = list(outcomes)
         self.runs = list(runs)
         self.holdout_from = holdout_from
         self.holdout = np.array([r.period >= holdout_from for r in runs], dtype=bool)
         self.skipped = list(skipped)
         self.unmatched = unmatched
-        self.resamples = resamples
         self.min_events = config.validity.min_events or DEFAULT_MIN_EVENTS
         scored = [t for t in config.tier_labels if t != INSUFFICIENT_DATA]
         self.healthiest = tuple(scored[:HEALTHIEST_TIERS])
@@ -308,7 +309,6 @@ class EventTable:
         lead_days: int = DEFAULT_LEAD_DAYS,
         horizon_days: int = DEFAULT_HORIZON_DAYS,
         holdout_months: int = DEFAULT_HOLDOUT_MONTHS,
-        resamples: int = WHATIF_RESAMPLES,
     ) -> EventTable:
         """Match the events with their runs and read those runs' ``raw.csv`` (``raw_path``
         gives a local copy, or None when the run has none: its events are left out)."""
@@ -355,7 +355,6 @@ class EventTable:
             holdout_from=shift_period(newest, -(holdout_months - 1)),
             skipped=skipped,
             unmatched=unmatched,
-            resamples=resamples,
         )
 
     def judge(self, current: ScoringConfig, candidate: ScoringConfig) -> Judgement:
@@ -397,28 +396,23 @@ class EventTable:
         return result
 
     def _figures(self, found: Sequence[Observation]) -> Figures:
-        # Tiers and floors are the table's config's (a candidate differs only in weights, and
-        # ScoringConfig.with_weights does not carry the validity floors over).
-        report = build_report(
-            found,
-            tiers=self.config.tier_labels,
-            input_names=[],
-            floors=self.config.validity,
-            lead_days=0,
-            horizon_days=1,
-            runs=0,
-            periods=None,
-            outcomes_source="",
-            outcomes={},
-            unmatched=0,
-            resamples=self.resamples,
+        """The backtest's figures (AUC with DeLong's interval: cheap enough for every weight
+        change; tiers and floors of the table's config, which a candidate shares)."""
+        score = auc_figure(
+            [(o.final_score, o.churned) for o in found],
+            min_events=self.min_events,
+            bootstrap=False,
         )
+        rows = [
+            r for r in tier_table(found, self.config.tier_labels) if r.tier != INSUFFICIENT_DATA
+        ]
+        caught = capture(found, self.healthiest)
         return Figures(
             events=len(found),
-            score=report.score,
-            red_lift=report.red_lift(),
-            churner_capture_pct=report.capture.churner_capture_pct,
-            green_share_pct=report.capture.healthiest_share_pct,
+            score=score,
+            red_lift=rows[-1].lift if rows else None,
+            churner_capture_pct=caught.churner_capture_pct,
+            green_share_pct=caught.healthiest_share_pct,
         )
 
 
@@ -524,7 +518,7 @@ def suggest_weights(
     max_change: Decimal = DEFAULT_MAX_CHANGE,
     step: Decimal = DEFAULT_STEP,
     passes: int = 4,
-    resamples: int = WHATIF_RESAMPLES,
+    resamples: int = SUGGEST_RESAMPLES,
 ) -> Suggestion:
     """Coordinate search over the weights of ``groups``: each weight moved by ``step`` up or
     down, its group re-normalised, kept when every weight of the group stays within

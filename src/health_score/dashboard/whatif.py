@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
@@ -179,6 +179,23 @@ def score_outcomes(accounts: Sequence[AccountInput], config: ScoringConfig) -> O
         score = model.score(account)
         out.append((score.account_id, score.final_published, score.tier))
     return tuple(out)
+
+
+def with_places(table: AccountTable) -> AccountTable:
+    """``table`` (built from accounts in memory) with each metric's most decimal places, read
+    from the exact values: the array scorer then decides most cells in exact integers instead
+    of leaving them to the ``Decimal`` rule (as for a table read from a raw file)."""
+    places = [0] * len(table.table.metrics)
+    if table.inputs is not None:
+        for j, metric in enumerate(table.table.metrics):
+            for account in table.inputs:
+                value = account.metrics.get(metric)
+                exponent = value.as_tuple().exponent if value is not None else 0
+                if isinstance(exponent, int) and -exponent > places[j]:
+                    places[j] = -exponent
+    else:
+        return table
+    return replace(table, table=replace(table.table, places=tuple(places)))
 
 
 def score_table(
