@@ -440,6 +440,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON"
     )
 
+    suggest = sub.add_parser(
+        "suggest-weights",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="search weights on the older history; report only hold-out figures",
+        description="Search weights within bounds on the events before the hold-out (the "
+        "runs of the last --holdout-months months), then judge the suggestion on the "
+        "hold-out only. A change is recommended only when its hold-out AUC gain's 95 %% "
+        "interval lies above 0.",
+        epilog="examples:\n  health-score suggest-weights\n  health-score suggest-weights "
+        "--group churn_risk --group support_health --write output/weights.yaml\n\nexit "
+        "codes:\n  0  done (a recommendation, or the reason there is none)\n  2  bad usage "
+        "or input",
+    )
+    suggest.add_argument(
+        "--runs-dir",
+        default=DEFAULT_RUNS_DIR,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="the run history (default: %(default)s)",
+    )
+    suggest.add_argument(
+        "--holdout-months",
+        type=int,
+        default=6,
+        metavar="N",
+        help="events of runs in the last N months are the hold-out (default: %(default)s)",
+    )
+    suggest.add_argument(
+        "--group",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a weights.yaml group to search (repeatable; default: health_score, churn_risk)",
+    )
+    suggest.add_argument(
+        "--max-change",
+        type=Decimal,
+        default=Decimal("0.15"),
+        metavar="W",
+        help="each weight stays within W of its current value (default: %(default)s)",
+    )
+    suggest.add_argument(
+        "--include-degraded", action="store_true", help="use degraded runs too (default: ok only)"
+    )
+    suggest.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the suggested weights.yaml there (only when a change is recommended)",
+    )
+    _config_flag(suggest)
+
     init = sub.add_parser(
         "init",
         parents=[common],
@@ -809,6 +862,22 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return backtest_cli(args, parser)
     if args.command == "mapping":
         return mapping_suggest_command(args)
+    if args.command == "suggest-weights":
+        from health_score.dashboard.validity import DEFAULT_SEARCH_GROUPS, suggest_command
+
+        if args.holdout_months < 1:
+            parser.error("--holdout-months must be at least 1")
+        return suggest_command(
+            args.runs_dir,
+            config_dir=args.config_dir,
+            holdout_months=args.holdout_months,
+            include_degraded=args.include_degraded,
+            groups=args.group or DEFAULT_SEARCH_GROUPS,
+            max_change=args.max_change,
+            write=args.write,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
     return init_command(args.directory, force=args.force)  # argparse allows no other command
 
 

@@ -61,6 +61,7 @@ def test_every_flag_of_every_command_has_help_text() -> None:
         "run",
         "backfill",
         "backtest",
+        "suggest-weights",
         "check-config",
         "sandbox",
         "dashboard",

@@ -75,6 +75,19 @@ def served(tmp_path: Path) -> Iterator[str]:
         )
     )
     assert summary.run_id is not None, summary.messages
+    yield from serve(runs_dir, tmp_path)
+
+
+@pytest.fixture
+def served_history(tmp_path: Path) -> Iterator[str]:
+    """The dashboard over two monthly runs with outcomes (tests/unit/test_validity_whatif.py)."""
+    from tests.unit.test_validity_whatif import write_history
+
+    runs_dir, _ = write_history(tmp_path / "history", copies=10, min_events=None)
+    yield from serve(runs_dir, tmp_path)
+
+
+def serve(runs_dir: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "HSM_RUNS_DIR": str(runs_dir)}
     env.pop("DASHBOARD_PASSWORD", None)
@@ -126,6 +139,41 @@ def test_the_served_dashboard_shows_the_portfolio_in_a_real_browser(served: str)
             page.get_by_text("Customer health scores — 2026-10").wait_for(timeout=10_000)
             page.get_by_role("heading", name="Score distribution").wait_for(timeout=10_000)
             page.locator("canvas, svg").first.wait_for(timeout=20_000)  # a chart was drawn
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_the_validity_page_draws_its_charts_in_a_real_browser(served_history: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2200})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(served_history, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Portfolio").wait_for(timeout=30_000)
+            page.get_by_text("Validity", exact=True).click()
+            page.get_by_role("heading", name="Validity: does the score predict churn?").wait_for(
+                timeout=30_000
+            )
+            page.get_by_role("heading", name="ROC curve").wait_for(timeout=10_000)
+            page.get_by_text("The score separates churners from renewers well").wait_for(
+                timeout=10_000
+            )
+            # ROC, churn by tier and capture over lead time: three charts drawn.
+            charts = page.locator('[data-testid="stVegaLiteChart"]')
+            charts.nth(2).wait_for(timeout=20_000)
+            page.wait_for_timeout(1500)  # let the charts finish drawing for the screenshot
+            shot = os.environ.get("HSM_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot, full_page=True)
+            assert charts.count() == 3
             assert page.locator('[data-testid="stException"]').count() == 0
             assert not errors, errors
         finally:

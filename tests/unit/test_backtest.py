@@ -312,3 +312,14 @@ def test_validity_floors_are_validated_in_thresholds_yaml(tmp_path: Path) -> Non
     )
     floors = load_scoring_config(folder).validity
     assert (floors.min_auc, floors.min_red_lift, floors.min_events) == (0.65, 2.0, None)
+
+
+def test_candidate_weights_keep_the_validity_floors(tmp_path: Path) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "weights.yaml").write_bytes((DEFAULT_CONFIG / "weights.yaml").read_bytes())
+    text = (DEFAULT_CONFIG / "thresholds.yaml").read_text()
+    (folder / "thresholds.yaml").write_text(text + "\nvalidity:\n  min_auc: 0.7\n  min_events: 5\n")
+    config = load_scoring_config(folder)
+    candidate = config.with_weights(churn_risk_weights=dict(config.churn_risk_weights))
+    assert candidate.validity == ValidityFloors(min_auc=0.7, min_events=5)

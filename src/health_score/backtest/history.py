@@ -242,17 +242,16 @@ def _add_metrics(store: Store, info: RunInfo, rows: dict[str, dict[str, Any]]) -
             inputs[label] = None if value < 0 else value / 1e4
 
 
-def observations(
-    store: Store,
+def match_events(
     runs: Sequence[RunInfo],
     outcomes: Sequence[Outcome],
     *,
     lead_days: int,
     horizon_days: int,
-    with_metrics: bool = True,
-) -> tuple[list[Observation], int]:
-    """Each outcome with its account's row in the run before it; and how many outcomes had no
-    run in their window (or no row for the account in it)."""
+) -> tuple[list[tuple[Outcome, RunInfo]], int]:
+    """Each outcome (by date) with the latest run whose ``as_of`` lies ``lead_days`` to
+    ``horizon_days`` before it; and how many outcomes had no run in that window. Nothing is
+    read: whether the run has a row for the account is the caller's to check."""
     ordered = sorted(runs, key=lambda r: r.as_of)
     days = [r.as_of.date() for r in ordered]
     chosen: list[tuple[Outcome, RunInfo]] = []
@@ -266,6 +265,24 @@ def observations(
             unmatched += 1
             continue
         chosen.append((outcome, ordered[position]))
+    return chosen, unmatched
+
+
+def observations(
+    store: Store,
+    runs: Sequence[RunInfo],
+    outcomes: Sequence[Outcome],
+    *,
+    lead_days: int,
+    horizon_days: int,
+    with_metrics: bool = True,
+) -> tuple[list[Observation], int]:
+    """Each outcome with its account's row in the run before it; and how many outcomes had no
+    run in their window (or no row for the account in it)."""
+    ordered = sorted(runs, key=lambda r: r.as_of)
+    chosen, unmatched = match_events(
+        ordered, outcomes, lead_days=lead_days, horizon_days=horizon_days
+    )
     needed: dict[str, set[str]] = {}
     for outcome, info in chosen:
         needed.setdefault(info.run_id, set()).add(outcome.account_id)

@@ -326,3 +326,58 @@ def capture(observations: Sequence[Observation], healthiest: Sequence[str]) -> C
         book_arr=sum((o.arr or zero for o in observations), zero),
         book_arr_healthiest=sum((o.arr or zero for o in inside), zero),
     )
+
+
+def roc_points(
+    pairs: Sequence[tuple[float | None, bool]],
+) -> list[tuple[float, float, float | None]]:
+    """The ROC curve of flagging every account whose value is at or below a threshold:
+    ``(share of renewers flagged, share of churners flagged, threshold)`` for each distinct
+    value, lowest first, after ``(0, 0, None)``. Pairs without a value are left out; empty when
+    either side is. The area under it (trapezoids) is :func:`auc` of the same pairs."""
+    good = np.sort(np.array([v for v, c in pairs if v is not None and not c], dtype=np.float64))
+    bad = np.sort(np.array([v for v, c in pairs if v is not None and c], dtype=np.float64))
+    if not len(good) or not len(bad):
+        return []
+    thresholds = np.unique(np.concatenate([good, bad]))
+    false_alarms = np.searchsorted(good, thresholds, side="right") / len(good)
+    caught = np.searchsorted(bad, thresholds, side="right") / len(bad)
+    points: list[tuple[float, float, float | None]] = [(0.0, 0.0, None)]
+    points.extend(zip(false_alarms.tolist(), caught.tolist(), thresholds.tolist(), strict=True))
+    return points
+
+
+def auc_difference_interval(
+    first: Sequence[float],
+    second: Sequence[float],
+    churned: Sequence[bool],
+    *,
+    resamples: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """AUC of ``second`` minus AUC of ``first``, two scores of the same events, and the
+    percentile interval of that difference from a seeded bootstrap that resamples the events
+    (churners and renewers apart) and so keeps each event's two scores together."""
+    a = np.asarray(first, dtype=np.float64)
+    b = np.asarray(second, dtype=np.float64)
+    bad_mask = np.asarray(churned, dtype=bool)
+    good, bad = np.flatnonzero(~bad_mask), np.flatnonzero(bad_mask)
+    if not len(good) or not len(bad):
+        raise ValueError("a difference of AUCs needs at least one event on each side")
+
+    def auc_of(values: NDArray[np.float64], g: NDArray[np.int64], k: NDArray[np.int64]) -> float:
+        ranks = _average_ranks(np.concatenate([values[g], values[k]]))
+        n_good = len(g)
+        return float((ranks[:n_good].sum() - n_good * (n_good + 1) / 2) / (n_good * len(k)))
+
+    rng = np.random.default_rng(seed)
+    value = auc_of(b, good, bad) - auc_of(a, good, bad)
+    values = np.empty(resamples, dtype=np.float64)
+    for i in range(resamples):
+        g = good[rng.integers(0, len(good), size=len(good))]
+        k = bad[rng.integers(0, len(bad), size=len(bad))]
+        values[i] = auc_of(b, g, k) - auc_of(a, g, k)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return value, float(low), float(high)

@@ -19,11 +19,13 @@ import hmac
 import os
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 import altair as alt
 import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
 import streamlit as st
 
+from health_score.backtest.report import verdict
 from health_score.config import ConfigError, load_scoring_config
 from health_score.dashboard import frames
 from health_score.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
@@ -42,10 +44,21 @@ from health_score.dashboard.runs import (
     read_metrics,
     require,
 )
+from health_score.dashboard.validity import (
+    DEFAULT_HOLDOUT_MONTHS,
+    EventTable,
+    History,
+    Validity,
+    ValidityError,
+    figure_rows,
+    load_validity,
+    open_history,
+)
 from health_score.dashboard.whatif import (
     Migration,
     WeightSet,
     WhatIf,
+    apply_weights,
     sections_from_entered,
 )
 from health_score.envfile import load_local_env
@@ -53,7 +66,7 @@ from health_score.loaders.csv_output import METRIC_COLUMNS
 from health_score.scoring.spec import ScoringConfig
 
 DEFAULT_RUNS_DIR = "output/runs"
-VIEWS = ("Portfolio", "Accounts", "Account drill-down", "What-if", "Trends")
+VIEWS = ("Portfolio", "Accounts", "Account drill-down", "What-if", "Trends", "Validity")
 TIER_COLOURS = {
     "Champion": "#1a9850",
     "Healthy": "#91cf60",
@@ -170,6 +183,54 @@ def whatif_of(location: str, run_id: str) -> WhatIf | str:
         return WhatIf(folder / RAW, folder / "config")
     except (ConfigError, OSError) as exc:
         return f"run {run_id}: cannot re-score its inputs: {exc}"
+
+
+@st.cache_resource(show_spinner="Reading the run history and outcomes…", max_entries=8)
+def history_of(location: str, newest: str, include_degraded: bool) -> History | str:
+    """The backtest's history, or why there is none yet (cached per newest run)."""
+    try:
+        return open_history(location, include_degraded=include_degraded)
+    except ValidityError as exc:
+        return f"The history cannot be read: {exc}"
+
+
+@st.cache_resource(show_spinner="Backtesting the score against outcomes…", max_entries=8)
+def validity_of(location: str, newest: str, include_degraded: bool) -> Validity | str:
+    """The Validity page's figures, judged with the newest history run's config."""
+    history = history_of(location, newest, include_degraded)
+    if isinstance(history, str):
+        return history
+    config = config_of(location, history.runs[-1].run_id)
+    if isinstance(config, str):
+        return config
+    try:
+        return load_validity(history, config)
+    except ValidityError as exc:
+        return f"The history cannot be read: {exc}"
+
+
+@st.cache_resource(show_spinner="Reading the matched events' raw inputs…", max_entries=4)
+def event_table_of(
+    location: str, newest: str, run_id: str, holdout_months: int, include_degraded: bool
+) -> EventTable | str:
+    """The what-if's events with their raw inputs, scored with run ``run_id``'s config."""
+    history = history_of(location, newest, include_degraded)
+    if isinstance(history, str):
+        return history
+    engine = whatif_of(location, run_id)
+    if isinstance(engine, str):
+        return engine
+    reader = reader_for(location)
+
+    def raw_path(other: str) -> Path | None:
+        if reader.read(other, RAW) is None:
+            return None
+        return reader.local_folder(other, (RAW,)) / RAW
+
+    try:
+        return EventTable.build(history, engine.config, raw_path, holdout_months=holdout_months)
+    except (RunError, ValidityError) as exc:
+        return f"The history cannot be read: {exc}"
 
 
 def tier_order_for(config: ScoringConfig | str, seen: pd.Series) -> list[str]:
@@ -513,6 +574,54 @@ def whatif_view(location: str, run: RunInfo, scores: pd.DataFrame, order: list[s
         with st.spinner("Re-scoring…"):
             migration = engine.migration(weights)
         whatif_results(migration, scores, order)
+    whatif_outcomes(location, run, engine, weights)
+
+
+def whatif_outcomes(location: str, run: RunInfo, engine: WhatIf, weights: WeightSet) -> None:
+    """The backtest figures of the candidate weights against the run's, on a hold-out."""
+    st.subheader("Judged on outcomes: current vs candidate weights")
+    left, right = st.columns(2)
+    months = int(
+        left.number_input(
+            "Hold-out: the last months of history",
+            1,
+            24,
+            DEFAULT_HOLDOUT_MONTHS,
+            key="holdout-months",
+            help="Events whose matched run is of these months are the hold-out.",
+        )
+    )
+    degraded = right.toggle("Include degraded runs", value=False, key="whatif-degraded")
+    runs = runs_in(location)
+    newest = max((r.run_id for r in runs if r.usable), default="")
+    table = event_table_of(location, newest, run.run_id, months, degraded)
+    if isinstance(table, str):
+        st.info(f"No outcome figures: {table}")
+        return
+    if not table.size:
+        st.info(
+            "No outcome figures yet: no churn or renewal event has an ok run 60–90 days before "
+            "it with its raw inputs (raw.csv). They appear once the history covers a few months "
+            "before the first outcomes."
+        )
+        return
+    with st.spinner("Re-scoring the matched events…"):
+        judged = table.judge(engine.config, apply_weights(engine.config, weights))
+    earlier = table.size - table.holdout_events
+    st.caption(
+        f"Each churn or renewal event is re-scored from its account's raw inputs in the run "
+        f"60–90 days before it. Hold-out: the {table.holdout_events:,} events whose run is of "
+        f"{table.holdout_from} or later (the last {months} months of history); {earlier:,} "
+        "earlier events. Weights are never chosen on the hold-out: tune against the earlier "
+        "events and look at the hold-out to judge the result (health-score suggest-weights "
+        "searches on the earlier events only). AUC intervals are DeLong's. Figures need "
+        f"{table.min_events} churners and {table.min_events} renewers; fewer show as too few "
+        "events."
+    )
+    st.dataframe(pd.DataFrame(figure_rows(judged)), hide_index=True)
+    if table.skipped:
+        with st.expander(f"{len(table.skipped)} run(s) without readable raw inputs"):
+            st.text("\n".join(table.skipped))
 
 
 def whatif_results(migration: Migration, scores: pd.DataFrame, order: list[str]) -> None:
@@ -665,6 +774,131 @@ def trends_view(location: str, run: RunInfo, runs: list[RunInfo], order: list[st
         )
 
 
+def validity_view(location: str, runs: list[RunInfo]) -> None:
+    st.header("Validity: does the score predict churn?")
+    degraded = st.toggle(
+        "Include degraded runs",
+        value=False,
+        key="validity-degraded",
+        help="Runs with a failed source; their scores may lack some inputs.",
+    )
+    newest = max((r.run_id for r in runs if r.usable), default="")
+    found = validity_of(location, newest, degraded)
+    if isinstance(found, str):
+        st.info(found)
+        return
+    report = found.report
+    st.caption(
+        f"Every churn and renewal event (outcomes from {report.outcomes_source}) is matched "
+        f"with its account's run {report.lead_days}–{report.horizon_days} days before it: what "
+        f"the score said early enough to act. {report.runs} runs "
+        + (f"({report.periods[0]} … {report.periods[1]}); " if report.periods else "; ")
+        + f"{report.matched:,} events matched, {report.unmatched:,} without a run in the window."
+    )
+    st.info(verdict(report))
+    s = report.score
+    cols = st.columns(4)
+    cols[0].metric(
+        "AUC of the final score",
+        "—" if s.value is None else f"{s.value:.3f}",
+        help="0.5 is a coin toss; 1.0 means every renewer scored above every churner.",
+    )
+    cols[1].metric(
+        "95 % interval", "—" if s.low is None or s.high is None else f"{s.low:.2f}–{s.high:.2f}"
+    )
+    cols[2].metric("Churners / renewers", f"{s.churners:,} / {s.renewers:,}")
+    base = report.base_rate_pct
+    cols[3].metric("Base churn rate", "—" if base is None else f"{base:.1f} %")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("ROC curve")
+        if not found.roc:
+            st.info(f"No ROC curve: {s.note or 'no events with a score'}.")
+        else:
+            roc = frames.roc_frame(found.roc)
+            diagonal = pd.DataFrame({"x": [0, 100], "y": [0, 100]})
+            st.altair_chart(
+                alt.Chart(roc)
+                .mark_line(point=len(roc) <= 60, interpolate="linear")
+                .encode(
+                    x=alt.X("renewers_flagged_pct:Q", title="renewers flagged % (false alarms)"),
+                    y=alt.Y("churners_flagged_pct:Q", title="churners flagged % (caught)"),
+                    order="renewers_flagged_pct:Q",
+                    tooltip=["score_at_or_below", "renewers_flagged_pct", "churners_flagged_pct"],
+                )
+                + alt.Chart(diagonal)
+                .mark_line(strokeDash=[4, 4], color="#999")
+                .encode(x="x", y="y")
+            )
+            st.caption(
+                "Flagging every account at or below a score: each point is one cut-off. The "
+                "dashed line is a coin toss; the area under the curve is the AUC."
+            )
+    with right:
+        st.subheader("Churn rate by tier")
+        tiers = frames.tier_churn(report.tiers)
+        if not report.matched:
+            st.info("No events matched a run yet: no churn rates.")
+        else:
+            bars = (
+                alt.Chart(tiers.dropna(subset=["churn_rate_pct"]))
+                .mark_bar()
+                .encode(
+                    x=alt.X("tier:N", sort=list(tiers["tier"]), title=None),
+                    y=alt.Y("churn_rate_pct:Q", title="churn rate %"),
+                    color=alt.Color("tier:N", scale=tier_scale(list(tiers["tier"])), legend=None),
+                    tooltip=["tier", "events", "churned", "churn_rate_pct", "lift"],
+                )
+            )
+            rule = (
+                alt.Chart(pd.DataFrame({"base": [base or 0.0]}))
+                .mark_rule(color="#333", strokeDash=[6, 3])
+                .encode(y="base:Q", tooltip=[alt.Tooltip("base:Q", title="base rate %")])
+            )
+            st.altair_chart((bars + rule).properties(height=280))
+            st.caption(
+                f"Dashed line: the base rate ({base:.1f} %). Tiers are "
+                + ("monotone." if report.tiers_monotone else "NOT monotone.")
+            )
+        st.dataframe(tiers, hide_index=True)
+
+    st.subheader("Churner capture over lead time")
+    top = " and ".join(report.healthiest)
+    leads = frames.lead_capture(found.leads)
+    st.caption(
+        f"Share of churners below {top} in their run that many days before churning. Windows "
+        f"with fewer than {found.min_events} churners show no figure."
+    )
+    shown = leads.dropna(subset=["capture_pct"])
+    if shown.empty:
+        st.info("Too few events in every lead window for a capture figure yet.")
+    else:
+        st.altair_chart(
+            alt.Chart(shown)
+            .mark_bar(color="#d73027")
+            .encode(
+                x=alt.X("lead time:N", sort=list(leads["lead time"]), title="lead time"),
+                y=alt.Y(
+                    "capture_pct:Q", title="churners flagged %", scale=alt.Scale(domain=[0, 100])
+                ),
+                tooltip=["lead time", "churners", "flagged", "capture_pct"],
+            )
+            .properties(height=240)
+        )
+    st.dataframe(leads, hide_index=True)
+
+    st.subheader("Which inputs carry signal")
+    st.caption(
+        "Each dimension and metric judged alone (AUC with DeLong's 95 % interval; coverage is "
+        "the share of events with a value). An interval containing 0.5 is noise."
+    )
+    st.dataframe(frames.signal_table(report.inputs), hide_index=True)
+    if report.gate:
+        st.subheader("Validity floors")
+        st.dataframe(pd.DataFrame([c.as_dict() for c in report.gate]), hide_index=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Page
 
@@ -756,6 +990,8 @@ def main() -> None:
             drilldown_view(location, run, runs, scores, order)
         elif view == "What-if":
             whatif_view(location, run, scores, order)
+        elif view == "Validity":
+            validity_view(location, runs)
         else:
             trends_view(location, run, runs, order)
     except RunError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
 
@@ -17,6 +18,11 @@ from health_score.dashboard.runs import METRICS, SCORES, RunError
 from health_score.loaders.csv_output import METRIC_COLUMNS, SCORE_COLUMNS_HEAD, SCORE_COLUMNS_TAIL
 from health_score.loaders.explanation import metric_columns
 from health_score.scoring.spec import DEFAULT_TIER_LABELS, INSUFFICIENT_DATA
+
+if TYPE_CHECKING:
+    from health_score.backtest.report import InputSignal as SignalLike
+    from health_score.backtest.stats import TierRow as TierRowLike
+    from health_score.dashboard.validity import LeadCapture as LeadLike
 
 #: The pipeline's tier order when a run's config cannot tell (labels of the default config).
 TEXT_SCORE_COLUMNS = (
@@ -420,3 +426,72 @@ def _drivers(values: Sequence[float], names: Sequence[str]) -> str:
         picked.append(f"{name} {value:+.1f}")
         covered += size
     return ", ".join(picked) or "rounding only"
+
+
+# --------------------------------------------------------------------------------------------
+# Validity (the backtest's figures as the Validity page shows them)
+
+
+def roc_frame(points: Sequence[tuple[float, float, float | None]]) -> pd.DataFrame:
+    """ROC points: flagging every account at or below ``threshold``, the % of renewers
+    flagged (false alarms) and the % of churners flagged (caught)."""
+    return pd.DataFrame(
+        {
+            "renewers_flagged_pct": [round(100 * p[0], 2) for p in points],
+            "churners_flagged_pct": [round(100 * p[1], 2) for p in points],
+            "score_at_or_below": [p[2] for p in points],
+        }
+    )
+
+
+def tier_churn(rows: Sequence[TierRowLike]) -> pd.DataFrame:
+    """Churn per tier (tiers with no events kept, rate empty)."""
+    return pd.DataFrame(
+        {
+            "tier": [r.tier for r in rows],
+            "events": [r.accounts for r in rows],
+            "churned": [r.churned for r in rows],
+            "churn_rate_pct": [None if r.rate is None else round(100 * r.rate, 2) for r in rows],
+            "lift": [None if r.lift is None else round(r.lift, 2) for r in rows],
+        }
+    )
+
+
+def lead_capture(leads: Sequence[LeadLike]) -> pd.DataFrame:
+    """Churner capture per lead window, with the reason when there is no figure."""
+    return pd.DataFrame(
+        {
+            "lead time": [f"{c.lead_days}–{c.horizon_days} days" for c in leads],
+            "events": [c.events for c in leads],
+            "churners": [c.churners for c in leads],
+            "flagged": [c.flagged for c in leads],
+            "capture_pct": [c.capture_pct for c in leads],
+            "note": [c.note for c in leads],
+        }
+    )
+
+
+def _readable(name: str) -> str:
+    words = name.removesuffix("_score").replace("_pct", " %").replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def signal_table(inputs: Sequence[SignalLike]) -> pd.DataFrame:
+    """The per-input table: name, kind, coverage, AUC and interval as a person reads them."""
+    rows = []
+    for s in inputs:
+        f = s.figure
+        rows.append(
+            {
+                "input": _readable(s.name),
+                "kind": s.kind,
+                "coverage": "—" if s.coverage_pct is None else f"{s.coverage_pct:.0f} %",
+                "AUC": "—" if f.value is None else f"{f.value:.3f}",
+                "95 % interval": "too few events"
+                if f.low is None or f.high is None
+                else f"{f.low:.3f}–{f.high:.3f}",
+                "events": f"{f.churners} churners, {f.renewers} renewers",
+            }
+        )
+    columns = ["input", "kind", "coverage", "AUC", "95 % interval", "events"]
+    return pd.DataFrame(rows, columns=columns)

@@ -152,4 +152,6 @@ class ScoringConfig:
             cap_rules=self.cap_rules,
             min_coverage_pct=self.min_coverage_pct,
             segments=self.segments,
+            validity=self.validity,
+            warnings=self.warnings,
         )
