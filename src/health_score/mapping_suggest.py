@@ -47,7 +47,7 @@ from health_score.sources.jira.extractor import SEARCH_PATH, jql_list
 from health_score.sources.looker import extractor as looker
 from health_score.sources.registry import SourceSettings
 from health_score.sources.salesforce.client import SalesforceClient
-from health_score.sources.salesforce.metrics import soql_list
+from health_score.sources.salesforce.soql_text import soql_list
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from health_score.records import Account
 from health_score.redact import register_secret
 from health_score.salesforce_ids import id_problem, salesforce_id18
 from health_score.sources.http import HttpPolicy, SourceClient, SourceError
-from health_score.sources.salesforce.metrics import soql_id_list
+from health_score.sources.salesforce.soql_text import soql_id_list
 
 log = logging.getLogger(__name__)
 

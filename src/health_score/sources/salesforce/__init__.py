@@ -15,7 +15,6 @@ The package exports the settings and the pure parts; import the extractor from i
 from __future__ import annotations
 
 from health_score.salesforce_ids import salesforce_id18
-from health_score.sources.salesforce.metrics import soql_id_list, soql_list, soql_literal
 from health_score.sources.salesforce.settings import (
     CREDENTIAL_VARS,
     FINANCIAL,
@@ -24,6 +23,7 @@ from health_score.sources.salesforce.settings import (
     SIGNALS,
     Settings,
 )
+from health_score.sources.salesforce.soql_text import soql_id_list, soql_list, soql_literal
 
 __all__ = [
     "CREDENTIAL_VARS",

@@ -31,22 +31,27 @@ account and the run degraded (said in the result's notes and the manifest), neve
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import pydantic
 
 from health_score.numbers import to_decimal
 from health_score.records import MetricValue, metric_value
-from health_score.salesforce_ids import salesforce_id18
+from health_score.sources.salesforce.soql_text import soql_id_list, soql_literal
 
 if TYPE_CHECKING:
-    from health_score.sources.base import SourceResult
-    from health_score.sources.salesforce.client import SalesforceClient
+    pass
+
+
+class QueryClient(Protocol):
+    """What the declarative metrics need of the Salesforce client (its ``query``); a protocol,
+    so this module (imported by the settings) does not import the client."""
+
+    def query(self, soql: str, *, all_rows: bool = False) -> Iterator[Mapping[str, Any]]: ...
+
 
 ApiName = Annotated[str, pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")]
 MetricName = Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
@@ -103,7 +108,6 @@ class Filter(pydantic.BaseModel):
 
 def literal(value: Value, as_of: datetime) -> str:
     """A SOQL literal: strings escaped, numbers exact, dates relative to ``as_of``."""
-    from health_score.sources.salesforce.metrics import soql_literal
 
     if value is None:
         return "null"
@@ -147,7 +151,6 @@ class CustomMetric(pydantic.BaseModel):
         return self
 
     def query(self, ids: Sequence[str], as_of: datetime) -> str:
-        from health_score.sources.salesforce.metrics import soql_id_list
 
         where = [
             f"{self.account_field} IN {soql_id_list(ids)}",
@@ -205,134 +208,3 @@ def _day(value: Any) -> date | None:
         return date.fromisoformat(value[:10])
     except ValueError:
         return None
-
-
-def _column(row: Mapping[str, Any], name: str) -> Any:
-    lowered = name.lower()
-    return next((v for k, v in row.items() if k.lower() == lowered), None)
-
-
-_MISSING = re.compile(r"No such column '([A-Za-z0-9_]+)'")
-
-
-@dataclass
-class Outcome:
-    """Per 18-character account id, the custom metrics' values; the metrics lost; what to say."""
-
-    values: dict[str, dict[str, MetricValue]] = field(default_factory=dict)
-    lost: set[str] = field(default_factory=set)
-    notes: list[str] = field(default_factory=list)
-    gaps: list[str] = field(default_factory=list)
-
-
-def run(
-    client: SalesforceClient,
-    metrics: CustomMetrics,
-    ids: Sequence[str],
-    *,
-    as_of: datetime,
-    past: bool,
-    chunk_size: int,
-) -> Outcome:
-    """Every custom metric over every id list (one query each; a gap loses that metric only)."""
-    from health_score.sources.salesforce.client import SalesforceApiError
-
-    outcome = Outcome()
-    instant = datetime.combine(as_of.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
-    instant = as_of.astimezone(UTC) if as_of.astimezone(UTC) != instant else instant
-    stale = sorted(m for m, spec in metrics.root.items() if past and not spec.reconstructable)
-    if stale:
-        outcome.lost.update(stale)
-        outcome.gaps.append(
-            f"not reconstructable for a past period (as_of {as_of:%Y-%m-%d}): custom metrics "
-            f"that read current-state values (not declared reconstructable) unavailable: "
-            f"{', '.join(stale)}"
-        )
-    chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
-    for name, spec in metrics.root.items():
-        if name in outcome.lost:
-            continue
-        try:
-            for chunk in chunks:
-                rows = list(client.query(spec.query(chunk, instant)))
-                _collect(outcome.values, name, spec, rows, instant)
-        except SalesforceApiError as exc:
-            if exc.error_code not in UNREADABLE:
-                raise
-            outcome.lost.add(name)
-            for values in outcome.values.values():
-                values.pop(name, None)
-            column = _MISSING.search(exc.api_message)
-            what = f"{spec.object}.{column.group(1)}" if column else spec.object
-            outcome.gaps.append(
-                f"{what} cannot be read ({exc.error_code}: not in the org, or hidden from this "
-                f"user): custom metric {name} unavailable"
-            )
-            continue
-        outcome.notes.append(f"custom metric {name}: {_describe(spec)}")
-    return outcome
-
-
-def _describe(spec: CustomMetric) -> str:
-    what = "rows" if spec.field is None else spec.field
-    where = f" where {len(spec.filters)} filter(s) hold" if spec.filters else ""
-    return (
-        f"{spec.aggregate} of {spec.object} {what}{where}, created before as_of, "
-        f"by {spec.account_field}"
-    )
-
-
-def _collect(
-    values: dict[str, dict[str, MetricValue]],
-    name: str,
-    spec: CustomMetric,
-    rows: Sequence[Mapping[str, Any]],
-    as_of: datetime,
-) -> None:
-    for row in rows:
-        account = _column(row, spec.account_field)
-        if not isinstance(account, str):
-            continue
-        mine = values.setdefault(salesforce_id18(account), {})
-        if spec.aggregate == "latest":
-            assert spec.field is not None
-            if name not in mine:  # newest first: the first row wins
-                mine[name] = spec.value(_column(row, spec.field), as_of, name)
-        else:
-            mine[name] = spec.value(_column(row, "value"), as_of, name)
-
-
-def merge(
-    result: SourceResult, outcome: Outcome, metrics: CustomMetrics, owners: Mapping[str, str]
-) -> SourceResult:
-    """``result`` with the custom metrics added: ``owners`` maps account_id → its 18-character
-    Salesforce id, for the accounts in the org (the others get no values)."""
-    import dataclasses
-
-    merged: dict[str, dict[str, MetricValue]] = {}
-    for account_id, values in result.metrics.items():
-        sf_id = owners.get(account_id)
-        own = outcome.values.get(sf_id, {}) if sf_id else {}
-        in_org = sf_id is not None
-        extra: dict[str, MetricValue] = {}
-        for name, spec in metrics.root.items():
-            if name in outcome.lost or not in_org:
-                extra[name] = None
-            elif spec.aggregate in ("count", "sum"):
-                extra[name] = own.get(name) if own.get(name) is not None else Decimal(0)
-            else:
-                extra[name] = own.get(name)
-        merged[account_id] = {**values, **extra}
-    lost = frozenset(outcome.lost)
-    unavailable = dict(result.unavailable)
-    if lost:
-        for account_id in result.metrics:
-            unavailable[account_id] = unavailable.get(account_id, frozenset()) | lost
-    return dataclasses.replace(
-        result,
-        metrics=merged,
-        missing_metrics=result.missing_metrics | lost,
-        notes=(*result.notes, *outcome.notes, *outcome.gaps),
-        unavailable=unavailable,
-        incomplete=(*result.incomplete, *outcome.gaps),
-    )

@@ -39,7 +39,7 @@ from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts,
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
-from health_score.sources.salesforce import auth, declarative
+from health_score.sources.salesforce import auth, custom_metrics
 from health_score.sources.salesforce.client import (
     NO_CREDENTIALS,
     SalesforceApiError,
@@ -200,7 +200,7 @@ class SalesforceExtractor:
             client.connect()
             states, notes, missing, gaps = self._run(client, sorted(ids), window)
             in_org = {i for i in ids if i in states[0].results}  # the Account query's answer
-            custom = declarative.run(  # salesforce.custom_metrics (sources.yaml)
+            custom = custom_metrics.run(  # salesforce.custom_metrics (sources.yaml)
                 client,
                 self.settings.custom_metrics,
                 sorted(in_org),
@@ -213,7 +213,7 @@ class SalesforceExtractor:
             client.close()
         result = self._result(accounts, states, notes, missing, gaps, client.requests)
         owners = {a: sf_id for sf_id in in_org for a in ids[sf_id]}
-        return declarative.merge(result, custom, self.settings.custom_metrics, owners)
+        return custom_metrics.merge(result, custom, self.settings.custom_metrics, owners)
 
     # -- querying -------------------------------------------------------------------------------
 

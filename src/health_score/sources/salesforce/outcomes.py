@@ -50,10 +50,9 @@ from health_score.sources.salesforce.metrics import (
     _decimal,
     _field,
     months_before,
-    soql_id_list,
-    soql_list,
 )
 from health_score.sources.salesforce.settings import OutcomeRules, Settings
+from health_score.sources.salesforce.soql_text import soql_id_list, soql_list
 
 log = logging.getLogger(__name__)
 
