@@ -61,7 +61,15 @@ from health_score.loaders.s3_store import S3RunStore
 from health_score.loaders.salesforce import LoadResult, SalesforceLoader, previous_finals
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
-from health_score.records import NO_SIGNALS, Account, AccountInput, MetricValue, SignalCounts
+from health_score.records import (
+    NO_CONTEXT,
+    NO_SIGNALS,
+    Account,
+    AccountContext,
+    AccountInput,
+    MetricValue,
+    SignalCounts,
+)
 from health_score.redact import redact, register_credentials
 from health_score.salesforce_ids import is_salesforce_id
 from health_score.scoring.composite import AccountScore, Model
@@ -335,9 +343,11 @@ def merge_sources(
     for account in accounts:
         metrics: dict[str, MetricValue] = {}
         signals: SignalCounts = NO_SIGNALS
+        context: AccountContext = NO_CONTEXT
         mine = unavailable
         for result in results.values():
             metrics.update(result.metrics.get(account.account_id, {}))
+            context = result.context.get(account.account_id, context)
             signals = signals + result.signals.get(account.account_id, NO_SIGNALS)
             if account.account_id in result.unavailable:
                 mine = mine | result.unavailable[account.account_id]
@@ -349,6 +359,7 @@ def merge_sources(
                 metrics=metrics,
                 signals=signals,
                 unavailable=mine,
+                context=context,
             )
         )
     return tuple(merged)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 
@@ -94,11 +95,27 @@ NO_SIGNALS = SignalCounts()
 
 
 @dataclass(frozen=True, slots=True)
+class AccountContext:
+    """What a CS leader reads beside the score, not scored: the account owner's name, ARR and
+    the renewal date (from Salesforce; None: unknown), and the days from the period's end to
+    the renewal date (negative: the renewal date has passed)."""
+
+    owner: str | None = None
+    arr: Decimal | None = None
+    renewal_date: date | None = None
+    days_to_renewal: int | None = None
+
+
+NO_CONTEXT = AccountContext()
+
+
+@dataclass(frozen=True, slots=True)
 class AccountInput:
     """Everything scoring needs for one account: its raw metric values and its signals.
 
     ``metrics`` maps metric name → value; a name that is absent or maps to None is missing data.
     ``unavailable`` names metrics whose source failed as a whole (shown differently from missing).
+    ``context`` is carried into ``scores.csv`` beside the score, never scored.
     """
 
     account_id: str
@@ -107,3 +124,4 @@ class AccountInput:
     metrics: Mapping[str, MetricValue]
     signals: SignalCounts = NO_SIGNALS
     unavailable: frozenset[str] = frozenset()
+    context: AccountContext = NO_CONTEXT

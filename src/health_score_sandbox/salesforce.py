@@ -230,6 +230,48 @@ def history_object(object_name: str) -> tuple[str, str]:
     return f"{object_name}History", f"{object_name}Id"
 
 
+#: The users who own Accounts (``Account.OwnerId``, relationship ``Owner``).
+USER_OBJECT = "User"
+#: The stand-in's customer success managers, who own the Accounts.
+OWNER_NAMES = (
+    "Avery Lindqvist",
+    "Bea O'Connor",
+    "Chidi Okafor",
+    "Dana Kowalski",
+    "Eitan Mizrahi",
+    "Farah Haddad",
+    "Grace Nakamura",
+    "Hugo Ferreira",
+    "Ines Duarte",
+    "Jonas Weber",
+    "Keiko Sato",
+    "Luis García",
+)
+
+
+def assign_owners(org: Org, rng: random.Random, account_object: str = "Account") -> None:
+    """``User`` records (one per :data:`OWNER_NAMES`, enough for about 40 Accounts each) and
+    every Account's ``OwnerId``, drawn from ``rng`` alone (the other records are untouched)."""
+    users = org.get(USER_OBJECT)
+    accounts = org.get(account_object)
+    assert users is not None and accounts is not None
+    count = min(len(OWNER_NAMES), max(3, math.ceil(len(accounts.records) / 40)))
+    ids = [salesforce_id("005Sb", number + 1) for number in range(count)]
+    for user_id, name in zip(ids, OWNER_NAMES, strict=False):
+        users.records.append(
+            {
+                "Id": user_id,
+                "Name": name,
+                "Email": name.lower().replace(" ", ".").replace("'", "") + "@example.com",
+                "IsActive": True,
+                "IsDeleted": False,
+                "CreatedDate": datetime(2020, 1, 6, 9, tzinfo=UTC),
+            }
+        )
+    for record in accounts.records:
+        record["OwnerId"] = rng.choice(ids)
+
+
 def _lookup(name: str, target: str) -> FieldDef:
     return FieldDef(name, "reference", target, relationship_name(name))
 
@@ -255,12 +297,22 @@ def build_schema(section: SectionLike = None, *, history: bool = False) -> Org:
             [
                 FieldDef("Name", "string"),
                 FieldDef("Type", "picklist"),
+                FieldDef("OwnerId", "reference", USER_OBJECT, "Owner"),
                 FieldDef(a.renewal_date_field, "date"),
                 FieldDef(a.arr_field, "currency"),
                 FieldDef(a.prior_year_arr_field, "currency"),
                 FieldDef(a.support_tier_field, "picklist"),
                 FieldDef(a.champion_changed_date_field, "date"),
                 FieldDef(a.avg_response_hours_field, "double"),
+            ],
+        ),
+        (
+            USER_OBJECT,
+            "005",
+            [
+                FieldDef("Name", "string"),
+                FieldDef("Email", "email"),
+                FieldDef("IsActive", "boolean"),
             ],
         ),
         (
@@ -732,6 +784,7 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
     for account_id, values in _expected(org, settings, as_of, set(mapped)).items():
         for owner in owners[account_id]:
             expected[owner].update(values)
+    assign_owners(org, portfolio.rng("salesforce-owners"), a.object_name)
     counts = {sobject.name: len(sobject.records) for sobject in org.objects.values()}
     return Data(org, as_of, tuple(mapped), expected, expected_signals, counts)
 
@@ -1293,6 +1346,7 @@ class _HistoryBuilder:
             self.e.attended_field,
         )
         self._history_rows()
+        assign_owners(self.org, self.slices[-1].rng("salesforce-owners"), self.a.object_name)
         history = History(
             self.settings,
             tuple(p.account_id for p in profiles),

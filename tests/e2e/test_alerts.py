@@ -69,10 +69,9 @@ def write_raw(path: Path, inputs: list[AccountInput], metrics: list[str]) -> Pat
 def test_tier_falls_alert_once_per_period(sandbox: Sandbox, tmp_path: Path) -> None:
     config_dir = tmp_path / "config"
     shutil.copytree(REPO / "config", config_dir)
+    # The default delivery: each alert is assigned to its Account's owner (Account.OwnerId).
     (config_dir / "alerts.yaml").write_text(
-        "rules:\n  - id: tier_worsened\n    kind: tier_worsened\n"
-        "delivery:\n  salesforce:\n    assign_to: integration_user\n",
-        encoding="utf-8",
+        "rules:\n  - id: tier_worsened\n    kind: tier_worsened\n", encoding="utf-8"
     )
     scoring = load_scoring_config(config_dir)
     model = Model(scoring)
@@ -130,6 +129,15 @@ def test_tier_falls_alert_once_per_period(sandbox: Sandbox, tmp_path: Path) -> N
     assert alerts.salesforce["created"] == len(fell)
     records = writes.records["Health_Alert__c"]
     assert {r["Account__c"] for r in records.values()} == fell
+    owner_of = {
+        r["Id"]: r["OwnerId"]
+        for r in sandbox.data["salesforce"].org.get("Account").records  # type: ignore[attr-defined]
+    }
+    assert alerts.salesforce["owner_lookup"] == "ok"
+    # Assigned to the Account's owner; an account the org lacks stays unassigned.
+    for record in records.values():
+        assert record.get("OwnerId") == owner_of.get(record["Account__c"]), record
+    assert any(record.get("OwnerId") for record in records.values())
     health = writes.records["Health_Score__c"]
     for record in records.values():  # linked to the period's Health Score record
         assert health[f"{record['Account__c']}-2026-10"]["Id"] == record["Health_Score__c"]

@@ -134,13 +134,14 @@ def test_cap_columns_hold_the_originals_meanings(tmp_path: Path, identity_config
     header, *lines = text.splitlines()
     assert header.endswith(
         ",coverage_pct,qualitative_override,modifier_applied,cap_value,cap_rule,"
-        "critical_count,moderate_count,watch_count,critical_confirmed,low_coverage"
+        "critical_count,moderate_count,watch_count,critical_confirmed,low_coverage,"
+        "owner,arr,renewal_date,days_to_renewal"  # context (Salesforce; none from a raw file)
     )
     tail = {line.split(",")[0]: line.split(",", 12)[12] for line in lines}
     assert tail == {
-        "CAPPED": "100.0,true,1 Moderate signal → cap at 75,75,moderate_1plus,0,2,0,0,false",
-        "PLAIN": "100.0,false,,,,0,0,0,0,false",
-        "LOW": "100.0,false,1 Critical signal → cap at 65,65,critical_1,1,0,0,0,false",
+        "CAPPED": "100.0,true,1 Moderate signal → cap at 75,75,moderate_1plus,0,2,0,0,false,,,,",
+        "PLAIN": "100.0,false,,,,0,0,0,0,false,,,,",
+        "LOW": "100.0,false,1 Critical signal → cap at 65,65,critical_1,1,0,0,0,false,,,,",
     }
     run_folder = next((tmp_path / "runs").iterdir())
     assert (run_folder / "scores.csv").read_text(encoding="utf-8") == text

@@ -194,10 +194,10 @@ def test_a_past_period_marks_salesforce_current_state_unavailable_and_degrades_t
         "tier_alignment; churn signal status (caps cannot be applied)"
     )
     # Only the account ids and creation dates (who was in the org then) are asked of Account,
-    # and no signal is read.
+    # with the owner's name (context: today's owner), and no signal is read.
     account = [q for q in sent.soql() if " FROM Account " in q]
     assert account and all(
-        q.startswith("SELECT Id, CreatedDate FROM Account WHERE") for q in account
+        q.startswith("SELECT Id, CreatedDate, Owner.Name FROM Account WHERE") for q in account
     )
     assert not [q for q in sent.soql() if "Churn_Signal__c" in q]
     status = {

@@ -189,6 +189,7 @@ IDENTIFIERS = {
     *["Account", "AccountHistory", "Opportunity", "Payment__c", "Event", "Churn_Signal__c"],
     "Churn_Signal__History",
     "Amount",  # outcomes.csv: the renewal opportunities' ARR
+    *["Owner", "Name"],  # scores.csv context: the Account owner's name (Owner.Name)
     *[
         "Renewal_Date__c",
         "ARR__c",

@@ -15,7 +15,12 @@ import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type info
 
 from health_score.csvsafe import safe_cell, unescape_cell
 from health_score.dashboard.runs import METRICS, SCORES, RunError
-from health_score.loaders.csv_output import METRIC_COLUMNS, SCORE_COLUMNS_HEAD, SCORE_COLUMNS_TAIL
+from health_score.loaders.csv_output import (
+    CONTEXT_COLUMNS,
+    METRIC_COLUMNS,
+    SCORE_COLUMNS_HEAD,
+    SCORE_COLUMNS_TAIL,
+)
 from health_score.loaders.explanation import metric_columns
 from health_score.scoring.spec import DEFAULT_TIER_LABELS, INSUFFICIENT_DATA
 
@@ -32,7 +37,11 @@ TEXT_SCORE_COLUMNS = (
     "health_tier",
     "modifier_applied",
     "cap_rule",
+    "owner",  # context from Salesforce (empty: unknown, and in runs before it)
+    "renewal_date",  # YYYY-MM-DD
 )
+#: Context numbers (NaN: unknown, and in runs before they were written).
+CONTEXT_NUMBERS = ("arr", "days_to_renewal")
 COUNT_COLUMNS = ("critical_count", "moderate_count", "watch_count", "critical_confirmed")
 REQUIRED_SCORE_COLUMNS = ("account_id", "segment", "final_score", "health_tier", "coverage_pct")
 METRIC_NUMBERS = (
@@ -86,7 +95,7 @@ def download_csv(frame: pd.DataFrame) -> bytes:
 
 def dimension_columns(scores: pd.DataFrame) -> list[str]:
     """The per-dimension score columns (between the fixed head and tail of scores.csv)."""
-    fixed = {*SCORE_COLUMNS_HEAD, *SCORE_COLUMNS_TAIL, *CHANGE_COLUMNS}
+    fixed = {*SCORE_COLUMNS_HEAD, *SCORE_COLUMNS_TAIL, *CONTEXT_COLUMNS, *CHANGE_COLUMNS}
     return [c for c in scores.columns if c not in fixed]
 
 
@@ -136,6 +145,9 @@ def parse_scores(run_id: str, data: bytes) -> pd.DataFrame:
     for column in COUNT_COLUMNS:
         if column not in frame.columns:
             frame[column] = 0.0
+    for column in CONTEXT_NUMBERS:
+        if column not in frame.columns:
+            frame[column] = float("nan")
     if "cap_value" not in frame.columns:
         frame["cap_value"] = float("nan")
     if frame["account_id"].duplicated().any():

@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from health_score.csvsafe import safe_cell
-from health_score.records import AccountInput
+from health_score.records import NO_CONTEXT, AccountContext, AccountInput
 from health_score.scoring.composite import (
     MISSING,
     SCORED,
@@ -49,6 +49,10 @@ SCORE_COLUMNS_TAIL = (
     "critical_confirmed",
     "low_coverage",
 )
+#: Context beside the score (from Salesforce, not scored), after every other column: the account
+#: owner's name, ARR, the renewal date (YYYY-MM-DD) and the days from the period's end to it;
+#: empty when unknown.
+CONTEXT_COLUMNS = ("owner", "arr", "renewal_date", "days_to_renewal")
 METRIC_COLUMNS = (
     "account_id",
     "dimension",
@@ -68,7 +72,17 @@ METRIC_COLUMNS = (
 
 def score_columns(config: ScoringConfig) -> list[str]:
     dims = [d for d in config.dimensions if d != PLATFORM_VALUE]
-    return [*SCORE_COLUMNS_HEAD, *dims, *SCORE_COLUMNS_TAIL]
+    return [*SCORE_COLUMNS_HEAD, *dims, *SCORE_COLUMNS_TAIL, *CONTEXT_COLUMNS]
+
+
+def context_cells(context: AccountContext) -> list[str]:
+    """The :data:`CONTEXT_COLUMNS` cells of one account (not yet guarded for spreadsheets)."""
+    return [
+        context.owner or "",
+        "" if context.arr is None else number_text(context.arr),
+        "" if context.renewal_date is None else context.renewal_date.isoformat(),
+        "" if context.days_to_renewal is None else str(context.days_to_renewal),
+    ]
 
 
 def fmt(value: Decimal | None) -> str:
@@ -77,7 +91,9 @@ def fmt(value: Decimal | None) -> str:
     return "" if rounded is None else format(rounded, "f")
 
 
-def score_row(score: AccountScore, config: ScoringConfig) -> list[str]:
+def score_row(
+    score: AccountScore, config: ScoringConfig, context: AccountContext = NO_CONTEXT
+) -> list[str]:
     s = score.signals
     dims = [d for d in config.dimensions if d != PLATFORM_VALUE]
     return [
@@ -100,6 +116,7 @@ def score_row(score: AccountScore, config: ScoringConfig) -> list[str]:
         str(s.watch),
         str(s.critical_confirmed),
         "true" if score.low_coverage else "false",
+        *context_cells(context),
     ]
 
 
@@ -272,7 +289,17 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
-def write_scores(path: Path, scores: Sequence[AccountScore], config: ScoringConfig) -> Path:
-    """The scores CSV, its cells guarded against formula injection (:mod:`health_score.csvsafe`)."""
-    rows = ([safe_cell(cell) for cell in score_row(s, config)] for s in scores)
+def write_scores(
+    path: Path,
+    scores: Sequence[AccountScore],
+    config: ScoringConfig,
+    contexts: Mapping[str, AccountContext] | None = None,
+) -> Path:
+    """The scores CSV, its cells guarded against formula injection (:mod:`health_score.csvsafe`);
+    ``contexts``: account_id → its context columns (none: empty)."""
+    known = contexts or {}
+    rows = (
+        [safe_cell(cell) for cell in score_row(s, config, known.get(s.account_id, NO_CONTEXT))]
+        for s in scores
+    )
     return write_csv_atomic(path, score_columns(config), rows)

@@ -26,7 +26,14 @@ from numpy.typing import NDArray
 
 from health_score.columns import AccountTable
 from health_score.csvsafe import safe_cell, safe_column
-from health_score.loaders.csv_output import METRIC_COLUMNS, csv_cell, number_text, score_columns
+from health_score.loaders.csv_output import (
+    CONTEXT_COLUMNS,
+    METRIC_COLUMNS,
+    context_cells,
+    csv_cell,
+    number_text,
+    score_columns,
+)
 from health_score.scoring.qualitative import rule_in_words
 from health_score.scoring.spec import PLATFORM_VALUE
 from health_score.scoring.vector import NONE, SCORED, STATUS_NAMES, Result, VectorModel
@@ -109,9 +116,22 @@ def score_rows(
         [condition[r] for r in matched],
         *(_counts(signals[:, j]) for j in range(4)),
         _booleans(result.low_coverage[keep]),
+        *_context_columns(accounts, keep.tolist()),
     ]
     assert len(columns) == len(score_columns(config))
     return columns
+
+
+def _context_columns(accounts: AccountTable, keep: list[int]) -> list[list[str]]:
+    """The :data:`CONTEXT_COLUMNS` of the accounts ``keep``: empty unless the table was built
+    from accounts that carry a context (a raw file carries none)."""
+    inputs = accounts.inputs
+    if inputs is None:
+        return [Plain([""] * len(keep)) for _ in CONTEXT_COLUMNS]
+    rows = [context_cells(inputs[i].context) for i in keep]
+    # The owner is text (guarded when written); ARR, the date and the days are plain.
+    owner, *rest = ([row[j] for row in rows] for j in range(len(CONTEXT_COLUMNS)))
+    return [owner, *(Plain(column) for column in rest)]
 
 
 def scores_csv_from_columns(header: Sequence[str], columns: Sequence[Sequence[str]]) -> bytes:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from health_score.records import Account, MetricValue, SignalCounts
+from health_score.records import Account, AccountContext, MetricValue, SignalCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,8 @@ class SourceResult:
     result with reasons is *degraded*, and so is the run it is part of.
     ``window`` is the data window read, ``(from, to)`` with ``to`` the run's ``as_of`` (``from``
     None: a state at ``to``, such as the bugs open then); the manifest records it.
+    ``context`` maps account_id → what is shown beside the score (owner, ARR, renewal date; not
+    scored): Salesforce's; an account without an entry has none.
     """
 
     source: str
@@ -36,6 +38,7 @@ class SourceResult:
     unavailable: Mapping[str, frozenset[str]] = field(default_factory=dict)
     incomplete: tuple[str, ...] = ()
     window: tuple[datetime | None, datetime] | None = None
+    context: Mapping[str, AccountContext] = field(default_factory=dict)
 
     @property
     def degraded(self) -> bool:

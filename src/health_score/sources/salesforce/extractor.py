@@ -35,7 +35,14 @@ from typing import Any
 import requests
 
 from health_score.deadline import Deadline
-from health_score.records import NO_SIGNALS, Account, MetricValue, SignalCounts, metric_value
+from health_score.records import (
+    NO_SIGNALS,
+    Account,
+    AccountContext,
+    MetricValue,
+    SignalCounts,
+    metric_value,
+)
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources.base import SourceResult
 from health_score.sources.http import AuthenticationError, SourceError
@@ -227,7 +234,7 @@ class SalesforceExtractor:
             rows: Iterable[Mapping[str, Any]] = client.query(soql, all_rows=plan.query_all)
             if isinstance(plan, AccountPlan) and plan.history is not None:
                 rows = self._as_it_stood(
-                    client, plan.history, chunk, plan.fields(state.metrics), rows
+                    client, plan.history, chunk, plan.history_fields(state.metrics), rows
                 )
             if isinstance(plan, SignalPlan) and plan.history is not None:
                 rows = self._signals_then(client, plan, plan.history, rows)
@@ -362,14 +369,22 @@ class SalesforceExtractor:
                     for m in state.metrics
                     if name and name.lower() in (n.lower() for n in plan.needs.get(m, ()))
                 )
-                if not lost:
+                context = plan.drop_context(name) if name and isinstance(plan, AccountPlan) else []
+                if not lost and not context:
                     raise
-                gaps.append(
-                    f"{plan.object_name}.{name} cannot be read (INVALID_FIELD: not in the org, "
-                    f"hidden from this user, or of another type): {', '.join(sorted(lost))} "
-                    "unavailable"
-                )
-                state.metrics -= lost
+                why = "not in the org, hidden from this user, or of another type"
+                if lost:
+                    gaps.append(
+                        f"{plan.object_name}.{name} cannot be read (INVALID_FIELD: {why}): "
+                        f"{', '.join(sorted(lost))} unavailable"
+                    )
+                    state.metrics -= lost
+                if context:
+                    assert isinstance(plan, AccountPlan)
+                    plan.context_notes.append(
+                        f"{plan.object_name}.{name} cannot be read (INVALID_FIELD: {why}): "
+                        f"context {', '.join(_context_columns(context))} left empty in scores.csv"
+                    )
 
     def _history_reaches(self) -> bool:
         """Whether the field history kept reaches back to ``as_of``."""
@@ -392,6 +407,7 @@ class SalesforceExtractor:
             plan = state.plan
             if isinstance(plan, AccountPlan):
                 plan.existed_before = self.as_of
+                self._past_context(plan, history)
             current = state.metrics & CURRENT_STATE
             if history and isinstance(plan, AccountPlan):
                 plan.history = FieldHistory.of_account(self.settings, self.as_of)
@@ -418,6 +434,32 @@ class SalesforceExtractor:
             f"not reconstructable for a past period (as_of {self.as_of:%Y-%m-%d} is more than "
             f"{self.settings.current_state_grace_days} days before now): {why}; "
             f"current-state metrics unavailable: {what.removeprefix('; ')}"
+        )
+
+    def _past_context(self, plan: AccountPlan, history: bool) -> None:
+        """The context of a past period: ARR and the renewal date as they stood at its end
+        (rolled back with the metrics' field history), else unknown; the owner is today's
+        (Account owner changes are not read from the field history)."""
+        assert self.as_of is not None
+        day = f"{self.as_of:%Y-%m-%d}"
+        if "owner" in plan.context:
+            plan.context_notes.append(
+                f"context owner is the current Account owner, not the owner at {day} "
+                "(owner history is not read)"
+            )
+        dated = [column for column in ("arr", "renewal_date") if column in plan.context]
+        if history or not dated:
+            return
+        for column in dated:
+            del plan.context[column]
+        why = (
+            f"beyond the {self.settings.field_history_months} months of field history"
+            if self.settings.field_history
+            else "no field history (salesforce.field_history is false)"
+        )
+        plan.context_notes.append(
+            f"context {', '.join(_context_columns(dated))} at {day} not known: {why}; "
+            "left empty in scores.csv"
         )
 
     def _run(
@@ -457,6 +499,9 @@ class SalesforceExtractor:
         initial = {m for plan in plans for m in plan.needs}
         missing = initial - {m for s in states for m in s.metrics}
         notes.extend(gaps)
+        account_plan = plans[0]
+        assert isinstance(account_plan, AccountPlan)
+        notes.extend(account_plan.context_notes)  # not scored: noted, never degrading
         for note in notes:
             log.warning("salesforce: %s", note)
         signal_plan = plans[-1]
@@ -479,6 +524,9 @@ class SalesforceExtractor:
         requests_made: int,
     ) -> SourceResult:
         found, opportunities, payments, events, signals = (s.results for s in states)
+        account_plan = states[0].plan
+        assert isinstance(account_plan, AccountPlan)
+        contexts = account_plan.contexts
         # What the org lacks or hides is unavailable for every account, never "missing": the run
         # is degraded, and write-back refused without --allow-degraded.
         lost = frozenset(missing - {SIGNALS})
@@ -488,6 +536,7 @@ class SalesforceExtractor:
         window_end = window.end
         metrics: dict[str, dict[str, MetricValue]] = {}
         signal_counts: dict[str, SignalCounts] = {}
+        context: dict[str, AccountContext] = {}
         for account in accounts:
             values: dict[str, MetricValue] = dict.fromkeys(METRICS)
             metrics[account.account_id] = values
@@ -495,6 +544,8 @@ class SalesforceExtractor:
             if sf_id is None or sf_id not in found:
                 continue  # not in the org: no data
             values.update(found[sf_id])
+            if sf_id in contexts:
+                context[account.account_id] = contexts[sf_id]
             for metric in by_plan[OpportunityPlan]:
                 values[metric] = Decimal(opportunities.get(sf_id, {}).get(metric, 0))
             if PAYMENT_HEALTH in by_plan[PaymentPlan]:
@@ -518,7 +569,16 @@ class SalesforceExtractor:
             unavailable=unavailable,
             incomplete=tuple(gaps),
             window=(_midnight(window.start), _midnight(window.end)),
+            context=context,
         )
+
+
+def _context_columns(columns: Sequence[str]) -> list[str]:
+    """The scores.csv columns of context fields: a renewal date gives days_to_renewal too."""
+    out = list(columns)
+    if "renewal_date" in out:
+        out.append("days_to_renewal")
+    return out
 
 
 def _midnight(day: date) -> datetime:

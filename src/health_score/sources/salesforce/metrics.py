@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from health_score.numbers import to_decimal
-from health_score.records import NO_SIGNALS, SignalCounts, metric_value
+from health_score.records import NO_SIGNALS, AccountContext, SignalCounts, metric_value
 from health_score.salesforce_ids import salesforce_id18
 from health_score.sources.salesforce.settings import (
     ARR_TRAJECTORY_PCT,
@@ -42,6 +43,22 @@ def _api_name(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,79}", name):
         raise ValueError(f"not an API name: {name[:40]!r}")
     return name
+
+
+def _field_path(path: str) -> str:
+    """A field or a relationship path (``Owner.Name``) of validated API names."""
+    return ".".join(_api_name(part) for part in path.split("."))
+
+
+def _path_value(row: Mapping[str, Any], path: str) -> Any:
+    """A field of a result row, following relationship paths (``Owner.Name`` is answered as
+    ``{"Owner": {"Name": …}}``, ``null`` when the lookup is empty)."""
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = _field(value, part)
+    return value
 
 
 def months_before(day: date, months: int) -> date:
@@ -152,6 +169,37 @@ class AccountPlan(Plan):
             CHAMPION_STABILITY: (f.champion_changed_date_field,),
             RESPONSIVENESS: (f.avg_response_hours_field,),
         }
+        #: The context still read, column (owner, arr, renewal_date) → field or path.
+        self.context: dict[str, str] = dict(settings.context_fields)
+        #: account (18-character id) → its context, filled as id lists are parsed.
+        self.contexts: dict[str, AccountContext] = {}
+        #: Why some context is not read (manifest notes; context never degrades a run).
+        self.context_notes: list[str] = []
+        self._lock = threading.Lock()
+
+    def drop_context(self, name: str) -> list[str]:
+        """Stop reading the context fields that ``name`` (a field or relationship the org
+        lacks) is part of; the columns dropped."""
+        lowered = name.casefold()
+        lost = [
+            column
+            for column, path in self.context.items()
+            if lowered in (part.casefold() for part in path.split("."))
+        ]
+        for column in lost:
+            del self.context[column]
+        return lost
+
+    def history_fields(self, metrics: frozenset[str]) -> list[str]:
+        """The Account fields rolled back for a past period: the metrics' and the context's
+        own fields (a relationship path such as ``Owner.Name`` is read as it is now)."""
+        fields = self.fields(metrics)
+        folded = {n.casefold() for n in fields}
+        for path in self.context.values():
+            if "." not in path and path.casefold() not in folded:
+                fields.append(path)
+                folded.add(path.casefold())
+        return fields
 
     def fields(self, metrics: frozenset[str]) -> list[str]:
         """The Account fields the metrics need, in order."""
@@ -165,7 +213,12 @@ class AccountPlan(Plan):
         fields = ["Id", *self.fields(metrics)]
         if self.existed_before is not None:
             fields.append("CreatedDate")
-        columns = ", ".join(_api_name(f) for f in fields)
+        folded = {n.casefold() for n in fields}
+        for path in self.context.values():  # folded into the same query: no extra request
+            if path.casefold() not in folded:
+                fields.append(path)
+                folded.add(path.casefold())
+        columns = ", ".join(_field_path(f) for f in fields)
         return (
             f"SELECT {columns} FROM {_api_name(self.object_name)} WHERE Id IN {soql_id_list(ids)}"  # noqa: S608 - API names and escaped literals
         )
@@ -177,11 +230,14 @@ class AccountPlan(Plan):
         fast = self.settings.responsiveness.fast_below_hours
         slow = self.settings.responsiveness.slow_above_hours
         out: dict[str, dict[str, Decimal | None]] = {}
+        contexts: dict[str, AccountContext] = {}
         for row in rows:
             if self.existed_before is not None:
                 created = _datetime(_field(row, "CreatedDate"))
                 if created is not None and created >= self.existed_before:
                     continue  # not in the org yet at the period's end
+            if self.context:
+                contexts[salesforce_id18(str(row["Id"]))] = self._context(row)
             values: dict[str, Decimal | None] = {}
             if DAYS_TO_RENEWAL in metrics:
                 renewal = _date(_field(row, f.renewal_date_field))
@@ -210,7 +266,21 @@ class AccountPlan(Plan):
                     else Decimal(1 if hours < fast else 2 if hours <= slow else 3)
                 )
             out[salesforce_id18(str(row["Id"]))] = values
+        with self._lock:
+            self.contexts.update(contexts)
         return out
+
+    def _context(self, row: Mapping[str, Any]) -> AccountContext:
+        c = self.context
+        owner = _path_value(row, c["owner"]) if "owner" in c else None
+        arr = _decimal(_path_value(row, c["arr"])) if "arr" in c else None
+        renewal = _date(_path_value(row, c["renewal_date"])) if "renewal_date" in c else None
+        return AccountContext(
+            owner=owner.strip() or None if isinstance(owner, str) else None,
+            arr=metric_value(arr),  # 373897.0 and 373897 alike: 373897
+            renewal_date=renewal,
+            days_to_renewal=None if renewal is None else (renewal - self.window.end).days,
+        )
 
 
 class FieldHistory:

@@ -39,6 +39,32 @@ class AccountFields(pydantic.BaseModel):
     avg_response_hours_field: ApiName = "Avg_Response_Hours__c"
 
 
+#: A field of the object or of a parent reached through its relationships, e.g. ``Owner.Name``
+#: (at most five levels, as Salesforce allows).
+FieldPath = Annotated[
+    str,
+    pydantic.StringConstraints(
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}(?:\.[A-Za-z][A-Za-z0-9_]{0,79}){0,5}$"
+    ),
+]
+
+
+class ContextFields(pydantic.BaseModel):
+    """``context``: what ``scores.csv`` shows beside the score (not scored), read in the
+    Account query: the owner's name, ARR and the renewal date."""
+
+    model_config = _MODEL
+
+    #: false: no context is read (the columns stay empty).
+    enabled: bool = True
+    #: The owner's name: an Account field or a relationship path (``Owner.Name``: the
+    #: owning User's name); null: not read.
+    owner_field: FieldPath | None = "Owner.Name"
+    #: ARR and the renewal date; null: ``account.arr_field`` / ``account.renewal_date_field``.
+    arr_field: ApiName | None = None
+    renewal_date_field: ApiName | None = None
+
+
 class OpportunityFields(pydantic.BaseModel):
     """Opportunities: closed-won contractions in the look-back window, open expansions."""
 
@@ -222,6 +248,7 @@ class Settings(pydantic.BaseModel):
     outcomes: OutcomeRules = OutcomeRules.model_validate({})
     #: Declarative metrics over any object (see health_score.sources.salesforce.declarative).
     custom_metrics: CustomMetrics = CustomMetrics.model_validate({})
+    context: ContextFields = ContextFields.model_validate({})
     http: HttpSettings = HttpSettings.model_validate({})
 
     @pydantic.field_validator("custom_metrics")
@@ -231,6 +258,19 @@ class Settings(pydantic.BaseModel):
         if taken:
             raise ValueError(f"{', '.join(taken)}: already a built-in Salesforce metric")
         return value
+
+    @property
+    def context_fields(self) -> dict[str, str]:
+        """The context read, by column (``owner``, ``arr``, ``renewal_date``) → field (path)."""
+        c = self.context
+        if not c.enabled:
+            return {}
+        fields = {
+            "owner": c.owner_field,
+            "arr": c.arr_field or self.account.arr_field,
+            "renewal_date": c.renewal_date_field or self.account.renewal_date_field,
+        }
+        return {column: name for column, name in fields.items() if name}
 
     @pydantic.model_validator(mode="before")
     @classmethod
