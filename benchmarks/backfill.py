@@ -54,11 +54,8 @@ def main() -> None:
     index = 2026 * 12 + 9 - (args.months - 1)
     first = f"{index // 12:04d}-{index % 12 + 1:02d}"
     with sandbox, tempfile.TemporaryDirectory(prefix="hsm-backfill-bench-") as folder:
-        config = Path(folder) / "config"
-        config.mkdir()
-        for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
-            (config / name).write_bytes((REPO / "config" / name).read_bytes())
-        sandbox.write_mapping(config / "account_mapping.csv")
+        # The default config, with field history on (the sandbox's org tracks it), as the demo.
+        config = sandbox.write_config(Path(folder) / "config", REPO / "config")
         options = BackfillOptions(
             first=first,
             last=last,
