@@ -145,14 +145,17 @@ class Sandbox:
         return self.portfolio.write_mapping(path)
 
     def write_config(self, folder: Path, base: Path | None = None) -> Path:
-        """A config folder for runs against this sandbox: ``base``'s weights and thresholds
-        (default: the sandbox's config folder) byte for byte, its ``sources.yaml`` with
-        ``salesforce.field_history`` on when the sandbox has a history (its org tracks Account
-        and signal history, so past periods are reconstructable), and the sandbox's mapping."""
+        """A config folder for runs against this sandbox: ``base``'s weights, thresholds and
+        alert rules if any (default: the sandbox's config folder) byte for byte, its
+        ``sources.yaml`` with ``salesforce.field_history`` on when the sandbox has a history (its
+        org tracks Account and signal history, so past periods are reconstructable), and the
+        sandbox's mapping."""
         base = base or self.config_dir
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("weights.yaml", "thresholds.yaml", "sources.yaml"):
             (folder / name).write_bytes((base / name).read_bytes())
+        if (base / "alerts.yaml").is_file():  # optional: the alert rules, unchanged
+            (folder / "alerts.yaml").write_bytes((base / "alerts.yaml").read_bytes())
         if self.timeline is not None:
             sources = yaml.safe_load((base / "sources.yaml").read_text(encoding="utf-8-sig"))
             sources = sources if isinstance(sources, dict) else {}

@@ -81,6 +81,11 @@ def test_each_month_is_a_run_of_its_own_period_compared_with_the_month_before(
         "2026-11-01T00:00:00+00:00",
     ]
     assert all(m["dry_run"] is True for m in manifests)
+    # The default alert rules are evaluated against the month before, and a dry run sends none.
+    alerts = [m["alerts"] for m in manifests]
+    assert [a["status"] for a in alerts] == ["evaluated"] * 3
+    assert [a["compared_with"] for a in alerts] == [None, results[0].run_id, results[1].run_id]
+    assert all(a["salesforce"] == {"status": "skipped", "reason": "dry run"} for a in alerts)
     assert manifests[0]["compared_with"] is None
     assert manifests[1]["compared_with"] == {"run_id": results[0].run_id, "period": "2026-08"}
     assert manifests[2]["compared_with"] == {"run_id": results[1].run_id, "period": "2026-09"}
