@@ -27,7 +27,6 @@ from importlib import resources
 from pathlib import Path
 
 from health_score import __version__
-from health_score.backfill import MAX_MONTHS, BackfillOptions, run_backfill
 from health_score.backtest import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_LEAD_DAYS,
@@ -55,7 +54,6 @@ from health_score.pipeline import (
     last_complete_period,
     run,
 )
-from health_score.sources.credentials import check_credentials
 from health_score.sources.registry import credential_problems, load_run_config
 
 log = logging.getLogger("health_score")
@@ -663,6 +661,8 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 
 def backfill_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from health_score.backfill import MAX_MONTHS, BackfillOptions, run_backfill
+
     if args.accounts is not None and not args.demo:
         parser.error("--accounts only applies with --demo")
     if args.accounts is not None and args.accounts < 1:
@@ -750,6 +750,8 @@ def check_config(config_dir: Path | None) -> int:
     for warning in config.scoring.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     # Credentials are the environment's, not the folder's: said here, refused by a live run.
+    from health_score.sources.credentials import check_credentials
+
     credentials = check_credentials(config.sources, config.accounts, os.environ)
     for line in (*credentials.problems, *credentials.hints):
         print(f"note: {line}", file=sys.stderr)

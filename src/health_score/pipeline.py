@@ -23,11 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from health_score import __version__
-from health_score.backtest import validity_summary
-from health_score.backtest.history import Outcome
 from health_score.batch import ScoredBatch, score_batch
 from health_score.columns import AccountTable, read_raw_table
 from health_score.config import (
@@ -58,7 +56,6 @@ from health_score.loaders.csv_output import score_columns, write_bytes_atomic
 from health_score.loaders.explanation import EXPLANATION
 from health_score.loaders.outcomes_output import write_outcomes
 from health_score.loaders.s3_store import S3RunStore
-from health_score.loaders.salesforce import LoadResult, SalesforceLoader, previous_finals
 from health_score.loaders.stores import open_store
 from health_score.rawfile import raw_header, raw_rows
 from health_score.records import (
@@ -75,8 +72,6 @@ from health_score.salesforce_ids import is_salesforce_id
 from health_score.scoring.composite import AccountScore, Model
 from health_score.scoring.spec import ScoringConfig
 from health_score.sources.base import Extractor, SourceResult
-from health_score.sources.credentials import check_credentials, missing_credentials
-from health_score.sources.extractors import activate
 from health_score.sources.intercom.export import ExportError
 from health_score.sources.registry import (
     CREDENTIAL_VARS,
@@ -87,9 +82,13 @@ from health_score.sources.registry import (
     load_sources,
     providers,
 )
-from health_score.sources.salesforce.extractor import SalesforceExtractor
-from health_score.sources.salesforce.outcomes import OutcomesReader, OutcomesReport
-from health_score.sources.salesforce.outcomes import disabled as outcomes_disabled
+from health_score.sources.salesforce.outcome_records import OutcomesReport
+from health_score.sources.salesforce.outcome_records import disabled as outcomes_disabled
+
+if TYPE_CHECKING:
+    # Live runs only: the HTTP stack (requests, urllib3, stamina) and the vendors' clients are
+    # imported where they are used, so a --from-raw run never loads them.
+    from health_score.loaders.salesforce import LoadResult
 
 log = logging.getLogger("health_score")
 
@@ -555,6 +554,8 @@ def gather(
     seconds, origin = run_budget(config.sources.run.budget_seconds, options)
     deadline = Deadline(seconds, origin=origin, start=started)
     if extractors is None:
+        from health_score.sources.extractors import activate
+
         exported = options.intercom_export is not None  # Intercom needs no credentials then
         _require_credentials(config, env, exported)
         active, inactive = activate(
@@ -578,6 +579,8 @@ def _require_credentials(
     """Every source the mapping maps accounts to has complete credentials or is switched off
     (``enabled: false``); misspelt variable names are answered with the closest known one.
     Intercom read from an export file needs none."""
+    from health_score.sources.credentials import check_credentials, missing_credentials
+
     accounts = config.accounts
     if intercom_exported:
         accounts = tuple(dataclasses.replace(a, intercom_company_id=None) for a in accounts)
@@ -669,6 +672,9 @@ def _start_outcomes(
 ) -> Callable[[], OutcomesReport]:
     """Start reading the outcomes beside the extraction (the Salesforce extractor's settings,
     credentials and instants); the returned call waits for them, until the deadline at most."""
+    from health_score.sources.salesforce.extractor import SalesforceExtractor
+    from health_score.sources.salesforce.outcomes import OutcomesReader
+
     extractor = next((e for e in extractors if isinstance(e, SalesforceExtractor)), None)
     if extractor is None:
         section = config.sources["salesforce"]
@@ -778,6 +784,8 @@ def _previous_finals(
         return None
     if not isinstance(store, LocalRunStore | S3RunStore):
         return None
+    from health_score.loaders.salesforce import previous_finals
+
     try:
         data = store.read(compared.run_id, "scores.csv")
         return None if data is None else previous_finals(data)
@@ -811,6 +819,8 @@ def _writeback(
         log.error(message)
         return {"status": "refused", "reason": message}, EXIT_FAILED, [message]
     if loader is None:
+        from health_score.loaders.salesforce import SalesforceLoader
+
         env = os.environ if options.env is None else options.env
         loader = SalesforceLoader.from_env(inputs.writeback, env)
     if loader is None:
@@ -1007,6 +1017,9 @@ def _record(
     # What the history so far says about the score (the backtest's headline figures).
     validity: dict[str, Any] = {"status": "skipped", "reason": "no outcomes read"}
     if read_outcomes.status == "ok":
+        from health_score.backtest import validity_summary
+        from health_score.backtest.history import Outcome
+
         validity = validity_summary(
             store,
             [Outcome(e.account_id, e.event, e.day, e.arr) for e in read_outcomes.events],

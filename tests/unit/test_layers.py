@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,33 @@ def test_no_import_cycles() -> None:
 def test_cycle_finder_finds_a_cycle() -> None:
     assert cycles([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]) == [["a", "b", "c"]]
     assert cycles([("a", "b"), ("b", "c")]) == []
+
+
+def test_a_from_raw_dry_run_loads_no_http_stack_and_no_extractor(tmp_path: Path) -> None:
+    """Start-up: ``--from-raw`` scores a file; the vendors' clients, the Salesforce write-back
+    loader, the outcomes reader and the alerts' delivery are live-only (imported where used)."""
+    loaded = loaded_after(
+        "import health_score.cli\n"
+        "code = health_score.cli.main(['run', '--dry-run', '--from-raw', "
+        "'examples/raw_metrics.csv', '--config-dir', 'config', "
+        f"'--output', {str(tmp_path / 'scores.csv')!r}, "
+        f"'--runs-dir', {str(tmp_path / 'runs')!r}, '--period', '2026-11'])\n"
+        "assert code == 0, code"
+    )
+    assert (tmp_path / "scores.csv").read_text(encoding="utf-8").count("\n") == 26  # 25 + header
+    assert "health_score.loaders.alerts_output" in loaded  # alerts.csv is still evaluated
+    assert of_package(loaded, *HEAVY) == []
+    live_only = [
+        "health_score.alerts.delivery",
+        "health_score.loaders.salesforce",
+        "health_score.sources.credentials",
+        "health_score.sources.extractors",
+        "health_score.sources.http",
+        "health_score.sources.salesforce.outcomes",
+        *(
+            f"health_score.sources.{name}.{part}"
+            for name in SOURCES
+            for part in ("extractor", "client")
+        ),
+    ]
+    assert sorted(loaded & set(live_only)) == []

@@ -16,25 +16,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from health_score.alerts.delivery import (
-    Delivered,
-    SalesforceAlertResult,
-    SlackResult,
-    deliver_salesforce,
-    deliver_slack,
-    register_webhook,
-)
 from health_score.alerts.evaluation import Alert, account_views, build_alerts
 from health_score.alerts.rules import ALERTS_FILE, AlertsConfig, load_alerts
 from health_score.csvsafe import safe_cell
 from health_score.loaders.artifacts import MANIFEST, LocalRunStore, RunStore, RunWriter, csv_bytes
 from health_score.loaders.changes_output import CHANGES
 from health_score.loaders.s3_store import S3RunStore
-from health_score.loaders.salesforce import SalesforceLoader
 from health_score.loaders.salesforce_settings import WritebackSettings
 from health_score.records import Account
+
+if TYPE_CHECKING:
+    # Delivery (Salesforce, Slack) only: the HTTP stack is imported when a run sends, so
+    # evaluating and writing alerts.csv (every dry run) never loads it.
+    from health_score.alerts.delivery import Delivered, SalesforceAlertResult, SlackResult
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +89,8 @@ def _read(store: RunStore, run_id: str, name: str) -> bytes | None:
 
 def delivered_before(store: RunStore, period: str, run_id: str) -> Delivered:
     """Alert keys the earlier runs of ``period`` delivered (their manifests' ``alerts``)."""
+    from health_score.alerts.delivery import Delivered
+
     delivered = Delivered()
     if not isinstance(store, LocalRunStore | S3RunStore):
         return delivered
@@ -216,6 +214,9 @@ def _salesforce(
     before: Delivered,
 ) -> tuple[SalesforceAlertResult, str]:
     """The upsert's result and the org's instance URL ("" when not connected)."""
+    from health_score.alerts.delivery import SalesforceAlertResult, deliver_salesforce
+    from health_score.loaders.salesforce import SalesforceLoader
+
     settings = config.delivery.salesforce
     if not settings.enabled:
         return SalesforceAlertResult("skipped", reason="delivery.salesforce.enabled is false"), ""
@@ -267,6 +268,8 @@ def _slack(
     link: Callable[[Alert], str],
     verify: str | None,
 ) -> SlackResult:
+    from health_score.alerts.delivery import SlackResult, deliver_slack, register_webhook
+
     settings = config.delivery.slack
     if not settings.enabled:
         return SlackResult("skipped", "delivery.slack.enabled is false")

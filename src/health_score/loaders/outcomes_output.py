@@ -24,7 +24,7 @@ from typing import Any
 from health_score.csvsafe import safe_cell
 from health_score.loaders.artifacts import RunWriter, csv_bytes
 from health_score.loaders.csv_output import number_text
-from health_score.sources.salesforce.outcomes import OK, OutcomeEvent, OutcomesReport
+from health_score.sources.salesforce.outcome_records import OK, OutcomeEvent, OutcomesReport
 
 OUTCOMES = "outcomes.csv"
 OUTCOME_COLUMNS = ("account_id", "account_name", "event", "date", "arr", "evidence")

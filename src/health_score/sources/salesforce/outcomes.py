@@ -51,17 +51,22 @@ from health_score.sources.salesforce.metrics import (
     _field,
     months_before,
 )
+from health_score.sources.salesforce.outcome_records import (
+    CHURN,
+    FAILED,
+    OK,
+    RENEWAL,
+    OutcomeEvent,
+    OutcomesReport,
+    disabled,
+)
+from health_score.sources.salesforce.outcome_records import (
+    DISABLED as DISABLED,  # re-exported (the records live in outcome_records)
+)
 from health_score.sources.salesforce.settings import OutcomeRules, Settings
 from health_score.sources.salesforce.soql_text import soql_id_list, soql_list
 
 log = logging.getLogger(__name__)
-
-CHURN = "churn"
-RENEWAL = "renewal"
-
-OK = "ok"
-FAILED = "failed"
-DISABLED = "disabled"
 
 #: Error codes of a query on an object this user cannot read (absent, or hidden by permissions).
 _UNREADABLE = frozenset({"INVALID_TYPE", "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY"})
@@ -80,56 +85,6 @@ class Found:
     day: date
     amount: Decimal | None
     evidence: str  # the opportunity id, or "<Object>.<churn date field>"
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeEvent:
-    """One row of ``outcomes.csv``."""
-
-    account_id: str
-    account_name: str
-    event: str
-    day: date
-    arr: Decimal | None
-    evidence: str
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomesReport:
-    """What the outcomes step produced (the manifest's ``outcomes`` entry and the rows)."""
-
-    status: str  # ok | failed | disabled
-    events: tuple[OutcomeEvent, ...] = ()
-    error: str | None = None
-    requests: int = 0
-    seconds: float = 0.0
-    #: The event dates read: ``from`` inclusive (None: no lower bound) to ``to`` exclusive.
-    window: tuple[date | None, date] | None = None
-    notes: tuple[str, ...] = ()
-
-    def as_dict(self, file: str | None) -> dict[str, Any]:
-        ok = self.status == OK
-        return {
-            "status": self.status,
-            "events": len(self.events) if ok else None,
-            "churn": sum(e.event == CHURN for e in self.events) if ok else None,
-            "renewal": sum(e.event == RENEWAL for e in self.events) if ok else None,
-            "file": file,
-            "window": None
-            if self.window is None
-            else {
-                "from": None if self.window[0] is None else self.window[0].isoformat(),
-                "to": self.window[1].isoformat(),
-            },
-            "requests": self.requests,
-            "seconds": round(self.seconds, 3),
-            "error": self.error,
-            "notes": list(self.notes),
-        }
-
-
-def disabled(reason: str) -> OutcomesReport:
-    return OutcomesReport(DISABLED, error=None, notes=(reason,))
 
 
 # --------------------------------------------------------------------------------------------
