@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -73,11 +73,32 @@ class Alert:
         return "; ".join(d.text() for d in self.drivers)
 
 
-def _rows(data: bytes | None) -> list[dict[str, str]]:
+#: Columns whose cells may carry the spreadsheet guard (names and ids); numbers never do.
+_TEXT_COLUMNS = frozenset({"account_id", "account_name", "raw_before", "raw_after"})
+
+
+def _rows(
+    data: bytes | None, columns: Sequence[str], keep: Callable[[str], bool] | None = None
+) -> list[dict[str, str]]:
+    """The rows of a run's CSV, only ``columns`` (absent ones read as ""), only the rows whose
+    ``account_id`` passes ``keep``; the guard is undone on the text columns only."""
     if not data:
         return []
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
-    return [{k: unescape_cell(v or "") for k, v in row.items() if k is not None} for row in reader]
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    header = next(reader, [])
+    at = {name: i for i, name in enumerate(header)}
+    wanted = [(name, at.get(name)) for name in columns]
+    id_at = at.get("account_id")
+    out: list[dict[str, str]] = []
+    for cells in reader:
+        if keep is not None and (id_at is None or not keep(unescape_cell(cells[id_at]))):
+            continue
+        row: dict[str, str] = {}
+        for name, i in wanted:
+            cell = cells[i] if i is not None and i < len(cells) else ""
+            row[name] = unescape_cell(cell) if name in _TEXT_COLUMNS else cell
+        out.append(row)
+    return out
 
 
 def _decimal(text: str | None) -> Decimal | None:
@@ -95,10 +116,15 @@ def _count(text: str | None) -> int:
     return int(value) if value is not None else 0
 
 
-def drivers_by_account(changes_csv: bytes | None) -> dict[str, list[Driver]]:
-    """account_id → its non-zero parts from changes.csv (metric rows and the other parts)."""
+def drivers_by_account(
+    changes_csv: bytes | None, accounts: Collection[str] | None = None
+) -> dict[str, list[Driver]]:
+    """account_id → its non-zero parts from changes.csv (metric rows and the other parts);
+    only the ``accounts`` asked for (default: all)."""
     out: dict[str, list[Driver]] = {}
-    for row in _rows(changes_csv):
+    keep = None if accounts is None else accounts.__contains__
+    columns = ("account_id", "part", "points_change", "dimension", "raw_before", "raw_after")
+    for row in _rows(changes_csv, columns, keep):
         part = row.get("part", "")
         points = _decimal(row.get("points_change"))
         if not part or points is None or points == 0 or part in ("appeared", "unchanged"):
@@ -138,11 +164,20 @@ def account_views(
 ) -> list[AccountView]:
     """Each account scored by this run, with the previous ok run's view of it."""
     renewal: dict[str, Decimal | None] = {
-        row.get("account_id", ""): _decimal(row.get(RENEWAL_METRIC)) for row in _rows(raw_csv)
+        row["account_id"]: _decimal(row[RENEWAL_METRIC])
+        for row in _rows(raw_csv, ("account_id", RENEWAL_METRIC))
     }
-    before = {row.get("account_id", ""): row for row in _rows(previous_scores_csv)}
+    score_columns = (
+        "account_id",
+        "account_name",
+        "health_tier",
+        "final_score",
+        "coverage_pct",
+        "critical_confirmed",
+    )
+    before = {row["account_id"]: row for row in _rows(previous_scores_csv, score_columns)}
     views = []
-    for row in _rows(scores_csv):
+    for row in _rows(scores_csv, score_columns):
         account_id = row.get("account_id", "")
         old: Mapping[str, str] | None = before.get(account_id)
         views.append(
@@ -175,7 +210,7 @@ def build_alerts(
 ) -> list[Alert]:
     """Every alert of the run, each with its top drivers."""
     fired = evaluate(config.rules, views, labels, min_coverage_pct)
-    drivers = drivers_by_account(changes_csv) if fired else {}
+    drivers = drivers_by_account(changes_csv, {v.account_id for v, _ in fired}) if fired else {}
     alerts = []
     for view, firing in fired:
         mine = drivers.get(view.account_id, [])
