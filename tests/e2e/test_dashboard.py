@@ -7,6 +7,7 @@ numbers come from those artifacts or from calling the scoring package directly.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import shutil
@@ -65,7 +66,30 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     runs_dir = base / "runs"
     first = make_run(EXAMPLE, runs_dir, "2026-09")
     second = make_run(edited_raw(base / "raw-2026-10.csv", SECOND_PERIOD), runs_dir, "2026-10")
+    with_context(runs_dir / second / "scores.csv", CONTEXT)
     return runs_dir, first, second
+
+
+#: Salesforce context written into the 2026-10 run's scores.csv: owner, ARR, renewal date, days.
+CONTEXT = {
+    "001Sb0000000006IAA": ("Dana Scully", "120000", "2026-12-15", "45"),
+    "001Sb0000000001IAA": ("Fox Mulder", "50000", "2027-06-01", "213"),
+    "001Sb0000000004IAA": ("Dana Scully", "80000", "2026-12-14", "44"),
+}
+
+
+def with_context(path: Path, context: dict[str, tuple[str, str, str, str]]) -> None:
+    """Fill the owner, arr, renewal_date and days_to_renewal cells of some accounts."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["account_id"] in context:
+            cells = context[row["account_id"]]
+            row.update(zip(("owner", "arr", "renewal_date", "days_to_renewal"), cells, strict=True))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @pytest.fixture
@@ -194,28 +218,98 @@ def test_the_accounts_table_shows_change_since_the_previous_period(
     before = scores_csv(runs_dir, first).set_index("account_id")["final_score"]
     after = scores_csv(runs_dir, latest).set_index("account_id")["final_score"]
     at = open_view(app(runs_dir, monkeypatch), "Accounts")
-    table = at.dataframe[0].value.set_index("account_id")
-    assert len(table) == len(after)
+    shown = pd.concat([at.dataframe[0].value, at.dataframe[1].value]).set_index("Account ID")
+    assert len(shown) == len(after)
     for account_id in SECOND_PERIOD:
         change = round(after[account_id] - before[account_id], 1)
-        assert table.loc[account_id, "change"] == pytest.approx(change)
-    assert table.loc["001Sb0000000006IAA", "previous_tier"] == "Healthy"
-    assert table.loc["001Sb0000000006IAA", "health_tier"] == "At Risk"
+        assert shown.loc[account_id, "Change"] == pytest.approx(change)
+    assert shown.loc["001Sb0000000006IAA", "Previous tier"] == "🔵 Healthy"
+    assert shown.loc["001Sb0000000006IAA", "Tier"] == "🟠 At Risk"
 
 
-def test_searching_and_sorting_the_accounts_table(
+def test_the_worklist_puts_worsened_tiers_and_drops_first_and_insufficient_data_apart(
     runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = open_view(app(runs_dir, monkeypatch), "Accounts")
-    at.text_input(key="account-search").input("tyrell").run()
-    names = at.dataframe[0].value["account_name"].tolist()
-    assert names and all("Tyrell" in n for n in names)
-    at.text_input(key="account-search").input("").run()
-    at.selectbox(key="sort-by").set_value("coverage_pct")
-    at.toggle(key="sort-desc").set_value(False).run()
-    coverage = at.dataframe[0].value["coverage_pct"].tolist()
-    assert coverage == sorted(coverage)
+    worklist = at.dataframe[0].value
+    assert list(worklist.columns) == [
+        "Account",
+        "Owner",
+        "Tier",
+        "Score",
+        "Change",
+        "Previous tier",
+        "ARR",
+        "Renewal",
+        "Days to renewal",
+        "Coverage %",
+        "Capped by",
+        "Segment",
+        "Account ID",
+    ]
+    # #6 Healthy → At Risk (−21.9) and #1 Champion → Healthy (−6.5) worsened; #2 dropped 6.2
+    # within Healthy; then the lowest scores: #14 23.0 (it rose 4.8: a rise is no drop), #4 29.3.
+    assert worklist["Account"].head(5).tolist() == [
+        "Cyberdyne Hotels #6",
+        "Aperture Retail #1",
+        "Tyrell Logistics #2",
+        "Tyrell Foods #14",
+        "Gringotts Travel #4",
+    ]
+    assert "⚪ Insufficient Data" not in set(worklist["Tier"])
+    apart = at.dataframe[1].value
+    assert apart["Account"].tolist() == ["Nakatomi Hotels #13"]
+    assert at.subheader[0].value == "Insufficient Data (1)"
     assert at.get("download_button")[0].proto.label == "Download CSV"
+
+
+def test_worklist_filters_owner_tier_worsened_and_renewal_window(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    at.multiselect(key="f-owner").set_value(["Dana Scully"]).run()
+    assert at.dataframe[0].value["Account"].tolist() == [
+        "Cyberdyne Hotels #6",
+        "Gringotts Travel #4",
+    ]
+    first = at.dataframe[0].value.iloc[0]
+    assert (first["Owner"], first["ARR"], first["Renewal"], first["Days to renewal"]) == (
+        "Dana Scully",
+        120000.0,
+        "2026-12-15",
+        45.0,
+    )
+    at.multiselect(key="f-owner").set_value([]).run()
+    at.toggle(key="f-worsened").set_value(True).run()
+    assert at.dataframe[0].value["Account"].tolist() == [
+        "Cyberdyne Hotels #6",
+        "Aperture Retail #1",
+    ]
+    at.toggle(key="f-worsened").set_value(False).run()
+    at.number_input(key="f-renewal").set_value(44).run()
+    assert at.dataframe[0].value["Account"].tolist() == ["Gringotts Travel #4"]
+    at.number_input(key="f-renewal").set_value(0)
+    at.toggle(key="f-new-critical").set_value(True).run()  # nobody became Critical
+    assert at.dataframe[0].value.empty
+
+
+def test_searching_the_accounts_table(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    at.text_input(key="account-search").input("tyrell").run()
+    names = at.dataframe[0].value["Account"].tolist()
+    assert names and all("Tyrell" in n for n in names)
+
+
+def test_clicking_a_worklist_row_opens_its_drilldown(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    assert at.session_state["worklist-ids"][0] == "001Sb0000000006IAA"
+    at.session_state["open_account"] = "001Sb0000000006IAA"  # what the row click's callback sets
+    at.run()
+    assert at.sidebar.radio(key="view").value == "Account drill-down"
+    assert at.selectbox(key="account").value == "001Sb0000000006IAA"
+    assert at.header[0].value == "Account drill-down"
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,11 +335,11 @@ def test_selecting_an_account_shows_its_metrics_and_their_points_sum_to_its_scor
     at.selectbox(key="account").set_value(account_id).run()
     assert not at.exception, at.exception
 
-    metrics = table(at, "dimension", "metric", "status", "raw_value")
-    assert metrics["metric"].tolist() == detail["metric"].tolist()
-    assert {"raw_value", "green", "yellow", "red", "normalised_score", "effective_weight"} <= set(
-        metrics.columns
+    metrics = table(
+        at, "metric", "dimension", "value", "green / red", "score", "weight %", "points", exact=True
     )
+    assert metrics["dimension"].tolist() == detail["dimension"].tolist()
+    assert len(metrics) == len(detail)
     assert metrics["points"].sum() == pytest.approx(score["quantitative_score"], abs=0.05)
     parts = table(at, "part", "dimension", "points")
     assert parts["points"].sum() == pytest.approx(score["final_score"], abs=0.05)
@@ -256,6 +350,56 @@ def test_selecting_an_account_shows_its_metrics_and_their_points_sum_to_its_scor
     missing = detail[detail["status"] != "scored"]["metric"].tolist()
     if missing:
         assert table(at, "dimension", "metric", "status", exact=True)["metric"].tolist() == missing
+
+
+def test_the_drilldown_says_what_changed_in_plain_words(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Account drill-down")
+    at.selectbox(key="account").set_value("001Sb0000000001IAA").run()
+    shown = texts(at.markdown)
+    assert "Score 93.5 → 87.0 (-6.5) since the previous period; tier Champion → Healthy." in shown
+    # changes.csv: feature_breadth_pct 48.3 → 10 (−3.5906 points), active_user_pct 51.4 → 12
+    # (−2.9437), labels and units from thresholds.yaml.
+    assert (
+        "- **Product modules in use**: 48.3% → 10%, -3.6 points\n"
+        "- **Active users**: 51.4% → 12%, -2.9 points"
+    ) in shown
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Owner"] == "Fox Mulder"
+    assert metrics["ARR"] == "50,000"
+    assert metrics["Renewal"] == "2027-06-01"
+    assert metrics["Tier"] == "🔵 Healthy"
+
+    at.selectbox(key="account").set_value("001Sb0000000006IAA").run()
+    shown = texts(at.markdown)
+    assert "Score 86.9 → 65.0 (-21.9) since the previous period; tier Healthy → At Risk." in shown
+    assert "- **Qualitative cap**: -21.9 points" in shown
+
+
+def test_the_drilldown_names_the_metrics_costing_the_most_points(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    detail = pd.read_csv(io.StringIO(metric_csv(runs_dir / latest)), dtype={"account_id": str})
+    detail = detail[(detail["account_id"] == "001Sb0000000001IAA") & (detail["status"] == "scored")]
+    cost = detail["effective_weight"] * (100 - detail["normalised_score"])
+    top = detail.loc[cost.sort_values(ascending=False).index[:5], "metric"].tolist()
+    at = open_view(app(runs_dir, monkeypatch), "Account drill-down")
+    at.selectbox(key="account").set_value("001Sb0000000001IAA").run()
+    bullets = next(m.value for m in at.markdown if "costs" in str(m.value)).split("\n")
+    assert len(bullets) == 5
+    labels = {
+        "active_user_pct": "Active users",
+        "feature_breadth_pct": "Product modules in use",
+    }
+    # active users at 12 % and modules at 10 % score 0 in this run: both are among the top 5
+    assert {"active_user_pct", "feature_breadth_pct"} <= set(top)
+    for label in labels.values():
+        line = next(b for b in bullets if f"**{label}**" in b)
+        assert "(Adoption & Engagement)" in line
+        assert "scores 0/100" in line
+    assert any("**Active users** (Adoption & Engagement): 12%, scores 0/100" in b for b in bullets)
 
 
 def test_the_drilldown_shows_the_account_history_across_runs(
@@ -435,10 +579,9 @@ def test_a_run_written_before_cap_value_shows_its_caps(
     rewrite_as_old_scores(old / "scores.csv")
     capped = "001Sb0000000006IAA"  # critical signal in the second period: capped at 65
     at = open_view(app(runs, monkeypatch), "Accounts")
-    shown = at.dataframe[0].value.set_index("account_id")
-    assert shown.loc[capped, "qualitative_override"]
-    assert (shown.loc[capped, "modifier_applied"], shown.loc[capped, "cap_value"]) == ("", 65.0)
-    assert shown.loc[capped, "cap_rule"] == "critical_1"
+    shown = at.dataframe[0].value.set_index("Account ID")
+    assert shown.loc[capped, "Capped by"] == "critical_1 (65)"
+    assert shown.loc["001Sb0000000001IAA", "Capped by"] == ""
     at.sidebar.radio(key="view").set_value("Account drill-down").run()
     at.selectbox(key="account").set_value(capped).run()
     assert not at.exception, at.exception

@@ -19,17 +19,21 @@ import hmac
 import os
 import sys
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 
 import altair as alt
 import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
 import streamlit as st
+import yaml
 
+from health_score.alerts import read_alerts
 from health_score.backtest.report import verdict
 from health_score.config import ConfigError, load_scoring_config
 from health_score.dashboard import frames
 from health_score.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
 from health_score.dashboard.runs import (
+    CHANGES,
     CONFIG_FILES,
     RAW,
     SCORES,
@@ -66,13 +70,31 @@ from health_score.loaders.csv_output import METRIC_COLUMNS
 from health_score.scoring.spec import ScoringConfig
 
 DEFAULT_RUNS_DIR = "output/runs"
-VIEWS = ("Portfolio", "Accounts", "Account drill-down", "What-if", "Trends", "Validity")
+VIEWS = (
+    "Portfolio",
+    "Accounts",
+    "Account drill-down",
+    "Alerts",
+    "What-if",
+    "Trends",
+    "Validity",
+)
+DRILLDOWN = "Account drill-down"
 TIER_COLOURS = {
     "Champion": "#1a9850",
     "Healthy": "#91cf60",
     "At Risk": "#fdae61",
     "Critical": "#d73027",
     "Insufficient Data": "#9e9e9e",
+}
+#: One colour per dimension (and the cap), the same on every account's page.
+DIMENSION_COLOURS = {
+    "support_health": "#4c78a8",
+    "financial_contract": "#f58518",
+    "adoption_engagement": "#54a24b",
+    "relationship_expansion": "#b279a2",
+    "platform_value": "#72b7b2",
+    frames.CAP_PART: "#e45756",
 }
 PRETTY = {
     "health_score": "Health Score components",
@@ -233,6 +255,41 @@ def event_table_of(
         return f"The history cannot be read: {exc}"
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def labels_of(location: str, run_id: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(dimension, metric) → (label, unit): the run's thresholds.yaml ``description``/``unit``,
+    else those of the default config (runs written before they existed)."""
+    defaults = yaml.safe_load(
+        resources.files("health_score.defaults").joinpath("thresholds.yaml").read_text("utf-8")
+    )
+    labels = frames.metric_labels(defaults if isinstance(defaults, dict) else {})
+    data = reader_for(location).read(run_id, CONFIG_FILES[1])
+    try:
+        own = yaml.safe_load(data) if data else None
+    except yaml.YAMLError:
+        own = None
+    if isinstance(own, dict):
+        for key, (label, unit) in frames.metric_labels(own).items():
+            fallback = labels.get(key)
+            labels[key] = fallback if fallback is not None and not unit else (label, unit)
+    return labels
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def changes_of(location: str, run_id: str) -> pd.DataFrame | None:
+    """The run's changes.csv, or None for a run without one (the first, or an older run)."""
+    data = reader_for(location).read(run_id, CHANGES)
+    return None if data is None else frames.parse_changes(run_id, data)
+
+
+def dimension_scale(names: list[str]) -> alt.Scale:
+    palette = ["#9d755d", "#bab0ac", "#eeca3b", "#ff9da6"]
+    extra = sorted(n for n in set(names) if n not in DIMENSION_COLOURS)
+    colours = {**DIMENSION_COLOURS, **{n: palette[i % 4] for i, n in enumerate(extra)}}
+    domain = [n for n in colours if n in set(names)]
+    return alt.Scale(domain=domain, range=[colours[n] for n in domain])
+
+
 def tier_order_for(config: ScoringConfig | str, seen: pd.Series) -> list[str]:
     labels = [t.label for t in config.tiers] if isinstance(config, ScoringConfig) else []
     return frames.tier_order(labels, seen.dropna().unique())
@@ -343,35 +400,89 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
     )
 
 
-def accounts_view(shown: pd.DataFrame, earlier: RunInfo | None) -> None:
+def open_account(account_id: str) -> None:
+    """Ask the next run of the script to show ``account_id``'s drill-down."""
+    st.session_state["open_account"] = account_id
+
+
+def worklist_clicked() -> None:
+    """The worklist's row selection: open the drill-down of the row clicked."""
+    state = st.session_state.get("worklist")
+    rows = list(state.selection.rows) if state is not None else []
+    ids = st.session_state.get("worklist-ids", [])
+    if rows and rows[0] < len(ids):
+        open_account(ids[rows[0]])
+
+
+def accounts_view(shown: pd.DataFrame, earlier: RunInfo | None, order: list[str]) -> None:
     st.header("Accounts")
     if earlier is not None:
-        st.caption(f"Change is against run {earlier.run_id} (period {earlier.period}).")
+        st.caption(
+            f"Who needs attention first: tier worsened, then the biggest drop, the lowest score "
+            f"and the most ARR. Change is against run {earlier.run_id} (period {earlier.period}). "
+            "Click a row to open its drill-down."
+        )
     else:
-        st.caption("No earlier period to compare with, so there is no change column yet.")
-    search = st.text_input("Search name or id", key="account-search")
-    table = frames.account_table(frames.filter_scores(shown, search=search))
-    left, right = st.columns([3, 1])
-    sort_by = left.selectbox("Sort by", list(table.columns), index=3, key="sort-by")
-    descending = right.toggle("Descending", value=True, key="sort-desc")
-    table = table.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
+        st.caption(
+            "Lowest score first, then the most ARR; no earlier period to compare with, so there "
+            "is no change yet. Click a row to open its drill-down."
+        )
+    cols = st.columns([2, 2, 1, 1, 1])
+    search = cols[0].text_input("Search name or id", key="account-search")
+    owners = sorted(o for o in shown["owner"].unique() if o)
+    chosen_owners = cols[1].multiselect("Owner", owners, key="f-owner")
+    worsened = cols[2].toggle("Tier worsened", key="f-worsened")
+    newly = cols[3].toggle("New Critical", key="f-new-critical")
+    within = int(
+        cols[4].number_input(
+            "Renewal within (days)", 0, 3650, 0, 30, key="f-renewal", help="0: any renewal date"
+        )
+    )
+    found = frames.filter_worklist(
+        frames.filter_scores(shown, search=search),
+        order,
+        owners=chosen_owners,
+        worsened=worsened,
+        newly_critical=newly,
+        renewal_within=within or None,
+    )
+    table, apart = frames.worklist(found, order)
+    st.session_state["worklist-ids"] = table["Account ID"].tolist()
+    st.caption(
+        f"{len(table):,} accounts"
+        + (f" ({len(apart):,} with too little data below)" if len(apart) else "")
+    )
+    config = {
+        "Score": st.column_config.NumberColumn(format="%.1f"),
+        "Change": st.column_config.NumberColumn(format="%+.1f"),
+        "ARR": st.column_config.NumberColumn(format="localized"),
+        "Days to renewal": st.column_config.NumberColumn(format="%d"),
+        "Coverage %": st.column_config.NumberColumn(format="%.0f"),
+    }
     st.dataframe(
         table,
         hide_index=True,
         height=520,
-        column_config={
-            "change": st.column_config.NumberColumn(format="%+.1f"),
-            "qualitative_override": st.column_config.CheckboxColumn("capped"),
-            "modifier_applied": st.column_config.TextColumn("rule"),
-        },
+        column_config=config,
+        on_select=worklist_clicked,
+        selection_mode="single-row",
+        key="worklist",
     )
     st.download_button(
         "Download CSV",
-        frames.download_csv(table),
+        frames.download_csv(pd.concat([table, apart], ignore_index=True)),
         file_name="accounts.csv",
         mime="text/csv",
         key="download-accounts",
+        help="The accounts shown, with the filters applied.",
     )
+    if len(apart):
+        st.subheader(f"Insufficient Data ({len(apart):,})")
+        st.caption(
+            "Too little of the model's weight is backed by data to trust a score: fix the "
+            "data first (largest ARR first)."
+        )
+        st.dataframe(apart, hide_index=True, column_config=config, key="insufficient")
 
 
 def drilldown_view(
@@ -393,28 +504,83 @@ def drilldown_view(
         return
     row = scores[scores["account_id"] == account_id].iloc[0]
     rows = frames.account_metrics(metrics_of(location, run.run_id), account_id)
+    labels = labels_of(location, run.run_id)
 
-    cols = st.columns(5)
+    cols = st.columns(7)
     final = row["final_score"]
     cols[0].metric("Final score", "—" if pd.isna(final) else f"{final:.1f}")
-    cols[1].metric("Tier", row["health_tier"])
+    cols[1].metric("Tier", frames.tier_chip(str(row["health_tier"])))
+    cols[2].metric("Coverage", f"{row['coverage_pct']:.1f}%")
+    cols[3].metric("Owner", str(row["owner"]) or "—")
+    arr = row["arr"]
+    cols[4].metric("ARR", "—" if pd.isna(arr) else f"{arr:,.0f}")
+    days = row["days_to_renewal"]
+    cols[5].metric(
+        "Renewal",
+        str(row["renewal_date"]) or "—",
+        help=None if pd.isna(days) else f"in {int(days)} days",
+    )
+    cols[6].metric("Segment", row["segment"])
     quantitative = row.get("quantitative_score")
-    cols[2].metric("Before cap", "—" if pd.isna(quantitative) else f"{quantitative:.1f}")
-    cols[3].metric("Coverage", f"{row['coverage_pct']:.1f}%")
-    cols[4].metric("Segment", row["segment"])
+    if not pd.isna(quantitative) and not pd.isna(final) and quantitative != final:
+        st.caption(f"{quantitative:.1f} before the qualitative cap.")
+
+    explain(location, run, row, rows, labels)
+
+    st.subheader("What makes up the score")
+    if pd.isna(final):
+        st.info("This account has no score: no metric had data.")
+    else:
+        parts = frames.contributions(rows, row.to_dict())
+        named = [
+            p if d == frames.CAP_PART else frames.label_of(labels, d, p.split(" (")[0])
+            for p, d in zip(parts["part"], parts["dimension"], strict=True)
+        ]
+        twice = {n for n in named if named.count(n) > 1}  # e.g. sessions per user
+        parts["part"] = [
+            f"{n} ({PRETTY.get(d, d)})" if n in twice else n
+            for n, d in zip(named, parts["dimension"], strict=True)
+        ]
+        total = float(parts["points"].sum())
+        st.caption(f"The parts add up to the final score ({total:.1f}).")
+        bars = alt.Chart(parts).encode(
+            y=alt.Y(
+                "part:N",
+                sort="-x",
+                title=None,
+                axis=alt.Axis(labelLimit=320, labelOverlap=False),
+            ),
+            x=alt.X("points:Q", title="points"),
+        )
+        st.altair_chart(
+            (
+                bars.mark_bar().encode(
+                    color=alt.Color(
+                        "dimension:N",
+                        scale=dimension_scale(list(parts["dimension"])),
+                        legend=alt.Legend(orient="bottom", title=None),
+                    ),
+                    tooltip=["part", "dimension", alt.Tooltip("points:Q", format=".2f")],
+                )
+                + bars.mark_text(align="left", dx=3).encode(text=alt.Text("points:Q", format=".1f"))
+            ).properties(height=max(220, 24 * len(parts))),
+        )
+        with st.expander("The parts as a table"):
+            st.dataframe(parts, hide_index=True)
 
     st.subheader("Every metric")
     st.caption(
-        f"Thresholds are those of the {row['segment']} segment. Effective weight is the metric's "
-        "share of the Health Score after missing data is redistributed; points = effective "
-        "weight × normalised score."
+        f"Thresholds are those of the {row['segment']} segment (value at green scores 100, at "
+        "red 0). Weight % is the metric's share of the Health Score after missing data is "
+        "redistributed; points = weight × score."
     )
     st.dataframe(
-        rows,
+        frames.readable_metrics(rows, labels),
         hide_index=True,
+        width="stretch",
         column_config={
-            "normalised_score": st.column_config.NumberColumn(format="%.1f"),
-            "effective_weight": st.column_config.NumberColumn(format="%.4f"),
+            "score": st.column_config.NumberColumn(format="%.1f"),
+            "weight %": st.column_config.NumberColumn(format="%.1f"),
             "points": st.column_config.NumberColumn(format="%.2f"),
         },
     )
@@ -424,27 +590,8 @@ def drilldown_view(
         file_name=f"metrics-{account_id}.csv",
         mime="text/csv",
         key="download-metrics",
+        help="Every column of the run's metric detail for this account.",
     )
-
-    st.subheader("What makes up the score")
-    if pd.isna(final):
-        st.info("This account has no score: no metric had data.")
-    else:
-        parts = frames.contributions(rows, row.to_dict())
-        total = float(parts["points"].sum())
-        st.metric("Sum of the parts", f"{total:.1f}", help="equals the final score")
-        st.altair_chart(
-            alt.Chart(parts)
-            .mark_bar()
-            .encode(
-                y=alt.Y("part:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
-                x=alt.X("points:Q", title="points"),
-                color=alt.Color("dimension:N"),
-                tooltip=["part", "dimension", alt.Tooltip("points:Q", format=".2f")],
-            )
-            .properties(height=max(220, 22 * len(parts))),
-        )
-        st.dataframe(parts, hide_index=True)
 
     left, right = st.columns(2)
     with left:
@@ -508,6 +655,107 @@ def drilldown_view(
             .properties(height=220),
         )
     st.dataframe(hist, hide_index=True)
+
+
+def explain(
+    location: str,
+    run: RunInfo,
+    row: pd.Series,
+    rows: pd.DataFrame,
+    labels: dict[tuple[str, str], tuple[str, str]],
+) -> None:
+    """In plain words: what costs this account the most points, and what changed."""
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Why this score")
+        cost = frames.costs(rows, labels)
+        if cost.empty:
+            st.write("No metric costs this account points.")
+        else:
+            st.caption("The metrics costing the most points: weight × (100 − score).")
+            st.markdown(
+                "\n".join(
+                    f"- **{c.metric}** ({PRETTY.get(c.dimension, c.dimension)}): {c.value}, "
+                    f"scores {c.score:.0f}/100 — costs {c.costs_points:.1f} points"
+                    for c in cost.itertuples(index=False)
+                )
+            )
+    with right:
+        st.subheader("What changed")
+        changes = changes_of(location, run.run_id)
+        account_id = str(row["account_id"])
+        if changes is None:
+            st.write("No earlier run to compare with (this run has no changes.csv).")
+            return
+        mine = changes[changes["account_id"] == account_id]
+        if mine.empty or pd.isna(mine["previous_final"].iloc[0]):
+            st.write("No score in the previous period to compare with.")
+            return
+        first = mine.iloc[0]
+        tiers = (
+            f"tier {first['previous_tier']} → {first['tier']}"
+            if first["previous_tier"] != first["tier"]
+            else f"tier {first['tier']} unchanged"
+        )
+        st.write(
+            f"Score {first['previous_final']:.1f} → {first['final']:.1f} "
+            f"({first['change']:+.1f}) since the previous period; {tiers}."
+        )
+        moved = frames.account_changes(changes, account_id, labels)
+        if moved.empty:
+            st.write("No metric moved the score.")
+        else:
+            st.markdown(
+                "\n".join(
+                    f"- **{m.what}**: "
+                    + (f"{m.before} → {m.after}, " if m.dimension else "")
+                    + f"{m.points:+.1f} points"
+                    for m in moved.itertuples(index=False)
+                )
+            )
+
+
+def alerts_view(location: str, run: RunInfo) -> None:
+    st.header("Alerts")
+    alerts = read_alerts(reader_for(location), run.run_id)
+    if alerts.status == "absent":
+        st.info("This run has no alerts (written before alerts existed, or none configured).")
+        return
+    if alerts.status == "disabled":
+        st.info("Alerts are disabled in this run's config.")
+        return
+
+    def delivery(name: str, section: dict[str, object]) -> str:
+        if not section:
+            return f"{name}: not configured"
+        status = str(section.get("status", "?"))
+        reason = section.get("reason")
+        return f"{name}: {status}" + (f" ({reason})" if reason else "")
+
+    counts = ", ".join(f"{rule} {n}" for rule, n in sorted(alerts.by_rule.items()))
+    st.caption(
+        f"{len(alerts.rows):,} alert(s)"
+        + (f" — {counts}" if counts else "")
+        + f". Delivery: {delivery('Salesforce', alerts.salesforce)}; "
+        + f"{delivery('Slack', alerts.slack)}."
+    )
+    if not alerts.rows:
+        st.write("No account triggered an alert rule in this run.")
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "rule": a.rule,
+                "account": a.account_name or a.account_id,
+                "alert": a.alert,
+                "reason": a.reason,
+                "drivers": "; ".join(a.drivers),
+                "account_id": a.account_id,
+            }
+            for a in alerts.rows
+        ]
+    )
+    st.dataframe(table, hide_index=True)
 
 
 def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
@@ -947,6 +1195,10 @@ def main() -> None:
     run_id = st.sidebar.selectbox(
         "Period / run", newest_first, format_func=lambda i: by_id[i].label, key="run_id"
     )
+    opened = st.session_state.pop("open_account", None)
+    if opened is not None:  # a worklist row was clicked: its drill-down
+        st.session_state["view"] = DRILLDOWN
+        st.session_state["account"] = opened
     view = st.sidebar.radio("View", VIEWS, key="view")
     run = by_id[run_id]
 
@@ -985,9 +1237,11 @@ def main() -> None:
             with_change = frames.with_change(
                 shown, scores_of(location, earlier.run_id) if earlier else None
             )
-            accounts_view(with_change, earlier)
-        elif view == "Account drill-down":
+            accounts_view(with_change, earlier, order)
+        elif view == DRILLDOWN:
             drilldown_view(location, run, runs, scores, order)
+        elif view == "Alerts":
+            alerts_view(location, run)
         elif view == "What-if":
             whatif_view(location, run, scores, order)
         elif view == "Validity":
