@@ -417,6 +417,43 @@ def test_the_drilldown_shows_the_account_history_across_runs(
 
 
 # --------------------------------------------------------------------------------------------
+# Alerts
+
+
+def test_the_alerts_view_lists_this_runs_alerts_and_their_delivery(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Alerts")
+    assert at.header[0].value == "Alerts"
+    alerts = table(at, "rule", "account", "alert", "reason", "drivers")
+    six = alerts[alerts["account_id"] == "001Sb0000000006IAA"]
+    assert six["rule"].tolist() == ["tier_worsened", "score_drop_10"]
+    assert six["reason"].tolist() == ["tier Healthy → At Risk", "final score 86.9 → 65.0 (−21.9)"]
+    assert six["drivers"].tolist() == ["cap -21.9473 pts", "cap -21.9473 pts"]
+    one = alerts[alerts["account_id"] == "001Sb0000000001IAA"].iloc[0]
+    assert one["drivers"] == (
+        "adoption_engagement.feature_breadth_pct -3.5906 pts (48.3 → 10); "
+        "adoption_engagement.active_user_pct -2.9437 pts (51.4 → 12)"
+    )
+    caption = texts(at.caption)
+    assert "Delivery: Salesforce: skipped (dry run); Slack: skipped (dry run)." in caption
+    assert f"{len(alerts)} alert(s)" in caption
+
+
+def test_a_run_without_alerts_says_so(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    folder = copy_run(runs_dir / latest, tmp_path / "runs", latest)
+    (folder / "alerts.csv").unlink()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.pop("alerts", None)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    at = open_view(app(tmp_path / "runs", monkeypatch), "Alerts")
+    assert "This run has no alerts" in at.info[0].value
+
+
+# --------------------------------------------------------------------------------------------
 # What-if
 
 

@@ -104,6 +104,7 @@ PRETTY = {
     "adoption_engagement": "Adoption & Engagement",
     "relationship_expansion": "Relationship & Expansion",
     "platform_value": "Platform Value",
+    frames.CAP_PART: "Qualitative cap",
 }
 
 
@@ -287,7 +288,7 @@ def dimension_scale(names: list[str]) -> alt.Scale:
     extra = sorted(n for n in set(names) if n not in DIMENSION_COLOURS)
     colours = {**DIMENSION_COLOURS, **{n: palette[i % 4] for i, n in enumerate(extra)}}
     domain = [n for n in colours if n in set(names)]
-    return alt.Scale(domain=domain, range=[colours[n] for n in domain])
+    return alt.Scale(domain=[PRETTY.get(n, n) for n in domain], range=[colours[n] for n in domain])
 
 
 def tier_order_for(config: ScoringConfig | str, seen: pd.Series) -> list[str]:
@@ -506,21 +507,19 @@ def drilldown_view(
     rows = frames.account_metrics(metrics_of(location, run.run_id), account_id)
     labels = labels_of(location, run.run_id)
 
-    cols = st.columns(7)
+    cols = st.columns(4)
     final = row["final_score"]
     cols[0].metric("Final score", "—" if pd.isna(final) else f"{final:.1f}")
     cols[1].metric("Tier", frames.tier_chip(str(row["health_tier"])))
     cols[2].metric("Coverage", f"{row['coverage_pct']:.1f}%")
-    cols[3].metric("Owner", str(row["owner"]) or "—")
+    cols[3].metric("Segment", row["segment"])
+    cols = st.columns(4)
+    cols[0].metric("Owner", str(row["owner"]) or "—")
     arr = row["arr"]
-    cols[4].metric("ARR", "—" if pd.isna(arr) else f"{arr:,.0f}")
+    cols[1].metric("ARR", "—" if pd.isna(arr) else f"{arr:,.0f}")
+    cols[2].metric("Renewal", str(row["renewal_date"]) or "—")
     days = row["days_to_renewal"]
-    cols[5].metric(
-        "Renewal",
-        str(row["renewal_date"]) or "—",
-        help=None if pd.isna(days) else f"in {int(days)} days",
-    )
-    cols[6].metric("Segment", row["segment"])
+    cols[3].metric("Days to renewal", "—" if pd.isna(days) else f"{int(days)}")
     quantitative = row.get("quantitative_score")
     if not pd.isna(quantitative) and not pd.isna(final) and quantitative != final:
         st.caption(f"{quantitative:.1f} before the qualitative cap.")
@@ -543,10 +542,13 @@ def drilldown_view(
         ]
         total = float(parts["points"].sum())
         st.caption(f"The parts add up to the final score ({total:.1f}).")
-        bars = alt.Chart(parts).encode(
+        drawn = parts.assign(group=[PRETTY.get(d, d) for d in parts["dimension"]]).sort_values(
+            "points", ascending=False, kind="stable"
+        )
+        bars = alt.Chart(drawn).encode(
             y=alt.Y(
                 "part:N",
-                sort="-x",
+                sort=list(drawn["part"]),
                 title=None,
                 axis=alt.Axis(labelLimit=320, labelOverlap=False),
             ),
@@ -556,11 +558,11 @@ def drilldown_view(
             (
                 bars.mark_bar().encode(
                     color=alt.Color(
-                        "dimension:N",
+                        "group:N",
                         scale=dimension_scale(list(parts["dimension"])),
                         legend=alt.Legend(orient="bottom", title=None),
                     ),
-                    tooltip=["part", "dimension", alt.Tooltip("points:Q", format=".2f")],
+                    tooltip=["part", "group", alt.Tooltip("points:Q", format=".2f")],
                 )
                 + bars.mark_text(align="left", dx=3).encode(text=alt.Text("points:Q", format=".1f"))
             ).properties(height=max(220, 24 * len(parts))),
