@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import shutil
+import tomllib
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -489,6 +490,9 @@ def test_moving_a_weight_gives_the_migration_that_direct_scoring_gives(
         "adoption_engagement": Decimal("0.1429"),
         "relationship_expansion": Decimal("0.5143"),
     }
+    # each slider says the weight used under it
+    assert "used: 0.5143" in texts(at.caption)
+    assert "used: 0.1429" in texts(at.caption)
 
     expected = migration_from_direct_scoring(runs_dir / latest, churn)
     matrix = table(at, index="from \\ to")
@@ -506,6 +510,11 @@ def test_moving_a_weight_gives_the_migration_that_direct_scoring_gives(
     assert off_diagonal > 0  # the change is big enough to move someone
     assert at.metric[0].value == str(off_diagonal)
     assert len(table(at, "account_id", "account_name", "score_before")) == off_diagonal
+
+
+def test_the_streamlit_config_turns_the_file_watcher_off() -> None:
+    settings = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert settings["server"]["fileWatcherType"] == "none"
 
 
 def test_a_group_set_to_all_zero_is_refused_and_keeps_the_runs_weights(

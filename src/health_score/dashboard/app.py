@@ -26,6 +26,7 @@ import altair as alt
 import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
 import streamlit as st
 import yaml
+from streamlit.delta_generator import DeltaGenerator
 
 from health_score.alerts import read_alerts
 from health_score.backtest.report import verdict
@@ -378,7 +379,9 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
         alt.Chart(hist)
         .mark_bar()
         .encode(
-            x=alt.X("bin_start:Q", bin=alt.Bin(step=5, extent=[0, 100]), title="final score"),
+            x=alt.X(
+                "bin_start:Q", bin="binned", scale=alt.Scale(domain=[0, 100]), title="final score"
+            ),
             x2="bin_end:Q",
             y=alt.Y("sum(accounts):Q", title="accounts"),
             color=alt.Color("health_tier:N", scale=tier_scale(order), title="tier"),
@@ -392,7 +395,9 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
         alt.Chart(cover)
         .mark_bar(color="#5e81ac")
         .encode(
-            x=alt.X("bin_start:Q", bin=alt.Bin(step=10, extent=[0, 100]), title="coverage %"),
+            x=alt.X(
+                "bin_start:Q", bin="binned", scale=alt.Scale(domain=[0, 100]), title="coverage %"
+            ),
             x2="bin_end:Q",
             y=alt.Y("accounts:Q"),
             tooltip=["bin_start", "bin_end", "accounts"],
@@ -769,6 +774,7 @@ def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
 
     st.button("Reset to the run's weights", on_click=reset, key="reset-weights")
     entered: dict[str, list[tuple[str, Decimal]]] = {}
+    notes: dict[tuple[str, str], DeltaGenerator] = {}
     for section, items in engine.weights:
         with st.expander(PRETTY.get(section, section), expanded=section == "health_score"):
             values = []
@@ -776,6 +782,7 @@ def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
                 value = st.slider(
                     key, 0.0, 1.0, float(weight), 0.01, key=f"w|{section}|{key}", format="%.2f"
                 )
+                notes[(section, key)] = st.empty()  # filled with the weight used, below
                 values.append((key, Decimal(repr(round(value, 4)))))
             entered[section] = values
     sections, problems = sections_from_entered(entered)
@@ -783,6 +790,9 @@ def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
     for section, items in engine.weights:
         if section not in used:  # all zero: keep the run's own weights for this group
             used[section] = items
+    for section, items in used.items():
+        for key, weight in items:
+            notes[(section, key)].caption(f"used: {float(weight):.4f}")
     return tuple((s, used[s]) for s, _ in engine.weights), problems
 
 
