@@ -208,6 +208,38 @@ def test_portfolio_filters_narrow_the_accounts(
     assert at.metric[0].value == str(int((expected["health_tier"] == "Critical").sum()))
 
 
+def test_portfolio_shows_deltas_arr_by_tier_and_what_moved(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, latest = two_runs
+    at = app(runs_dir, monkeypatch).run()
+    metrics = {m.label: m for m in at.metric}
+    before = scores_csv(runs_dir, first)["final_score"].median()
+    after = scores_csv(runs_dir, latest)["final_score"].median()
+    assert metrics["Median score"].value == f"{after:.1f}"
+    assert metrics["Median score"].proto.delta == f"{after - before:+.1f}"
+    # #6 is newly capped (a critical signal) in 2026-10
+    assert metrics["Capped by signals"].proto.delta == "+1"
+    assert metrics["Accounts"].proto.delta == "+0"
+    # ARR from the context written into 2026-10 only: no delta
+    assert metrics["ARR"].value == "250,000"
+    assert metrics["ARR"].proto.delta == ""
+    arr = table(at, "tier", "accounts", "arr", "arr_share_pct").set_index("tier")
+    assert arr["arr"].to_dict() == {
+        "Champion": 0.0,
+        "Healthy": 50000.0,
+        "At Risk": 120000.0,
+        "Critical": 80000.0,
+        "Insufficient Data": 0.0,
+    }
+    assert arr.loc["At Risk", "arr_share_pct"] == 48.0
+    movers = table(at, "what", "dimension", "accounts down", "accounts up", "points")
+    # changes.csv: the cap −21.9473 (#6); active users −2.9437 (#1) and −3.5250 (#2)
+    assert movers.iloc[0].tolist() == ["Qualitative cap", "", 1, 0, -21.9]
+    assert movers.iloc[1].tolist() == ["Active users", "adoption_engagement", 2, 0, -6.5]
+    assert "0 account(s) scored for the first time; 0 lost their score." in texts(at.markdown)
+
+
 # --------------------------------------------------------------------------------------------
 # Accounts
 

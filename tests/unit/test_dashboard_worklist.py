@@ -121,3 +121,24 @@ def test_account_changes_are_the_biggest_parts_with_raw_before_and_after() -> No
         ["Qualitative cap", "—", "—", -12.0],
         ["Exes", "50%", "20%", -3.2],
     ]
+
+
+def test_portfolio_movers_and_appeared_and_lost_accounts() -> None:
+    text = (
+        "account_id,account_name,previous_final,final,change,previous_tier,tier,part,dimension,"
+        "raw_before,raw_after,points_change\n"
+        "A,Alpha,85.0,70.0,-15.0,Healthy,At Risk,x_pct,d,50,20,-3.2000\n"
+        "B,Beta,42.0,43.0,1.0,Critical,Critical,x_pct,d,10,12,1.0000\n"
+        "C,Gamma,40.0,38.0,-2.0,Critical,Critical,x_pct,d,10,5,-2.0000\n"
+        "C,Gamma,40.0,38.0,-2.0,Critical,Critical,rounding,,,,0.0100\n"
+        "N,New,,60.0,,,At Risk,appeared,,,,60.0000\n"
+        "L,Lost,50.0,,,Critical,Insufficient Data,lost_score,,,,-50.0000\n"
+    )
+    changes = frames.parse_changes("r2", text.encode())
+    movers = frames.metric_movers(changes, {("d", "x_pct"): ("Exes", "%")})
+    assert movers.values.tolist() == [["Exes", "d", 2, 1, -4.2]]
+    appeared, lost = frames.appeared_and_lost(changes)
+    assert appeared["account_id"].tolist() == ["N"]
+    assert lost["account_id"].tolist() == ["L"]
+    shown = frames.arr_by_tier(frames.parse_scores("r", SCORES.encode()), ORDER)
+    assert shown["arr"].tolist() == [5000.0, 0.0, 10000.0, 170000.0, 70000.0]

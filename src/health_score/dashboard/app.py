@@ -21,6 +21,7 @@ import sys
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
@@ -341,15 +342,58 @@ def no_runs_page(location: str, runs: list[RunInfo]) -> None:
 # Views
 
 
-def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) -> None:
+def delta(now: float | None, before: float | None, fmt: str) -> str | None:
+    if now is None or before is None:
+        return None
+    return format(now - before, fmt)
+
+
+def portfolio_view(
+    scores: pd.DataFrame,
+    shown: pd.DataFrame,
+    order: list[str],
+    earlier: pd.DataFrame | None = None,
+    changes: pd.DataFrame | None = None,
+    labels: dict[tuple[str, str], tuple[str, str]] | None = None,
+) -> None:
+    """``earlier``: the previous period's scores under the same filters (for the deltas)."""
     st.header("Portfolio")
-    scored = shown["final_score"].dropna()
-    cols = st.columns(4)
-    cols[0].metric("Accounts", f"{len(shown):,}", help=f"of {len(scores):,} in the run")
-    cols[1].metric("Median score", f"{scored.median():.1f}" if len(scored) else "—")
-    cols[2].metric("Capped by signals", f"{int(shown['qualitative_override'].sum()):,}")
+    now = frames.kpis(shown)
+    before = frames.kpis(earlier) if earlier is not None else {}
+    if earlier is not None:
+        st.caption("Deltas are against the previous period, with the same filters.")
+    cols = st.columns(5)
+    cols[0].metric(
+        "Accounts",
+        f"{len(shown):,}",
+        delta(now["accounts"], before.get("accounts"), "+,.0f"),
+        delta_color="off",
+        help=f"of {len(scores):,} in the run",
+    )
+    median = now["median_score"]
+    cols[1].metric(
+        "Median score",
+        "—" if median is None else f"{median:.1f}",
+        delta(median, before.get("median_score"), "+.1f"),
+    )
+    cols[2].metric(
+        "Capped by signals",
+        f"{int(now['capped'] or 0):,}",
+        delta(now["capped"], before.get("capped"), "+,.0f"),
+        delta_color="inverse",
+    )
+    coverage = now["median_coverage"]
     cols[3].metric(
-        "Median coverage", f"{shown['coverage_pct'].median():.0f}%" if len(shown) else "—"
+        "Median coverage",
+        "—" if coverage is None else f"{coverage:.0f}%",
+        delta(coverage, before.get("median_coverage"), "+.0f"),
+    )
+    arr = now["arr"]
+    cols[4].metric(
+        "ARR",
+        "—" if arr is None else f"{arr:,.0f}",
+        delta(arr, before.get("arr"), "+,.0f"),
+        help="Sum of the ARR from Salesforce of the accounts shown",
     )
 
     counts = frames.tier_counts(shown, order)
@@ -404,6 +448,57 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
         )
         .properties(height=260),
     )
+
+    left, right = st.columns(2)
+    left.subheader("ARR by tier")
+    by_tier = frames.arr_by_tier(shown, order)
+    if shown["arr"].notna().any():
+        left.altair_chart(
+            alt.Chart(by_tier)
+            .mark_bar()
+            .encode(
+                x=alt.X("tier:N", sort=order, title=None, axis=alt.Axis(labelAngle=0)),
+                y=alt.Y("arr:Q", title="ARR"),
+                color=alt.Color("tier:N", scale=tier_scale(order), legend=None),
+                tooltip=["tier", "accounts", alt.Tooltip("arr:Q", format=",.0f"), "arr_share_pct"],
+            )
+            .properties(height=240),
+        )
+        left.dataframe(
+            by_tier,
+            hide_index=True,
+            column_config={
+                "arr": st.column_config.NumberColumn("ARR", format="localized"),
+                "arr_share_pct": st.column_config.NumberColumn("ARR share %", format="%.1f"),
+            },
+        )
+    else:
+        left.info("No ARR in this run (Salesforce context was not extracted).")
+    right.subheader("What moved the portfolio")
+    if changes is None:
+        right.info("No earlier period to compare with.")
+        return
+    movers = frames.metric_movers(changes, labels or {})
+    if movers.empty:
+        right.write("No metric moved any account's score.")
+    else:
+        right.caption(
+            "Summed over every account: points gained or lost through each metric (and the cap) "
+            "since the previous period."
+        )
+        right.dataframe(
+            movers,
+            hide_index=True,
+            column_config={"points": st.column_config.NumberColumn(format="%+.1f")},
+        )
+    appeared, lost = frames.appeared_and_lost(changes)
+    right.write(
+        f"{len(appeared):,} account(s) scored for the first time; {len(lost):,} lost their score."
+    )
+    for title, frame in (("New", appeared), ("Lost a score", lost)):
+        if len(frame):
+            with right.expander(f"{title} ({len(frame):,})"):
+                st.dataframe(frame, hide_index=True)
 
 
 def open_account(account_id: str) -> None:
@@ -1163,7 +1258,9 @@ def validity_view(location: str, runs: list[RunInfo]) -> None:
 # Page
 
 
-def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> dict[str, Any]:
+    """The sidebar's filters as ``frames.filter_scores`` arguments (everything chosen: None, so
+    the previous period is filtered alike even when it had other tiers or segments)."""
     st.sidebar.subheader("Filters")
     segments = sorted(scores["segment"].unique())
     chosen_segments = st.sidebar.multiselect("Segment", segments, default=segments, key="f-seg")
@@ -1173,13 +1270,12 @@ def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     capped = st.sidebar.radio(
         "Capped by signals", ("all", "capped", "not capped"), horizontal=True, key="f-cap"
     )
-    return frames.filter_scores(
-        scores,
-        segments=chosen_segments,
-        tiers=chosen_tiers,
-        coverage=coverage,
-        capped=None if capped == "all" else capped == "capped",
-    )
+    return {
+        "segments": None if chosen_segments == segments else chosen_segments,
+        "tiers": None if chosen_tiers == present else chosen_tiers,
+        "coverage": coverage,
+        "capped": None if capped == "all" else capped == "capped",
+    }
 
 
 def main() -> None:
@@ -1220,7 +1316,8 @@ def main() -> None:
         config = config_of(location, run.run_id)
         order = tier_order_for(config, scores["health_tier"])
         if view in ("Portfolio", "Accounts"):
-            shown = sidebar_filters(scores, order)
+            filters = sidebar_filters(scores, order)
+            shown = frames.filter_scores(scores, **filters)
         st.title(f"Customer health scores — {run.period}")
         manifest = run.manifest
         st.caption(
@@ -1244,7 +1341,17 @@ def main() -> None:
                 for r in broken:
                     st.text(r.problem)
         if view == "Portfolio":
-            portfolio_view(scores, shown, order)
+            before = None
+            if earlier is not None:
+                before = frames.filter_scores(scores_of(location, earlier.run_id), **filters)
+            portfolio_view(
+                scores,
+                shown,
+                order,
+                before,
+                changes_of(location, run.run_id),
+                labels_of(location, run.run_id),
+            )
         elif view == "Accounts":
             with_change = frames.with_change(
                 shown, scores_of(location, earlier.run_id) if earlier else None

@@ -753,3 +753,72 @@ def readable_metrics(
         )
     columns = ["metric", "dimension", "value", "green / red", "score", "weight %", "points"]
     return pd.DataFrame(out, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# Portfolio deltas
+
+
+def kpis(scores: pd.DataFrame) -> dict[str, float | None]:
+    """The Portfolio's headline figures (None when there is nothing to take a median of)."""
+    scored = scores["final_score"].dropna()
+    return {
+        "accounts": float(len(scores)),
+        "median_score": float(scored.median()) if len(scored) else None,
+        "capped": float(scores["qualitative_override"].sum()),
+        "median_coverage": float(scores["coverage_pct"].median()) if len(scores) else None,
+        "arr": float(scores["arr"].sum()) if scores["arr"].notna().any() else None,
+    }
+
+
+def arr_by_tier(scores: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Accounts and ARR per tier (tiers without accounts kept), highest tier first."""
+    rows = []
+    known = float(scores["arr"].fillna(0.0).sum())
+    for tier in order:
+        mine = scores[scores["health_tier"] == tier]
+        arr = float(mine["arr"].fillna(0.0).sum())
+        rows.append(
+            {
+                "tier": tier,
+                "accounts": len(mine),
+                "arr": arr,
+                "arr_share_pct": round(100 * arr / known, 1) if known else 0.0,
+            }
+        )
+    return pd.DataFrame(rows, columns=["tier", "accounts", "arr", "arr_share_pct"])
+
+
+def metric_movers(
+    changes: pd.DataFrame, labels: Mapping[tuple[str, str], tuple[str, str]], top: int = 10
+) -> pd.DataFrame:
+    """The parts (metrics, the cap, weights, coverage) that moved the most points across the
+    portfolio since the previous period: accounts moved down and up, and the points in all."""
+    parts = changes[~changes["part"].isin(NOT_A_CHANGE) & (changes["points_change"].abs() >= 0.05)]
+    if parts.empty:
+        return pd.DataFrame(columns=["what", "dimension", "accounts down", "accounts up", "points"])
+    grouped = parts.groupby(["dimension", "part"], sort=False)["points_change"]
+    table = pd.DataFrame(
+        {
+            "down": grouped.apply(lambda p: int((p < 0).sum())),
+            "up": grouped.apply(lambda p: int((p > 0).sum())),
+            "points": grouped.sum().round(1),
+        }
+    ).reset_index()
+    table["what"] = [
+        label_of(labels, d, p) if d else ("Qualitative cap" if p == "cap" else _readable(p))
+        for d, p in zip(table["dimension"], table["part"], strict=True)
+    ]
+    table = table.reindex(table["points"].abs().sort_values(ascending=False, kind="stable").index)
+    out = table.rename(columns={"down": "accounts down", "up": "accounts up"})
+    columns = ["what", "dimension", "accounts down", "accounts up", "points"]
+    return out[columns].head(top).reset_index(drop=True)
+
+
+def appeared_and_lost(changes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accounts scored now and not in the previous period, and those that lost their score."""
+    columns = ["account_id", "account_name", "previous_final", "final", "tier", "previous_tier"]
+    keep = [c for c in columns if c in changes.columns]
+    appeared = changes[changes["part"] == "appeared"][keep].reset_index(drop=True)
+    lost = changes[changes["part"] == "lost_score"][keep].reset_index(drop=True)
+    return appeared, lost
