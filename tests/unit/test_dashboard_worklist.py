@@ -83,6 +83,9 @@ def test_labels_and_units_come_from_description_and_unit() -> None:
     assert frames.with_unit("48.3", "days") == "48.3 days"
     assert frames.with_unit(float("nan"), "days") == "—"
     assert frames.with_unit(1.0, "flag") == "1"
+    assert frames.with_unit("55.1939", "h") == "55.2 h"
+    assert frames.with_unit(480.967, "min") == "481 min"
+    assert frames.with_unit(0.004, "%") == "0%"
 
 
 def test_costs_rank_weight_times_the_points_short_of_100() -> None:

@@ -386,7 +386,7 @@ def portfolio_view(
     cols[3].metric(
         "Median coverage",
         "—" if coverage is None else f"{coverage:.0f}%",
-        delta(coverage, before.get("median_coverage"), "+.0f"),
+        delta(coverage, before.get("median_coverage"), "+.1f"),
     )
     arr = now["arr"]
     cols[4].metric(
@@ -408,7 +408,7 @@ def portfolio_view(
         alt.Chart(counts)
         .mark_bar()
         .encode(
-            x=alt.X("tier:N", sort=order, title=None),
+            x=alt.X("tier:N", sort=order, title=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("accounts:Q"),
             color=alt.Color("tier:N", scale=tier_scale(order), legend=None),
             tooltip=["tier", "accounts", "share_pct"],

@@ -610,6 +610,7 @@ def worklist(scores: pd.DataFrame, order: Sequence[str]) -> tuple[pd.DataFrame, 
             )
         ]
         out = frame.assign(
+            arr=frame["arr"].round(0),
             tier_chip=frame["health_tier"].map(tier_chip),
             previous_tier=frame["previous_tier"].map(tier_chip),
             capped_by=capped,
@@ -637,7 +638,12 @@ def with_unit(value: object, unit: str) -> str:
     """A raw value as a person reads it: ``12 %``, ``3 days``, ``—`` when missing."""
     if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
         return "—"
-    text = f"{float(str(value)):g}" if not isinstance(value, str) else value
+    try:
+        number = float(str(value))
+    except ValueError:  # not a number: shown as it is
+        text = str(value)
+    else:  # one decimal from 1 up (55.1939 h → 55.2 h), two below (0.004 → 0)
+        text = f"{round(number, 1 if abs(number) >= 1 else 2):g}"
     if unit in ("", "flag", "category", "points"):
         return text
     return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
