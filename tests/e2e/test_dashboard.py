@@ -145,7 +145,8 @@ def texts(elements: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    "view", ["Portfolio", "Accounts", "Account drill-down", "What-if", "Trends"]
+    "view",
+    ["Portfolio", "Accounts", "Account drill-down", "Alerts", "What-if", "Trends", "Operations"],
 )
 def test_each_view_renders_from_a_fixture_run_without_exceptions(
     view: str, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -484,6 +485,45 @@ def test_a_run_without_alerts_says_so(
     (folder / MANIFEST).write_text(json.dumps(manifest))
     at = open_view(app(tmp_path / "runs", monkeypatch), "Alerts")
     assert "This run has no alerts" in at.info[0].value
+
+
+# --------------------------------------------------------------------------------------------
+# Operations
+
+
+def test_operations_shows_which_credentials_are_set_and_each_sources_status(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    folder = copy_run(runs_dir / latest, tmp_path / "runs", latest)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["sources"] = {
+        "jira": {"status": "ok", "accounts_with_data": 20, "requests": 3, "seconds": 1.5},
+        "looker": {"status": "failed", "error": "HTTP 503 from looker", "notes": ["retried 3x"]},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    for name in ("INTERCOM_API_TOKEN", "JIRA_EMAIL", "LOOKER_CLIENT_ID", "LOOKER_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JIRA_BASE_URL", "https://example.atlassian.net")
+    monkeypatch.setenv("JIRA_EMAIL", "ops@example.com")
+    monkeypatch.setenv("JIRA_API_TOKEN", "a-secret-token-value")
+    at = open_view(app(tmp_path / "runs", monkeypatch), "Operations")
+    credentials = table(at, "source", "credentials", "to set").set_index("source")
+    assert credentials.loc["jira", "credentials"] == "set"
+    assert credentials.loc["intercom"].tolist() == ["missing", "INTERCOM_API_TOKEN"]
+    assert "a-secret-token-value" not in str(credentials.to_dict())
+    sources = table(at, "source", "status").set_index("source")
+    assert sources.loc["jira", ["status", "accounts with data", "requests"]].tolist() == [
+        "ok",
+        20,
+        3,
+    ]
+    assert sources.loc["looker", ["status", "error", "notes"]].tolist() == [
+        "failed",
+        "HTTP 503 from looker",
+        "retried 3x",
+    ]
+    assert "Salesforce write-back: skipped (dry run)." in texts(at.markdown)
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from health_score.alerts import read_alerts
 from health_score.backtest.report import verdict
-from health_score.config import ConfigError, load_scoring_config
+from health_score.config import SOURCE_NAMES, ConfigError, load_scoring_config
 from health_score.dashboard import frames
 from health_score.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
 from health_score.dashboard.runs import (
@@ -70,6 +70,7 @@ from health_score.dashboard.whatif import (
 from health_score.envfile import load_local_env
 from health_score.loaders.csv_output import METRIC_COLUMNS
 from health_score.scoring.spec import ScoringConfig
+from health_score.sources.credentials import missing_credentials
 
 DEFAULT_RUNS_DIR = "output/runs"
 VIEWS = (
@@ -80,6 +81,7 @@ VIEWS = (
     "What-if",
     "Trends",
     "Validity",
+    "Operations",
 )
 DRILLDOWN = "Account drill-down"
 TIER_COLOURS = {
@@ -860,6 +862,58 @@ def alerts_view(location: str, run: RunInfo) -> None:
     st.dataframe(table, hide_index=True)
 
 
+def operations_view(run: RunInfo) -> None:
+    """Which sources could log in from here, and how each source did in this run."""
+    st.header("Operations")
+    st.subheader("Credentials on this machine")
+    st.caption("Only whether each source's variables are set here; values are never shown.")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "source": source,
+                    "credentials": "set" if why is None else "missing",
+                    "to set": why or "",
+                }
+                for source in SOURCE_NAMES
+                for why in [missing_credentials(source, os.environ)]
+            ]
+        ),
+        hide_index=True,
+    )
+    st.subheader(f"Sources in run {run.run_id}")
+    sources = run.manifest.get("sources")
+    if not isinstance(sources, dict) or not sources:
+        st.info("This run's manifest lists no sources (a run from a raw file, or an older run).")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "source": name,
+                        "status": str(info.get("status", "?")),
+                        "accounts with data": info.get("accounts_with_data"),
+                        "requests": info.get("requests"),
+                        "seconds": info.get("seconds"),
+                        "error": str(info.get("error") or ""),
+                        "notes": "; ".join(str(n) for n in info.get("notes") or []),
+                    }
+                    for name, info in sources.items()
+                    if isinstance(info, dict)
+                ]
+            ),
+            hide_index=True,
+        )
+    writeback = run.manifest.get("writeback")
+    if isinstance(writeback, dict):
+        reason = writeback.get("reason")
+        st.write(
+            f"Salesforce write-back: {writeback.get('status', '?')}"
+            + (f" ({reason})" if reason else "")
+            + "."
+        )
+
+
 def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
     """One slider per weight, grouped as in weights.yaml; returns the re-normalised set."""
 
@@ -1365,6 +1419,8 @@ def main() -> None:
             whatif_view(location, run, scores, order)
         elif view == "Validity":
             validity_view(location, runs)
+        elif view == "Operations":
+            operations_view(run)
         else:
             trends_view(location, run, runs, order)
     except RunError as exc:
