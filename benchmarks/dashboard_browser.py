@@ -97,15 +97,53 @@ def measure(url: str, chromium: Path, repeats: int) -> dict[str, list[float]]:
     return times
 
 
+def synthetic_history(out: Path, accounts: int, months: int) -> Path:
+    """``months`` monthly runs of ``accounts`` from synthetic raw files, as benchmarks/dashboard.py
+    makes them (quicker than the demo's sandbox at 10,000 accounts), kept under ``out``."""
+    from dashboard import period_of, write_raw
+    from health_score.pipeline import RunOptions, run
+
+    home = out / f"synthetic-{accounts}"
+    runs_dir = home / "runs"
+    home.mkdir(parents=True, exist_ok=True)
+    done = {p.name.split("_")[0] for p in runs_dir.iterdir()} if runs_dir.is_dir() else set()
+    for index in range(months):
+        period = period_of(index, months)
+        if period in done:
+            continue
+        raw = home / f"raw-{period}.csv"
+        write_raw(raw, accounts, 0.08 if index else 0.0, f"bench-{period}")
+        summary = run(
+            RunOptions(
+                config_dir=REPO / "config",
+                from_raw=raw,
+                period=period,
+                runs_dir=str(runs_dir),
+                output=home / f"scores-{period}.csv",
+            )
+        )
+        assert summary.run_id is not None, summary.messages
+        raw.unlink()
+    return runs_dir
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", type=Path)
     parser.add_argument("--accounts", type=int, default=10000)
+    parser.add_argument(
+        "--synthetic", type=int, metavar="MONTHS", help="runs from synthetic raw files instead"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "build" / "screenshots")
     parser.add_argument("--chromium", type=Path, default=Path("/usr/bin/chromium"))
     args = parser.parse_args()
-    runs_dir = args.runs_dir or demo_history(args.out.resolve(), args.accounts)
+    if args.runs_dir:
+        runs_dir = args.runs_dir
+    elif args.synthetic:
+        runs_dir = synthetic_history(args.out.resolve(), args.accounts, args.synthetic)
+    else:
+        runs_dir = demo_history(args.out.resolve(), args.accounts)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"serving {runs_dir}; load average {os.getloadavg()[0]:.1f}")
     with served(runs_dir.resolve(), args.out / "streamlit-bench.log") as url:
