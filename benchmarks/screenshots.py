@@ -120,8 +120,11 @@ def served(runs_dir: Path, log: Path) -> Iterator[str]:
 
 def wait_drawn(page: Any) -> None:
     """Until Streamlit has finished the script run and the charts had a moment to draw."""
+    page.wait_for_timeout(300)  # the run the click asked for has started
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState"
+        " === 'notRunning'",
+        timeout=300_000,
     )
     page.wait_for_timeout(1200)
 
