@@ -752,7 +752,7 @@ def drilldown_view(
             alt.Chart(hist)
             .mark_line(point=True)
             .encode(
-                x=alt.X("period:N"),
+                x=alt.X("period:N", title=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
                 y=alt.Y("final_score:Q", scale=alt.Scale(domain=[0, 100])),
                 tooltip=["period", "run_id", "final_score", "health_tier"],
             )
@@ -1112,7 +1112,7 @@ def trends_view(location: str, run: RunInfo, runs: list[RunInfo], order: list[st
         alt.Chart(mix)
         .mark_bar()
         .encode(
-            x=alt.X("period:N"),
+            x=alt.X("period:N", title=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
             y=alt.Y("share_pct:Q", title="share %", stack="zero"),
             color=alt.Color("tier:N", scale=tier_scale(order), sort=order),
             order=alt.Order("tier_rank:Q"),
