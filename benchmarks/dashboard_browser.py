@@ -54,7 +54,7 @@ def measure(url: str, chromium: Path, repeats: int) -> dict[str, list[float]]:
                 page = browser.new_page(viewport={"width": 1500, "height": 1100})
                 start = time.perf_counter()
                 page.goto(url, wait_until="domcontentloaded")
-                page.get_by_role("heading", name="Portfolio").wait_for(timeout=180_000)
+                page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=180_000)
                 page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=60_000)
                 took = settle(page, start)
                 if attempt == 0:
@@ -66,7 +66,7 @@ def measure(url: str, chromium: Path, repeats: int) -> dict[str, list[float]]:
 
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Portfolio").wait_for(timeout=180_000)
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=180_000)
             settle(page, time.perf_counter())
             sidebar = page.get_by_test_id("stSidebarUserContent")
             for row in range(repeats):

@@ -141,7 +141,7 @@ def shoot(url: str, target: Path, chromium: Path) -> None:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             start = time.perf_counter()
             page.goto(url, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Portfolio").wait_for(timeout=120_000)
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=120_000)
             wait_drawn(page)
             print(f"  first render {time.perf_counter() - start:.1f} s")
             sidebar = page.get_by_test_id("stSidebarUserContent")

@@ -135,7 +135,7 @@ def test_the_served_dashboard_shows_the_portfolio_in_a_real_browser(served: str)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Portfolio").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=30_000)
             page.get_by_text("Customer health scores — 2026-10").wait_for(timeout=10_000)
             page.get_by_role("heading", name="Score distribution").wait_for(timeout=10_000)
             page.locator("canvas, svg").first.wait_for(timeout=20_000)  # a chart was drawn
@@ -157,7 +157,7 @@ def test_the_validity_page_draws_its_charts_in_a_real_browser(served_history: st
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served_history, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Portfolio").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=30_000)
             page.get_by_text("Validity", exact=True).click()
             page.get_by_role("heading", name="Validity: does the score predict churn?").wait_for(
                 timeout=30_000
@@ -207,7 +207,7 @@ def test_the_journey_open_worklist_click_the_top_account_see_why_and_what_change
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served_two_periods, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Portfolio").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=30_000)
             page.get_by_test_id("stSidebarUserContent").get_by_text("Accounts", exact=True).click()
             page.get_by_role("heading", name="Accounts").wait_for(timeout=30_000)
             grid = page.locator('[data-testid="stDataFrame"]').first
