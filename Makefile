@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d'
 SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint format bench package clean dashboard lock check-python test-pythons
+.PHONY: help setup demo test lint format bench package clean dashboard lock check-python test-pythons screenshots
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,6 +68,9 @@ bench: setup ## the speed and size benchmarks (figures in the README)
 	$(PY) benchmarks/dashboard.py
 	$(PY) benchmarks/lambda_bundle.py
 	$(PY) benchmarks/import_graph.py
+
+screenshots: setup ## every dashboard page at 250 and 10,000 accounts (build/screenshots, Chromium)
+	$(PY) benchmarks/screenshots.py --accounts 250 10000 --out build/screenshots
 
 package: setup ## build the Lambda zip (build/lambda.zip) from requirements/lambda.txt
 	$(PY) -m health_score.lambda_package --output build/lambda.zip

@@ -795,6 +795,8 @@ def dashboard_command(args: argparse.Namespace) -> int:
         str(args.port),
         "--browser.gatherUsageStats",
         "false",
+        "--server.fileWatcherType",
+        "none",
     ]
     if args.runs_dir:
         command += ["--", "--runs-dir", str(args.runs_dir)]

@@ -7,9 +7,11 @@ numbers come from those artifacts or from calling the scoring package directly.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import shutil
+import tomllib
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -65,7 +67,30 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     runs_dir = base / "runs"
     first = make_run(EXAMPLE, runs_dir, "2026-09")
     second = make_run(edited_raw(base / "raw-2026-10.csv", SECOND_PERIOD), runs_dir, "2026-10")
+    with_context(runs_dir / second / "scores.csv", CONTEXT)
     return runs_dir, first, second
+
+
+#: Salesforce context written into the 2026-10 run's scores.csv: owner, ARR, renewal date, days.
+CONTEXT = {
+    "001Sb0000000006IAA": ("Dana Scully", "120000", "2026-12-15", "45"),
+    "001Sb0000000001IAA": ("Fox Mulder", "50000", "2027-06-01", "213"),
+    "001Sb0000000004IAA": ("Dana Scully", "80000", "2026-12-14", "44"),
+}
+
+
+def with_context(path: Path, context: dict[str, tuple[str, str, str, str]]) -> None:
+    """Fill the owner, arr, renewal_date and days_to_renewal cells of some accounts."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["account_id"] in context:
+            cells = context[row["account_id"]]
+            row.update(zip(("owner", "arr", "renewal_date", "days_to_renewal"), cells, strict=True))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @pytest.fixture
@@ -120,7 +145,8 @@ def texts(elements: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    "view", ["Portfolio", "Accounts", "Account drill-down", "What-if", "Trends"]
+    "view",
+    ["Portfolio", "Accounts", "Account drill-down", "Alerts", "What-if", "Trends", "Operations"],
 )
 def test_each_view_renders_from_a_fixture_run_without_exceptions(
     view: str, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
@@ -183,6 +209,38 @@ def test_portfolio_filters_narrow_the_accounts(
     assert at.metric[0].value == str(int((expected["health_tier"] == "Critical").sum()))
 
 
+def test_portfolio_shows_deltas_arr_by_tier_and_what_moved(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, first, latest = two_runs
+    at = app(runs_dir, monkeypatch).run()
+    metrics = {m.label: m for m in at.metric}
+    before = scores_csv(runs_dir, first)["final_score"].median()
+    after = scores_csv(runs_dir, latest)["final_score"].median()
+    assert metrics["Median score"].value == f"{after:.1f}"
+    assert metrics["Median score"].proto.delta == f"{after - before:+.1f}"
+    # #6 is newly capped (a critical signal) in 2026-10
+    assert metrics["Capped by signals"].proto.delta == "+1"
+    assert metrics["Accounts"].proto.delta == "+0"
+    # ARR from the context written into 2026-10 only: no delta
+    assert metrics["ARR"].value == "250,000"
+    assert metrics["ARR"].proto.delta == ""
+    arr = table(at, "tier", "accounts", "arr", "arr_share_pct").set_index("tier")
+    assert arr["arr"].to_dict() == {
+        "Champion": 0.0,
+        "Healthy": 50000.0,
+        "At Risk": 120000.0,
+        "Critical": 80000.0,
+        "Insufficient Data": 0.0,
+    }
+    assert arr.loc["At Risk", "arr_share_pct"] == 48.0
+    movers = table(at, "what", "dimension", "accounts down", "accounts up", "points")
+    # changes.csv: the cap −21.9473 (#6); active users −2.9437 (#1) and −3.5250 (#2)
+    assert movers.iloc[0].tolist() == ["Qualitative cap", "", 1, 0, -21.9]
+    assert movers.iloc[1].tolist() == ["Active users", "adoption_engagement", 2, 0, -6.5]
+    assert "0 account(s) scored for the first time; 0 lost their score." in texts(at.markdown)
+
+
 # --------------------------------------------------------------------------------------------
 # Accounts
 
@@ -194,28 +252,98 @@ def test_the_accounts_table_shows_change_since_the_previous_period(
     before = scores_csv(runs_dir, first).set_index("account_id")["final_score"]
     after = scores_csv(runs_dir, latest).set_index("account_id")["final_score"]
     at = open_view(app(runs_dir, monkeypatch), "Accounts")
-    table = at.dataframe[0].value.set_index("account_id")
-    assert len(table) == len(after)
+    shown = pd.concat([at.dataframe[0].value, at.dataframe[1].value]).set_index("Account ID")
+    assert len(shown) == len(after)
     for account_id in SECOND_PERIOD:
         change = round(after[account_id] - before[account_id], 1)
-        assert table.loc[account_id, "change"] == pytest.approx(change)
-    assert table.loc["001Sb0000000006IAA", "previous_tier"] == "Healthy"
-    assert table.loc["001Sb0000000006IAA", "health_tier"] == "At Risk"
+        assert shown.loc[account_id, "Change"] == pytest.approx(change)
+    assert shown.loc["001Sb0000000006IAA", "Previous tier"] == "🔵 Healthy"
+    assert shown.loc["001Sb0000000006IAA", "Tier"] == "🟠 At Risk"
 
 
-def test_searching_and_sorting_the_accounts_table(
+def test_the_worklist_puts_worsened_tiers_and_drops_first_and_insufficient_data_apart(
     runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = open_view(app(runs_dir, monkeypatch), "Accounts")
-    at.text_input(key="account-search").input("tyrell").run()
-    names = at.dataframe[0].value["account_name"].tolist()
-    assert names and all("Tyrell" in n for n in names)
-    at.text_input(key="account-search").input("").run()
-    at.selectbox(key="sort-by").set_value("coverage_pct")
-    at.toggle(key="sort-desc").set_value(False).run()
-    coverage = at.dataframe[0].value["coverage_pct"].tolist()
-    assert coverage == sorted(coverage)
+    worklist = at.dataframe[0].value
+    assert list(worklist.columns) == [
+        "Account",
+        "Owner",
+        "Tier",
+        "Score",
+        "Change",
+        "Previous tier",
+        "ARR",
+        "Renewal",
+        "Days to renewal",
+        "Coverage %",
+        "Capped by",
+        "Segment",
+        "Account ID",
+    ]
+    # #6 Healthy → At Risk (−21.9) and #1 Champion → Healthy (−6.5) worsened; #2 dropped 6.2
+    # within Healthy; then the lowest scores: #14 23.0 (it rose 4.8: a rise is no drop), #4 29.3.
+    assert worklist["Account"].head(5).tolist() == [
+        "Cyberdyne Hotels #6",
+        "Aperture Retail #1",
+        "Tyrell Logistics #2",
+        "Tyrell Foods #14",
+        "Gringotts Travel #4",
+    ]
+    assert "⚪ Insufficient Data" not in set(worklist["Tier"])
+    apart = at.dataframe[1].value
+    assert apart["Account"].tolist() == ["Nakatomi Hotels #13"]
+    assert at.subheader[0].value == "Insufficient Data (1)"
     assert at.get("download_button")[0].proto.label == "Download CSV"
+
+
+def test_worklist_filters_owner_tier_worsened_and_renewal_window(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    at.multiselect(key="f-owner").set_value(["Dana Scully"]).run()
+    assert at.dataframe[0].value["Account"].tolist() == [
+        "Cyberdyne Hotels #6",
+        "Gringotts Travel #4",
+    ]
+    first = at.dataframe[0].value.iloc[0]
+    assert (first["Owner"], first["ARR"], first["Renewal"], first["Days to renewal"]) == (
+        "Dana Scully",
+        120000.0,
+        "2026-12-15",
+        45.0,
+    )
+    at.multiselect(key="f-owner").set_value([]).run()
+    at.toggle(key="f-worsened").set_value(True).run()
+    assert at.dataframe[0].value["Account"].tolist() == [
+        "Cyberdyne Hotels #6",
+        "Aperture Retail #1",
+    ]
+    at.toggle(key="f-worsened").set_value(False).run()
+    at.number_input(key="f-renewal").set_value(44).run()
+    assert at.dataframe[0].value["Account"].tolist() == ["Gringotts Travel #4"]
+    at.number_input(key="f-renewal").set_value(0)
+    at.toggle(key="f-new-critical").set_value(True).run()  # nobody became Critical
+    assert at.dataframe[0].value.empty
+
+
+def test_searching_the_accounts_table(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    at.text_input(key="account-search").input("tyrell").run()
+    names = at.dataframe[0].value["Account"].tolist()
+    assert names and all("Tyrell" in n for n in names)
+
+
+def test_clicking_a_worklist_row_opens_its_drilldown(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Accounts")
+    assert at.session_state["worklist-ids"][0] == "001Sb0000000006IAA"
+    at.session_state["open_account"] = "001Sb0000000006IAA"  # what the row click's callback sets
+    at.run()
+    assert at.sidebar.radio(key="view").value == "Account drill-down"
+    assert at.selectbox(key="account").value == "001Sb0000000006IAA"
+    assert at.header[0].value == "Account drill-down"
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,11 +369,11 @@ def test_selecting_an_account_shows_its_metrics_and_their_points_sum_to_its_scor
     at.selectbox(key="account").set_value(account_id).run()
     assert not at.exception, at.exception
 
-    metrics = table(at, "dimension", "metric", "status", "raw_value")
-    assert metrics["metric"].tolist() == detail["metric"].tolist()
-    assert {"raw_value", "green", "yellow", "red", "normalised_score", "effective_weight"} <= set(
-        metrics.columns
+    metrics = table(
+        at, "metric", "dimension", "value", "green / red", "score", "weight %", "points", exact=True
     )
+    assert metrics["dimension"].tolist() == detail["dimension"].tolist()
+    assert len(metrics) == len(detail)
     assert metrics["points"].sum() == pytest.approx(score["quantitative_score"], abs=0.05)
     parts = table(at, "part", "dimension", "points")
     assert parts["points"].sum() == pytest.approx(score["final_score"], abs=0.05)
@@ -256,6 +384,56 @@ def test_selecting_an_account_shows_its_metrics_and_their_points_sum_to_its_scor
     missing = detail[detail["status"] != "scored"]["metric"].tolist()
     if missing:
         assert table(at, "dimension", "metric", "status", exact=True)["metric"].tolist() == missing
+
+
+def test_the_drilldown_says_what_changed_in_plain_words(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Account drill-down")
+    at.selectbox(key="account").set_value("001Sb0000000001IAA").run()
+    shown = texts(at.markdown)
+    assert "Score 93.5 → 87.0 (-6.5) since the previous period; tier Champion → Healthy." in shown
+    # changes.csv: feature_breadth_pct 48.3 → 10 (−3.5906 points), active_user_pct 51.4 → 12
+    # (−2.9437), labels and units from thresholds.yaml.
+    assert (
+        "- **Product modules in use**: 48.3% → 10%, -3.6 points\n"
+        "- **Active users**: 51.4% → 12%, -2.9 points"
+    ) in shown
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Owner"] == "Fox Mulder"
+    assert metrics["ARR"] == "50,000"
+    assert metrics["Renewal"] == "2027-06-01"
+    assert metrics["Tier"] == "🔵 Healthy"
+
+    at.selectbox(key="account").set_value("001Sb0000000006IAA").run()
+    shown = texts(at.markdown)
+    assert "Score 86.9 → 65.0 (-21.9) since the previous period; tier Healthy → At Risk." in shown
+    assert "- **Qualitative cap**: -21.9 points" in shown
+
+
+def test_the_drilldown_names_the_metrics_costing_the_most_points(
+    two_runs: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    detail = pd.read_csv(io.StringIO(metric_csv(runs_dir / latest)), dtype={"account_id": str})
+    detail = detail[(detail["account_id"] == "001Sb0000000001IAA") & (detail["status"] == "scored")]
+    cost = detail["effective_weight"] * (100 - detail["normalised_score"])
+    top = detail.loc[cost.sort_values(ascending=False).index[:5], "metric"].tolist()
+    at = open_view(app(runs_dir, monkeypatch), "Account drill-down")
+    at.selectbox(key="account").set_value("001Sb0000000001IAA").run()
+    bullets = next(m.value for m in at.markdown if "costs" in str(m.value)).split("\n")
+    assert len(bullets) == 5
+    labels = {
+        "active_user_pct": "Active users",
+        "feature_breadth_pct": "Product modules in use",
+    }
+    # active users at 12 % and modules at 10 % score 0 in this run: both are among the top 5
+    assert {"active_user_pct", "feature_breadth_pct"} <= set(top)
+    for label in labels.values():
+        line = next(b for b in bullets if f"**{label}**" in b)
+        assert "(Adoption & Engagement)" in line
+        assert "scores 0/100" in line
+    assert any("**Active users** (Adoption & Engagement): 12%, scores 0/100" in b for b in bullets)
 
 
 def test_the_drilldown_shows_the_account_history_across_runs(
@@ -270,6 +448,82 @@ def test_the_drilldown_shows_the_account_history_across_runs(
         "Rule **critical_1** matched: 1+ Critical signal (any confidence) → cap at 65, "
         "which lowered the score."
     ) in texts(at.markdown)
+
+
+# --------------------------------------------------------------------------------------------
+# Alerts
+
+
+def test_the_alerts_view_lists_this_runs_alerts_and_their_delivery(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_view(app(runs_dir, monkeypatch), "Alerts")
+    assert at.header[0].value == "Alerts"
+    alerts = table(at, "rule", "account", "alert", "reason", "drivers")
+    six = alerts[alerts["account_id"] == "001Sb0000000006IAA"]
+    assert six["rule"].tolist() == ["tier_worsened", "score_drop_10"]
+    assert six["reason"].tolist() == ["tier Healthy → At Risk", "final score 86.9 → 65.0 (−21.9)"]
+    assert six["drivers"].tolist() == ["cap -21.9473 pts", "cap -21.9473 pts"]
+    one = alerts[alerts["account_id"] == "001Sb0000000001IAA"].iloc[0]
+    assert one["drivers"] == (
+        "adoption_engagement.feature_breadth_pct -3.5906 pts (48.3 → 10); "
+        "adoption_engagement.active_user_pct -2.9437 pts (51.4 → 12)"
+    )
+    caption = texts(at.caption)
+    assert "Delivery: Salesforce: skipped (dry run); Slack: skipped (dry run)." in caption
+    assert f"{len(alerts)} alert(s)" in caption
+
+
+def test_a_run_without_alerts_says_so(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    folder = copy_run(runs_dir / latest, tmp_path / "runs", latest)
+    (folder / "alerts.csv").unlink()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.pop("alerts", None)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    at = open_view(app(tmp_path / "runs", monkeypatch), "Alerts")
+    assert "This run has no alerts" in at.info[0].value
+
+
+# --------------------------------------------------------------------------------------------
+# Operations
+
+
+def test_operations_shows_which_credentials_are_set_and_each_sources_status(
+    two_runs: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs_dir, _, latest = two_runs
+    folder = copy_run(runs_dir / latest, tmp_path / "runs", latest)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["sources"] = {
+        "jira": {"status": "ok", "accounts_with_data": 20, "requests": 3, "seconds": 1.5},
+        "looker": {"status": "failed", "error": "HTTP 503 from looker", "notes": ["retried 3x"]},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    for name in ("INTERCOM_API_TOKEN", "JIRA_EMAIL", "LOOKER_CLIENT_ID", "LOOKER_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JIRA_BASE_URL", "https://example.atlassian.net")
+    monkeypatch.setenv("JIRA_EMAIL", "ops@example.com")
+    monkeypatch.setenv("JIRA_API_TOKEN", "a-secret-token-value")
+    at = open_view(app(tmp_path / "runs", monkeypatch), "Operations")
+    credentials = table(at, "source", "credentials", "to set").set_index("source")
+    assert credentials.loc["jira", "credentials"] == "set"
+    assert credentials.loc["intercom"].tolist() == ["missing", "INTERCOM_API_TOKEN"]
+    assert "a-secret-token-value" not in str(credentials.to_dict())
+    sources = table(at, "source", "status").set_index("source")
+    assert sources.loc["jira", ["status", "accounts with data", "requests"]].tolist() == [
+        "ok",
+        20,
+        3,
+    ]
+    assert sources.loc["looker", ["status", "error", "notes"]].tolist() == [
+        "failed",
+        "HTTP 503 from looker",
+        "retried 3x",
+    ]
+    assert "Salesforce write-back: skipped (dry run)." in texts(at.markdown)
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +562,9 @@ def test_moving_a_weight_gives_the_migration_that_direct_scoring_gives(
         "adoption_engagement": Decimal("0.1429"),
         "relationship_expansion": Decimal("0.5143"),
     }
+    # each slider says the weight used under it
+    assert "used: 0.5143" in texts(at.caption)
+    assert "used: 0.1429" in texts(at.caption)
 
     expected = migration_from_direct_scoring(runs_dir / latest, churn)
     matrix = table(at, index="from \\ to")
@@ -325,6 +582,11 @@ def test_moving_a_weight_gives_the_migration_that_direct_scoring_gives(
     assert off_diagonal > 0  # the change is big enough to move someone
     assert at.metric[0].value == str(off_diagonal)
     assert len(table(at, "account_id", "account_name", "score_before")) == off_diagonal
+
+
+def test_the_streamlit_config_turns_the_file_watcher_off() -> None:
+    settings = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert settings["server"]["fileWatcherType"] == "none"
 
 
 def test_a_group_set_to_all_zero_is_refused_and_keeps_the_runs_weights(
@@ -435,10 +697,9 @@ def test_a_run_written_before_cap_value_shows_its_caps(
     rewrite_as_old_scores(old / "scores.csv")
     capped = "001Sb0000000006IAA"  # critical signal in the second period: capped at 65
     at = open_view(app(runs, monkeypatch), "Accounts")
-    shown = at.dataframe[0].value.set_index("account_id")
-    assert shown.loc[capped, "qualitative_override"]
-    assert (shown.loc[capped, "modifier_applied"], shown.loc[capped, "cap_value"]) == ("", 65.0)
-    assert shown.loc[capped, "cap_rule"] == "critical_1"
+    shown = at.dataframe[0].value.set_index("Account ID")
+    assert shown.loc[capped, "Capped by"] == "critical_1 (65)"
+    assert shown.loc["001Sb0000000001IAA", "Capped by"] == ""
     at.sidebar.radio(key="view").set_value("Account drill-down").run()
     at.selectbox(key="account").set_value(capped).run()
     assert not at.exception, at.exception

@@ -135,7 +135,7 @@ def test_the_served_dashboard_shows_the_portfolio_in_a_real_browser(served: str)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Portfolio").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=30_000)
             page.get_by_text("Customer health scores — 2026-10").wait_for(timeout=10_000)
             page.get_by_role("heading", name="Score distribution").wait_for(timeout=10_000)
             page.locator("canvas, svg").first.wait_for(timeout=20_000)  # a chart was drawn
@@ -157,7 +157,7 @@ def test_the_validity_page_draws_its_charts_in_a_real_browser(served_history: st
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served_history, wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Portfolio").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=30_000)
             page.get_by_text("Validity", exact=True).click()
             page.get_by_role("heading", name="Validity: does the score predict churn?").wait_for(
                 timeout=30_000
@@ -174,6 +174,61 @@ def test_the_validity_page_draws_its_charts_in_a_real_browser(served_history: st
             if shot:
                 page.screenshot(path=shot, full_page=True)
             assert charts.count() == 3
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def served_two_periods(tmp_path: Path) -> Iterator[str]:
+    """The dashboard over the AppTest fixture's two periods (with owner, ARR and renewal)."""
+    from tests.e2e.test_dashboard import CONTEXT, EXAMPLE, SECOND_PERIOD, make_run, with_context
+    from tests.raw_support import edited_raw
+
+    runs_dir = tmp_path / "runs"
+    make_run(EXAMPLE, runs_dir, "2026-09")
+    second = make_run(edited_raw(tmp_path / "raw-2026-10.csv", SECOND_PERIOD), runs_dir, "2026-10")
+    with_context(runs_dir / second / "scores.csv", CONTEXT)
+    yield from serve(runs_dir, tmp_path)
+
+
+def test_the_journey_open_worklist_click_the_top_account_see_why_and_what_changed(
+    served_two_periods: str,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1800})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(served_two_periods, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Portfolio", exact=True).wait_for(timeout=30_000)
+            page.get_by_test_id("stSidebarUserContent").get_by_text("Accounts", exact=True).click()
+            page.get_by_role("heading", name="Accounts").wait_for(timeout=30_000)
+            grid = page.locator('[data-testid="stDataFrame"]').first
+            grid.wait_for(timeout=20_000)
+            page.wait_for_timeout(800)  # the grid draws on a canvas
+            box = grid.bounding_box()
+            assert box is not None
+            # The top row (Cyberdyne Hotels #6: Healthy → At Risk, −21.9): its row marker.
+            page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)
+            page.get_by_role("heading", name="Account drill-down").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Why this score").wait_for(timeout=10_000)
+            page.get_by_text(
+                "Score 86.9 → 65.0 (-21.9) since the previous period; tier Healthy → At Risk."
+            ).wait_for(timeout=10_000)
+            page.get_by_text("Qualitative cap").first.wait_for(timeout=10_000)
+            page.get_by_text("Dana Scully").wait_for(timeout=10_000)
+            page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=20_000)
+            page.wait_for_timeout(1000)
+            shot = os.environ.get("HSM_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot, full_page=True)
             assert page.locator('[data-testid="stException"]').count() == 0
             assert not errors, errors
         finally:

@@ -81,6 +81,47 @@ def test_the_candidate_weights_yaml_keeps_comments_and_loads_with_exactly_those_
     assert weight_sections(load_scoring_config(folder)) == candidate
 
 
+def test_the_candidate_changes_only_the_numbers_that_moved_byte_for_byte() -> None:
+    original = (
+        "# Weights, edited by hand\r\n"
+        "health_score:   # the two components\r\n"
+        "  churn_risk_weight:   0.60   # most of it\r\n"
+        "  platform_value_weight: 0.40\r\n"
+        "\r\n"
+        "churn_risk:\r\n"
+        "  support_health: 0.250 # three decimals, kept\r\n"
+        "  financial_contract:  .25\r\n"
+        "  adoption_engagement: 0.5\r\n"
+    )
+    weights = (
+        (
+            "health_score",
+            (("churn_risk_weight", Decimal("0.7")), ("platform_value_weight", Decimal("0.3"))),
+        ),
+        (
+            "churn_risk",
+            (
+                ("support_health", Decimal("0.25")),
+                ("financial_contract", Decimal("0.25")),
+                ("adoption_engagement", Decimal("0.5")),
+            ),
+        ),
+    )
+    assert rewrite_weights_yaml(original, weights) == (
+        "# Weights, edited by hand\r\n"
+        "health_score:   # the two components\r\n"
+        "  churn_risk_weight:   0.7   # most of it\r\n"
+        "  platform_value_weight: 0.3\r\n"
+        "\r\n"
+        "churn_risk:\r\n"
+        "  support_health: 0.250 # three decimals, kept\r\n"
+        "  financial_contract:  .25\r\n"
+        "  adoption_engagement: 0.5\r\n"
+    )
+    unmoved = (weights[1],)
+    assert rewrite_weights_yaml(original, unmoved) == original
+
+
 def test_a_weights_file_in_flow_style_gets_a_plain_candidate_that_loads(tmp_path: Path) -> None:
     candidate = candidate_weights()
     flow = "".join(

@@ -19,17 +19,23 @@ import hmac
 import os
 import sys
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd  # type: ignore[import-untyped]  # pandas ships no type information
 import streamlit as st
+import yaml
+from streamlit.delta_generator import DeltaGenerator
 
+from health_score.alerts import read_alerts
 from health_score.backtest.report import verdict
-from health_score.config import ConfigError, load_scoring_config
+from health_score.config import SOURCE_NAMES, ConfigError, load_scoring_config
 from health_score.dashboard import frames
 from health_score.dashboard.demo import DEFAULT_DEMO_ACCOUNTS, demo_available, first_run
 from health_score.dashboard.runs import (
+    CHANGES,
     CONFIG_FILES,
     RAW,
     SCORES,
@@ -64,15 +70,35 @@ from health_score.dashboard.whatif import (
 from health_score.envfile import load_local_env
 from health_score.loaders.csv_output import METRIC_COLUMNS
 from health_score.scoring.spec import ScoringConfig
+from health_score.sources.credentials import missing_credentials
 
 DEFAULT_RUNS_DIR = "output/runs"
-VIEWS = ("Portfolio", "Accounts", "Account drill-down", "What-if", "Trends", "Validity")
+VIEWS = (
+    "Portfolio",
+    "Accounts",
+    "Account drill-down",
+    "Alerts",
+    "What-if",
+    "Trends",
+    "Validity",
+    "Operations",
+)
+DRILLDOWN = "Account drill-down"
 TIER_COLOURS = {
     "Champion": "#1a9850",
     "Healthy": "#91cf60",
     "At Risk": "#fdae61",
     "Critical": "#d73027",
     "Insufficient Data": "#9e9e9e",
+}
+#: One colour per dimension (and the cap), the same on every account's page.
+DIMENSION_COLOURS = {
+    "support_health": "#4c78a8",
+    "financial_contract": "#f58518",
+    "adoption_engagement": "#54a24b",
+    "relationship_expansion": "#b279a2",
+    "platform_value": "#72b7b2",
+    frames.CAP_PART: "#e45756",
 }
 PRETTY = {
     "health_score": "Health Score components",
@@ -82,6 +108,7 @@ PRETTY = {
     "adoption_engagement": "Adoption & Engagement",
     "relationship_expansion": "Relationship & Expansion",
     "platform_value": "Platform Value",
+    frames.CAP_PART: "Qualitative cap",
 }
 
 
@@ -233,6 +260,41 @@ def event_table_of(
         return f"The history cannot be read: {exc}"
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def labels_of(location: str, run_id: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(dimension, metric) → (label, unit): the run's thresholds.yaml ``description``/``unit``,
+    else those of the default config (runs written before they existed)."""
+    defaults = yaml.safe_load(
+        resources.files("health_score.defaults").joinpath("thresholds.yaml").read_text("utf-8")
+    )
+    labels = frames.metric_labels(defaults if isinstance(defaults, dict) else {})
+    data = reader_for(location).read(run_id, CONFIG_FILES[1])
+    try:
+        own = yaml.safe_load(data) if data else None
+    except yaml.YAMLError:
+        own = None
+    if isinstance(own, dict):
+        for key, (label, unit) in frames.metric_labels(own).items():
+            fallback = labels.get(key)
+            labels[key] = fallback if fallback is not None and not unit else (label, unit)
+    return labels
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def changes_of(location: str, run_id: str) -> pd.DataFrame | None:
+    """The run's changes.csv, or None for a run without one (the first, or an older run)."""
+    data = reader_for(location).read(run_id, CHANGES)
+    return None if data is None else frames.parse_changes(run_id, data)
+
+
+def dimension_scale(names: list[str]) -> alt.Scale:
+    palette = ["#9d755d", "#bab0ac", "#eeca3b", "#ff9da6"]
+    extra = sorted(n for n in set(names) if n not in DIMENSION_COLOURS)
+    colours = {**DIMENSION_COLOURS, **{n: palette[i % 4] for i, n in enumerate(extra)}}
+    domain = [n for n in colours if n in set(names)]
+    return alt.Scale(domain=[PRETTY.get(n, n) for n in domain], range=[colours[n] for n in domain])
+
+
 def tier_order_for(config: ScoringConfig | str, seen: pd.Series) -> list[str]:
     labels = [t.label for t in config.tiers] if isinstance(config, ScoringConfig) else []
     return frames.tier_order(labels, seen.dropna().unique())
@@ -282,15 +344,58 @@ def no_runs_page(location: str, runs: list[RunInfo]) -> None:
 # Views
 
 
-def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) -> None:
+def delta(now: float | None, before: float | None, fmt: str) -> str | None:
+    if now is None or before is None:
+        return None
+    return format(now - before, fmt)
+
+
+def portfolio_view(
+    scores: pd.DataFrame,
+    shown: pd.DataFrame,
+    order: list[str],
+    earlier: pd.DataFrame | None = None,
+    changes: pd.DataFrame | None = None,
+    labels: dict[tuple[str, str], tuple[str, str]] | None = None,
+) -> None:
+    """``earlier``: the previous period's scores under the same filters (for the deltas)."""
     st.header("Portfolio")
-    scored = shown["final_score"].dropna()
-    cols = st.columns(4)
-    cols[0].metric("Accounts", f"{len(shown):,}", help=f"of {len(scores):,} in the run")
-    cols[1].metric("Median score", f"{scored.median():.1f}" if len(scored) else "—")
-    cols[2].metric("Capped by signals", f"{int(shown['qualitative_override'].sum()):,}")
+    now = frames.kpis(shown)
+    before = frames.kpis(earlier) if earlier is not None else {}
+    if earlier is not None:
+        st.caption("Deltas are against the previous period, with the same filters.")
+    cols = st.columns(5)
+    cols[0].metric(
+        "Accounts",
+        f"{len(shown):,}",
+        delta(now["accounts"], before.get("accounts"), "+,.0f"),
+        delta_color="off",
+        help=f"of {len(scores):,} in the run",
+    )
+    median = now["median_score"]
+    cols[1].metric(
+        "Median score",
+        "—" if median is None else f"{median:.1f}",
+        delta(median, before.get("median_score"), "+.1f"),
+    )
+    cols[2].metric(
+        "Capped by signals",
+        f"{int(now['capped'] or 0):,}",
+        delta(now["capped"], before.get("capped"), "+,.0f"),
+        delta_color="inverse",
+    )
+    coverage = now["median_coverage"]
     cols[3].metric(
-        "Median coverage", f"{shown['coverage_pct'].median():.0f}%" if len(shown) else "—"
+        "Median coverage",
+        "—" if coverage is None else f"{coverage:.0f}%",
+        delta(coverage, before.get("median_coverage"), "+.1f"),
+    )
+    arr = now["arr"]
+    cols[4].metric(
+        "ARR",
+        "—" if arr is None else f"{arr:,.0f}",
+        delta(arr, before.get("arr"), "+,.0f"),
+        help="Sum of the ARR from Salesforce of the accounts shown",
     )
 
     counts = frames.tier_counts(shown, order)
@@ -305,7 +410,7 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
         alt.Chart(counts)
         .mark_bar()
         .encode(
-            x=alt.X("tier:N", sort=order, title=None),
+            x=alt.X("tier:N", sort=order, title=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("accounts:Q"),
             color=alt.Color("tier:N", scale=tier_scale(order), legend=None),
             tooltip=["tier", "accounts", "share_pct"],
@@ -320,7 +425,9 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
         alt.Chart(hist)
         .mark_bar()
         .encode(
-            x=alt.X("bin_start:Q", bin=alt.Bin(step=5, extent=[0, 100]), title="final score"),
+            x=alt.X(
+                "bin_start:Q", bin="binned", scale=alt.Scale(domain=[0, 100]), title="final score"
+            ),
             x2="bin_end:Q",
             y=alt.Y("sum(accounts):Q", title="accounts"),
             color=alt.Color("health_tier:N", scale=tier_scale(order), title="tier"),
@@ -334,7 +441,9 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
         alt.Chart(cover)
         .mark_bar(color="#5e81ac")
         .encode(
-            x=alt.X("bin_start:Q", bin=alt.Bin(step=10, extent=[0, 100]), title="coverage %"),
+            x=alt.X(
+                "bin_start:Q", bin="binned", scale=alt.Scale(domain=[0, 100]), title="coverage %"
+            ),
             x2="bin_end:Q",
             y=alt.Y("accounts:Q"),
             tooltip=["bin_start", "bin_end", "accounts"],
@@ -342,36 +451,141 @@ def portfolio_view(scores: pd.DataFrame, shown: pd.DataFrame, order: list[str]) 
         .properties(height=260),
     )
 
+    left, right = st.columns(2)
+    left.subheader("ARR by tier")
+    by_tier = frames.arr_by_tier(shown, order)
+    if shown["arr"].notna().any():
+        left.altair_chart(
+            alt.Chart(by_tier)
+            .mark_bar()
+            .encode(
+                x=alt.X("tier:N", sort=order, title=None, axis=alt.Axis(labelAngle=0)),
+                y=alt.Y("arr:Q", title="ARR"),
+                color=alt.Color("tier:N", scale=tier_scale(order), legend=None),
+                tooltip=["tier", "accounts", alt.Tooltip("arr:Q", format=",.0f"), "arr_share_pct"],
+            )
+            .properties(height=240),
+        )
+        left.dataframe(
+            by_tier,
+            hide_index=True,
+            column_config={
+                "arr": st.column_config.NumberColumn("ARR", format="localized"),
+                "arr_share_pct": st.column_config.NumberColumn("ARR share %", format="%.1f"),
+            },
+        )
+    else:
+        left.info("No ARR in this run (Salesforce context was not extracted).")
+    right.subheader("What moved the portfolio")
+    if changes is None:
+        right.info("No earlier period to compare with.")
+        return
+    movers = frames.metric_movers(changes, labels or {})
+    if movers.empty:
+        right.write("No metric moved any account's score.")
+    else:
+        right.caption(
+            "Summed over every account: points gained or lost through each metric (and the cap) "
+            "since the previous period."
+        )
+        right.dataframe(
+            movers,
+            hide_index=True,
+            column_config={"points": st.column_config.NumberColumn(format="%+.1f")},
+        )
+    appeared, lost = frames.appeared_and_lost(changes)
+    right.write(
+        f"{len(appeared):,} account(s) scored for the first time; {len(lost):,} lost their score."
+    )
+    for title, frame in (("New", appeared), ("Lost a score", lost)):
+        if len(frame):
+            with right.expander(f"{title} ({len(frame):,})"):
+                st.dataframe(frame, hide_index=True)
 
-def accounts_view(shown: pd.DataFrame, earlier: RunInfo | None) -> None:
+
+def open_account(account_id: str) -> None:
+    """Ask the next run of the script to show ``account_id``'s drill-down."""
+    st.session_state["open_account"] = account_id
+
+
+def worklist_clicked() -> None:
+    """The worklist's row selection: open the drill-down of the row clicked."""
+    state = st.session_state.get("worklist")
+    rows = list(state.selection.rows) if state is not None else []
+    ids = st.session_state.get("worklist-ids", [])
+    if rows and rows[0] < len(ids):
+        open_account(ids[rows[0]])
+
+
+def accounts_view(shown: pd.DataFrame, earlier: RunInfo | None, order: list[str]) -> None:
     st.header("Accounts")
     if earlier is not None:
-        st.caption(f"Change is against run {earlier.run_id} (period {earlier.period}).")
+        st.caption(
+            f"Who needs attention first: tier worsened, then the biggest drop, the lowest score "
+            f"and the most ARR. Change is against run {earlier.run_id} (period {earlier.period}). "
+            "Click a row to open its drill-down."
+        )
     else:
-        st.caption("No earlier period to compare with, so there is no change column yet.")
-    search = st.text_input("Search name or id", key="account-search")
-    table = frames.account_table(frames.filter_scores(shown, search=search))
-    left, right = st.columns([3, 1])
-    sort_by = left.selectbox("Sort by", list(table.columns), index=3, key="sort-by")
-    descending = right.toggle("Descending", value=True, key="sort-desc")
-    table = table.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
+        st.caption(
+            "Lowest score first, then the most ARR; no earlier period to compare with, so there "
+            "is no change yet. Click a row to open its drill-down."
+        )
+    cols = st.columns([2, 2, 1, 1, 1])
+    search = cols[0].text_input("Search name or id", key="account-search")
+    owners = sorted(o for o in shown["owner"].unique() if o)
+    chosen_owners = cols[1].multiselect("Owner", owners, key="f-owner")
+    worsened = cols[2].toggle("Tier worsened", key="f-worsened")
+    newly = cols[3].toggle("New Critical", key="f-new-critical")
+    within = int(
+        cols[4].number_input(
+            "Renewal within (days)", 0, 3650, 0, 30, key="f-renewal", help="0: any renewal date"
+        )
+    )
+    found = frames.filter_worklist(
+        frames.filter_scores(shown, search=search),
+        order,
+        owners=chosen_owners,
+        worsened=worsened,
+        newly_critical=newly,
+        renewal_within=within or None,
+    )
+    table, apart = frames.worklist(found, order)
+    st.session_state["worklist-ids"] = table["Account ID"].tolist()
+    st.caption(
+        f"{len(table):,} accounts"
+        + (f" ({len(apart):,} with too little data below)" if len(apart) else "")
+    )
+    config = {
+        "Score": st.column_config.NumberColumn(format="%.1f"),
+        "Change": st.column_config.NumberColumn(format="%+.1f"),
+        "ARR": st.column_config.NumberColumn(format="localized"),
+        "Days to renewal": st.column_config.NumberColumn(format="%d"),
+        "Coverage %": st.column_config.NumberColumn(format="%.0f"),
+    }
     st.dataframe(
         table,
         hide_index=True,
         height=520,
-        column_config={
-            "change": st.column_config.NumberColumn(format="%+.1f"),
-            "qualitative_override": st.column_config.CheckboxColumn("capped"),
-            "modifier_applied": st.column_config.TextColumn("rule"),
-        },
+        column_config=config,
+        on_select=worklist_clicked,
+        selection_mode="single-row",
+        key="worklist",
     )
     st.download_button(
         "Download CSV",
-        frames.download_csv(table),
+        frames.download_csv(pd.concat([table, apart], ignore_index=True)),
         file_name="accounts.csv",
         mime="text/csv",
         key="download-accounts",
+        help="The accounts shown, with the filters applied.",
     )
+    if len(apart):
+        st.subheader(f"Insufficient Data ({len(apart):,})")
+        st.caption(
+            "Too little of the model's weight is backed by data to trust a score: fix the "
+            "data first (largest ARR first)."
+        )
+        st.dataframe(apart, hide_index=True, column_config=config, key="insufficient")
 
 
 def drilldown_view(
@@ -393,28 +607,84 @@ def drilldown_view(
         return
     row = scores[scores["account_id"] == account_id].iloc[0]
     rows = frames.account_metrics(metrics_of(location, run.run_id), account_id)
+    labels = labels_of(location, run.run_id)
 
-    cols = st.columns(5)
+    cols = st.columns(4)
     final = row["final_score"]
     cols[0].metric("Final score", "—" if pd.isna(final) else f"{final:.1f}")
-    cols[1].metric("Tier", row["health_tier"])
+    cols[1].metric("Tier", frames.tier_chip(str(row["health_tier"])))
+    cols[2].metric("Coverage", f"{row['coverage_pct']:.1f}%")
+    cols[3].metric("Segment", row["segment"])
+    cols = st.columns(4)
+    cols[0].metric("Owner", str(row["owner"]) or "—")
+    arr = row["arr"]
+    cols[1].metric("ARR", "—" if pd.isna(arr) else f"{arr:,.0f}")
+    cols[2].metric("Renewal", str(row["renewal_date"]) or "—")
+    days = row["days_to_renewal"]
+    cols[3].metric("Days to renewal", "—" if pd.isna(days) else f"{int(days)}")
     quantitative = row.get("quantitative_score")
-    cols[2].metric("Before cap", "—" if pd.isna(quantitative) else f"{quantitative:.1f}")
-    cols[3].metric("Coverage", f"{row['coverage_pct']:.1f}%")
-    cols[4].metric("Segment", row["segment"])
+    if not pd.isna(quantitative) and not pd.isna(final) and quantitative != final:
+        st.caption(f"{quantitative:.1f} before the qualitative cap.")
+
+    explain(location, run, row, rows, labels)
+
+    st.subheader("What makes up the score")
+    if pd.isna(final):
+        st.info("This account has no score: no metric had data.")
+    else:
+        parts = frames.contributions(rows, row.to_dict())
+        named = [
+            p if d == frames.CAP_PART else frames.label_of(labels, d, p.split(" (")[0])
+            for p, d in zip(parts["part"], parts["dimension"], strict=True)
+        ]
+        twice = {n for n in named if named.count(n) > 1}  # e.g. sessions per user
+        parts["part"] = [
+            f"{n} ({PRETTY.get(d, d)})" if n in twice else n
+            for n, d in zip(named, parts["dimension"], strict=True)
+        ]
+        total = float(parts["points"].sum())
+        st.caption(f"The parts add up to the final score ({total:.1f}).")
+        drawn = parts.assign(group=[PRETTY.get(d, d) for d in parts["dimension"]]).sort_values(
+            "points", ascending=False, kind="stable"
+        )
+        bars = alt.Chart(drawn).encode(
+            y=alt.Y(
+                "part:N",
+                sort=list(drawn["part"]),
+                title=None,
+                axis=alt.Axis(labelLimit=320, labelOverlap=False),
+            ),
+            x=alt.X("points:Q", title="points"),
+        )
+        st.altair_chart(
+            (
+                bars.mark_bar().encode(
+                    color=alt.Color(
+                        "group:N",
+                        scale=dimension_scale(list(parts["dimension"])),
+                        legend=alt.Legend(orient="bottom", title=None),
+                    ),
+                    tooltip=["part", "group", alt.Tooltip("points:Q", format=".2f")],
+                )
+                + bars.mark_text(align="left", dx=3).encode(text=alt.Text("points:Q", format=".1f"))
+            ).properties(height=max(220, 24 * len(parts))),
+        )
+        with st.expander("The parts as a table"):
+            st.dataframe(parts, hide_index=True)
 
     st.subheader("Every metric")
     st.caption(
-        f"Thresholds are those of the {row['segment']} segment. Effective weight is the metric's "
-        "share of the Health Score after missing data is redistributed; points = effective "
-        "weight × normalised score."
+        f"Thresholds are those of the {row['segment']} segment (value at green scores 100, at "
+        "red 0). Weight % is the metric's share of the Health Score after missing data is "
+        "redistributed; points = weight × score."
     )
     st.dataframe(
-        rows,
+        frames.readable_metrics(rows, labels),
         hide_index=True,
+        width="stretch",
         column_config={
-            "normalised_score": st.column_config.NumberColumn(format="%.1f"),
-            "effective_weight": st.column_config.NumberColumn(format="%.4f"),
+            "score": st.column_config.NumberColumn(format="%.1f"),
+            "weight %": st.column_config.NumberColumn(format="%.1f"),
             "points": st.column_config.NumberColumn(format="%.2f"),
         },
     )
@@ -424,27 +694,8 @@ def drilldown_view(
         file_name=f"metrics-{account_id}.csv",
         mime="text/csv",
         key="download-metrics",
+        help="Every column of the run's metric detail for this account.",
     )
-
-    st.subheader("What makes up the score")
-    if pd.isna(final):
-        st.info("This account has no score: no metric had data.")
-    else:
-        parts = frames.contributions(rows, row.to_dict())
-        total = float(parts["points"].sum())
-        st.metric("Sum of the parts", f"{total:.1f}", help="equals the final score")
-        st.altair_chart(
-            alt.Chart(parts)
-            .mark_bar()
-            .encode(
-                y=alt.Y("part:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
-                x=alt.X("points:Q", title="points"),
-                color=alt.Color("dimension:N"),
-                tooltip=["part", "dimension", alt.Tooltip("points:Q", format=".2f")],
-            )
-            .properties(height=max(220, 22 * len(parts))),
-        )
-        st.dataframe(parts, hide_index=True)
 
     left, right = st.columns(2)
     with left:
@@ -501,13 +752,166 @@ def drilldown_view(
             alt.Chart(hist)
             .mark_line(point=True)
             .encode(
-                x=alt.X("period:N"),
+                x=alt.X("period:N", title=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
                 y=alt.Y("final_score:Q", scale=alt.Scale(domain=[0, 100])),
                 tooltip=["period", "run_id", "final_score", "health_tier"],
             )
             .properties(height=220),
         )
     st.dataframe(hist, hide_index=True)
+
+
+def explain(
+    location: str,
+    run: RunInfo,
+    row: pd.Series,
+    rows: pd.DataFrame,
+    labels: dict[tuple[str, str], tuple[str, str]],
+) -> None:
+    """In plain words: what costs this account the most points, and what changed."""
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Why this score")
+        cost = frames.costs(rows, labels)
+        if cost.empty:
+            st.write("No metric costs this account points.")
+        else:
+            st.caption("The metrics costing the most points: weight × (100 − score).")
+            st.markdown(
+                "\n".join(
+                    f"- **{c.metric}** ({PRETTY.get(c.dimension, c.dimension)}): {c.value}, "
+                    f"scores {c.score:.0f}/100 — costs {c.costs_points:.1f} points"
+                    for c in cost.itertuples(index=False)
+                )
+            )
+    with right:
+        st.subheader("What changed")
+        changes = changes_of(location, run.run_id)
+        account_id = str(row["account_id"])
+        if changes is None:
+            st.write("No earlier run to compare with (this run has no changes.csv).")
+            return
+        mine = changes[changes["account_id"] == account_id]
+        if mine.empty or pd.isna(mine["previous_final"].iloc[0]):
+            st.write("No score in the previous period to compare with.")
+            return
+        first = mine.iloc[0]
+        tiers = (
+            f"tier {first['previous_tier']} → {first['tier']}"
+            if first["previous_tier"] != first["tier"]
+            else f"tier {first['tier']} unchanged"
+        )
+        st.write(
+            f"Score {first['previous_final']:.1f} → {first['final']:.1f} "
+            f"({first['change']:+.1f}) since the previous period; {tiers}."
+        )
+        moved = frames.account_changes(changes, account_id, labels)
+        if moved.empty:
+            st.write("No metric moved the score.")
+        else:
+            st.markdown(
+                "\n".join(
+                    f"- **{m.what}**: "
+                    + (f"{m.before} → {m.after}, " if m.dimension else "")
+                    + f"{m.points:+.1f} points"
+                    for m in moved.itertuples(index=False)
+                )
+            )
+
+
+def alerts_view(location: str, run: RunInfo) -> None:
+    st.header("Alerts")
+    alerts = read_alerts(reader_for(location), run.run_id)
+    if alerts.status == "absent":
+        st.info("This run has no alerts (written before alerts existed, or none configured).")
+        return
+    if alerts.status == "disabled":
+        st.info("Alerts are disabled in this run's config.")
+        return
+
+    def delivery(name: str, section: dict[str, object]) -> str:
+        if not section:
+            return f"{name}: not configured"
+        status = str(section.get("status", "?"))
+        reason = section.get("reason")
+        return f"{name}: {status}" + (f" ({reason})" if reason else "")
+
+    counts = ", ".join(f"{rule} {n}" for rule, n in sorted(alerts.by_rule.items()))
+    st.caption(
+        f"{len(alerts.rows):,} alert(s)"
+        + (f" — {counts}" if counts else "")
+        + f". Delivery: {delivery('Salesforce', alerts.salesforce)}; "
+        + f"{delivery('Slack', alerts.slack)}."
+    )
+    if not alerts.rows:
+        st.write("No account triggered an alert rule in this run.")
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "rule": a.rule,
+                "account": a.account_name or a.account_id,
+                "alert": a.alert,
+                "reason": a.reason,
+                "drivers": "; ".join(a.drivers),
+                "account_id": a.account_id,
+            }
+            for a in alerts.rows
+        ]
+    )
+    st.dataframe(table, hide_index=True)
+
+
+def operations_view(run: RunInfo) -> None:
+    """Which sources could log in from here, and how each source did in this run."""
+    st.header("Operations")
+    st.subheader("Credentials on this machine")
+    st.caption("Only whether each source's variables are set here; values are never shown.")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "source": source,
+                    "credentials": "set" if why is None else "missing",
+                    "to set": why or "",
+                }
+                for source in SOURCE_NAMES
+                for why in [missing_credentials(source, os.environ)]
+            ]
+        ),
+        hide_index=True,
+    )
+    st.subheader(f"Sources in run {run.run_id}")
+    sources = run.manifest.get("sources")
+    if not isinstance(sources, dict) or not sources:
+        st.info("This run's manifest lists no sources (a run from a raw file, or an older run).")
+    else:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "source": name,
+                        "status": str(info.get("status", "?")),
+                        "accounts with data": info.get("accounts_with_data"),
+                        "requests": info.get("requests"),
+                        "seconds": info.get("seconds"),
+                        "error": str(info.get("error") or ""),
+                        "notes": "; ".join(str(n) for n in info.get("notes") or []),
+                    }
+                    for name, info in sources.items()
+                    if isinstance(info, dict)
+                ]
+            ),
+            hide_index=True,
+        )
+    writeback = run.manifest.get("writeback")
+    if isinstance(writeback, dict):
+        reason = writeback.get("reason")
+        st.write(
+            f"Salesforce write-back: {writeback.get('status', '?')}"
+            + (f" ({reason})" if reason else "")
+            + "."
+        )
 
 
 def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
@@ -519,6 +923,7 @@ def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
 
     st.button("Reset to the run's weights", on_click=reset, key="reset-weights")
     entered: dict[str, list[tuple[str, Decimal]]] = {}
+    notes: dict[tuple[str, str], DeltaGenerator] = {}
     for section, items in engine.weights:
         with st.expander(PRETTY.get(section, section), expanded=section == "health_score"):
             values = []
@@ -526,6 +931,7 @@ def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
                 value = st.slider(
                     key, 0.0, 1.0, float(weight), 0.01, key=f"w|{section}|{key}", format="%.2f"
                 )
+                notes[(section, key)] = st.empty()  # filled with the weight used, below
                 values.append((key, Decimal(repr(round(value, 4)))))
             entered[section] = values
     sections, problems = sections_from_entered(entered)
@@ -533,6 +939,9 @@ def weight_inputs(engine: WhatIf) -> tuple[WeightSet, dict[str, str]]:
     for section, items in engine.weights:
         if section not in used:  # all zero: keep the run's own weights for this group
             used[section] = items
+    for section, items in used.items():
+        for key, weight in items:
+            notes[(section, key)].caption(f"used: {float(weight):.4f}")
     return tuple((s, used[s]) for s, _ in engine.weights), problems
 
 
@@ -703,7 +1112,7 @@ def trends_view(location: str, run: RunInfo, runs: list[RunInfo], order: list[st
         alt.Chart(mix)
         .mark_bar()
         .encode(
-            x=alt.X("period:N"),
+            x=alt.X("period:N", title=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)),
             y=alt.Y("share_pct:Q", title="share %", stack="zero"),
             color=alt.Color("tier:N", scale=tier_scale(order), sort=order),
             order=alt.Order("tier_rank:Q"),
@@ -903,7 +1312,9 @@ def validity_view(location: str, runs: list[RunInfo]) -> None:
 # Page
 
 
-def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> dict[str, Any]:
+    """The sidebar's filters as ``frames.filter_scores`` arguments (everything chosen: None, so
+    the previous period is filtered alike even when it had other tiers or segments)."""
     st.sidebar.subheader("Filters")
     segments = sorted(scores["segment"].unique())
     chosen_segments = st.sidebar.multiselect("Segment", segments, default=segments, key="f-seg")
@@ -913,13 +1324,12 @@ def sidebar_filters(scores: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     capped = st.sidebar.radio(
         "Capped by signals", ("all", "capped", "not capped"), horizontal=True, key="f-cap"
     )
-    return frames.filter_scores(
-        scores,
-        segments=chosen_segments,
-        tiers=chosen_tiers,
-        coverage=coverage,
-        capped=None if capped == "all" else capped == "capped",
-    )
+    return {
+        "segments": None if chosen_segments == segments else chosen_segments,
+        "tiers": None if chosen_tiers == present else chosen_tiers,
+        "coverage": coverage,
+        "capped": None if capped == "all" else capped == "capped",
+    }
 
 
 def main() -> None:
@@ -947,6 +1357,10 @@ def main() -> None:
     run_id = st.sidebar.selectbox(
         "Period / run", newest_first, format_func=lambda i: by_id[i].label, key="run_id"
     )
+    opened = st.session_state.pop("open_account", None)
+    if opened is not None:  # a worklist row was clicked: its drill-down
+        st.session_state["view"] = DRILLDOWN
+        st.session_state["account"] = opened
     view = st.sidebar.radio("View", VIEWS, key="view")
     run = by_id[run_id]
 
@@ -956,7 +1370,8 @@ def main() -> None:
         config = config_of(location, run.run_id)
         order = tier_order_for(config, scores["health_tier"])
         if view in ("Portfolio", "Accounts"):
-            shown = sidebar_filters(scores, order)
+            filters = sidebar_filters(scores, order)
+            shown = frames.filter_scores(scores, **filters)
         st.title(f"Customer health scores — {run.period}")
         manifest = run.manifest
         st.caption(
@@ -980,18 +1395,32 @@ def main() -> None:
                 for r in broken:
                     st.text(r.problem)
         if view == "Portfolio":
-            portfolio_view(scores, shown, order)
+            before = None
+            if earlier is not None:
+                before = frames.filter_scores(scores_of(location, earlier.run_id), **filters)
+            portfolio_view(
+                scores,
+                shown,
+                order,
+                before,
+                changes_of(location, run.run_id),
+                labels_of(location, run.run_id),
+            )
         elif view == "Accounts":
             with_change = frames.with_change(
                 shown, scores_of(location, earlier.run_id) if earlier else None
             )
-            accounts_view(with_change, earlier)
-        elif view == "Account drill-down":
+            accounts_view(with_change, earlier, order)
+        elif view == DRILLDOWN:
             drilldown_view(location, run, runs, scores, order)
+        elif view == "Alerts":
+            alerts_view(location, run)
         elif view == "What-if":
             whatif_view(location, run, scores, order)
         elif view == "Validity":
             validity_view(location, runs)
+        elif view == "Operations":
+            operations_view(run)
         else:
             trends_view(location, run, runs, order)
     except RunError as exc:

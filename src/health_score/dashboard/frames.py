@@ -507,3 +507,324 @@ def signal_table(inputs: Sequence[SignalLike]) -> pd.DataFrame:
         )
     columns = ["input", "kind", "coverage", "AUC", "95 % interval", "events"]
     return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# The worklist (Accounts) and the drill-down's explanation
+
+#: A coloured mark before each tier name: the worklist's tier chips.
+TIER_CHIPS = {
+    "Champion": "🟢",
+    "Healthy": "🔵",
+    "At Risk": "🟠",
+    "Critical": "🔴",
+    INSUFFICIENT_DATA: "⚪",
+}
+#: The worklist's columns, as a person reads them (``account_id`` stays, for the drill-down).
+WORKLIST_COLUMNS = {
+    "account_name": "Account",
+    "owner": "Owner",
+    "tier_chip": "Tier",
+    "final_score": "Score",
+    "change": "Change",
+    "previous_tier": "Previous tier",
+    "arr": "ARR",
+    "renewal_date": "Renewal",
+    "days_to_renewal": "Days to renewal",
+    "coverage_pct": "Coverage %",
+    "capped_by": "Capped by",
+    "segment": "Segment",
+    "account_id": "Account ID",
+}
+
+
+def tier_chip(tier: str) -> str:
+    return f"{TIER_CHIPS.get(tier, '◻️')} {tier}" if tier else ""
+
+
+def tier_worsened(scores: pd.DataFrame, order: Sequence[str]) -> pd.Series:
+    """True where the tier is lower (later in ``order``, Insufficient Data aside) than in the
+    previous period."""
+    rank = {t: i for i, t in enumerate(order) if t != INSUFFICIENT_DATA}
+    now = scores["health_tier"].map(rank)
+    before = scores["previous_tier"].map(rank)
+    return (now > before).fillna(False).astype(bool)
+
+
+def new_critical(scores: pd.DataFrame, critical: str = "Critical") -> pd.Series:
+    """Critical now and not in the previous period (also when it had no previous score)."""
+    return (scores["health_tier"] == critical) & (scores["previous_tier"] != critical)
+
+
+def filter_worklist(
+    scores: pd.DataFrame,
+    order: Sequence[str],
+    *,
+    owners: Sequence[str] | None = None,
+    worsened: bool = False,
+    newly_critical: bool = False,
+    renewal_within: int | None = None,
+) -> pd.DataFrame:
+    """Rows matching every filter given (``scores`` carries the change columns)."""
+    mask = pd.Series(True, index=scores.index)
+    if owners:
+        mask &= scores["owner"].isin(list(owners))
+    if worsened:
+        mask &= tier_worsened(scores, order)
+    if newly_critical:
+        mask &= new_critical(scores)
+    if renewal_within is not None:
+        mask &= scores["days_to_renewal"].between(0, renewal_within)
+    return scores[mask]
+
+
+def attention_order(scores: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Who needs attention first: tier worsened, then the biggest drop, then the lowest score,
+    then the most ARR (at risk); ties by name. Insufficient Data rows are left to the caller."""
+    keyed = scores.assign(
+        _worse=~tier_worsened(scores, order),  # False (worsened) sorts first
+        _change=scores["change"].fillna(0.0).clip(upper=0.0),  # a rise is no drop
+        _arr=-scores["arr"].fillna(0.0),
+    )
+    keyed = keyed.sort_values(
+        ["_worse", "_change", "final_score", "_arr", "account_name", "account_id"],
+        kind="stable",
+        na_position="last",
+    )
+    return keyed.drop(columns=["_worse", "_change", "_arr"])
+
+
+def worklist(scores: pd.DataFrame, order: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(scored accounts by attention, Insufficient Data accounts by ARR) with human columns."""
+    insufficient = scores["health_tier"] == INSUFFICIENT_DATA
+    ranked = attention_order(scores[~insufficient], order)
+    apart = scores[insufficient].sort_values(
+        ["arr", "account_name"], ascending=[False, True], na_position="last", kind="stable"
+    )
+
+    def shown(frame: pd.DataFrame) -> pd.DataFrame:
+        capped = [
+            f"{rule or 'cap'} ({value:g})" if lowered else ""
+            for lowered, rule, value in zip(
+                frame["qualitative_override"], frame["cap_rule"], frame["cap_value"], strict=True
+            )
+        ]
+        out = frame.assign(
+            arr=frame["arr"].round(0),
+            tier_chip=frame["health_tier"].map(tier_chip),
+            previous_tier=frame["previous_tier"].map(tier_chip),
+            capped_by=capped,
+        )
+        return out[list(WORKLIST_COLUMNS)].rename(columns=WORKLIST_COLUMNS).reset_index(drop=True)
+
+    return shown(ranked), shown(apart)
+
+
+def metric_labels(thresholds: Mapping[str, object]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(dimension, metric) → (label, unit) from a thresholds.yaml mapping's ``description``
+    and ``unit`` keys; a metric without a description gets its name made readable."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for dim, section in thresholds.items():
+        if not isinstance(section, Mapping):
+            continue
+        for name, spec in section.items():
+            if isinstance(spec, Mapping) and "lower_is_better" in spec:
+                label = str(spec.get("description") or "") or _readable(str(name))
+                out[(str(dim), str(name))] = (label, str(spec.get("unit") or ""))
+    return out
+
+
+def with_unit(value: object, unit: str) -> str:
+    """A raw value as a person reads it: ``12 %``, ``3 days``, ``—`` when missing."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
+        return "—"
+    try:
+        number = float(str(value))
+    except ValueError:  # not a number: shown as it is
+        text = str(value)
+    else:  # one decimal from 1 up (55.1939 h → 55.2 h), two below (0.004 → 0)
+        text = f"{round(number, 1 if abs(number) >= 1 else 2):g}"
+    if unit in ("", "flag", "category", "points"):
+        return text
+    return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
+
+
+def label_of(labels: Mapping[tuple[str, str], tuple[str, str]], dim: str, metric: str) -> str:
+    return labels.get((dim, metric), (_readable(metric), ""))[0]
+
+
+def costs(
+    rows: pd.DataFrame, labels: Mapping[tuple[str, str], tuple[str, str]], top: int = 5
+) -> pd.DataFrame:
+    """The scored metrics costing the most points: effective weight × (100 − score), largest
+    first (only those costing at least 0.05 points)."""
+    scored = rows[rows["status"] == "scored"]
+    cost = scored["effective_weight"] * (100.0 - scored["normalised_score"])
+    out = pd.DataFrame(
+        {
+            "metric": [
+                label_of(labels, d, m)
+                for d, m in zip(scored["dimension"], scored["metric"], strict=True)
+            ],
+            "dimension": scored["dimension"].to_numpy(),
+            "value": [
+                with_unit(v, labels.get((d, m), ("", ""))[1])
+                for d, m, v in zip(
+                    scored["dimension"], scored["metric"], scored["raw_value"], strict=True
+                )
+            ],
+            "score": scored["normalised_score"].round(1).to_numpy(),
+            "costs_points": cost.round(1).to_numpy(),
+        }
+    )
+    out = out[out["costs_points"] >= 0.05]
+    return (
+        out.sort_values("costs_points", ascending=False, kind="stable")
+        .head(top)
+        .reset_index(drop=True)
+    )
+
+
+def parse_changes(run_id: str, data: bytes) -> pd.DataFrame:
+    """A run's ``changes.csv`` (text cells unescaped; numbers as floats)."""
+    frame = _read_text_csv(run_id, "changes.csv", data)
+    needed = ("account_id", "part", "dimension", "raw_before", "raw_after", "points_change")
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise RunError(f"run {run_id}: changes.csv lacks column(s) {', '.join(missing)}")
+    for column in frame.columns:
+        frame[column] = frame[column].map(unescape_cell)
+    numbers = [c for c in ("previous_final", "final", "change", "points_change") if c in frame]
+    _numbers(run_id, "changes.csv", frame, numbers)
+    return frame
+
+
+#: changes.csv parts that are not a metric or the cap.
+NOT_A_CHANGE = frozenset({"rounding", "unchanged", "appeared", "lost_score", "unscored"})
+
+
+def account_changes(
+    changes: pd.DataFrame,
+    account_id: str,
+    labels: Mapping[tuple[str, str], tuple[str, str]],
+    top: int = 5,
+) -> pd.DataFrame:
+    """The account's biggest changes since the previous period: what moved (raw before →
+    after) and by how many points, largest first (only those moving 0.05 points or more)."""
+    rows = changes[(changes["account_id"] == account_id) & ~changes["part"].isin(NOT_A_CHANGE)]
+    out = pd.DataFrame(
+        {
+            "what": [
+                label_of(labels, d, p) if d else ("Qualitative cap" if p == "cap" else _readable(p))
+                for d, p in zip(rows["dimension"], rows["part"], strict=True)
+            ],
+            "dimension": rows["dimension"].to_numpy(),
+            "before": [
+                with_unit(v, labels.get((d, p), ("", ""))[1])
+                for d, p, v in zip(rows["dimension"], rows["part"], rows["raw_before"], strict=True)
+            ],
+            "after": [
+                with_unit(v, labels.get((d, p), ("", ""))[1])
+                for d, p, v in zip(rows["dimension"], rows["part"], rows["raw_after"], strict=True)
+            ],
+            "points": rows["points_change"].round(1).to_numpy(),
+        }
+    )
+    out = out[out["points"].abs() >= 0.05]
+    order = out["points"].abs().sort_values(ascending=False, kind="stable").index
+    return out.reindex(order).head(top).reset_index(drop=True)
+
+
+def readable_metrics(
+    rows: pd.DataFrame, labels: Mapping[tuple[str, str], tuple[str, str]]
+) -> pd.DataFrame:
+    """The drill-down's metric table in a few narrow columns a person reads."""
+    out = []
+    for r in rows.itertuples(index=False):
+        unit = labels.get((r.dimension, r.metric), ("", ""))[1]
+        scored = r.status == "scored"
+        sign = "≤" if r.lower_is_better else "≥"
+        out.append(
+            {
+                "metric": label_of(labels, r.dimension, r.metric),
+                "dimension": r.dimension,
+                "value": with_unit(r.raw_value, unit) if scored else r.status,
+                "green / red": f"{sign} {r.green:g} / {r.red:g}"
+                if not pd.isna(r.green) and not pd.isna(r.red)
+                else "",
+                "score": round(float(r.normalised_score), 1) if scored else None,
+                "weight %": round(100 * float(r.effective_weight), 1) if scored else None,
+                "points": round(float(r.points), 2) if scored else None,
+            }
+        )
+    columns = ["metric", "dimension", "value", "green / red", "score", "weight %", "points"]
+    return pd.DataFrame(out, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# Portfolio deltas
+
+
+def kpis(scores: pd.DataFrame) -> dict[str, float | None]:
+    """The Portfolio's headline figures (None when there is nothing to take a median of)."""
+    scored = scores["final_score"].dropna()
+    return {
+        "accounts": float(len(scores)),
+        "median_score": float(scored.median()) if len(scored) else None,
+        "capped": float(scores["qualitative_override"].sum()),
+        "median_coverage": float(scores["coverage_pct"].median()) if len(scores) else None,
+        "arr": float(scores["arr"].sum()) if scores["arr"].notna().any() else None,
+    }
+
+
+def arr_by_tier(scores: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Accounts and ARR per tier (tiers without accounts kept), highest tier first."""
+    rows = []
+    known = float(scores["arr"].fillna(0.0).sum())
+    for tier in order:
+        mine = scores[scores["health_tier"] == tier]
+        arr = float(mine["arr"].fillna(0.0).sum())
+        rows.append(
+            {
+                "tier": tier,
+                "accounts": len(mine),
+                "arr": arr,
+                "arr_share_pct": round(100 * arr / known, 1) if known else 0.0,
+            }
+        )
+    return pd.DataFrame(rows, columns=["tier", "accounts", "arr", "arr_share_pct"])
+
+
+def metric_movers(
+    changes: pd.DataFrame, labels: Mapping[tuple[str, str], tuple[str, str]], top: int = 10
+) -> pd.DataFrame:
+    """The parts (metrics, the cap, weights, coverage) that moved the most points across the
+    portfolio since the previous period: accounts moved down and up, and the points in all."""
+    parts = changes[~changes["part"].isin(NOT_A_CHANGE) & (changes["points_change"].abs() >= 0.05)]
+    if parts.empty:
+        return pd.DataFrame(columns=["what", "dimension", "accounts down", "accounts up", "points"])
+    grouped = parts.groupby(["dimension", "part"], sort=False)["points_change"]
+    table = pd.DataFrame(
+        {
+            "down": grouped.apply(lambda p: int((p < 0).sum())),
+            "up": grouped.apply(lambda p: int((p > 0).sum())),
+            "points": grouped.sum().round(1),
+        }
+    ).reset_index()
+    table["what"] = [
+        label_of(labels, d, p) if d else ("Qualitative cap" if p == "cap" else _readable(p))
+        for d, p in zip(table["dimension"], table["part"], strict=True)
+    ]
+    table = table.reindex(table["points"].abs().sort_values(ascending=False, kind="stable").index)
+    out = table.rename(columns={"down": "accounts down", "up": "accounts up"})
+    columns = ["what", "dimension", "accounts down", "accounts up", "points"]
+    return out[columns].head(top).reset_index(drop=True)
+
+
+def appeared_and_lost(changes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accounts scored now and not in the previous period, and those that lost their score."""
+    columns = ["account_id", "account_name", "previous_final", "final", "tier", "previous_tier"]
+    keep = [c for c in columns if c in changes.columns]
+    appeared = changes[changes["part"] == "appeared"][keep].reset_index(drop=True)
+    lost = changes[changes["part"] == "lost_score"][keep].reset_index(drop=True)
+    return appeared, lost

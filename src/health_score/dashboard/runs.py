@@ -25,6 +25,7 @@ RAW = "raw.csv"
 SCORES = "scores.csv"
 METRICS = "metrics.npz"  # the metric-level explanation (health_score.loaders.explanation)
 LEGACY_METRICS = "metrics.csv"  # what runs written before metrics.npz hold instead
+CHANGES = "changes.csv"  # each account's change since the previous ok run, in parts
 CONFIG_FILES = ("config/weights.yaml", "config/thresholds.yaml")
 
 

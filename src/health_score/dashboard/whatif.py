@@ -135,15 +135,27 @@ def rewrite_weights_yaml(original: str, weights: WeightSet) -> str:
             continue
         item = _ITEM.match(body)
         if item and section in groups and item["key"] in groups[section]:
-            value = _number(groups[section][item["key"]])
-            out.append(f"{item['indent']}{item['key']}{item['sep']}{value}{item['rest']}{ending}")
+            wanted_value = groups[section][item["key"]]
             replaced.add((section, item["key"]))
+            if _same_number(item["value"], wanted_value):  # unmoved: the user's text, as is
+                out.append(line)
+                continue
+            value = _number(wanted_value)
+            out.append(f"{item['indent']}{item['key']}{item['sep']}{value}{item['rest']}{ending}")
             continue
         out.append(line)
     wanted = {(s, k) for s, items in weights for k, _ in items}
     if replaced != wanted:
         return plain_weights_yaml(weights)
     return "".join(out)
+
+
+def _same_number(text: str, value: Decimal) -> bool:
+    """True when ``text`` (a weights.yaml value) is the number ``value`` (``0.10`` is 0.1)."""
+    try:
+        return Decimal(text.strip()) == value
+    except ArithmeticError:  # not a plain number (a quoted string, a tag…): rewrite it
+        return False
 
 
 def plain_weights_yaml(weights: WeightSet) -> str:
