@@ -800,6 +800,12 @@ def dashboard_command(args: argparse.Namespace) -> int:
     ]
     if args.runs_dir:
         command += ["--", "--runs-dir", str(args.runs_dir)]
+    if os.name == "posix":
+        # Streamlit replaces this process, so a signal to it (Ctrl-C, kill, a supervisor's
+        # SIGTERM) reaches the server itself and never leaves it running orphaned.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, command)  # noqa: S606 - our own interpreter and app, no shell
     try:
         return subprocess.call(command)  # noqa: S603 - our own interpreter and app, no shell
     except KeyboardInterrupt:

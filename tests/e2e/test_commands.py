@@ -370,6 +370,9 @@ def test_dashboard_command_serves_on_loopback(tmp_path: Path) -> None:
             process.terminate()
             process.wait(timeout=30)
     assert f"127.0.0.1:{port}" in log.read_text(encoding="utf-8")
+    # The server is the process that was stopped (the command execs it): nothing is left serving.
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
 
 
 @pytest.mark.slow
