@@ -86,6 +86,7 @@ class Sandbox:
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
         self.data: dict[str, Any] = {}
         self.servers: dict[str, VendorServer] = {}
+        pending: list[tuple[str, Any, Knobs, Faults, int]] = []
         for index, name in enumerate(SOURCES):
             module = vendor_module(name)
             if self.timeline is None:
@@ -98,23 +99,36 @@ class Sandbox:
             fault = (faults or {}).get(name) or Faults()
             for hidden in fault.hidden_objects:  # Salesforce: objects the user cannot see
                 app.drop_object(hidden)
-            self.servers[name] = VendorServer(
-                app,
-                knobs=knobs,
-                faults=fault,
-                tls=tls if name == "salesforce" else None,
-                seed=seed * 31 + index,
-            )
-
+            pending.append((name, app, knobs, fault, index))
         # Not a data source: a Slack incoming webhook recording the alert digests it is sent.
         self.slack = SlackApp()
-        self.slack_server = VendorServer(self.slack, faults=(faults or {}).get("slack"))
+        # The servers bind their ports last, once every vendor's data exists; a failure leaves
+        # no port bound and no temporary folder behind.
+        try:
+            for name, app, knobs, fault, index in pending:
+                self.servers[name] = VendorServer(
+                    app,
+                    knobs=knobs,
+                    faults=fault,
+                    tls=tls if name == "salesforce" else None,
+                    seed=seed * 31 + index,
+                )
+            self.slack_server = VendorServer(self.slack, faults=(faults or {}).get("slack"))
+        except BaseException:
+            for server in self.servers.values():
+                server.stop()
+            self._tmp.cleanup()
+            raise
 
     # Lifecycle --------------------------------------------------------------------------------
     def start(self) -> Sandbox:
-        for server in self.servers.values():
-            server.start()
-        self.slack_server.start()
+        try:
+            for server in self.servers.values():
+                server.start()
+            self.slack_server.start()
+        except BaseException:
+            self.close()  # no server left listening, no temporary folder left behind
+            raise
         return self
 
     def stop(self) -> None:

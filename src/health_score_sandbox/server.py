@@ -220,8 +220,14 @@ class VendorServer:
         self.knobs = knobs or Knobs()
         self.faults = faults or Faults()
         self.tls = tls
-        self.port = free_port()
         self._httpd: _Server | None = None
+        if self.faults.down:
+            self.port = free_port()  # nothing will listen there: connections are refused
+        else:
+            # Bound now, not at start(): a sandbox takes seconds to generate its vendors' data
+            # between the two, and a port merely probed free could be taken meanwhile.
+            self._httpd = self._listen(0)
+            self.port = int(self._httpd.server_address[1])
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -248,13 +254,19 @@ class VendorServer:
             self.stats.clear()
 
     # Lifecycle --------------------------------------------------------------------------------
-    def start(self) -> VendorServer:
-        if self.faults.down:
-            return self  # nothing listens: connections are refused
-        httpd = _Server(("127.0.0.1", self.port), _Handler)
+    def _listen(self, port: int) -> _Server:
+        httpd = _Server(("127.0.0.1", port), _Handler)
         httpd.owner = self
         if self.tls is not None:
             httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
+        return httpd
+
+    def start(self) -> VendorServer:
+        if self.faults.down:
+            return self  # nothing listens: connections are refused
+        if self._thread is not None:
+            return self  # already serving
+        httpd = self._httpd or self._listen(self.port)  # a restart binds its port again
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever,
@@ -267,7 +279,8 @@ class VendorServer:
 
     def stop(self) -> None:
         if self._httpd is not None:
-            self._httpd.shutdown()
+            if self._thread is not None:
+                self._httpd.shutdown()  # waits for serve_forever, which only a thread runs
             self._httpd.server_close()
             self._httpd = None
         if self._thread is not None:
