@@ -223,7 +223,9 @@ def test_the_journey_open_worklist_click_the_top_account_see_why_and_what_change
                 "Score 86.9 → 65.0 (-21.9) since the previous period; tier Healthy → At Risk."
             ).wait_for(timeout=10_000)
             page.get_by_text("Qualitative cap").first.wait_for(timeout=10_000)
-            page.get_by_text("Dana Scully").wait_for(timeout=10_000)
+            # The owner beside the score (a paragraph; the grids may hold the name too).
+            owner = page.get_by_role("paragraph").filter(has_text="Dana Scully")
+            owner.first.wait_for(timeout=10_000)
             page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=20_000)
             page.wait_for_timeout(1000)
             shot = os.environ.get("HSM_SCREENSHOT")
