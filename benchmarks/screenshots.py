@@ -27,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from health_score.dashboard import streamlit_command  # noqa: E402
+
 VIEWS = ("Portfolio", "Accounts", "Account drill-down", "Alerts", "What-if", "Trends", "Validity")
 HEADINGS = {
     "What-if": "What-if: new weights",
@@ -72,23 +76,7 @@ def served(runs_dir: Path, log: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "HSM_RUNS_DIR": str(runs_dir)}
     env.pop("DASHBOARD_PASSWORD", None)
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "dashboard.py"),
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    command = streamlit_command(REPO / "dashboard.py", port, headless=True)
     with (
         log.open("wb") as output,
         subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=output) as process,

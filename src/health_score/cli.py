@@ -783,21 +783,9 @@ def dashboard_command(args: argparse.Namespace) -> int:
         print(f"error: {_extra_missing('dashboard', exc)}", file=sys.stderr)
         return EXIT_USAGE
     app = Path(str(resources.files("health_score.dashboard") / "app.py"))
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(args.port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    from health_score.dashboard import streamlit_command
+
+    command = streamlit_command(app, args.port)
     if args.runs_dir:
         command += ["--", "--runs-dir", str(args.runs_dir)]
     if os.name == "posix":

@@ -373,24 +373,9 @@ def generate(portfolio: Portfolio, section: SectionLike = None) -> Data:
                 resolved=None if resolved is None else resolved.strftime(_STAMP),
             )
         )
-    customers = sorted({c for _, c in mapped} | {i.customer for i in issues if i.customer})
-    component_names = sorted(
-        {(project, c) for project, c in mapped}
-        | {(i.project, c) for i in issues for c in i.components}
-        | {(project, area) for project in all_projects for area in PRODUCT_AREAS}
+    data = _assemble(
+        issues, projects, mapped, all_projects, custom_field, as_of, portfolio.accounts
     )
-    data = Data(
-        issues=tuple(issues),
-        projects=projects,
-        component_ids={pc: str(10100 + n) for n, pc in enumerate(component_names)},
-        customer_field=custom_field,
-        customer_options={value: str(20000 + n) for n, value in enumerate(customers)},
-        mapped=mapped,
-        index=Index(),
-        as_of=as_of,
-        accounts=portfolio.accounts,
-    )
-    data.index = build_index(data)
     data.expected = _expected(portfolio, data, settings)
     return data
 
@@ -584,6 +569,21 @@ def generate_history(
                 resolved=None if d.resolved is None else d.resolved.strftime(_STAMP),
             )
         )
+    data = _assemble(issues, projects, mapped, all_projects, custom_field, read_at, last.accounts)
+    data.expected = _expected_for(data.accounts, data, settings, read_at)
+    return data
+
+
+def _assemble(
+    issues: list[Issue],
+    projects: dict[str, Project],
+    mapped: frozenset[tuple[str, str]],
+    all_projects: Sequence[str],
+    custom_field: str,
+    as_of: datetime,
+    accounts: tuple[Account, ...],
+) -> Data:
+    """The stand-in's data from its issues: component and option ids, and the JQL index."""
     customers = sorted({c for _, c in mapped} | {i.customer for i in issues if i.customer})
     component_names = sorted(
         {(project, c) for project, c in mapped}
@@ -598,11 +598,10 @@ def generate_history(
         customer_options={value: str(20000 + n) for n, value in enumerate(customers)},
         mapped=mapped,
         index=Index(),
-        as_of=read_at,
-        accounts=last.accounts,
+        as_of=as_of,
+        accounts=accounts,
     )
     data.index = build_index(data)
-    data.expected = _expected_for(data.accounts, data, settings, read_at)
     return data
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from health_score.dashboard import streamlit_command
 from health_score.pipeline import RunOptions, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,23 +92,7 @@ def serve(runs_dir: Path, tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "HSM_RUNS_DIR": str(runs_dir)}
     env.pop("DASHBOARD_PASSWORD", None)
     log = (tmp_path / "streamlit.log").open("wb")
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "dashboard.py"),
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    command = streamlit_command(REPO / "dashboard.py", port, headless=True)
     with log, subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log) as process:
         try:
             url = f"http://127.0.0.1:{port}"

@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from health_score.pipeline import RunOptions, RunSummary, run
+from health_score.pipeline import RunSummary
 from health_score_sandbox.sandbox import Sandbox
 from tests.conftest import sandbox_config
 from tests.explanation_support import metric_rows
+from tests.periods_support import period_run as run_period
 
 ACCOUNTS = 60
-SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)  # the sandbox's date: the runs' reference now
 SEPT_END = 1_790_812_800  # 2026-10-01T00:00Z in epoch seconds
 AUG_END = 1_788_220_800  # 2026-09-01T00:00Z
 DAY = 86_400
@@ -38,19 +37,7 @@ def config_dir(tmp_path: Path, sandbox: Sandbox) -> Path:
 def period_run(
     sandbox: Sandbox, config_dir: Path, tmp_path: Path, period: str, **options: Any
 ) -> tuple[RunSummary, dict[str, Any]]:
-    summary = run(
-        RunOptions(
-            config_dir=config_dir,
-            env=sandbox.env(),
-            output=tmp_path / period / "scores.csv",
-            runs_dir=str(tmp_path / period / "runs"),
-            period=period,
-            now=SANDBOX_DATE,
-            **options,
-        )
-    )
-    assert summary.run_location is not None, summary.messages
-    manifest = json.loads((Path(summary.run_location) / "manifest.json").read_text())
+    summary, manifest, _ = run_period(sandbox, config_dir, tmp_path, period, **options)
     return summary, manifest
 
 

@@ -11,7 +11,6 @@ The expectations are recounted from the org's records with a plain loop.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 import shutil
@@ -24,14 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
-from health_score.pipeline import RunOptions, RunSummary, run
+from health_score.pipeline import RunSummary
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.server import Faults
 from health_score_sandbox.soql import FieldDef, to_id18
 from tests.conftest import DEFAULT_CONFIG
+from tests.periods_support import period_run
 
 ACCOUNTS = 40
-SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)  # the runs' reference now
 
 # Records written into the org (15-character ids; the org answers their 18-character form).
 LOST_EARLY = to_id18("006Sb00000LOST1")  # Closed Lost 2026-02-10, Amount 12345.67
@@ -125,21 +124,7 @@ def _configure(config_dir: Path, **outcomes: Any) -> None:
 def _run(
     sandbox: Sandbox, config_dir: Path, tmp_path: Path, period: str
 ) -> tuple[RunSummary, dict[str, Any], Path]:
-    summary = run(
-        RunOptions(
-            config_dir=config_dir,
-            env=sandbox.env(),
-            output=tmp_path / period / "scores.csv",
-            runs_dir=str(tmp_path / period / "runs"),
-            period=period,
-            now=SANDBOX_DATE,
-            dry_run=True,
-        )
-    )
-    assert summary.run_location is not None, summary.messages
-    folder = Path(summary.run_location)
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    return summary, manifest, folder
+    return period_run(sandbox, config_dir, tmp_path, period, dry_run=True)
 
 
 Row = tuple[str, str, str, str, Decimal | None, str]

@@ -5,8 +5,6 @@ expansions open then — read exactly as the stand-in's records say, the source 
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -16,17 +14,17 @@ from typing import Any
 
 import pytest
 
-from health_score.pipeline import RunOptions, run
 from health_score.sources.salesforce.settings import ChurnSignalFields, OpportunityFields
 from health_score_sandbox.salesforce import METRICS, Data
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.server import Faults
 from tests.conftest import sandbox_config
+from tests.periods_support import period_run as run_period
+from tests.periods_support import raw_by_account
 
 # One worker builds this module's sandbox history (make test runs --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_salesforce_periods")
 
-SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 #: Two past periods: (period, as_of, the window's start: as_of − 12 months).
 PERIODS = [
     ("2026-05", date(2026, 6, 1), date(2025, 6, 1)),
@@ -57,22 +55,8 @@ def period_run(
 ) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
     """One dry run of ``period`` on the sandbox's date: raw.csv by account_id, the manifest."""
     config_dir = sandbox_config(tmp_path / period / "config", sandbox, with_history)
-    summary = run(
-        RunOptions(
-            config_dir=config_dir,
-            env=sandbox.env(),
-            output=tmp_path / period / "scores.csv",
-            runs_dir=str(tmp_path / period / "runs"),
-            period=period,
-            now=SANDBOX_DATE,
-            dry_run=True,
-        )
-    )
-    assert summary.run_location is not None, summary.messages
-    folder = Path(summary.run_location)
-    with (folder / "raw.csv").open(encoding="utf-8") as handle:
-        rows = {r["account_id"]: r for r in csv.DictReader(handle)}
-    return rows, json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    _, manifest, folder = run_period(sandbox, config_dir, tmp_path, period, dry_run=True)
+    return raw_by_account(folder), manifest
 
 
 def cell(value: str) -> Decimal | None:

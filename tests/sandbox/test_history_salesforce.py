@@ -4,7 +4,6 @@ records kept in their month, and the real pipeline reading two past periods exac
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -14,18 +13,17 @@ from typing import Any
 
 import pytest
 
-from health_score.pipeline import RunOptions, run
 from health_score_sandbox import salesforce as sfs
 from health_score_sandbox.portfolio import build_portfolio
 from health_score_sandbox.salesforce import METRICS, Data, SignalCounts
 from health_score_sandbox.sandbox import Sandbox
 from health_score_sandbox.timeline import build_timeline, slices
 from tests.conftest import DEFAULT_CONFIG
+from tests.periods_support import period_run, raw_by_account
 
 # One worker builds this module's sandbox history (make test runs --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("test_history_salesforce")
 
-SANDBOX_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 #: 24 months: the timeline decides renewals only a year or more after an account's first month,
 #: so a 12-month history has no renewal (and no churn) at all.
 HISTORY_MONTHS = 24
@@ -274,20 +272,8 @@ def config_dir(tmp_path: Path, sandbox: Sandbox) -> Path:
 
 
 def raw_rows(sandbox: Sandbox, config_dir: Path, tmp_path: Path, period: str) -> dict[str, Any]:
-    summary = run(
-        RunOptions(
-            config_dir=config_dir,
-            env=sandbox.env(),
-            output=tmp_path / period / "scores.csv",
-            runs_dir=str(tmp_path / period / "runs"),
-            period=period,
-            now=SANDBOX_DATE,
-            dry_run=True,
-        )
-    )
-    assert summary.run_location is not None, summary.messages
-    with (Path(summary.run_location) / "raw.csv").open(encoding="utf-8") as handle:
-        return {r["account_id"]: r for r in csv.DictReader(handle)}
+    _, _, folder = period_run(sandbox, config_dir, tmp_path, period, dry_run=True)
+    return raw_by_account(folder)
 
 
 def cell(value: str) -> Decimal | None:
